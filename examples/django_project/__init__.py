@@ -1,0 +1,1 @@
+"""A minimal Django project: `interpserve examples.django_project.asgi:application`."""

@@ -1,0 +1,1 @@
+"""The example project's only app: notes kept in SQLite."""

@@ -1,0 +1,35 @@
+"""interpserve: an ASGI server whose workers are subinterpreters, each with its own GIL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interpserve.config import Config, ConfigError
+
+__all__ = ["Config", "ConfigError", "StartupError", "run"]
+__version__ = "0.1.0"
+
+
+def run(app: str, **options: Any) -> None:
+    """Serve `app` ("module:attribute") until SIGINT or SIGTERM, as the CLI would.
+
+    Options are Config's fields (host, port, workers, ...); misspelled ones raise ConfigError.
+    """
+    from interpserve.config import load_env_file
+    from interpserve.logs import configure_logging
+    from interpserve.supervisor import run_config
+
+    config = Config.from_options(app=app, **options)
+    if config.env_file:
+        load_env_file(config.env_file)
+    configure_logging(config.log_level)
+    run_config(config)
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on demand: every worker imports this package, and needs none of the front end.
+    if name == "StartupError":
+        from interpserve.pool.pool import StartupError
+
+        return StartupError
+    raise AttributeError(f"module 'interpserve' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from interpserve.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""The one `Config`: every option is a dataclass field whose metadata also makes its CLI flag
+and its `INTERPSERVE_*` environment variable, so an option is written down exactly once."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+HTTPImpl = Literal["auto", "h11", "httptools"]
+LoopImpl = Literal["auto", "asyncio", "uvloop"]
+LifespanMode = Literal["auto", "on", "off"]
+WorkerKind = Literal["interpreter", "process"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+class ConfigError(ValueError):
+    """An option has a value the server cannot use; the message is one line for the operator."""
+
+
+def option(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None) -> Any:
+    """A Config field that is also a command-line option (and an environment variable)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "metavar": metavar})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    app: str = field(default="", metadata={"help": "the ASGI app, as MODULE:ATTRIBUTE"})
+    host: str = option("127.0.0.1", "bind the socket to this host")
+    port: int = option(8000, "bind the socket to this port (0 picks a free one)")
+    workers: int | None = option(
+        None, "number of workers (default: the CPUs available to this process)"
+    )
+    worker_kind: WorkerKind = option(
+        "interpreter",
+        "where requests run: subinterpreters of this process, or child processes for apps "
+        "whose extension modules refuse subinterpreters",
+    )
+    http: HTTPImpl = option("auto", "HTTP/1.1 parser: auto picks httptools when installed")
+    loop: LoopImpl = option("auto", "front end event loop: auto picks uvloop when installed")
+    lifespan: LifespanMode = option("auto", "run the app's lifespan events in each worker")
+    timeout_keep_alive: float = option(5.0, "close idle keep-alive connections after SECONDS")
+    timeout_graceful_shutdown: float | None = option(
+        30.0, "on shutdown, wait at most SECONDS for in-flight requests"
+    )
+    log_level: LogLevel = option("info", "log level")
+    access_log: bool = option(True, "log one line per request")
+    root_path: str = option("", "ASGI root_path, for apps mounted below a path prefix")
+    factory: bool = option(False, "treat MODULE:ATTRIBUTE as a factory that returns the app")
+    app_dir: str = option(".", "look for the app's module in this directory")
+    env_file: str | None = option(None, "load environment variables from this file", metavar="PATH")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            kind = _literal_choices(f.type)
+            value = getattr(self, f.name)
+            if kind and value not in kind:
+                raise ConfigError(f"{f.name} must be one of {', '.join(kind)}, not {value!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, not {self.workers}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
+        if self.app and ":" not in self.app:
+            raise ConfigError(f'app must be given as "MODULE:ATTRIBUTE", not {self.app!r}')
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Config:
+        """Build from keyword options, rejecting misspelled ones instead of ignoring them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+        return cls(**options)
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.process_cpu_count() or 1
+
+    def worker_settings(self, worker_id: int) -> str:
+        """What a worker needs, as JSON: it crosses into a subinterpreter or a child process."""
+        app_dir = os.path.abspath(self.app_dir)
+        sys_path = [app_dir, *(p for p in sys.path if p != app_dir)]
+        return json.dumps(
+            {
+                "worker_id": worker_id,
+                "app": self.app,
+                "factory": self.factory,
+                "lifespan": self.lifespan,
+                "root_path": self.root_path,
+                "log_level": self.log_level,
+                "sys_path": sys_path,
+            }
+        )
+
+
+def _literal_choices(annotation: Any) -> tuple[str, ...]:
+    """The allowed values of a Literal alias named in a field's (string) annotation."""
+    alias = globals().get(str(annotation).split(" | ")[0])
+    return tuple(getattr(alias, "__args__", ()))
+
+
+def option_fields() -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(Config) if f.name != "app"]
+
+
+def choices_of(f: dataclasses.Field[Any]) -> tuple[str, ...]:
+    return _literal_choices(f.type)
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """KEY=VALUE lines as in a .env file: comments, blank lines, `export`, and quotes."""
+    values = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_env_file(path: str) -> None:
+    """Put a .env file's variables in the environment, where the workers will find them."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            os.environ.update(parse_env_file(file.read()))
+    except OSError as exc:
+        raise ConfigError(f"cannot read --env-file {path}: {exc.strerror}") from None

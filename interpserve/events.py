@@ -1,0 +1,123 @@
+"""Stream events: the contract between the front end and a worker.
+
+The front end turns bytes from a client into these, the wire format carries them over a
+worker's pipes, and the worker's ASGI adapter turns them into ASGI messages (and back). The
+front end never sees ASGI dicts; the worker never sees a socket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Headers = tuple[tuple[bytes, bytes], ...]
+Address = tuple[str, int]
+
+# How many request (or response) body bytes may be in flight for one request before the
+# sender waits for the receiver's Credit: it bounds memory per request in both directions.
+BODY_WINDOW = 256 * 1024
+
+
+# Front end -> worker
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    request_id: int
+    method: str
+    scheme: str
+    http_version: str
+    raw_path: bytes
+    query_string: bytes
+    headers: Headers
+    client: Address | None
+    server: Address | None
+    # True when RequestBody events follow; False means the body is empty.
+    more_body: bool
+    # The client waits for "100 Continue", sent once the app first asks for the body.
+    expect_continue: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBody:
+    request_id: int
+    data: bytes
+    more_body: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """The client went away: the app's next receive() returns http.disconnect."""
+
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Finish what is in flight, run lifespan shutdown, and stop."""
+
+
+# Both ways
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """The receiver consumed `size` body bytes of this request; the sender may send that many
+    more. A worker's first Credit for an expect-continue request is what sends 100 Continue."""
+
+    request_id: int
+    size: int
+
+
+# Worker -> front end
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReady:
+    """The app is imported and its lifespan startup is complete."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFailed:
+    """The worker could not start; `message` is one line for the operator.
+
+    `incompatible_module` names an extension module that refused to load in a subinterpreter.
+    """
+
+    message: str
+    incompatible_module: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStart:
+    request_id: int
+    status: int
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseBody:
+    request_id: int
+    data: bytes
+    more_body: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished:
+    """The app's coroutine for this request returned (or raised). A response not completed by
+    then is aborted. Until this, the request counts against the worker's load."""
+
+    request_id: int
+
+
+Event = (
+    Request
+    | RequestBody
+    | Disconnect
+    | Shutdown
+    | Credit
+    | WorkerReady
+    | WorkerFailed
+    | ResponseStart
+    | ResponseBody
+    | RequestFinished
+)

@@ -1,0 +1,219 @@
+"""One client connection: bytes from the socket go through the parser into request cycles, and
+responses go back in request order (pipelining). This layer only moves bytes and applies
+backpressure; HTTP is decided in the parser, the cycle and `response.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+from interpserve.config import Config
+from interpserve.events import Address
+from interpserve.frontend.cycle import RequestCycle
+from interpserve.frontend.http_parser import (
+    BadRequest,
+    BodyData,
+    EndOfRequest,
+    RequestHead,
+    RequestParser,
+)
+from interpserve.frontend.response import error_response, http_date
+from interpserve.pool.pool import WorkerPool
+
+logger = logging.getLogger("interpserve.error")
+
+# Stop reading from a client that has this many request body bytes, or this many pipelined
+# requests, waiting for a worker; resume once they have moved on.
+_READ_HIGH_WATER = 256 * 1024
+_MAX_QUEUED_REQUESTS = 64
+
+
+@dataclass
+class ServerState:
+    """What every connection shares: set up once by the server."""
+
+    config: Config
+    pool: WorkerPool
+    new_parser: Callable[[], RequestParser]
+    connections: set[HTTPConnection] = field(default_factory=set)
+    _date: bytes = b""
+    _date_second: int = -1
+
+    @property
+    def access_log(self) -> bool:
+        return self.config.access_log
+
+    def date(self) -> bytes:
+        now = time.time()
+        if int(now) != self._date_second:
+            self._date_second = int(now)
+            self._date = http_date(now)
+        return self._date
+
+
+class HTTPConnection(asyncio.Protocol):
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self._parser = state.new_parser()
+        self._transport: asyncio.Transport | None = None
+        self._cycles: deque[RequestCycle] = deque()  # the first is the one being answered
+        self._parsing: RequestCycle | None = None  # the one whose body is being received
+        self._bad_request: BadRequest | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._reading_paused = False
+        self._closing = False
+        self.buffered = 0
+        self.writing_paused = False
+        self.scheme = "http"
+        self.client: Address | None = None
+        self.server: Address | None = None
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, though they behave as one.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        self.client = _address(transport.get_extra_info("peername"))
+        self.server = _address(transport.get_extra_info("sockname"))
+        self.state.connections.add(self)
+        self._start_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self._cancel_idle_timer()
+        try:
+            events = self._parser.feed(data)
+        except BadRequest as exc:
+            self._reject(exc)
+            return
+        for event in events:
+            if isinstance(event, BodyData):
+                if self._parsing is not None:
+                    self._parsing.add_body(event.data)
+            elif isinstance(event, RequestHead):
+                self._parsing = cycle = RequestCycle(self, event)
+                self._cycles.append(cycle)
+                if len(self._cycles) == 1:
+                    cycle.dispatch()
+            elif isinstance(event, EndOfRequest) and self._parsing is not None:
+                self._parsing.end_body()
+        self._apply_read_backpressure()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._cancel_idle_timer()
+        self.state.connections.discard(self)
+        if self._cycles:
+            self._cycles[0].disconnect()
+        self._cycles.clear()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self._cycles:
+            self._cycles[0].writable()
+
+    # Called by the request cycles
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and not self._closing:
+            self._transport.write(data)
+
+    def body_sent(self, size: int) -> None:
+        self.buffered -= size
+        self._apply_read_backpressure()
+
+    def cycle_done(self, cycle: RequestCycle) -> None:
+        """The first cycle's response is complete: answer the next request, or wait for one."""
+        if not cycle.keep_alive:
+            self.close()
+            return
+        self._cycles.popleft()
+        if self._cycles:
+            self._cycles[0].dispatch()
+        elif self._bad_request is not None:
+            self._reject(self._bad_request)
+        else:
+            self._start_idle_timer()
+        self._apply_read_backpressure()
+
+    def close(self) -> None:
+        """Close after what has been written (used when the protocol says so)."""
+        if self._transport is not None and not self._closing:
+            self._closing = True
+            self._transport.close()
+
+    def abort(self) -> None:
+        """Close at once: a response cannot be completed."""
+        if self._transport is not None:
+            self._closing = True
+            self._transport.abort()
+
+    # Called by the server
+
+    def shutdown(self) -> None:
+        """Finish the response under way, if any, then close."""
+        if not self._cycles or self._cycles[0].response_complete:
+            self.close()
+        else:
+            for cycle in self._cycles:
+                cycle.keep_alive = False
+
+    # Internals
+
+    def _reject(self, exc: BadRequest) -> None:
+        """Malformed input: answer it once the responses before it are out, then close."""
+        self._pause_reading()
+        parsing = self._parsing
+        if parsing is not None and not parsing.body_complete and parsing in self._cycles:
+            # Its body is broken mid-way: it is lost, like a client that went away.
+            parsing.disconnect()
+            self._cycles.remove(parsing)
+            if parsing.response_started:
+                self.abort()
+                return
+        if self._cycles:
+            self._bad_request = exc
+            return
+        logger.debug("Invalid HTTP request: %s", exc)
+        self.write(error_response(exc.status, "Invalid HTTP request received."))
+        self.close()
+
+    def _apply_read_backpressure(self) -> None:
+        if self._bad_request is not None or self._closing:
+            return
+        too_much = self.buffered > _READ_HIGH_WATER or len(self._cycles) > _MAX_QUEUED_REQUESTS
+        if too_much:
+            self._pause_reading()
+        elif self._reading_paused:
+            self._reading_paused = False
+            assert self._transport is not None
+            self._transport.resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _start_idle_timer(self) -> None:
+        self._cancel_idle_timer()
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self.state.config.timeout_keep_alive, self.close)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+
+def _address(info: object) -> Address | None:
+    if isinstance(info, tuple) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    return None

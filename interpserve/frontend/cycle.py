@@ -1,0 +1,233 @@
+"""One request's trip through the front end: sent to a worker, its body streamed after it as the
+worker grants credit, and the worker's response written back to the client."""
+
+from __future__ import annotations
+
+import http
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from interpserve import events as ev
+from interpserve.frontend.http_parser import RequestHead
+from interpserve.frontend.response import (
+    CONTINUE,
+    LAST_CHUNK,
+    Framing,
+    ResponsePlan,
+    chunk,
+    plan_response,
+)
+from interpserve.logs import escape
+from interpserve.pool.channel import WorkerChannel, WorkerGone
+
+if TYPE_CHECKING:
+    from interpserve.frontend.connection import HTTPConnection
+
+access_logger = logging.getLogger("interpserve.access")
+
+_TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
+
+
+class RequestCycle:
+    def __init__(self, conn: HTTPConnection, head: RequestHead) -> None:
+        self._conn = conn
+        self.head = head
+        self.keep_alive = head.keep_alive
+        self._channel: WorkerChannel | None = None
+        self._request_id = 0
+        # Request body received from the client, not yet sent to the worker.
+        self._body: list[bytes] = []
+        self.body_complete = not head.has_body
+        self._end_sent = not head.has_body
+        # How many body bytes the worker will take now; none before "100 Continue".
+        self._credit = 0 if head.expect_continue else ev.BODY_WINDOW
+        self._continue_sent = False
+        self._plan: ResponsePlan | None = None
+        self._written = 0
+        self._withheld_credit = 0
+        self.response_started = False
+        self.response_complete = False
+        self._finished = False
+        self._disconnected = False
+        self.status = 0
+        self._started_at = time.perf_counter()
+
+    # Toward the worker
+
+    def dispatch(self) -> None:
+        conn = self._conn
+        try:
+            channel = conn.state.pool.choose()
+        except WorkerGone:
+            self._finished = True
+            self.respond(503, b"Service Unavailable")
+            return
+        self._channel = channel
+        self._request_id = request_id = channel.new_request_id()
+        head = self.head
+        path, _, query = head.target.partition(b"?")
+        request = ev.Request(
+            request_id=request_id,
+            method=head.method,
+            scheme=conn.scheme,
+            http_version=head.http_version,
+            raw_path=path,
+            query_string=query,
+            headers=tuple(head.headers),
+            client=conn.client,
+            server=conn.server,
+            more_body=head.has_body,
+            expect_continue=head.expect_continue,
+        )
+        channel.start_request(self, request)
+        self._flush_body()
+
+    def add_body(self, data: bytes) -> None:
+        if self.response_complete or self._disconnected:
+            return  # nobody will read it: discard, so the next request can be parsed
+        self._body.append(data)
+        self._conn.buffered += len(data)
+        self._flush_body()
+
+    def end_body(self) -> None:
+        self.body_complete = True
+        self._flush_body()
+
+    def _flush_body(self) -> None:
+        channel = self._channel
+        if channel is None or self._end_sent or self._finished or self._disconnected:
+            return
+        sent = 0
+        while self._body and self._credit > 0:
+            data = b"".join(self._body)
+            data, rest = data[: self._credit], data[self._credit :]
+            self._body = [rest] if rest else []
+            self._credit -= len(data)
+            sent += len(data)
+            last = self.body_complete and not rest
+            channel.send(ev.RequestBody(self._request_id, data, not last))
+            self._end_sent = last
+        if self.body_complete and not self._body and not self._end_sent:
+            channel.send(ev.RequestBody(self._request_id, b"", False))
+            self._end_sent = True
+        if sent:
+            self._conn.body_sent(sent)
+
+    def disconnect(self) -> None:
+        """The client is gone: tell the app, and drop whatever it still sends."""
+        self._disconnected = True
+        if self._channel is not None and not self._finished:
+            self._channel.send(ev.Disconnect(self._request_id))
+
+    def writable(self) -> None:
+        """The client's socket has drained: give the app the credit withheld meanwhile."""
+        if self._withheld_credit and self._channel is not None and not self._finished:
+            self._channel.send(ev.Credit(self._request_id, self._withheld_credit))
+        self._withheld_credit = 0
+
+    # From the worker (pool.channel.ResponseSink)
+
+    def on_credit(self, size: int) -> None:
+        if self.head.expect_continue and not self._continue_sent and not self.response_started:
+            self._continue_sent = True
+            self._conn.write(CONTINUE)
+        self._credit += size
+        self._flush_body()
+
+    def on_response_start(self, status: int, headers: ev.Headers) -> None:
+        if self._disconnected:
+            return
+        head = self.head
+        if head.expect_continue and not self._continue_sent:
+            # The client may never send the body it announced; it cannot be skipped safely.
+            self.keep_alive = False
+        self.response_started = True
+        self.status = status
+        self._plan = plan = plan_response(
+            status,
+            headers,
+            method=head.method,
+            http_version=head.http_version,
+            keep_alive=self.keep_alive,
+            date=self._conn.state.date(),
+        )
+        self.keep_alive = plan.keep_alive
+        self._conn.write(plan.head)
+
+    def on_response_body(self, data: bytes, more_body: bool) -> None:
+        plan = self._plan
+        if self._disconnected or self.response_complete or plan is None:
+            return
+        size = len(data)
+        framing = plan.framing
+        if framing is Framing.CHUNKED:
+            out = chunk(data) if data else b""
+            if not more_body:
+                out += LAST_CHUNK
+        elif framing is Framing.LENGTH:
+            remaining = plan.content_length - self._written
+            if size > remaining or (not more_body and size < remaining):
+                # More (or less) than the app's Content-Length: the client cannot tell where
+                # this response ends, so it is the last one on the connection.
+                self.keep_alive = False
+            out = data[:remaining]
+        elif framing is Framing.CLOSE:
+            out = data
+        else:
+            out = b""
+        self._written += size
+        if out:
+            self._conn.write(out)
+        if more_body:
+            if self._conn.writing_paused:
+                self._withheld_credit += size
+            elif self._channel is not None:
+                self._channel.send(ev.Credit(self._request_id, size))
+        else:
+            self._complete()
+
+    def on_finished(self) -> None:
+        self._finished = True
+        if not self.response_complete and not self._disconnected:
+            self._conn.abort()  # the app returned mid-response: the client must not wait
+
+    def on_worker_lost(self) -> None:
+        self._finished = True
+        if self._disconnected or self.response_complete:
+            return
+        if self.response_started:
+            self._conn.abort()
+        else:
+            self.respond(502, b"Bad Gateway")
+
+    def respond(self, status: int, body: bytes) -> None:
+        """Answer on the app's behalf (the worker is gone or there is none)."""
+        self.on_response_start(status, (*_TEXT, (b"content-length", b"%d" % len(body))))
+        self.on_response_body(body, False)
+
+    def _complete(self) -> None:
+        self.response_complete = True
+        state = self._conn.state
+        if state.access_log:
+            self._log_access()
+        self._conn.cycle_done(self)
+
+    def _log_access(self) -> None:
+        head = self.head
+        client = self._conn.client
+        try:
+            phrase = http.HTTPStatus(self.status).phrase
+        except ValueError:
+            phrase = ""
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d %s %.1fms worker=%s',
+            f"{client[0]}:{client[1]}" if client else "-",
+            head.method,
+            escape(head.target.decode("latin-1")),
+            head.http_version,
+            self.status,
+            phrase,
+            (time.perf_counter() - self._started_at) * 1000,
+            self._channel.worker_id if self._channel else "-",
+        )

@@ -1,0 +1,110 @@
+"""HTTP/1.1 response writing, sans I/O: how a response is framed, and its bytes."""
+
+from __future__ import annotations
+
+import http
+from dataclasses import dataclass
+from email.utils import formatdate
+from enum import Enum
+
+from interpserve.events import Headers
+
+_STATUS_LINES = {
+    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in http.HTTPStatus
+}
+_SERVER_HEADER = b"server: interpserve\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Framing(Enum):
+    NONE = "none"  # HEAD, 1xx, 204, 304: headers only
+    LENGTH = "length"  # the app's Content-Length
+    CHUNKED = "chunked"  # HTTP/1.1 without a length
+    CLOSE = "close"  # HTTP/1.0 without a length: the body ends when the connection does
+
+
+@dataclass(slots=True)
+class ResponsePlan:
+    head: bytes
+    framing: Framing
+    content_length: int
+    keep_alive: bool
+
+
+def status_line(status: int) -> bytes:
+    return _STATUS_LINES.get(status) or f"HTTP/1.1 {status} \r\n".encode()
+
+
+def http_date(now: float) -> bytes:
+    return formatdate(now, usegmt=True).encode()
+
+
+def plan_response(
+    status: int,
+    headers: Headers,
+    *,
+    method: str,
+    http_version: str,
+    keep_alive: bool,
+    date: bytes,
+) -> ResponsePlan:
+    """Decide the framing and write the head for an app's response start.
+
+    `keep_alive` is what the request allows; the response can only take it away.
+    """
+    lines = [status_line(status)]
+    content_length = -1
+    has_server = False
+    for name, value in headers:
+        if name == b"content-length":
+            content_length = int(value) if value.strip().isdigit() else -1
+            if content_length < 0:
+                continue  # the app's invalid length is dropped; the body gets chunked instead
+        elif name == b"transfer-encoding":
+            continue  # framing is ours to decide
+        elif name == b"connection":
+            if b"close" in value.lower():
+                keep_alive = False
+            continue
+        elif name == b"server":
+            has_server = True
+        lines.append(b"%s: %s\r\n" % (name, value))
+    if not has_server:
+        lines.append(_SERVER_HEADER)
+    lines.append(b"date: %s\r\n" % date)
+
+    if method == "HEAD" or status < 200 or status in (204, 304):
+        framing = Framing.NONE
+    elif content_length >= 0:
+        framing = Framing.LENGTH
+    elif http_version == "1.1":
+        framing = Framing.CHUNKED
+        lines.append(b"transfer-encoding: chunked\r\n")
+    else:
+        framing = Framing.CLOSE
+        keep_alive = False
+
+    if not keep_alive:
+        lines.append(b"connection: close\r\n")
+    elif http_version == "1.0":
+        lines.append(b"connection: keep-alive\r\n")
+    lines.append(b"\r\n")
+    return ResponsePlan(b"".join(lines), framing, content_length, keep_alive)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def error_response(status: int, message: str) -> bytes:
+    """A complete response for errors the front end answers itself; the connection closes."""
+    body = message.encode()
+    return (
+        status_line(status)
+        + b"content-type: text/plain; charset=utf-8\r\n"
+        + b"content-length: %d\r\n" % len(body)
+        + _SERVER_HEADER
+        + b"connection: close\r\n\r\n"
+        + body
+    )

@@ -1,0 +1,93 @@
+"""asyncio plumbing for a pair of pipes carrying frames, the same on both ends: the front end
+holds one per worker and each worker holds one to the front end.
+
+Frames written during one pass of the event loop leave in a single write: a response's start
+and body, or the requests of many connections, cost one system call, not one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+
+from interpserve import events as ev
+from interpserve.wire import FrameDecoder, WireError, encode
+
+logger = logging.getLogger("interpserve.error")
+
+
+class FramePipe(asyncio.Protocol):
+    """Reads events from `fd_in` and writes events to `fd_out`.
+
+    The file descriptors stay open when the pipe closes: whoever created them closes them,
+    so an fd number is never closed twice (and never closed while reused).
+    """
+
+    def __init__(
+        self,
+        on_event: Callable[[ev.Event], None],
+        on_closed: Callable[[], None],
+    ) -> None:
+        self._on_event = on_event
+        self._on_closed = on_closed
+        self._decoder = FrameDecoder()
+        self._reader: asyncio.ReadTransport | None = None
+        self._writer: asyncio.WriteTransport | None = None
+        self._pending: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+
+    async def connect(self, fd_in: int, fd_out: int) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        writer, _ = await loop.connect_write_pipe(
+            asyncio.BaseProtocol, os.fdopen(fd_out, "wb", buffering=0, closefd=False)
+        )
+        self._writer = writer
+        reader, _ = await loop.connect_read_pipe(
+            lambda: self, os.fdopen(fd_in, "rb", buffering=0, closefd=False)
+        )
+        self._reader = reader
+
+    def send(self, event: ev.Event) -> None:
+        if self.closed:
+            return
+        if not self._pending:
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+        self._pending.append(encode(event))
+
+    def _flush(self) -> None:
+        if self._pending and self._writer is not None and not self._writer.is_closing():
+            self._writer.write(b"".join(self._pending))
+        self._pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self._decoder.feed(data)
+        except WireError as exc:
+            logger.error("Closing a worker pipe that carried a broken frame: %s", exc)
+            self.close()
+            return
+        for event in events:
+            self._on_event(event)
+
+    def eof_received(self) -> bool | None:
+        self.close()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush what was sent, then stop reading and writing; `on_closed` runs once."""
+        if self.closed:
+            return
+        self._flush()
+        self.closed = True
+        if self._reader is not None:
+            self._reader.close()
+        if self._writer is not None:
+            self._writer.close()
+        self._on_closed()

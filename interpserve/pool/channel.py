@@ -1,0 +1,97 @@
+"""The front end's end of one worker's pipes: sends requests, routes what comes back to the
+request it belongs to, and counts the requests the worker is busy with."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from interpserve import events as ev
+from interpserve.pipes import FramePipe
+
+logger = logging.getLogger("interpserve.error")
+
+_MAX_REQUEST_ID = 2**32
+
+
+class ResponseSink(Protocol):
+    """Where a worker's answer to one request goes (the front end's request cycle)."""
+
+    def on_response_start(self, status: int, headers: ev.Headers) -> None: ...
+    def on_response_body(self, data: bytes, more_body: bool) -> None: ...
+    def on_credit(self, size: int) -> None: ...
+    def on_finished(self) -> None: ...
+    def on_worker_lost(self) -> None: ...
+
+
+class WorkerGone(Exception):
+    """The worker stopped (or never started) and takes no requests."""
+
+
+class WorkerChannel:
+    def __init__(self, worker_id: int) -> None:
+        self.worker_id = worker_id
+        self._sinks: dict[int, ResponseSink] = {}
+        self._next_id = 0
+        self._pipe = FramePipe(self._on_event, self._on_closed)
+        self._ready: asyncio.Future[ev.WorkerReady | ev.WorkerFailed] | None = None
+        self.closed = asyncio.Event()
+
+    @property
+    def outstanding(self) -> int:
+        """Requests sent whose app call has not returned yet: the load used for dispatch."""
+        return len(self._sinks)
+
+    async def connect(self, fd_in: int, fd_out: int) -> None:
+        self._ready = asyncio.get_running_loop().create_future()
+        await self._pipe.connect(fd_in, fd_out)
+
+    async def wait_ready(self) -> ev.WorkerReady | ev.WorkerFailed:
+        assert self._ready is not None
+        return await self._ready
+
+    def start_request(self, sink: ResponseSink, request: ev.Request) -> None:
+        self._sinks[request.request_id] = sink
+        self._pipe.send(request)
+
+    def new_request_id(self) -> int:
+        self._next_id = (self._next_id + 1) % _MAX_REQUEST_ID
+        return self._next_id
+
+    def send(self, event: ev.Event) -> None:
+        self._pipe.send(event)
+
+    def shutdown(self) -> None:
+        self._pipe.send(ev.Shutdown())
+
+    def close(self) -> None:
+        self._pipe.close()
+
+    def _on_event(self, event: ev.Event) -> None:
+        match event:
+            case ev.ResponseBody(request_id, data, more_body):
+                if sink := self._sinks.get(request_id):
+                    sink.on_response_body(data, more_body)
+            case ev.ResponseStart(request_id, status, headers):
+                if sink := self._sinks.get(request_id):
+                    sink.on_response_start(status, headers)
+            case ev.RequestFinished(request_id):
+                if sink := self._sinks.pop(request_id, None):
+                    sink.on_finished()
+            case ev.Credit(request_id, size):
+                if sink := self._sinks.get(request_id):
+                    sink.on_credit(size)
+            case ev.WorkerReady() | ev.WorkerFailed():
+                if self._ready is not None and not self._ready.done():
+                    self._ready.set_result(event)
+            case _:
+                logger.error("Worker %d sent an unexpected event: %r", self.worker_id, event)
+
+    def _on_closed(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(ev.WorkerFailed("the worker stopped before it was ready"))
+        sinks, self._sinks = self._sinks, {}
+        for sink in sinks.values():
+            sink.on_worker_lost()
+        self.closed.set()

@@ -1,0 +1,102 @@
+"""A worker that is a subinterpreter of this process, with its own GIL, run by its own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+
+from interpserve.interpreters import Interpreter, InterpreterFailed
+from interpserve.pool.channel import WorkerChannel
+
+logger = logging.getLogger("interpserve.error")
+
+# Runs inside the new interpreter. Its sys.path starts as the process's did at start-up, so it
+# is set from the settings before anything of ours or the app's is imported.
+_BOOTSTRAP = """\
+import json, sys
+settings = {settings!r}
+sys.path[:] = json.loads(settings)["sys_path"]
+from interpserve.worker.main import run_worker
+run_worker({fd_in}, {fd_out}, settings)
+"""
+
+
+class InterpreterWorker:
+    kind = "interpreter"
+
+    def __init__(self, worker_id: int, settings: str) -> None:
+        self.worker_id = worker_id
+        self.channel = WorkerChannel(worker_id)
+        self._settings = settings
+        self._interpreter: Interpreter | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._main_fds: tuple[int, ...] = ()
+
+    @property
+    def interpreter_id(self) -> int:
+        return self._interpreter.id if self._interpreter else -1
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        to_worker_r, to_worker_w = os.pipe()
+        from_worker_r, from_worker_w = os.pipe()
+        self._stopped = loop.create_future()
+        self._interpreter = Interpreter()
+        code = _BOOTSTRAP.format(settings=self._settings, fd_in=to_worker_r, fd_out=from_worker_w)
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(code, loop, (to_worker_r, from_worker_w)),
+            name=f"interpserve-worker-{self.worker_id}",
+            daemon=True,
+        )
+        await self.channel.connect(from_worker_r, to_worker_w)
+        self._main_fds = (from_worker_r, to_worker_w)
+        self._thread.start()
+
+    def _run(
+        self, code: str, loop: asyncio.AbstractEventLoop, worker_fds: tuple[int, int]
+    ) -> None:
+        """The worker's thread: its whole life is one call into the interpreter."""
+        assert self._interpreter is not None
+        try:
+            self._interpreter.run(code)
+        except InterpreterFailed as exc:
+            logger.error("Worker %d crashed:\n%s", self.worker_id, exc)
+        finally:
+            # Closing the worker's ends is what tells the front end the worker is gone.
+            for fd in worker_fds:
+                os.close(fd)
+            assert self._stopped is not None
+            loop.call_soon_threadsafe(_resolve, self._stopped)
+
+    async def wait_stopped(self, timeout: float | None) -> bool:
+        assert self._stopped is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._stopped), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self, *, destroy: bool = True) -> None:
+        """Release the pipes and, if its thread has returned, the interpreter.
+
+        `destroy=False` keeps the interpreter: CPython 3.13.0 can abort the process when it
+        destroys interpreters in which extension imports failed.
+        """
+        self.channel.close()
+        for fd in self._main_fds:
+            os.close(fd)
+        self._main_fds = ()
+        finished = self._stopped is not None and self._stopped.done()
+        if destroy and finished and self._interpreter and self._thread:
+            self._thread.join()  # it has returned from the interpreter already
+            self._interpreter.close()
+            self._interpreter = None
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,12 @@
+"""Entry point of a process worker: `python -m interpserve.worker FD_IN FD_OUT`, settings as
+JSON on stdin. Started by the front end, not by hand."""
+
+import signal
+import sys
+
+from interpserve.worker.main import run_worker
+
+# The front end decides when workers stop: Ctrl+C in a terminal reaches the whole process
+# group, and a worker must drain on the front end's Shutdown, not die on the signal.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+run_worker(int(sys.argv[1]), int(sys.argv[2]), sys.stdin.read())

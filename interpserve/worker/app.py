@@ -1,0 +1,72 @@
+"""Import the user's ASGI app inside a worker, and explain why when it cannot be."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# CPython's words when an extension module lacks Py_mod_multiple_interpreters support.
+_REFUSAL = re.compile(r"module '?([\w.]+)'? does not support loading in subinterpreters")
+
+
+class AppLoadError(Exception):
+    """The app cannot be loaded; the message is one line for the operator."""
+
+    def __init__(self, message: str, incompatible_module: str = "") -> None:
+        super().__init__(message)
+        self.incompatible_module = incompatible_module
+
+
+def incompatible_module(exc: BaseException) -> str:
+    """The extension module that refused to load in a subinterpreter, if that is what `exc`
+    (or an exception it chains to) says; "" otherwise. Libraries such as numpy re-raise the
+    refusal inside a longer message of their own, so the whole chain's text is searched."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        match = _REFUSAL.search(str(current))
+        if match:
+            return match.group(1)
+        current = current.__cause__ or current.__context__
+    return ""
+
+
+def load_app(app_path: str, *, factory: bool) -> ASGIApp:
+    module_name, _, attribute = app_path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        refused = incompatible_module(exc)
+        if refused:
+            top = refused.split(".")[0]
+            raise AppLoadError(
+                f"module {top!r} ({refused}) does not support loading in subinterpreters, "
+                f"so {app_path!r} cannot run in an interpreter worker; "
+                "run it with --worker-kind process",
+                incompatible_module=refused,
+            ) from exc
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
+            raise AppLoadError(f'Could not import module "{module_name}".') from exc
+        raise
+    app: Any = module
+    try:
+        for part in attribute.split("."):
+            app = getattr(app, part)
+    except AttributeError:
+        raise AppLoadError(
+            f'Attribute "{attribute}" not found in module "{module_name}".'
+        ) from None
+    if factory:
+        app = app()
+    if not callable(app):
+        raise AppLoadError(f'"{app_path}" is not an ASGI app (it is not callable).')
+    return app  # type: ignore[no-any-return]

@@ -1,0 +1,176 @@
+"""The ASGI adapter: one HTTP request's stream events in, ASGI receive/send for the app, stream
+events out. Runs inside a worker, many cycles at once on the worker's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from interpserve import events as ev
+from interpserve.worker.app import ASGIApp, Message
+
+logger = logging.getLogger("interpserve.error")
+
+_ERROR_HEADERS = ((b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21"))
+_FORBIDDEN_IN_HEADERS = frozenset(b"\r\n\0")
+
+
+def _checked_headers(raw: Any) -> ev.Headers:
+    """Header pairs as lowercase bytes, refusing what would split or corrupt the response."""
+    headers = []
+    for name, value in raw:
+        name, value = bytes(name).lower(), bytes(value)
+        if not name or _FORBIDDEN_IN_HEADERS.intersection(name + value) or b":" in name:
+            raise RuntimeError(f"invalid HTTP header in the response: {name!r}: {value!r}")
+        headers.append((name, value))
+    return tuple(headers)
+
+
+class HTTPCycle:
+    def __init__(
+        self,
+        request: ev.Request,
+        send_event: Callable[[ev.Event], None],
+        root_path: str,
+        state: dict[str, Any],
+    ) -> None:
+        self._id = request.request_id
+        self._send_event = send_event
+        raw_path = request.raw_path
+        self.scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": request.http_version,
+            "method": request.method,
+            "scheme": request.scheme,
+            "path": root_path + _decode_path(raw_path),
+            "raw_path": raw_path,
+            "query_string": request.query_string,
+            "root_path": root_path,
+            "headers": list(request.headers),
+            "client": request.client,
+            "server": request.server,
+            "state": state.copy(),
+        }
+        self._chunks: deque[bytes] = deque()
+        self._body_done = not request.more_body
+        self._body_delivered = False
+        self._wants_continue = request.expect_continue and request.more_body
+        self._disconnected = False
+        self._response_started = False
+        self._response_complete = False
+        self._unacknowledged = 0
+        self._wakeup = asyncio.Event()
+        self._credit = asyncio.Event()
+
+    # Events from the front end
+
+    def feed_body(self, data: bytes, more_body: bool) -> None:
+        if data:
+            self._chunks.append(data)
+        self._body_done = not more_body
+        self._wakeup.set()
+
+    def disconnect(self) -> None:
+        self._disconnected = True
+        self._wakeup.set()
+        self._credit.set()
+
+    def credit(self, size: int) -> None:
+        self._unacknowledged -= size
+        if self._unacknowledged <= ev.BODY_WINDOW:
+            self._credit.set()
+
+    # ASGI
+
+    async def run(self, app: ASGIApp) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            logger.error("Exception in ASGI application", exc_info=exc)
+            if not self._response_started:
+                self._send_error()
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not self._response_started and not self._disconnected:
+                logger.error("ASGI callable returned without starting response.")
+                self._send_error()
+            elif not self._response_complete and not self._disconnected:
+                logger.error("ASGI callable returned without completing response.")
+        finally:
+            self._send_event(ev.RequestFinished(self._id))
+
+    async def receive(self) -> Message:
+        if self._wants_continue:
+            # The first receive() is the app asking for the body: only now may the client send
+            # it, and the front end answers "100 Continue" when this credit arrives.
+            self._wants_continue = False
+            self._send_event(ev.Credit(self._id, ev.BODY_WINDOW))
+        while True:
+            if self._disconnected:
+                return {"type": "http.disconnect"}
+            if not self._body_delivered and (self._chunks or self._body_done):
+                data = b"".join(self._chunks)
+                self._chunks.clear()
+                if data:
+                    self._send_event(ev.Credit(self._id, len(data)))
+                self._body_delivered = self._body_done
+                return {"type": "http.request", "body": data, "more_body": not self._body_done}
+            if self._body_delivered and self._response_complete:
+                return {"type": "http.disconnect"}
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self._response_started:
+                raise RuntimeError("Expected ASGI message 'http.response.body', got 'start'.")
+            status = message["status"]
+            if not isinstance(status, int) or not 100 <= status <= 999:
+                raise RuntimeError(f"invalid HTTP status in the response: {status!r}")
+            headers = _checked_headers(message.get("headers", ()))
+            self._response_started = True
+            if not self._disconnected:
+                self._send_event(ev.ResponseStart(self._id, status, headers))
+        elif kind == "http.response.body":
+            if not self._response_started:
+                raise RuntimeError("Expected ASGI message 'http.response.start', got 'body'.")
+            if self._response_complete:
+                logger.warning("Ignored an ASGI message sent after the response was complete.")
+                return
+            body = bytes(message.get("body", b""))
+            more_body = bool(message.get("more_body", False))
+            self._response_complete = not more_body
+            if self._response_complete:
+                self._wakeup.set()
+            if self._disconnected:
+                return
+            self._send_event(ev.ResponseBody(self._id, body, more_body))
+            if more_body:
+                # Backpressure: a client that reads slowly slows the app's send().
+                self._unacknowledged += len(body)
+                while self._unacknowledged > ev.BODY_WINDOW and not self._disconnected:
+                    self._credit.clear()
+                    await self._credit.wait()
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
+
+    def _send_error(self) -> None:
+        self._response_started = self._response_complete = True
+        if self._disconnected:
+            return
+        self._send_event(ev.ResponseStart(self._id, 500, _ERROR_HEADERS))
+        self._send_event(ev.ResponseBody(self._id, b"Internal Server Error", False))
+
+
+def _decode_path(raw_path: bytes) -> str:
+    """ASGI's `path`: percent-escapes and UTF-8 decoded."""
+    if b"%" in raw_path:
+        raw_path = unquote_to_bytes(raw_path)
+    return raw_path.decode("utf-8", errors="replace")

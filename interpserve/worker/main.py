@@ -1,0 +1,104 @@
+"""A worker's life, the same in a subinterpreter and in a child process: import the app once,
+run lifespan startup once, then serve many requests at once on its own event loop until told
+to stop, and run lifespan shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from interpserve import events as ev
+from interpserve.logs import configure_logging
+from interpserve.pipes import FramePipe
+from interpserve.worker.app import AppLoadError, ASGIApp, load_app
+from interpserve.worker.asgi import HTTPCycle
+from interpserve.worker.lifespan import Lifespan, LifespanFailed
+
+logger = logging.getLogger("interpserve.error")
+
+
+def run_worker(fd_in: int, fd_out: int, settings_json: str) -> None:
+    """Entry point: blocks until the worker has stopped."""
+    settings = json.loads(settings_json)
+    configure_logging(settings["log_level"])
+    asyncio.run(Worker(settings).serve(fd_in, fd_out))
+
+
+class Worker:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self._settings = settings
+        self._root_path: str = settings["root_path"]
+        self._state: dict[str, Any] = {}
+        self._cycles: dict[int, HTTPCycle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._app: ASGIApp | None = None
+        self._pipe = FramePipe(self._on_event, self._stopping.set)
+
+    async def serve(self, fd_in: int, fd_out: int) -> None:
+        await self._pipe.connect(fd_in, fd_out)
+        lifespan = await self._start()
+        if lifespan is None:
+            self._pipe.close()
+            return
+        self._pipe.send(ev.WorkerReady())
+        await self._stopping.wait()
+        # The front end sends Shutdown only once it has drained, but a closed pipe (front end
+        # gone) can leave requests running: they get to finish before lifespan shutdown.
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+        try:
+            await lifespan.shutdown()
+        except LifespanFailed as exc:
+            logger.error("Lifespan shutdown failed: %s", exc)
+        self._pipe.close()
+
+    async def _start(self) -> Lifespan | None:
+        """Import the app and run lifespan startup; on failure tell the front end why."""
+        try:
+            self._app = load_app(self._settings["app"], factory=self._settings["factory"])
+            lifespan = Lifespan(self._app, self._settings["lifespan"], self._state)
+            await lifespan.startup()
+        except AppLoadError as exc:
+            self._pipe.send(ev.WorkerFailed(str(exc), exc.incompatible_module))
+            return None
+        except LifespanFailed as exc:
+            self._pipe.send(ev.WorkerFailed(f"Application startup failed: {exc}"))
+            return None
+        except Exception as exc:
+            logger.exception("Error loading ASGI app %r", self._settings["app"])
+            self._pipe.send(ev.WorkerFailed(f"Error loading ASGI app: {type(exc).__name__}: {exc}"))
+            return None
+        return lifespan
+
+    def _on_event(self, event: ev.Event) -> None:
+        match event:
+            case ev.Request():
+                self._start_request(event)
+            case ev.RequestBody(request_id, data, more_body):
+                if cycle := self._cycles.get(request_id):
+                    cycle.feed_body(data, more_body)
+            case ev.Credit(request_id, size):
+                if cycle := self._cycles.get(request_id):
+                    cycle.credit(size)
+            case ev.Disconnect(request_id):
+                if cycle := self._cycles.get(request_id):
+                    cycle.disconnect()
+            case ev.Shutdown():
+                self._stopping.set()
+            case _:
+                logger.error("Worker got an unexpected event: %r", event)
+
+    def _start_request(self, request: ev.Request) -> None:
+        assert self._app is not None
+        cycle = HTTPCycle(request, self._pipe.send, self._root_path, self._state)
+        self._cycles[request.request_id] = cycle
+        task = asyncio.get_running_loop().create_task(cycle.run(self._app))
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._finish_request(t, request.request_id))
+
+    def _finish_request(self, task: asyncio.Task[None], request_id: int) -> None:
+        self._tasks.discard(task)
+        self._cycles.pop(request_id, None)
