@@ -38,7 +38,8 @@ def _parse_bool(text: str) -> bool:
 
 def _converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
     base = str(f.type).split(" | ")[0]
-    return {"int": int, "float": float, "bool": _parse_bool}.get(base, str)
+    converters: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "bool": _parse_bool}
+    return converters.get(base, str)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{f.metadata['help']} (default: {f.default}; env {_env_name(f.name)})"
         if str(f.type) == "bool":
             parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
                 help=help_text,
             )
             continue

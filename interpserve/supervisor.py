@@ -24,7 +24,9 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
             import uvloop
         except ImportError:
             if name == "uvloop":
-                raise ImportError("--loop uvloop needs the uvloop package: pip install uvloop")
+                raise ImportError(
+                    "--loop uvloop needs the uvloop package: pip install uvloop"
+                ) from None
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop

@@ -16,7 +16,7 @@ import h11
 try:
     import httptools
 except ImportError:  # the optional fast path
-    httptools = None
+    httptools = None  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
@@ -153,7 +153,8 @@ class HttptoolsParser:
         self._closed = False
 
     def feed(self, data: bytes) -> list[ParsedEvent]:
-        self._out = out = []
+        out: list[ParsedEvent] = []
+        self._out = out
         if self._closed:
             return out
         try:
@@ -184,7 +185,9 @@ class HttptoolsParser:
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        head = make_head(parser.get_method(), self._target, parser.get_http_version(), self._headers)
+        head = make_head(
+            parser.get_method(), self._target, parser.get_http_version(), self._headers
+        )
         self._out.append(head)
 
     def on_body(self, body: bytes) -> None:

@@ -10,7 +10,8 @@ from enum import Enum
 from interpserve.events import Headers
 
 _STATUS_LINES = {
-    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in http.HTTPStatus
+    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()
+    for status in http.HTTPStatus
 }
 _SERVER_HEADER = b"server: interpserve\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -56,9 +56,7 @@ class InterpreterWorker:
         self._main_fds = (from_worker_r, to_worker_w)
         self._thread.start()
 
-    def _run(
-        self, code: str, loop: asyncio.AbstractEventLoop, worker_fds: tuple[int, int]
-    ) -> None:
+    def _run(self, code: str, loop: asyncio.AbstractEventLoop, worker_fds: tuple[int, int]) -> None:
         """The worker's thread: its whole life is one call into the interpreter."""
         assert self._interpreter is not None
         try:

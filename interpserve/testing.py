@@ -1,0 +1,136 @@
+"""Run a real interpserve server in a child process, for tests and benchmarks.
+
+The server binds port 0 and the port it got is read from its "Listening on" line, so there is
+no race for a free port. Its output is collected for assertions; `stop` always reaps it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from signal import SIGKILL, SIGTERM
+from types import TracebackType
+
+_LISTENING = re.compile(r"Listening on http://([^\s]+):(\d+)")
+
+
+class ServerFailed(Exception):
+    """The server exited (or did not come up) before it was listening."""
+
+
+class ServerProcess:
+    def __init__(
+        self,
+        app: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        command: Sequence[str] | None = None,
+    ) -> None:
+        self.app = app
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.command = list(command or [sys.executable, "-m", "interpserve"])
+        self.process: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.host = "127.0.0.1"
+        self._lines: list[str] = []
+        self._listening = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    @property
+    def output(self) -> str:
+        return "".join(self._lines)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        args = [*self.command, self.app, *self.args]
+        if "--port" not in self.args:
+            args += ["--port", "0"]
+        self.process = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        while not self._listening.wait(0.05):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise ServerFailed(f"server did not start; its output:\n{self.output}")
+        return self
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.append(line)
+            match = _LISTENING.search(line)
+            if match and not self._listening.is_set():
+                self.host, self.port = match.group(1).strip("[]"), int(match.group(2))
+                self._listening.set()
+
+    def wait_for_output(self, text: str, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the server to exit by itself; kill it if it does not within `timeout`."""
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+        finally:
+            if self._reader is not None:
+                self._reader.join(5)
+
+    def stop(self, sig: int = SIGTERM, timeout: float = 30.0) -> int:
+        """Ask the server to stop (SIGTERM by default) and reap it; kill it after `timeout`."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return -SIGKILL
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
