@@ -1,5 +1,9 @@
 """The command line: flags and INTERPSERVE_* environment variables, both generated from Config's
-fields, then one clear line and a non-zero exit for anything that stops the server starting."""
+fields, then one clear line and a non-zero exit for anything that stops the server starting.
+
+`interpserve MODULE:APP [options]` serves; `interpserve check MODULE:APP` tells whether an app
+can run in subinterpreters.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,6 @@ from typing import Any, NoReturn
 
 from interpserve.config import Config, ConfigError, choices_of, load_env_file, option_fields
 from interpserve.logs import configure_logging
-from interpserve.pool.pool import StartupError
-from interpserve.supervisor import run_config
 
 ENV_PREFIX = "INTERPSERVE_"
 
@@ -36,38 +38,44 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
+def _is_repeatable(f: dataclasses.Field[Any]) -> bool:
+    return str(f.type).startswith("tuple[")
+
+
 def _converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    """Turns one flag value (or environment variable) into the field's type."""
+    if _is_repeatable(f):
+        return lambda text: tuple(item.strip() for item in text.split(",") if item.strip())
     base = str(f.type).split(" | ")[0]
     converters: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "bool": _parse_bool}
     return converters.get(base, str)
 
 
+def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> None:
+    flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+    help_text = f"{f.metadata['help']} (default: {f.default}; env {_env_name(f.name)})"
+    common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+    if str(f.type) == "bool":
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+    elif _is_repeatable(f):
+        parser.add_argument(flag, action="append", metavar=f.metadata["metavar"], **common)
+    else:
+        choices = choices_of(f)
+        metavar = f.metadata["metavar"] or ("{" + ",".join(choices) + "}" if choices else None)
+        parser.add_argument(
+            flag, type=_converter(f), choices=choices or None, metavar=metavar, **common
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="interpserve",
-        description="Serve an ASGI app from a pool of subinterpreters, each with its own GIL.",
+        description="Serve an ASGI app from a pool of subinterpreters, each with its own GIL. "
+        "Also: 'interpserve check MODULE:APP'.",
     )
     parser.add_argument("app", metavar="MODULE:APP", help="the ASGI app, e.g. examples.hello:app")
     for f in option_fields():
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {f.default}; env {_env_name(f.name)})"
-        if str(f.type) == "bool":
-            parser.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
-            continue
-        choices = choices_of(f)
-        parser.add_argument(
-            flag,
-            type=_converter(f),
-            choices=choices or None,
-            metavar=f.metadata["metavar"] or ("{" + ",".join(choices) + "}" if choices else None),
-            default=argparse.SUPPRESS,
-            help=help_text,
-        )
+        _add_option(parser, f)
     return parser
 
 
@@ -77,7 +85,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
     options: dict[str, Any] = {}
     for f in option_fields():
         if f.name in args:
-            options[f.name] = args[f.name]
+            value = args[f.name]
+            options[f.name] = tuple(value) if _is_repeatable(f) else value
         elif (text := os.environ.get(_env_name(f.name))) is not None:
             try:
                 options[f.name] = _converter(f)(text)
@@ -86,7 +95,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
     return Config.from_options(app=args["app"], **options)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def serve_main(argv: Sequence[str] | None) -> None:
+    from interpserve.pool.pool import StartupError
+    from interpserve.supervisor import run_config
+
     try:
         config = config_from_args(argv)
         if config.env_file:
@@ -106,3 +118,38 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         pass
+
+
+def check_main(argv: Sequence[str]) -> None:
+    from interpserve.check import check_app
+
+    parser = _Parser(
+        prog="interpserve check",
+        description="Tell whether an app can run in subinterpreters, and if not, which module "
+        "refuses and which imports pulled it in. Exit code 0 if it can, 1 if not.",
+    )
+    parser.add_argument("app", metavar="MODULE:APP")
+    for f in option_fields():
+        if f.name in ("app_dir", "factory", "env_file"):
+            _add_option(parser, f)
+    args = vars(parser.parse_args(argv))
+    try:
+        config = Config.from_options(**args)
+        if config.env_file:
+            load_env_file(config.env_file)
+    except ConfigError as exc:
+        sys.exit(f"interpserve check: error: {exc}")
+    result = check_app(config.worker_settings(0))
+    print(result.describe(config.app))
+    sys.exit(0 if result.compatible else 1)
+
+
+SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"check": check_main}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        SUBCOMMANDS[args[0]](args[1:])
+    else:
+        serve_main(args)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 HTTPImpl = Literal["auto", "h11", "httptools"]
 LoopImpl = Literal["auto", "asyncio", "uvloop"]
 LifespanMode = Literal["auto", "on", "off"]
-WorkerKind = Literal["interpreter", "process"]
+WorkerKind = Literal["auto", "interpreter", "process"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
@@ -35,9 +35,9 @@ class Config:
         None, "number of workers (default: the CPUs available to this process)"
     )
     worker_kind: WorkerKind = option(
-        "interpreter",
+        "auto",
         "where requests run: subinterpreters of this process, or child processes for apps "
-        "whose extension modules refuse subinterpreters",
+        "whose extension modules refuse subinterpreters; auto probes the app and picks",
     )
     http: HTTPImpl = option("auto", "HTTP/1.1 parser: auto picks httptools when installed")
     loop: LoopImpl = option("auto", "front end event loop: auto picks uvloop when installed")
@@ -52,6 +52,29 @@ class Config:
     factory: bool = option(False, "treat MODULE:ATTRIBUTE as a factory that returns the app")
     app_dir: str = option(".", "look for the app's module in this directory")
     env_file: str | None = option(None, "load environment variables from this file", metavar="PATH")
+    timeout_request: float | None = option(
+        None,
+        "answer 504 to a request still running after SECONDS, and replace its worker if the "
+        "worker is stuck",
+    )
+    limit_max_requests: int | None = option(
+        None, "recycle each worker after it has taken this many requests"
+    )
+    max_requests_jitter: int = option(
+        0, "add a random 0..N to --limit-max-requests per worker, so they do not recycle at once"
+    )
+    reload: bool = option(False, "restart the workers when source files change (development)")
+    reload_dirs: tuple[str, ...] = option(
+        (), "watch this directory (repeatable; default: the app directory)", flag="--reload-dir"
+    )
+    reload_includes: tuple[str, ...] = option(
+        ("*.py",), "watch files matching this glob (repeatable)", flag="--reload-include"
+    )
+    reload_excludes: tuple[str, ...] = option(
+        (".*", ".py[cod]", ".sw.*", "~*"),
+        "ignore files matching this glob (repeatable)",
+        flag="--reload-exclude",
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -63,6 +86,14 @@ class Config:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
+        for name in ("timeout_request", "limit_max_requests"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, not {value}")
+        if self.max_requests_jitter < 0:
+            raise ConfigError(
+                f"max_requests_jitter must be 0 or more, not {self.max_requests_jitter}"
+            )
         if self.app and ":" not in self.app:
             raise ConfigError(f'app must be given as "MODULE:ATTRIBUTE", not {self.app!r}')
 
@@ -78,6 +109,9 @@ class Config:
     @property
     def worker_count(self) -> int:
         return self.workers or os.process_cpu_count() or 1
+
+    def with_changes(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
 
     def worker_settings(self, worker_id: int) -> str:
         """What a worker needs, as JSON: it crosses into a subinterpreter or a child process."""

@@ -52,6 +52,20 @@ class Disconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class Cancel:
+    """The front end gave up on this request (it timed out): cancel the app's task."""
+
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Answer with Pong(sequence) from the event loop: a worker that cannot is stuck."""
+
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """Finish what is in flight, run lifespan shutdown, and stop."""
 
@@ -69,6 +83,11 @@ class Credit:
 
 
 # Worker -> front end
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    sequence: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +132,9 @@ Event = (
     Request
     | RequestBody
     | Disconnect
+    | Cancel
+    | Ping
+    | Pong
     | Shutdown
     | Credit
     | WorkerReady

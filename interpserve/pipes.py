@@ -21,8 +21,9 @@ logger = logging.getLogger("interpserve.error")
 class FramePipe(asyncio.Protocol):
     """Reads events from `fd_in` and writes events to `fd_out`.
 
-    The file descriptors stay open when the pipe closes: whoever created them closes them,
-    so an fd number is never closed twice (and never closed while reused).
+    The transports get duplicates of the descriptors, which they close when the pipe closes
+    (uvloop closes a pipe's descriptor whatever the file object says). The descriptors given
+    stay open: whoever created them closes them, so none is closed twice, or once reused.
     """
 
     def __init__(
@@ -42,11 +43,11 @@ class FramePipe(asyncio.Protocol):
     async def connect(self, fd_in: int, fd_out: int) -> None:
         loop = self._loop = asyncio.get_running_loop()
         writer, _ = await loop.connect_write_pipe(
-            asyncio.BaseProtocol, os.fdopen(fd_out, "wb", buffering=0, closefd=False)
+            asyncio.BaseProtocol, os.fdopen(os.dup(fd_out), "wb", buffering=0)
         )
         self._writer = writer
         reader, _ = await loop.connect_read_pipe(
-            lambda: self, os.fdopen(fd_in, "rb", buffering=0, closefd=False)
+            lambda: self, os.fdopen(os.dup(fd_in), "rb", buffering=0)
         )
         self._reader = reader
 

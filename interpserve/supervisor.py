@@ -1,5 +1,6 @@
-"""The server's life in the main interpreter: start the workers, then accept connections, then
-on SIGINT/SIGTERM drain and stop everything in order."""
+"""The server's life in the main interpreter: pick the worker kind, start the workers, accept
+connections, and act on signals: SIGINT/SIGTERM drain and stop, SIGHUP reloads the workers,
+SIGTTIN/SIGTTOU add or remove one. With --reload, file changes reload the workers too."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import logging
 import os
 import platform
 import signal
+import sys
 from collections.abc import Callable
 
+from interpserve.check import check_app
 from interpserve.config import Config
 from interpserve.frontend.server import Server
 from interpserve.pool.pool import WorkerPool
+from interpserve.tasks import BackgroundTasks
 
 logger = logging.getLogger("interpserve.error")
 
@@ -32,59 +36,116 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
+async def resolve_worker_kind(config: Config) -> str:
+    """--worker-kind auto: probe the app in a throwaway process, never in this one."""
+    if config.worker_kind != "auto":
+        return config.worker_kind
+    result = await asyncio.to_thread(check_app, config.worker_settings(0))
+    if result.compatible:
+        logger.info("Worker kind: interpreter (the app loads in subinterpreters).")
+        return "interpreter"
+    if result.module:
+        logger.info(
+            "Worker kind: process, because module %r does not support subinterpreters "
+            "(imported through %s).",
+            result.module,
+            " -> ".join(result.chain),
+        )
+        return "process"
+    # The app does not load at all: interpreter workers will report why.
+    return "interpreter"
+
+
 class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.pool = WorkerPool(config)
-        self.server = Server(config, self.pool)
+        self.pool: WorkerPool | None = None
         self._should_exit = asyncio.Event()
-        self.started = asyncio.Event()
+        self._tasks = BackgroundTasks()
 
-    def request_exit(self) -> None:
-        self._should_exit.set()
-
-    async def serve(self) -> None:
+    async def serve(self) -> bool:
+        """Serve until asked to exit; False if a stuck worker could not be stopped."""
         config = self.config
+        loop = asyncio.get_running_loop()
+        started_at = loop.time()
+        kind = await resolve_worker_kind(config)
         logger.info(
             "Starting %d %s worker(s) for %s (Python %s, pid %d)",
             config.worker_count,
-            config.worker_kind,
+            kind,
             config.app,
             platform.python_version(),
             os.getpid(),
         )
-        loop = asyncio.get_running_loop()
-        started_at = loop.time()
-        await self.pool.start()
+        self.pool = pool = WorkerPool(config, kind)
+        await pool.start()
         logger.info("Workers ready in %.0f ms", (loop.time() - started_at) * 1000)
-        await self.server.start()
-        self.started.set()
+        server = Server(config, pool)
+        await server.start()
+        if config.reload:
+            self._tasks.spawn(self._watch_files())
         await self._should_exit.wait()
         logger.info("Shutting down")
-        await self.server.shutdown(config.timeout_graceful_shutdown)
-        await self.pool.stop(config.timeout_graceful_shutdown)
+        await self._tasks.cancel_all()
+        await server.shutdown(config.timeout_graceful_shutdown)
+        clean = await pool.stop(config.timeout_graceful_shutdown)
         logger.info("Finished server process [%d]", os.getpid())
+        return clean
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig)
+        handlers = {
+            signal.SIGINT: self._handle_exit,
+            signal.SIGTERM: self._handle_exit,
+            signal.SIGHUP: self._handle_hup,
+            signal.SIGTTIN: self._handle_ttin,
+            signal.SIGTTOU: self._handle_ttou,
+        }
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler, sig)
 
-    def _on_signal(self, sig: signal.Signals) -> None:
+    def _handle_exit(self, sig: signal.Signals) -> None:
         if self._should_exit.is_set():
             # A second signal: the operator does not want to wait for the drain.
             logger.warning("Received %s again: exiting now.", sig.name)
             os._exit(1)
-        self.request_exit()
+        self._should_exit.set()
+
+    def _handle_hup(self, sig: signal.Signals) -> None:
+        if self.pool is not None:
+            logger.info("Received SIGHUP: reloading the workers.")
+            self._tasks.spawn(self.pool.reload())
+
+    def _handle_ttin(self, sig: signal.Signals) -> None:
+        if self.pool is not None:
+            self._tasks.spawn(self.pool.add_worker())
+
+    def _handle_ttou(self, sig: signal.Signals) -> None:
+        if self.pool is not None:
+            self._tasks.spawn(self.pool.remove_worker())
+
+    async def _watch_files(self) -> None:
+        from interpserve.reload import watch_changes
+
+        assert self.pool is not None
+        async for changed in watch_changes(self.config):
+            logger.warning("Changes detected in %s: reloading the workers.", ", ".join(changed))
+            await self.pool.reload()
 
 
 def run_config(config: Config) -> None:
     """Serve until SIGINT or SIGTERM; raises StartupError if the workers cannot start."""
 
-    async def main() -> None:
+    async def main() -> bool:
         supervisor = Supervisor(config)
         supervisor.install_signal_handlers()
-        await supervisor.serve()
+        return await supervisor.serve()
 
     with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
-        runner.run(main())
+        clean = runner.run(main())
+    if not clean:
+        # A stuck interpreter still runs on its thread; finalizing the process would wait for
+        # it (or crash under it), so the process ends here.
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)

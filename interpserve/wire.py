@@ -45,6 +45,9 @@ RESPONSE_START = 9
 RESPONSE_BODY = 10
 RESPONSE_BODY_END = 11
 REQUEST_FINISHED = 12
+CANCEL = 13
+PING = 14
+PONG = 15
 
 _MORE_BODY = 1
 _EXPECT_CONTINUE = 2
@@ -107,6 +110,12 @@ def encode(event: ev.Event) -> bytes:
             return _frame(REQUEST, event.request_id, _encode_request(event))
         case ev.Disconnect(request_id):
             return _frame(DISCONNECT, request_id)
+        case ev.Cancel(request_id):
+            return _frame(CANCEL, request_id)
+        case ev.Ping(sequence):
+            return _frame(PING, sequence)
+        case ev.Pong(sequence):
+            return _frame(PONG, sequence)
         case ev.Shutdown():
             return _frame(SHUTDOWN, 0)
         case ev.WorkerReady():
@@ -192,6 +201,9 @@ _DECODERS: dict[int, Callable[[int, memoryview], ev.Event]] = {
     RESPONSE_BODY: lambda rid, p: ev.ResponseBody(rid, bytes(p), True),
     RESPONSE_BODY_END: lambda rid, p: ev.ResponseBody(rid, bytes(p), False),
     REQUEST_FINISHED: lambda rid, _: ev.RequestFinished(rid),
+    CANCEL: lambda rid, _: ev.Cancel(rid),
+    PING: lambda seq, _: ev.Ping(seq),
+    PONG: lambda seq, _: ev.Pong(seq),
 }
 
 

@@ -3,6 +3,7 @@ worker grants credit, and the worker's response written back to the client."""
 
 from __future__ import annotations
 
+import asyncio
 import http
 import logging
 import time
@@ -52,6 +53,7 @@ class RequestCycle:
         self._disconnected = False
         self.status = 0
         self._started_at = time.perf_counter()
+        self._timeout: asyncio.TimerHandle | None = None
 
     # Toward the worker
 
@@ -82,6 +84,24 @@ class RequestCycle:
         )
         channel.start_request(self, request)
         self._flush_body()
+        timeout = conn.state.config.timeout_request
+        if timeout is not None:
+            self._timeout = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timeout = None
+        if self._finished or self._channel is None:
+            return
+        self._conn.state.pool.request_timed_out(self._channel, self._request_id)
+        if self.response_started:
+            self._conn.abort()
+        else:
+            self.respond(504, b"Gateway Timeout")
+
+    def _cancel_timeout(self) -> None:
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
 
     def add_body(self, data: bytes) -> None:
         if self.response_complete or self._disconnected:
@@ -189,11 +209,13 @@ class RequestCycle:
 
     def on_finished(self) -> None:
         self._finished = True
+        self._cancel_timeout()
         if not self.response_complete and not self._disconnected:
             self._conn.abort()  # the app returned mid-response: the client must not wait
 
     def on_worker_lost(self) -> None:
         self._finished = True
+        self._cancel_timeout()
         if self._disconnected or self.response_complete:
             return
         if self.response_started:

@@ -36,7 +36,11 @@ class WorkerChannel:
         self._next_id = 0
         self._pipe = FramePipe(self._on_event, self._on_closed)
         self._ready: asyncio.Future[ev.WorkerReady | ev.WorkerFailed] | None = None
+        self._pongs: dict[int, asyncio.Future[None]] = {}
         self.closed = asyncio.Event()
+        self.requests_taken = 0
+        # Recycle the worker once it has taken this many requests (--limit-max-requests).
+        self.request_limit: int | None = None
 
     @property
     def outstanding(self) -> int:
@@ -53,6 +57,7 @@ class WorkerChannel:
 
     def start_request(self, sink: ResponseSink, request: ev.Request) -> None:
         self._sinks[request.request_id] = sink
+        self.requests_taken += 1
         self._pipe.send(request)
 
     def new_request_id(self) -> int:
@@ -61,6 +66,20 @@ class WorkerChannel:
 
     def send(self, event: ev.Event) -> None:
         self._pipe.send(event)
+
+    async def ping(self, timeout: float) -> bool:
+        """Whether the worker's event loop answers within `timeout`: False means it is stuck
+        (or gone)."""
+        sequence = self.new_request_id()
+        pong = self._pongs[sequence] = asyncio.get_running_loop().create_future()
+        self._pipe.send(ev.Ping(sequence))
+        try:
+            await asyncio.wait_for(pong, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._pongs.pop(sequence, None)
+        return not self.closed.is_set()
 
     def shutdown(self) -> None:
         self._pipe.send(ev.Shutdown())
@@ -82,6 +101,9 @@ class WorkerChannel:
             case ev.Credit(request_id, size):
                 if sink := self._sinks.get(request_id):
                     sink.on_credit(size)
+            case ev.Pong(sequence):
+                if (pong := self._pongs.get(sequence)) and not pong.done():
+                    pong.set_result(None)
             case ev.WorkerReady() | ev.WorkerFailed():
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(event)
@@ -94,4 +116,7 @@ class WorkerChannel:
         sinks, self._sinks = self._sinks, {}
         for sink in sinks.values():
             sink.on_worker_lost()
+        for pong in self._pongs.values():
+            if not pong.done():
+                pong.set_result(None)
         self.closed.set()

@@ -78,6 +78,15 @@ class InterpreterWorker:
             return False
         return True
 
+    def terminate(self) -> None:
+        """A stuck interpreter cannot be stopped from outside: disconnect it, and leave its
+        thread to finish whatever it is running. `close` once `wait_stopped` says it has."""
+        self.channel.close()
+
+    @property
+    def running(self) -> bool:
+        return self._stopped is not None and not self._stopped.done()
+
     def close(self, *, destroy: bool = True) -> None:
         """Release the pipes and, if its thread has returned, the interpreter.
 

@@ -1,16 +1,19 @@
 """The worker pool: starts N workers side by side, hands each request to the least busy one,
-and stops them all."""
+and keeps N serving: a worker that dies or gets stuck is replaced, one that has served its
+quota is recycled, and a reload swaps in new workers before the old ones drain."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 
 from interpserve import events as ev
 from interpserve.config import Config
 from interpserve.pool.channel import WorkerChannel, WorkerGone
 from interpserve.pool.interpreter_worker import InterpreterWorker
 from interpserve.pool.process_worker import ProcessWorker
+from interpserve.tasks import BackgroundTasks
 
 logger = logging.getLogger("interpserve.error")
 
@@ -19,6 +22,13 @@ WORKER_KINDS: dict[str, type[InterpreterWorker] | type[ProcessWorker]] = {
     "interpreter": InterpreterWorker,
     "process": ProcessWorker,
 }
+
+# How long a worker's event loop may take to answer a ping after one of its requests timed out
+# before it counts as stuck (in CPU-bound code that never yields).
+STUCK_AFTER = 1.0
+# A worker that dies sooner than this after it became ready is part of a crash loop.
+CRASH_LOOP_UPTIME = 5.0
+MAX_RESTART_DELAY = 30.0
 
 
 class StartupError(Exception):
@@ -30,48 +40,269 @@ class StartupError(Exception):
 
 
 class WorkerPool:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, kind: str) -> None:
         self._config = config
-        kind = WORKER_KINDS[config.worker_kind]
-        self.workers: list[Worker] = [
-            kind(worker_id, config.worker_settings(worker_id))
-            for worker_id in range(1, config.worker_count + 1)
-        ]
-        self._channels = [worker.channel for worker in self.workers]
+        self.kind = kind
+        self._make_worker = WORKER_KINDS[kind]
+        self._last_id = 0
+        self.workers: list[Worker] = []  # in rotation
+        self._channels: list[WorkerChannel] = []
+        self._abandoned: list[Worker] = []
+        self._tasks = BackgroundTasks()
+        self._stopping = False
+        self._replacing = False  # one recycle or reload at a time
+        self._crash_streak = 0
+        self.restarts = 0
+        # How many workers should serve: the configured count, moved by SIGTTIN/SIGTTOU.
+        self.target = config.worker_count
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.workers) and not self._stopping
+
+    # Start and dispatch
 
     async def start(self) -> None:
         """Start every worker at once; return when all are ready, or raise StartupError."""
-        for worker in self.workers:
-            await worker.start()
-        results = await asyncio.gather(*(c.wait_ready() for c in self._channels))
-        failures = [r for r in results if isinstance(r, ev.WorkerFailed)]
-        if failures:
-            # The first reason is the one to show: usually they are all the same.
-            failure = next((f for f in failures if f.incompatible_module), failures[0])
-            await self.stop(timeout=5.0, destroy=not failure.incompatible_module)
-            raise StartupError(failure.message, failure.incompatible_module)
+        workers = await self._start_workers(self.target)
+        for worker in workers:
+            self._activate(worker)
 
     def choose(self) -> WorkerChannel:
         """The worker with the fewest requests in flight: a slow request on one worker never
         holds up requests that another worker could serve now."""
         best: WorkerChannel | None = None
         for channel in self._channels:
-            if channel.closed.is_set():
-                continue
             if best is None or channel.outstanding < best.outstanding:
                 best = channel
                 if not best.outstanding:
                     break
         if best is None:
             raise WorkerGone("no worker is running")
+        limit = best.request_limit
+        if limit is not None and best.requests_taken + 1 >= limit and not self._replacing:
+            self._tasks.spawn(self._recycle(best))
         return best
 
-    async def stop(self, timeout: float | None, *, destroy: bool = True) -> None:
-        """Tell every worker to finish (lifespan shutdown included) and release them."""
-        for channel in self._channels:
-            channel.shutdown()
-        stopped = await asyncio.gather(*(w.wait_stopped(timeout) for w in self.workers))
-        for worker, done in zip(self.workers, stopped, strict=True):
-            if not done:
-                logger.warning("Worker %d did not stop in time; abandoning it.", worker.worker_id)
-            worker.close(destroy=destroy)
+    def request_timed_out(self, channel: WorkerChannel, request_id: int) -> None:
+        """A request ran past --timeout-request: cancel it, and find out whether its worker is
+        stuck (a stuck worker cannot cancel anything)."""
+        channel.send(ev.Cancel(request_id))
+        self._tasks.spawn(self._check_stuck(channel))
+
+    # Changes to the set of workers
+
+    async def reload(self) -> None:
+        """Zero-downtime reload: new workers (importing the code as it is now) take over once
+        all of them are ready; the old ones then drain and stop. If the new ones fail to start,
+        the old ones keep serving."""
+        if self._replacing or self._stopping:
+            logger.warning("A reload is already under way.")
+            return
+        self._replacing = True
+        try:
+            try:
+                new = await self._start_workers(self.target)
+            except StartupError as exc:
+                logger.error("Reload failed, the old workers keep serving: %s", exc)
+                return
+            old = list(self.workers)
+            for worker in new:
+                self._activate(worker)
+            await asyncio.gather(*(self._retire(worker) for worker in old))
+            logger.info("Reloaded: %d new worker(s) serving.", len(new))
+        finally:
+            self._replacing = False
+
+    async def add_worker(self) -> None:
+        try:
+            (worker,) = await self._start_workers(1)
+        except StartupError as exc:
+            logger.error("Could not add a worker: %s", exc)
+            return
+        self.target += 1
+        self._activate(worker)
+        logger.info("Added worker %d: %d serving.", worker.worker_id, len(self.workers))
+
+    async def remove_worker(self) -> None:
+        if len(self.workers) <= 1:
+            logger.warning("Not removing the last worker.")
+            return
+        self.target -= 1
+        await self._retire(self.workers[-1])
+        logger.info("Removed a worker: %d serving.", len(self.workers))
+
+    async def stop(self, timeout: float | None) -> bool:
+        """Drain and stop every worker (lifespan shutdown included). False if one could not be
+        stopped: an interpreter stuck in code that never returns."""
+        self._stopping = True
+        await self._tasks.cancel_all()
+        retiring = list(self.workers)
+        await asyncio.gather(*(self._retire(worker, timeout) for worker in retiring))
+        stuck = [worker for worker in self._abandoned if worker.running]
+        for worker in stuck:
+            logger.warning("Worker %d is still stuck at exit.", worker.worker_id)
+        return not stuck
+
+    # Internals
+
+    async def _start_workers(self, count: int) -> list[Worker]:
+        """Start `count` new workers side by side; all ready, or StartupError (none left)."""
+        workers = []
+        for _ in range(count):
+            self._last_id += 1
+            settings = self._config.worker_settings(self._last_id)
+            workers.append(self._make_worker(self._last_id, settings))
+        for worker in workers:
+            await worker.start()
+        results = await asyncio.gather(*(worker.channel.wait_ready() for worker in workers))
+        failures = [result for result in results if isinstance(result, ev.WorkerFailed)]
+        if failures:
+            # The first reason is the one to show: usually they are all the same.
+            failure = next((f for f in failures if f.incompatible_module), failures[0])
+            for worker in workers:
+                worker.channel.shutdown()
+            await asyncio.gather(*(worker.wait_stopped(5.0) for worker in workers))
+            for worker in workers:
+                worker.close(destroy=not failure.incompatible_module)
+            raise StartupError(failure.message, failure.incompatible_module)
+        return workers
+
+    def _activate(self, worker: Worker) -> None:
+        limit = self._config.limit_max_requests
+        if limit is not None:
+            limit += random.randint(0, self._config.max_requests_jitter)
+        worker.channel.request_limit = limit
+        self.workers.append(worker)
+        self._channels.append(worker.channel)
+        self._tasks.spawn(self._watch(worker))
+
+    def _deactivate(self, worker: Worker) -> bool:
+        """Take a worker out of rotation; False if it was not in it."""
+        if worker not in self.workers:
+            return False
+        self.workers.remove(worker)
+        self._channels.remove(worker.channel)
+        return True
+
+    async def _watch(self, worker: Worker) -> None:
+        """Replace a worker that stops while in rotation: it crashed or was killed."""
+        loop = asyncio.get_running_loop()
+        ready_at = loop.time()
+        await worker.channel.closed.wait()
+        if self._stopping or not self._deactivate(worker):
+            return
+        uptime = loop.time() - ready_at
+        self._crash_streak = self._crash_streak + 1 if uptime < CRASH_LOOP_UPTIME else 0
+        delay = _restart_delay(self._crash_streak)
+        logger.error(
+            "Worker %d stopped unexpectedly after %.1f s; its requests in flight got 502.%s",
+            worker.worker_id,
+            uptime,
+            f" Crash loop: restarting in {delay:.1f} s." if delay else " Restarting it.",
+        )
+        await worker.wait_stopped(5.0)
+        worker.close()
+        await self._replace(worker, delay)
+
+    async def _replace(self, worker: Worker, delay: float) -> None:
+        """Start a worker in place of one that left the rotation, retrying with backoff."""
+        await asyncio.sleep(delay)
+        while not self._stopping:
+            try:
+                (replacement,) = await self._start_workers(1)
+            except StartupError as exc:
+                self._crash_streak += 1
+                delay = _restart_delay(self._crash_streak)
+                logger.error(
+                    "Replacement for worker %d failed (%s); retrying in %.1f s.",
+                    worker.worker_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            self.restarts += 1
+            self._activate(replacement)
+            logger.info("Worker %d replaces worker %d.", replacement.worker_id, worker.worker_id)
+            return
+
+    async def _recycle(self, channel: WorkerChannel) -> None:
+        """Swap a worker that reached its request limit for a fresh one, without a gap."""
+        worker = next((w for w in self.workers if w.channel is channel), None)
+        if worker is None:
+            return
+        self._replacing = True
+        try:
+            try:
+                (replacement,) = await self._start_workers(1)
+            except StartupError as exc:
+                logger.error("Could not recycle worker %d: %s", worker.worker_id, exc)
+                channel.request_limit = None
+                return
+            self._activate(replacement)
+            logger.info(
+                "Recycling worker %d after %d requests (worker %d takes over).",
+                worker.worker_id,
+                channel.requests_taken,
+                replacement.worker_id,
+            )
+            self.restarts += 1
+            await self._retire(worker)
+        finally:
+            self._replacing = False
+
+    async def _retire(self, worker: Worker, timeout: float | None = None) -> None:
+        """Out of rotation, then finish its requests, run lifespan shutdown, and stop."""
+        self._deactivate(worker)
+        worker.channel.shutdown()
+        timeout = self._config.timeout_graceful_shutdown if timeout is None else timeout
+        if await worker.wait_stopped(timeout):
+            worker.close()
+            return
+        logger.warning("Worker %d did not stop within %s s.", worker.worker_id, timeout)
+        self._give_up(worker)
+
+    async def _check_stuck(self, channel: WorkerChannel) -> None:
+        worker = next((w for w in self.workers if w.channel is channel), None)
+        if worker is None or await channel.ping(STUCK_AFTER):
+            return
+        stuck_still_running = sum(1 for w in self._abandoned if w.running)
+        if stuck_still_running >= self._config.worker_count:
+            # Each abandoned interpreter keeps a thread and its memory until its code returns:
+            # past this cap the stuck worker stays (dispatch avoids it: it is busy).
+            logger.error(
+                "Worker %d is stuck, but %d stuck workers are already running; keeping it.",
+                worker.worker_id,
+                stuck_still_running,
+            )
+            return
+        if not self._deactivate(worker):
+            return
+        logger.error(
+            "Worker %d is stuck (its event loop has not answered for %.1f s); replacing it.",
+            worker.worker_id,
+            STUCK_AFTER,
+        )
+        self._give_up(worker)
+        self._tasks.spawn(self._replace(worker, 0.0))
+
+    def _give_up(self, worker: Worker) -> None:
+        """Stop a worker that does not stop when asked: a process is killed; an interpreter
+        cannot be, so it is disconnected and destroyed once its code returns, if ever."""
+        worker.terminate()
+        self._abandoned.append(worker)
+        self._tasks.spawn(self._reap(worker))
+
+    async def _reap(self, worker: Worker) -> None:
+        await worker.wait_stopped(None)
+        worker.close()
+        self._abandoned.remove(worker)
+        logger.info("Worker %d finally stopped and was cleaned up.", worker.worker_id)
+
+
+def _restart_delay(crash_streak: int) -> float:
+    """No wait for a first crash; then 0.5 s, 1 s, 2 s ... up to MAX_RESTART_DELAY."""
+    if crash_streak <= 1:
+        return 0.0
+    return float(min(MAX_RESTART_DELAY, 0.5 * 2 ** (crash_streak - 2)))

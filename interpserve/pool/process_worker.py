@@ -54,6 +54,15 @@ class ProcessWorker:
             return False
         return True
 
+    def terminate(self) -> None:
+        """Kill a stuck worker."""
+        if self._process and self._process.poll() is None:
+            self._process.kill()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def close(self, *, destroy: bool = True) -> None:
         """Release the pipes; kill the process if it is still running."""
         self.channel.close()

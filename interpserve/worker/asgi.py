@@ -35,11 +35,13 @@ class HTTPCycle:
         self,
         request: ev.Request,
         send_event: Callable[[ev.Event], None],
+        on_fatal: Callable[[BaseException], None],
         root_path: str,
         state: dict[str, Any],
     ) -> None:
         self._id = request.request_id
         self._send_event = send_event
+        self._on_fatal = on_fatal
         raw_path = request.raw_path
         self.scope: dict[str, Any] = {
             "type": "http",
@@ -90,12 +92,19 @@ class HTTPCycle:
     async def run(self, app: ASGIApp) -> None:
         try:
             await app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            # The front end gave up on it (--timeout-request) and has answered the client.
+            logger.warning(
+                "Cancelled %s %s: it ran too long.", self.scope["method"], self.scope["path"]
+            )
+            raise
         except BaseException as exc:
             logger.error("Exception in ASGI application", exc_info=exc)
             if not self._response_started:
                 self._send_error()
             if not isinstance(exc, Exception):
-                raise
+                # SystemExit and the like: the app wants this worker gone.
+                self._on_fatal(exc)
         else:
             if not self._response_started and not self._disconnected:
                 logger.error("ASGI callable returned without starting response.")

@@ -32,28 +32,37 @@ class Worker:
         self._root_path: str = settings["root_path"]
         self._state: dict[str, Any] = {}
         self._cycles: dict[int, HTTPCycle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._app: ASGIApp | None = None
+        self._fatal_error: BaseException | None = None
         self._pipe = FramePipe(self._on_event, self._stopping.set)
 
     async def serve(self, fd_in: int, fd_out: int) -> None:
         await self._pipe.connect(fd_in, fd_out)
+        try:
+            await self._serve()
+        finally:
+            # Also when the worker crashes: the closed pipe is how the front end learns it.
+            self._pipe.close()
+
+    async def _serve(self) -> None:
         lifespan = await self._start()
         if lifespan is None:
-            self._pipe.close()
             return
         self._pipe.send(ev.WorkerReady())
         await self._stopping.wait()
+        if self._fatal_error is not None:
+            logger.error("Worker stopping: the app raised %r.", self._fatal_error)
+            return
         # The front end sends Shutdown only once it has drained, but a closed pipe (front end
         # gone) can leave requests running: they get to finish before lifespan shutdown.
         while self._tasks:
-            await asyncio.wait(list(self._tasks))
+            await asyncio.wait(list(self._tasks.values()))
         try:
             await lifespan.shutdown()
         except LifespanFailed as exc:
             logger.error("Lifespan shutdown failed: %s", exc)
-        self._pipe.close()
 
     async def _start(self) -> Lifespan | None:
         """Import the app and run lifespan startup; on failure tell the front end why."""
@@ -73,6 +82,12 @@ class Worker:
             return None
         return lifespan
 
+    def _fatal(self, exc: BaseException) -> None:
+        """The app raised SystemExit (or the like): stop at once, without lifespan shutdown,
+        and the front end replaces this worker."""
+        self._fatal_error = exc
+        self._stopping.set()
+
     def _on_event(self, event: ev.Event) -> None:
         match event:
             case ev.Request():
@@ -86,6 +101,11 @@ class Worker:
             case ev.Disconnect(request_id):
                 if cycle := self._cycles.get(request_id):
                     cycle.disconnect()
+            case ev.Cancel(request_id):
+                if task := self._tasks.get(request_id):
+                    task.cancel()
+            case ev.Ping(sequence):
+                self._pipe.send(ev.Pong(sequence))
             case ev.Shutdown():
                 self._stopping.set()
             case _:
@@ -93,12 +113,12 @@ class Worker:
 
     def _start_request(self, request: ev.Request) -> None:
         assert self._app is not None
-        cycle = HTTPCycle(request, self._pipe.send, self._root_path, self._state)
+        cycle = HTTPCycle(request, self._pipe.send, self._fatal, self._root_path, self._state)
         self._cycles[request.request_id] = cycle
         task = asyncio.get_running_loop().create_task(cycle.run(self._app))
-        self._tasks.add(task)
-        task.add_done_callback(lambda t: self._finish_request(t, request.request_id))
+        self._tasks[request.request_id] = task
+        task.add_done_callback(lambda _: self._finish_request(request.request_id))
 
-    def _finish_request(self, task: asyncio.Task[None], request_id: int) -> None:
-        self._tasks.discard(task)
+    def _finish_request(self, request_id: int) -> None:
+        self._tasks.pop(request_id, None)
         self._cycles.pop(request_id, None)

@@ -1,0 +1,819 @@
+"""End-to-end HTTP/1.1 behaviour of a real interpserve process, over loopback only.
+
+Every test that takes `hello_server` runs once per parser backend (h11 and httptools). Byte-level
+cases use raw sockets; the rest use httpx. Every socket and client has a timeout, so a server
+that hangs fails the test instead of hanging the run.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from interpserve.testing import ServerProcess
+
+TIMEOUT = 10.0
+HELLO = b"Hello, world!"
+MB = 1024 * 1024
+
+
+# Raw-socket client -------------------------------------------------------------------------
+
+
+@dataclass
+class RawResponse:
+    status: int
+    reason: str
+    http_version: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k == name.lower()]
+        return ", ".join(values) if values else None
+
+
+class RawConnection:
+    """A blocking socket to the server with a small, strict HTTP/1.1 response reader."""
+
+    def __init__(self, server: ServerProcess, timeout: float = TIMEOUT) -> None:
+        self.sock = socket.create_connection((server.host, server.port), timeout=timeout)
+        self.buffer = b""
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buffer += data
+        return bool(data)
+
+    def read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            if not self._fill():
+                raise ConnectionError(f"EOF before {marker!r}; got {self.buffer!r}")
+        data, _, self.buffer = self.buffer.partition(marker)
+        return data + marker
+
+    def read_exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            if not self._fill():
+                raise ConnectionError(f"EOF after {len(self.buffer)} of {size} bytes")
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def read_to_eof(self) -> bytes:
+        while self._fill():
+            pass
+        data, self.buffer = self.buffer, b""
+        return data
+
+    def read_head(self) -> RawResponse:
+        head = self.read_until(b"\r\n\r\n").decode("latin-1")
+        status_line, *lines = head[:-4].split("\r\n")
+        version, status, reason = (status_line.split(" ", 2) + [""])[:3]
+        assert version.startswith("HTTP/"), status_line
+        headers = []
+        for line in lines:
+            name, sep, value = line.partition(":")
+            assert sep, f"malformed response header line {line!r}"
+            headers.append((name.strip().lower(), value.strip()))
+        return RawResponse(int(status), reason, version, headers)
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        """A chunked body's chunks, as they come; checks the framing strictly."""
+        while True:
+            size_line = self.read_until(b"\r\n")[:-2]
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                trailer = self.read_until(b"\r\n")
+                assert trailer == b"\r\n", f"unexpected trailer {trailer!r}"
+                return
+            yield self.read_exactly(size)
+            assert self.read_exactly(2) == b"\r\n", "chunk not followed by CRLF"
+
+    def read_response(self, method: str = "GET") -> RawResponse:
+        """The next final response (1xx responses are skipped over)."""
+        while True:
+            response = self.read_head()
+            if response.status >= 200 or response.status == 101:
+                break
+        if method == "HEAD" or response.status in (204, 304):
+            return response
+        if (response.header("transfer-encoding") or "").lower() == "chunked":
+            response.body = b"".join(self.iter_chunks())
+        elif response.header("content-length") is not None:
+            response.body = self.read_exactly(int(response.header("content-length") or 0))
+        else:
+            response.body = self.read_to_eof()
+        return response
+
+    def is_closed_by_server(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the connection (EOF) with nothing more sent."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+        self.buffer += data
+        return data == b""
+
+
+def request(method: str, target: str, *headers: str, body: bytes = b"", version: str = "1.1") -> bytes:
+    lines = [f"{method} {target} HTTP/{version}", "Host: 127.0.0.1", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def get(target: str, *headers: str) -> bytes:
+    return request("GET", target, *headers)
+
+
+def assert_still_serving(server: ServerProcess) -> None:
+    response = httpx.get(server.url + "/", timeout=TIMEOUT)
+    assert response.status_code == 200
+    assert response.content == HELLO
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc status")
+
+
+class PeakRSS:
+    """Samples a process's resident set size in the background; `.peak` is the largest seen."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = rss_bytes(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, rss_bytes(self.pid))
+            except (OSError, AssertionError):
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.peak = max(self.peak, rss_bytes(self.pid))
+
+
+# Basics and connection management ----------------------------------------------------------
+
+
+def test_get_root(hello_server: ServerProcess) -> None:
+    response = httpx.get(hello_server.url + "/", timeout=TIMEOUT)
+    assert response.status_code == 200
+    assert response.content == HELLO
+    assert response.headers["content-length"] == str(len(HELLO))
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.headers["server"] == "interpserve"
+    date = email.utils.parsedate_to_datetime(response.headers["date"])
+    assert abs(date.timestamp() - time.time()) < 60
+    assert response.http_version == "HTTP/1.1"
+
+
+def test_unknown_path_is_the_apps_404(hello_server: ServerProcess) -> None:
+    response = httpx.get(hello_server.url + "/no/such/page", timeout=TIMEOUT)
+    assert response.status_code == 404
+    assert response.content == b"Not Found"
+
+
+def test_keep_alive_answers_in_order_on_one_connection(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        ports = set()
+        for i in range(5):
+            conn.send(get("/"))
+            response = conn.read_response()
+            assert (response.status, response.body) == (200, HELLO)
+            assert response.header("connection") is None  # HTTP/1.1: keep-alive is implied
+            conn.send(get(f"/stream?n=1&size={i + 1}"))
+            response = conn.read_response()
+            assert (response.status, response.body) == (200, b"x" * (i + 1))
+            conn.send(get("/scope"))
+            scope = json.loads(conn.read_response().body)
+            ports.add(scope["client"][1])
+        assert ports == {conn.sock.getsockname()[1]}, "all requests came on this one connection"
+        assert not conn.is_closed_by_server(timeout=0.3)
+
+
+def test_connection_close_request(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(get("/", "Connection: close"))
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, HELLO)
+        assert response.header("connection") == "close"
+        assert conn.is_closed_by_server()
+
+
+def test_connection_close_on_a_chunked_response(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(get("/stream?n=3&size=4", "Connection: close"))
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, b"x" * 12)
+        assert conn.is_closed_by_server()
+
+
+def test_http10_closes_by_default(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(request("GET", "/", version="1.0"))
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, HELLO)
+        assert conn.is_closed_by_server()
+
+
+def test_http10_streamed_response_ends_with_the_connection(hello_server: ServerProcess) -> None:
+    # No chunked encoding in HTTP/1.0: a response without a length is delimited by close.
+    with RawConnection(hello_server) as conn:
+        conn.send(request("GET", "/stream?n=5&size=10", "Connection: keep-alive", version="1.0"))
+        head = conn.read_head()
+        assert head.status == 200
+        assert head.header("transfer-encoding") is None
+        assert head.header("content-length") is None
+        assert conn.read_to_eof() == b"x" * 50
+
+
+def test_http10_keep_alive(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        for _ in range(3):
+            conn.send(request("GET", "/", "Connection: keep-alive", version="1.0"))
+            response = conn.read_response()
+            assert (response.status, response.body) == (200, HELLO)
+            assert (response.header("connection") or "").lower() == "keep-alive"
+        assert not conn.is_closed_by_server(timeout=0.3)
+
+
+def test_idle_keep_alive_connection_is_closed(start_server, http_impl: str) -> None:
+    server = start_server("examples.hello:app", "--http", http_impl, "--timeout-keep-alive", "1")
+    with RawConnection(server) as conn:
+        conn.send(get("/"))
+        assert conn.read_response().status == 200
+        started = time.monotonic()
+        assert conn.is_closed_by_server(timeout=8)
+        assert 0.5 < time.monotonic() - started < 5
+
+
+# Pipelining --------------------------------------------------------------------------------
+
+
+def test_pipelined_requests_answered_in_order(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(
+            get("/")
+            + get("/sleep?s=0.2")
+            + get("/stream?n=2&size=3")
+            + request("POST", "/echo", "Content-Length: 5", body=b"abcde")
+            + get("/")
+        )
+        expected = [HELLO, b"slept", b"xxxxxx", b"abcde", HELLO]
+        for body in expected:
+            response = conn.read_response()
+            assert (response.status, response.body) == (200, body)
+        assert conn.buffer == b""
+        assert not conn.is_closed_by_server(timeout=0.3)
+
+
+def test_pipelined_slow_request_first_does_not_reorder(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(get("/sleep?s=0.5") + get("/") + get("/stream?n=1&size=1") + get("/"))
+        bodies = [conn.read_response().body for _ in range(4)]
+        assert bodies == [b"slept", HELLO, b"x", HELLO]
+
+
+def test_pipelined_requests_then_close(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(get("/") + get("/sleep?s=0.1", "Connection: close") + get("/"))
+        assert conn.read_response().body == HELLO
+        last = conn.read_response()
+        assert (last.body, last.header("connection")) == (b"slept", "close")
+        # The request after "Connection: close" is not answered.
+        assert conn.is_closed_by_server()
+        assert conn.buffer == b""
+
+
+# Chunked bodies ----------------------------------------------------------------------------
+
+
+def test_chunked_request_body_is_echoed(hello_server: ServerProcess) -> None:
+    pieces = [b"first,", b"second-" * 100, b"3", os.urandom(5000)]
+    with RawConnection(hello_server) as conn:
+        conn.send(request("POST", "/echo", "Transfer-Encoding: chunked"))
+        for piece in pieces:
+            conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+            time.sleep(0.05)
+        conn.send(b"0\r\n\r\n")
+        response = conn.read_response()
+        assert response.status == 200
+        assert response.header("transfer-encoding") == "chunked"
+        assert response.body == b"".join(pieces)
+        # The connection is still usable.
+        conn.send(get("/"))
+        assert conn.read_response().body == HELLO
+
+
+def test_chunked_request_with_extensions_and_trailers(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(
+            request("POST", "/echo", "Transfer-Encoding: chunked")
+            + b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
+        )
+        assert conn.read_response().body == b"hello world"
+        conn.send(get("/"))
+        assert conn.read_response().body == HELLO
+
+
+def test_chunked_response_decoded_by_httpx(hello_server: ServerProcess) -> None:
+    body = os.urandom(200_000)
+    with httpx.Client(timeout=TIMEOUT) as client:
+        response = client.post(hello_server.url + "/echo", content=body)
+    assert response.status_code == 200
+    assert "content-length" not in response.headers
+    assert response.headers["transfer-encoding"] == "chunked"
+    assert response.content == body
+
+
+def test_empty_echo(hello_server: ServerProcess) -> None:
+    with httpx.Client(timeout=TIMEOUT) as client:
+        response = client.post(hello_server.url + "/echo", content=b"")
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+def test_stream_many_chunks(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(get("/stream?n=2000&size=100"))
+        head = conn.read_head()
+        assert head.status == 200
+        assert head.header("transfer-encoding") == "chunked"
+        sizes = [len(c) for c in conn.iter_chunks()]
+        assert sum(sizes) == 200_000
+        assert all(size > 0 for size in sizes)
+    with httpx.Client(timeout=TIMEOUT) as client:
+        response = client.get(hello_server.url + "/stream?n=2000&size=100")
+    assert response.content == b"x" * 200_000
+
+
+def test_stream_zero_chunks(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(get("/stream?n=0") + get("/"))
+        first = conn.read_response()
+        assert (first.status, first.body) == (200, b"")
+        assert conn.read_response().body == HELLO
+
+
+# Expect: 100-continue ----------------------------------------------------------------------
+
+
+def test_expect_100_continue(hello_server: ServerProcess) -> None:
+    body = b"hello there"
+    with RawConnection(hello_server) as conn:
+        conn.send(
+            request("POST", "/echo", f"Content-Length: {len(body)}", "Expect: 100-continue")
+        )
+        interim = conn.read_head()
+        assert (interim.http_version, interim.status) == ("HTTP/1.1", 100)
+        assert interim.reason == "Continue"
+        conn.send(body)
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, body)
+        conn.send(get("/"))
+        assert conn.read_response().body == HELLO
+
+
+def test_expect_100_continue_chunked(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(request("POST", "/echo", "Transfer-Encoding: chunked", "Expect: 100-continue"))
+        assert conn.read_head().status == 100
+        conn.send(b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, b"abcdefg")
+
+
+def test_expect_100_continue_not_sent_when_app_ignores_body(hello_server: ServerProcess) -> None:
+    # "/" never reads the body: the final response comes without a "100 Continue" first.
+    with RawConnection(hello_server) as conn:
+        conn.send(request("POST", "/", "Content-Length: 5", "Expect: 100-continue"))
+        response = conn.read_head()
+        assert response.status == 200
+        assert conn.read_exactly(len(HELLO)) == HELLO
+
+
+# HEAD --------------------------------------------------------------------------------------
+
+
+def test_head_has_headers_and_no_body(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(request("HEAD", "/"))
+        response = conn.read_response("HEAD")
+        assert response.status == 200
+        assert response.header("content-length") == str(len(HELLO))
+        assert response.header("server") == "interpserve"
+        # Nothing but the next response follows: it must parse from its first byte.
+        conn.send(get("/"))
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, HELLO)
+
+
+def test_head_of_streamed_response_has_no_body(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(request("HEAD", "/stream?n=3&size=10") + get("/stream?n=1&size=2"))
+        assert conn.read_response("HEAD").status == 200
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, b"xx")
+    with httpx.Client(timeout=TIMEOUT) as client:
+        response = client.head(hello_server.url + "/")
+        assert response.status_code == 200 and response.content == b""
+        assert client.get(hello_server.url + "/").content == HELLO
+
+
+# Large bodies stream, never buffer whole ---------------------------------------------------
+
+
+RSS_HEADROOM = 150 * MB
+
+
+def _idle_rss(server: ServerProcess) -> int:
+    assert_still_serving(server)  # both code paths warmed up a little
+    httpx.post(server.url + "/echo", content=b"x" * 100_000, timeout=TIMEOUT)
+    time.sleep(0.2)
+    return rss_bytes(server.pid)
+
+
+def test_large_upload_is_streamed(hello_server: ServerProcess) -> None:
+    """100 MB sent to /echo while its echo is read back; neither is ever held whole."""
+    total = 100 * MB
+    block = os.urandom(MB)
+    sent_digest = hashlib.sha256()
+    idle = _idle_rss(hello_server)
+    errors: list[BaseException] = []
+
+    conn = RawConnection(hello_server, timeout=30)
+
+    def upload() -> None:
+        try:
+            conn.sock.sendall(request("POST", "/echo", f"Content-Length: {total}"))
+            for i in range(total // len(block)):
+                data = block[i % 7 :] + block[: i % 7]  # not the same MB every time
+                sent_digest.update(data)
+                conn.sock.sendall(data)
+        except BaseException as exc:
+            errors.append(exc)
+
+    uploader = threading.Thread(target=upload, daemon=True)
+    received = 0
+    received_digest = hashlib.sha256()
+    with conn, PeakRSS(hello_server.pid) as rss:
+        uploader.start()
+        head = conn.read_head()
+        assert head.status == 200
+        for piece in conn.iter_chunks():
+            received += len(piece)
+            received_digest.update(piece)
+        uploader.join(30)
+    assert not errors
+    assert received == total
+    assert received_digest.digest() == sent_digest.digest()
+    grown = rss.peak - idle
+    assert grown < RSS_HEADROOM, f"RSS grew by {grown / MB:.0f} MB while echoing 100 MB"
+
+
+def test_large_upload_with_httpx_generator(hello_server: ServerProcess) -> None:
+    """httpx sends the whole body before it reads the response, so the echo is consumed by a
+    path that does not answer until the end: /echo with a body small enough to be absorbed by
+    the socket buffers is not it; instead the upload goes to "/", which discards it."""
+    total = 100 * MB
+    block = b"u" * MB
+    idle = _idle_rss(hello_server)
+
+    def body() -> Iterator[bytes]:
+        for _ in range(total // len(block)):
+            yield block
+
+    with PeakRSS(hello_server.pid) as rss, httpx.Client(timeout=30) as client:
+        response = client.post(
+            hello_server.url + "/", content=body(), headers={"content-length": str(total)}
+        )
+        assert response.status_code == 200
+        assert response.content == HELLO
+        # The discarded body did not desynchronise the connection.
+        assert client.get(hello_server.url + "/").content == HELLO
+    grown = rss.peak - idle
+    assert grown < RSS_HEADROOM, f"RSS grew by {grown / MB:.0f} MB for a 100 MB upload"
+
+
+def test_large_download_is_streamed(hello_server: ServerProcess) -> None:
+    n, size = 1600, 65536  # 100 MB
+    idle = _idle_rss(hello_server)
+    received = 0
+    with PeakRSS(hello_server.pid) as rss, httpx.Client(timeout=30) as client:
+        with client.stream("GET", hello_server.url + f"/stream?n={n}&size={size}") as response:
+            assert response.status_code == 200
+            for piece in response.iter_bytes():
+                received += len(piece)
+    assert received == n * size
+    grown = rss.peak - idle
+    assert grown < RSS_HEADROOM, f"RSS grew by {grown / MB:.0f} MB while sending 100 MB"
+
+
+def test_slow_reader_applies_backpressure(hello_server: ServerProcess) -> None:
+    """A client that does not read holds the app back: the server does not queue the rest."""
+    n, size = 1600, 65536
+    idle = _idle_rss(hello_server)
+    with RawConnection(hello_server, timeout=30) as conn:
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        conn.send(get(f"/stream?n={n}&size={size}"))
+        time.sleep(2)  # the app would have produced all 100 MB by now if nothing held it
+        held = rss_bytes(hello_server.pid) - idle
+        assert held < RSS_HEADROOM, f"RSS grew by {held / MB:.0f} MB for a client not reading"
+        assert conn.read_head().status == 200
+        assert sum(len(c) for c in conn.iter_chunks()) == n * size
+    assert_still_serving(hello_server)
+
+
+# Client disconnect -------------------------------------------------------------------------
+
+
+def test_client_disconnect_reaches_the_app(hello_server: ServerProcess, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    with RawConnection(hello_server) as conn:
+        conn.send(get(f"/wait-disconnect?marker={marker}"))
+        head = conn.read_head()
+        assert head.status == 200
+        assert next(conn.iter_chunks()) == b"waiting\n"
+        assert not marker.exists()
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists(), "the app never received http.disconnect"
+    assert marker.read_text() == "disconnected"
+    assert_still_serving(hello_server)
+
+
+def test_disconnect_with_pipelined_requests_queued(
+    hello_server: ServerProcess, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    with RawConnection(hello_server) as conn:
+        conn.send(get(f"/wait-disconnect?marker={marker}") + get("/") + get("/sleep?s=5"))
+        assert conn.read_head().status == 200
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists()
+    assert_still_serving(hello_server)
+
+
+def test_disconnect_during_request_body(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(request("POST", "/echo", "Content-Length: 1000000", body=b"x" * 1000))
+        assert conn.read_head().status == 200
+    assert_still_serving(hello_server)
+
+
+# Application errors ------------------------------------------------------------------------
+
+
+def test_app_error_before_start_is_a_500(hello_server: ServerProcess) -> None:
+    with httpx.Client(timeout=TIMEOUT) as client:
+        response = client.get(hello_server.url + "/error")
+        assert response.status_code == 500
+        assert response.text == "Internal Server Error"
+        assert "Traceback" not in response.text and "boom" not in response.text
+        # The connection stays usable after a complete 500.
+        assert client.get(hello_server.url + "/").content == HELLO
+    assert hello_server.wait_for_output("RuntimeError: boom")
+    output = hello_server.output
+    assert "Exception in ASGI application" in output
+    assert "Traceback (most recent call last)" in output
+
+
+def test_app_error_after_start_breaks_the_response(hello_server: ServerProcess) -> None:
+    with httpx.Client(timeout=TIMEOUT) as client, pytest.raises(httpx.RemoteProtocolError):
+        client.get(hello_server.url + "/error-after-start")
+    with RawConnection(hello_server) as conn:
+        conn.send(get("/error-after-start"))
+        head = conn.read_head()
+        assert head.status == 200
+        assert head.header("transfer-encoding") == "chunked"
+        rest = conn.read_to_eof()
+        assert not rest.endswith(b"0\r\n\r\n"), "a broken response must not look complete"
+    assert hello_server.wait_for_output("RuntimeError: boom after start")
+    assert_still_serving(hello_server)
+
+
+def test_app_error_after_start_on_pipelined_connection(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(get("/") + get("/error-after-start") + get("/"))
+        assert conn.read_response().body == HELLO
+        assert conn.read_head().status == 200
+        rest = conn.read_to_eof()
+        assert b"HTTP/1.1" not in rest, "nothing may follow a response that was cut short"
+    assert_still_serving(hello_server)
+
+
+# Malformed requests ------------------------------------------------------------------------
+
+MALFORMED = {
+    "garbage-request-line": b"GARBAGE\r\n\r\n",
+    "header-without-colon": b"GET / HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n",
+    "invalid-chunk-size": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+    ),
+    "content-length-and-transfer-encoding": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
+    "nul-in-header": b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n",
+    "invalid-content-length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    "two-content-lengths": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+    ),
+    "space-before-colon": b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+    "bad-http-version": b"GET / HTTP/9.Z\r\nHost: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_request_gets_400_and_close(hello_server: ServerProcess, raw: bytes) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(raw)
+        data = conn.read_to_eof()  # the server must close: a timeout here fails the test
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    assert b"Traceback" not in body
+    assert_still_serving(hello_server)
+
+
+def test_unsupported_transfer_encoding_is_501(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
+        data = conn.read_to_eof()
+    assert data.startswith(b"HTTP/1.1 501 "), data[:200]
+    assert_still_serving(hello_server)
+
+
+def test_malformed_request_after_a_good_one(hello_server: ServerProcess) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(get("/sleep?s=0.2") + b"GARBAGE\r\n\r\n")
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, b"slept")
+        data = conn.read_to_eof()
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+
+
+def test_invalid_chunk_size_mid_body(hello_server: ServerProcess) -> None:
+    """The body goes bad after the app has started answering: the connection is dropped, and
+    the server is unharmed."""
+    with RawConnection(hello_server) as conn:
+        conn.send(request("POST", "/echo", "Transfer-Encoding: chunked") + b"3\r\nabc\r\n")
+        head = conn.read_head()
+        assert head.status == 200
+        assert next(conn.iter_chunks()) == b"abc"
+        conn.send(b"zz\r\nbroken\r\n")
+        rest = conn.read_to_eof()
+        assert not rest.endswith(b"0\r\n\r\n")
+    assert_still_serving(hello_server)
+
+
+# root_path ---------------------------------------------------------------------------------
+
+
+def test_root_path(start_server, http_impl: str) -> None:
+    server = start_server("examples.hello:app", "--http", http_impl, "--root-path", "/api")
+    response = httpx.get(server.url + "/scope?a=1", timeout=TIMEOUT)
+    assert response.status_code == 200
+    scope = response.json()
+    assert scope["root_path"] == "/api"
+    assert scope["path"] == "/api/scope"
+    assert scope["raw_path"] == "/scope"
+    assert scope["query_string"] == "a=1"
+
+
+def test_scope_contents(hello_server: ServerProcess) -> None:
+    response = httpx.get(
+        hello_server.url + "/scope%20x/%C3%A9?q=%20&b=2",
+        headers={"X-Custom": "Value"},
+        timeout=TIMEOUT,
+    )
+    scope = response.json()
+    assert scope["type"] == "http"
+    assert scope["asgi"]["version"] == "3.0"
+    assert scope["http_version"] == "1.1"
+    assert scope["method"] == "GET"
+    assert scope["scheme"] == "http"
+    assert scope["root_path"] == ""
+    assert scope["path"] == "/scope x/é".encode().decode("latin-1")
+    assert scope["raw_path"] == "/scope%20x/%C3%A9"
+    assert scope["query_string"] == "q=%20&b=2"
+    assert ["x-custom", "Value"] in scope["headers"]
+    assert scope["client"][0] == "127.0.0.1"
+    assert scope["server"] == ["127.0.0.1", hello_server.port]
+
+
+# Parallelism and dispatch ------------------------------------------------------------------
+
+
+def _cpu(url: str, ms: int) -> tuple[float, dict[str, int]]:
+    with httpx.Client(timeout=30) as client:
+        started = time.perf_counter()
+        response = client.get(f"{url}/cpu?ms={ms}")
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 200
+    return elapsed, response.json()
+
+
+def test_cpu_bound_requests_run_in_parallel(hello_server: ServerProcess) -> None:
+    url = hello_server.url
+    _cpu(url, 50)  # warm up
+    single, _ = _cpu(url, 500)
+
+    results: list[tuple[float, dict[str, int]]] = []
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        barrier.wait(5)
+        results.append(_cpu(url, 500))
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(2)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    pair = time.perf_counter() - started
+
+    assert len(results) == 2
+    assert pair < 1.6 * single, f"two 500 ms requests took {pair:.2f}s; one took {single:.2f}s"
+    first, second = (info for _, info in results)
+    assert first["pid"] == second["pid"] == hello_server.pid, "one process serves both"
+    assert first["interpreter"] != second["interpreter"], "each ran in its own interpreter"
+    assert first["interpreter"] > 0 and second["interpreter"] > 0  # not the main interpreter
+
+
+def test_slow_request_does_not_block_fast_ones(hello_server: ServerProcess) -> None:
+    url = hello_server.url
+    slow: list[tuple[float, dict[str, int]]] = []
+    thread = threading.Thread(target=lambda: slow.append(_cpu(url, 1500)), daemon=True)
+    thread.start()
+    time.sleep(0.2)  # the slow request is now running on one of the two workers
+    durations = []
+    with httpx.Client(timeout=TIMEOUT) as client:
+        for _ in range(5):
+            started = time.perf_counter()
+            response = client.get(url + "/")
+            durations.append(time.perf_counter() - started)
+            assert response.content == HELLO
+    assert thread.is_alive(), "the slow request ended before the fast ones: test is invalid"
+    assert max(durations) < 0.5, f"fast requests waited behind the slow one: {durations}"
+    thread.join(30)
+    assert slow and slow[0][1]["ms"] == 1500
+
+
+def test_requests_spread_over_workers(hello_server: ServerProcess) -> None:
+    """Concurrent slow requests land on different workers (least outstanding first)."""
+    results: list[tuple[float, dict[str, int]]] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(_cpu(hello_server.url, 300)), daemon=True)
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 4
+    assert len({info["interpreter"] for _, info in results}) == 2
