@@ -155,6 +155,8 @@ def parse_env_file(text: str) -> dict[str, str]:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
         values[key.strip()] = value
     return values
 

@@ -230,7 +230,10 @@ class FrameDecoder:
                 decoder = _DECODERS.get(kind)
                 if decoder is None:
                     raise WireError(f"unknown frame type {kind}")
-                out.append(decoder(request_id, view[start : start + length]))
+                try:
+                    out.append(decoder(request_id, view[start : start + length]))
+                except (ValueError, struct.error) as exc:  # UnicodeDecodeError included
+                    raise WireError(f"malformed frame of type {kind}: {exc}") from None
                 offset = start + length
         finally:
             view.release()

@@ -133,15 +133,9 @@ def test_header_value_leading_whitespace_is_trimmed_and_obs_text_kept(
     assert head.headers == [(b"host", b"a"), (b"x-name", b"caf\xe9")]
 
 
-_HTTPTOOLS_TRAILING_OWS = pytest.mark.xfail(
-    reason="HttptoolsParser.on_header keeps the trailing whitespace llhttp leaves in a header "
-    "value (h11 strips it, RFC 9112 5 excludes it), so apps see b'a  ' and "
-    "'Expect: 100-continue ' is not recognised",
-    strict=True,
-)
 BACKENDS_TRAILING_OWS = [
     pytest.param(H11Parser, id="h11"),
-    pytest.param(HttptoolsParser, id="httptools", marks=[needs_httptools, _HTTPTOOLS_TRAILING_OWS]),
+    pytest.param(HttptoolsParser, id="httptools", marks=needs_httptools),
 ]
 
 
@@ -346,18 +340,10 @@ def test_keep_alive_requests_in_separate_feeds(parser: RequestParser) -> None:
         assert events[-1] is END_OF_REQUEST
 
 
-_H11_HTTP10_KEEPALIVE = pytest.mark.xfail(
-    reason="H11Parser: h11 never keeps an HTTP/1.0 connection alive, so after an HTTP/1.0 "
-    "'Connection: keep-alive' request (for which make_head reports keep_alive=True) the "
-    "next request is dropped (same feed) or rejected as 'Got data when expecting EOF'",
-    strict=True,
-)
-
-
 @pytest.mark.parametrize(
     "parser_cls",
     [
-        pytest.param(H11Parser, id="h11", marks=_H11_HTTP10_KEEPALIVE),
+        pytest.param(H11Parser, id="h11"),
         pytest.param(HttptoolsParser, id="httptools", marks=needs_httptools),
     ],
 )
@@ -375,16 +361,7 @@ def test_http_1_0_keep_alive_carries_a_second_request(parser_cls: ParserClass, s
 @pytest.mark.parametrize(
     "parser_cls",
     [
-        pytest.param(
-            H11Parser,
-            id="h11",
-            marks=pytest.mark.xfail(
-                reason="H11Parser._next_cycle: h11 treats the stand-in 204 to CONNECT as a "
-                "protocol switch, so send(EndOfMessage()) raises h11.LocalProtocolError, "
-                "which is not BadRequest and escapes Connection.data_received",
-                strict=True,
-            ),
-        ),
+        pytest.param(H11Parser, id="h11"),
         pytest.param(HttptoolsParser, id="httptools", marks=needs_httptools),
     ],
 )

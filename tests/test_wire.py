@@ -274,12 +274,6 @@ def test_malformed_payload_raises_wire_error(data: bytes) -> None:
         FrameDecoder().feed(data)
 
 
-@pytest.mark.xfail(
-    reason="wire._decode_worker_failed unpacks exactly two fields: another count raises "
-    "ValueError, which FramePipe.data_received (catches only WireError) does not handle",
-    raises=ValueError,
-    strict=True,
-)
 @pytest.mark.parametrize("count", [0, 1, 3])
 def test_worker_failed_with_wrong_field_count_raises_wire_error(count: int) -> None:
     payload = fields(*[b"x"] * count)
@@ -287,12 +281,6 @@ def test_worker_failed_with_wrong_field_count_raises_wire_error(count: int) -> N
         FrameDecoder().feed(frame(wire.WORKER_FAILED, payload, request_id=0))
 
 
-@pytest.mark.xfail(
-    reason="wire._decode_request decodes method/scheme/version as ASCII without catching "
-    "UnicodeDecodeError, so a broken peer's frame escapes as a non-WireError",
-    raises=UnicodeDecodeError,
-    strict=True,
-)
 def test_request_with_non_ascii_method_raises_wire_error() -> None:
     payload = b"\x00\x00\x00\x00\x00" + fields(b"G\xffT", b"http", b"1.1", b"/", b"", b"", b"")
     with pytest.raises(WireError):

@@ -19,6 +19,7 @@ from interpserve.frontend.http_parser import (
     BadRequest,
     BodyData,
     EndOfRequest,
+    ParsedEvent,
     RequestHead,
     RequestParser,
 )
@@ -89,8 +90,13 @@ class HTTPConnection(asyncio.Protocol):
         try:
             events = self._parser.feed(data)
         except BadRequest as exc:
+            self._handle(exc.events)
             self._reject(exc)
             return
+        self._handle(events)
+        self._apply_read_backpressure()
+
+    def _handle(self, events: list[ParsedEvent]) -> None:
         for event in events:
             if isinstance(event, BodyData):
                 if self._parsing is not None:
@@ -102,7 +108,6 @@ class HTTPConnection(asyncio.Protocol):
                     cycle.dispatch()
             elif isinstance(event, EndOfRequest) and self._parsing is not None:
                 self._parsing.end_body()
-        self._apply_read_backpressure()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -179,6 +184,8 @@ class HTTPConnection(asyncio.Protocol):
             if parsing.response_started:
                 self.abort()
                 return
+        if any(not cycle.keep_alive for cycle in self._cycles):
+            return  # the connection closes after those anyway: the client expects no more
         if self._cycles:
             self._bad_request = exc
             return

@@ -45,11 +45,15 @@ ParsedEvent = RequestHead | BodyData | EndOfRequest
 
 
 class BadRequest(Exception):
-    """The client sent something that is not acceptable HTTP/1.1: answer `status` and close."""
+    """The client sent something that is not acceptable HTTP/1.1: answer `status` and close.
+
+    `events` are those parsed from the same data before the error: requests pipelined ahead of
+    the bad one are still answered."""
 
     def __init__(self, reason: str, status: int = 400) -> None:
         super().__init__(reason)
         self.status = status
+        self.events: list[ParsedEvent] = []
 
 
 class RequestParser(Protocol):
@@ -81,6 +85,8 @@ def make_head(
         raise BadRequest("unsupported Transfer-Encoding", status=501)
     if lengths and not lengths[0].strip().isdigit():
         raise BadRequest("invalid Content-Length")
+    if method == b"CONNECT":
+        raise BadRequest("CONNECT is for proxies, not supported here", status=501)
     tokens = _connection_tokens(headers)
     if http_version == "1.1":
         keep_alive = b"close" not in tokens
@@ -104,41 +110,49 @@ def make_head(
 
 
 class H11Parser:
+    """h11, one `h11.Connection` per request: h11 would parse the next (pipelined) request only
+    after seeing this one's response, which is written elsewhere, and it never keeps an
+    HTTP/1.0 connection alive. The bytes after a request go to a fresh one."""
+
     def __init__(self) -> None:
         self._conn = h11.Connection(h11.SERVER)
+        self._keep_alive = True
 
     def feed(self, data: bytes) -> list[ParsedEvent]:
-        conn = self._conn
-        conn.receive_data(data)
         out: list[ParsedEvent] = []
+        if not self._keep_alive:
+            return out  # the last request closes the connection: nothing after it counts
+        self._conn.receive_data(data)
+        try:
+            self._parse(out)
+        except BadRequest as exc:
+            exc.events = out
+            raise
+        return out
+
+    def _parse(self, out: list[ParsedEvent]) -> None:
         while True:
             try:
-                event = conn.next_event()
+                event = self._conn.next_event()
             except h11.RemoteProtocolError as exc:
                 raise BadRequest(str(exc), exc.error_status_hint) from None
             if isinstance(event, h11.Data):
                 out.append(BodyData(bytes(event.data)))
             elif isinstance(event, h11.Request):
                 version = event.http_version.decode("ascii")
-                out.append(make_head(event.method, event.target, version, list(event.headers)))
+                head = make_head(event.method, event.target, version, list(event.headers))
+                self._keep_alive = head.keep_alive
+                out.append(head)
             elif isinstance(event, h11.EndOfMessage):
                 out.append(END_OF_REQUEST)
-                if not self._next_cycle():
-                    return out
+                if not self._keep_alive:
+                    return
+                rest, _ = self._conn.trailing_data
+                self._conn = h11.Connection(h11.SERVER)
+                if rest:  # (empty data would tell h11 the client closed)
+                    self._conn.receive_data(bytes(rest))
             else:  # NEED_DATA, PAUSED, ConnectionClosed
-                return out
-
-    def _next_cycle(self) -> bool:
-        """h11 parses the next (pipelined) request only after it has seen this one's response.
-        Ours is written elsewhere, so h11 is shown a stand-in; False when the connection
-        cannot carry another request."""
-        conn = self._conn
-        conn.send(h11.Response(status_code=204, headers=[]))
-        conn.send(h11.EndOfMessage())
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-            return True
-        return False
+                return
 
 
 class HttptoolsParser:
@@ -159,16 +173,15 @@ class HttptoolsParser:
             return out
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, BadRequest):
-                raise exc.__context__ from None
-            raise BadRequest(str(exc)) from None
         except httptools.HttpParserUpgrade:
             # An Upgrade this server does not perform: the request was served as plain HTTP,
             # and llhttp will not parse past it, so the connection carries nothing more.
             self._closed = True
         except httptools.HttpParserError as exc:
-            raise BadRequest(str(exc)) from None
+            cause = exc.__context__
+            error = cause if isinstance(cause, BadRequest) else BadRequest(str(exc))
+            error.events = out
+            raise error from None
         return out
 
     # httptools callbacks
@@ -181,7 +194,8 @@ class HttptoolsParser:
         self._target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        # llhttp keeps trailing whitespace, which is not part of the value (RFC 9112 §5).
+        self._headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser

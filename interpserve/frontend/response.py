@@ -57,11 +57,12 @@ def plan_response(
     lines = [status_line(status)]
     content_length = -1
     has_server = False
+    no_body_allowed = status < 200 or status == 204
     for name, value in headers:
         if name == b"content-length":
-            content_length = int(value) if value.strip().isdigit() else -1
-            if content_length < 0:
-                continue  # the app's invalid length is dropped; the body gets chunked instead
+            if content_length >= 0 or no_body_allowed or not value.strip().isdigit():
+                continue  # a second length, or an invalid or forbidden one, is dropped
+            content_length = int(value)
         elif name == b"transfer-encoding":
             continue  # framing is ours to decide
         elif name == b"connection":
