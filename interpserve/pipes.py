@@ -30,9 +30,11 @@ class FramePipe(asyncio.Protocol):
         self,
         on_event: Callable[[ev.Event], None],
         on_closed: Callable[[], None],
+        on_batch_end: Callable[[], None] = lambda: None,
     ) -> None:
         self._on_event = on_event
         self._on_closed = on_closed
+        self._on_batch_end = on_batch_end
         self._decoder = FrameDecoder()
         self._reader: asyncio.ReadTransport | None = None
         self._writer: asyncio.WriteTransport | None = None
@@ -73,6 +75,7 @@ class FramePipe(asyncio.Protocol):
             return
         for event in events:
             self._on_event(event)
+        self._on_batch_end()
 
     def eof_received(self) -> bool | None:
         self.close()

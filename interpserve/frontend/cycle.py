@@ -45,6 +45,7 @@ class RequestCycle:
         self._credit = 0 if head.expect_continue else ev.BODY_WINDOW
         self._continue_sent = False
         self._plan: ResponsePlan | None = None
+        self._head = b""  # the response head, until it can leave with the first body bytes
         self._written = 0
         self._withheld_credit = 0
         self.response_started = False
@@ -173,7 +174,12 @@ class RequestCycle:
             date=self._conn.state.date(),
         )
         self.keep_alive = plan.keep_alive
-        self._conn.write(plan.head)
+        self._head = plan.head
+
+    def flush_head(self) -> None:
+        if self._head:
+            self._conn.write(self._head)
+            self._head = b""
 
     def on_response_body(self, data: bytes, more_body: bool) -> None:
         plan = self._plan
@@ -197,6 +203,9 @@ class RequestCycle:
         else:
             out = b""
         self._written += size
+        if self._head:
+            out = self._head + out
+            self._head = b""
         if out:
             self._conn.write(out)
         if more_body:

@@ -19,6 +19,7 @@ class ResponseSink(Protocol):
     """Where a worker's answer to one request goes (the front end's request cycle)."""
 
     def on_response_start(self, status: int, headers: ev.Headers) -> None: ...
+    def flush_head(self) -> None: ...
     def on_response_body(self, data: bytes, more_body: bool) -> None: ...
     def on_credit(self, size: int) -> None: ...
     def on_finished(self) -> None: ...
@@ -34,7 +35,8 @@ class WorkerChannel:
         self.worker_id = worker_id
         self._sinks: dict[int, ResponseSink] = {}
         self._next_id = 0
-        self._pipe = FramePipe(self._on_event, self._on_closed)
+        self._pipe = FramePipe(self._on_event, self._on_closed, self._on_batch_end)
+        self._started: list[ResponseSink] = []
         self._ready: asyncio.Future[ev.WorkerReady | ev.WorkerFailed] | None = None
         self._pongs: dict[int, asyncio.Future[None]] = {}
         self.closed = asyncio.Event()
@@ -95,6 +97,7 @@ class WorkerChannel:
             case ev.ResponseStart(request_id, status, headers):
                 if sink := self._sinks.get(request_id):
                     sink.on_response_start(status, headers)
+                    self._started.append(sink)
             case ev.RequestFinished(request_id):
                 if sink := self._sinks.pop(request_id, None):
                     sink.on_finished()
@@ -109,6 +112,13 @@ class WorkerChannel:
                     self._ready.set_result(event)
             case _:
                 logger.error("Worker %d sent an unexpected event: %r", self.worker_id, event)
+
+    def _on_batch_end(self) -> None:
+        """A response's head waits for its first body chunk, to leave in one write with it;
+        a head whose body did not come with it in the same read goes out now."""
+        for sink in self._started:
+            sink.flush_head()
+        self._started.clear()
 
     def _on_closed(self) -> None:
         if self._ready is not None and not self._ready.done():
