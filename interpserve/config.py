@@ -52,6 +52,22 @@ class Config:
     factory: bool = option(False, "treat MODULE:ATTRIBUTE as a factory that returns the app")
     app_dir: str = option(".", "look for the app's module in this directory")
     env_file: str | None = option(None, "load environment variables from this file", metavar="PATH")
+    timeout_header_read: float = option(
+        10.0, "close a connection whose request head takes longer than SECONDS to arrive (408)"
+    )
+    timeout_body_read: float = option(
+        30.0, "close a connection that sends nothing for SECONDS in the middle of a request body"
+    )
+    limit_request_line: int = option(8190, "longest request line in bytes (414 beyond it)")
+    limit_request_fields: int = option(100, "most header fields in a request (431 beyond it)")
+    limit_request_field_size: int = option(8190, "longest header field in bytes (431 beyond it)")
+    limit_request_body: int | None = option(
+        None, "largest request body in bytes (413 beyond it), checked as it streams"
+    )
+    limit_concurrency: int | None = option(
+        None, "most requests in flight at once; more are answered 503"
+    )
+    backlog: int = option(2048, "most connections waiting to be accepted")
     timeout_request: float | None = option(
         None,
         "answer 504 to a request still running after SECONDS, and replace its worker if the "
@@ -86,7 +102,18 @@ class Config:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
-        for name in ("timeout_request", "limit_max_requests"):
+        for name in (
+            "timeout_request",
+            "limit_max_requests",
+            "limit_concurrency",
+            "limit_request_body",
+            "timeout_header_read",
+            "timeout_body_read",
+            "limit_request_line",
+            "limit_request_fields",
+            "limit_request_field_size",
+            "backlog",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, not {value}")

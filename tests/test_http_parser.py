@@ -100,13 +100,18 @@ def test_methods(parser: RequestParser, method: str) -> None:
     assert head.method == method
 
 
-@pytest.mark.parametrize(
-    "target", [b"/", b"*", b"http://example.com/x?y=1", b"/p%C3%A9?a=%FF&b", b"/a;b?c#d"]
-)
+@pytest.mark.parametrize("target", [b"/", b"*", b"/p%C3%A9?a=%FF&b", b"/a;b?c#d"])
 def test_targets_pass_through(parser: RequestParser, target: bytes) -> None:
     method = b"OPTIONS" if target == b"*" else b"GET"
     head = only_head(parser.feed(method + b" " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n"))
     assert head.target == target
+
+
+@pytest.mark.parametrize("target", [b"http://example.com/x?y=1", b"example.com:80", b"*"])
+def test_targets_other_than_a_path_are_rejected(parser: RequestParser, target: bytes) -> None:
+    # Absolute-form is for proxies: a server behind one must not let it pick the host.
+    with pytest.raises(BadRequest):
+        parser.feed(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
 
 
 def test_repeated_headers_and_order_are_kept(parser: RequestParser) -> None:

@@ -65,7 +65,8 @@ class HTTPConnection(asyncio.Protocol):
         self._cycles: deque[RequestCycle] = deque()  # the first is the one being answered
         self._parsing: RequestCycle | None = None  # the one whose body is being received
         self._bad_request: BadRequest | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._waiting_for = ""  # what the read timer is timing: "idle", "head" or "body"
         self._reading_paused = False
         self._closing = False
         self.buffered = 0
@@ -83,10 +84,9 @@ class HTTPConnection(asyncio.Protocol):
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
         self.state.connections.add(self)
-        self._start_idle_timer()
+        self._update_read_timer()
 
     def data_received(self, data: bytes) -> None:
-        self._cancel_idle_timer()
         try:
             events = self._parser.feed(data)
         except BadRequest as exc:
@@ -95,6 +95,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         self._handle(events)
         self._apply_read_backpressure()
+        self._update_read_timer()
 
     def _handle(self, events: list[ParsedEvent]) -> None:
         for event in events:
@@ -111,7 +112,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        self._cancel_idle_timer()
+        self._set_read_timer("", 0.0)
         self.state.connections.discard(self)
         if self._cycles:
             self._cycles[0].disconnect()
@@ -145,9 +146,8 @@ class HTTPConnection(asyncio.Protocol):
             self._cycles[0].dispatch()
         elif self._bad_request is not None:
             self._reject(self._bad_request)
-        else:
-            self._start_idle_timer()
         self._apply_read_backpressure()
+        self._update_read_timer()
 
     def close(self) -> None:
         """Close after what has been written (used when the protocol says so)."""
@@ -190,7 +190,8 @@ class HTTPConnection(asyncio.Protocol):
             self._bad_request = exc
             return
         logger.debug("Invalid HTTP request: %s", exc)
-        self.write(error_response(exc.status, "Invalid HTTP request received."))
+        message = "Invalid HTTP request received." if exc.status == 400 else str(exc)
+        self.write(error_response(exc.status, message))
         self.close()
 
     def _apply_read_backpressure(self) -> None:
@@ -209,15 +210,44 @@ class HTTPConnection(asyncio.Protocol):
             self._reading_paused = True
             self._transport.pause_reading()
 
-    def _start_idle_timer(self) -> None:
-        self._cancel_idle_timer()
-        loop = asyncio.get_running_loop()
-        self._idle_timer = loop.call_later(self.state.config.timeout_keep_alive, self.close)
+    def _update_read_timer(self) -> None:
+        """One timer for what the connection waits for from the client: the next request on an
+        idle keep-alive connection, the rest of a request head (a deadline: a client trickling
+        it byte by byte is cut off), or more of a request body (reset by every byte)."""
+        config = self.state.config
+        parsing = self._parsing
+        if self._closing or self._bad_request is not None:
+            self._set_read_timer("", 0.0)
+        elif self._parser.in_head:
+            if self._waiting_for != "head":
+                self._set_read_timer("head", config.timeout_header_read)
+        elif parsing is not None and not parsing.body_complete and parsing in self._cycles:
+            self._set_read_timer("body", config.timeout_body_read)
+        elif not self._cycles:
+            if self._waiting_for != "idle":
+                self._set_read_timer("idle", config.timeout_keep_alive)
+        else:
+            self._set_read_timer("", 0.0)  # a response is under way: the app's time, not ours
 
-    def _cancel_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+    def _set_read_timer(self, waiting_for: str, timeout: float) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+        self._waiting_for = waiting_for
+        if waiting_for:
+            loop = asyncio.get_running_loop()
+            self._read_timer = loop.call_later(timeout, self._read_timed_out)
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        waiting_for, self._waiting_for = self._waiting_for, ""
+        if waiting_for == "idle":
+            self.close()
+        elif waiting_for == "body" and self._reading_paused:
+            # The server stopped reading (the app is not taking the body): not the client's fault.
+            self._set_read_timer("body", self.state.config.timeout_body_read)
+        else:
+            self._reject(BadRequest(f"the request {waiting_for} took too long", status=408))
 
 
 def _address(info: object) -> Address | None:

@@ -60,8 +60,12 @@ class RequestCycle:
 
     def dispatch(self) -> None:
         conn = self._conn
+        pool = conn.state.pool
+        limit = conn.state.config.limit_concurrency
         try:
-            channel = conn.state.pool.choose()
+            if limit is not None and pool.in_flight >= limit:
+                raise WorkerGone("--limit-concurrency reached")
+            channel = pool.choose()
         except WorkerGone:
             self._finished = True
             self.respond(503, b"Service Unavailable")

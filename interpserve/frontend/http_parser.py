@@ -2,8 +2,8 @@
 
 Two backends behind one interface: h11 (pure Python, always there) and httptools (llhttp, the
 fast path). Both emit the same events and share the checks that decide how a request is framed,
-so the rest of the server cannot tell them apart. Responses are not written here: see
-`response.py`, shared by both.
+so the rest of the server cannot tell them apart: those checks live in `http_rules.py`.
+Responses are not written here: see `response.py`, shared by both.
 """
 
 from __future__ import annotations
@@ -13,21 +13,35 @@ from typing import Protocol
 
 import h11
 
+from interpserve.frontend.http_rules import (
+    BadRequest,
+    Limits,
+    RequestHead,
+    check_head_bytes,
+    make_head,
+)
+
+DEFAULT_LIMITS = Limits()
+
+# The parser's interface: what feed() returns and raises.
+__all__ = [
+    "END_OF_REQUEST",
+    "BadRequest",
+    "BodyData",
+    "EndOfRequest",
+    "H11Parser",
+    "HttptoolsParser",
+    "Limits",
+    "ParsedEvent",
+    "RequestHead",
+    "RequestParser",
+    "parser_factory",
+]
+
 try:
     import httptools
 except ImportError:  # the optional fast path
     httptools = None  # type: ignore[assignment]
-
-
-@dataclass(slots=True)
-class RequestHead:
-    method: str
-    target: bytes
-    http_version: str
-    headers: list[tuple[bytes, bytes]]  # names lowercased
-    keep_alive: bool
-    expect_continue: bool
-    has_body: bool
 
 
 @dataclass(slots=True)
@@ -44,69 +58,15 @@ END_OF_REQUEST = EndOfRequest()
 ParsedEvent = RequestHead | BodyData | EndOfRequest
 
 
-class BadRequest(Exception):
-    """The client sent something that is not acceptable HTTP/1.1: answer `status` and close.
-
-    `events` are those parsed from the same data before the error: requests pipelined ahead of
-    the bad one are still answered."""
-
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.events: list[ParsedEvent] = []
-
-
 class RequestParser(Protocol):
+    @property
+    def in_head(self) -> bool:
+        """A request head has begun to arrive and is not complete yet."""
+        ...
+
     def feed(self, data: bytes) -> list[ParsedEvent]:
         """Parse what arrived; raise BadRequest on malformed input."""
         ...
-
-
-def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
-    return {
-        token.strip().lower()
-        for name, value in headers
-        if name == b"connection"
-        for token in value.split(b",")
-    }
-
-
-def make_head(
-    method: bytes, target: bytes, http_version: str, headers: list[tuple[bytes, bytes]]
-) -> RequestHead:
-    """The checks and decisions both backends share, on a parsed request line and headers."""
-    lengths = [value for name, value in headers if name == b"content-length"]
-    encodings = [value for name, value in headers if name == b"transfer-encoding"]
-    if encodings and lengths:
-        raise BadRequest("both Transfer-Encoding and Content-Length")
-    if len(lengths) > 1:
-        raise BadRequest("more than one Content-Length")
-    if encodings and (len(encodings) > 1 or encodings[0].strip().lower() != b"chunked"):
-        raise BadRequest("unsupported Transfer-Encoding", status=501)
-    if lengths and not lengths[0].strip().isdigit():
-        raise BadRequest("invalid Content-Length")
-    if method == b"CONNECT":
-        raise BadRequest("CONNECT is for proxies, not supported here", status=501)
-    tokens = _connection_tokens(headers)
-    if http_version == "1.1":
-        keep_alive = b"close" not in tokens
-    else:
-        keep_alive = b"keep-alive" in tokens and b"close" not in tokens
-    has_body = bool(encodings) or (bool(lengths) and int(lengths[0]) > 0)
-    expect_continue = (
-        http_version == "1.1"
-        and has_body
-        and any(n == b"expect" and v.lower() == b"100-continue" for n, v in headers)
-    )
-    return RequestHead(
-        method=method.decode("ascii"),
-        target=target,
-        http_version=http_version,
-        headers=headers,
-        keep_alive=keep_alive,
-        expect_continue=expect_continue,
-        has_body=has_body,
-    )
 
 
 class H11Parser:
@@ -114,21 +74,42 @@ class H11Parser:
     after seeing this one's response, which is written elsewhere, and it never keeps an
     HTTP/1.0 connection alive. The bytes after a request go to a fresh one."""
 
-    def __init__(self) -> None:
-        self._conn = h11.Connection(h11.SERVER)
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._limits = limits
+        # h11 holds at most this much of an incomplete head; the rules check it piece by piece.
+        self._max_head = min(64 * 1024, limits.request_line + limits.fields * limits.field_size)
+        self._conn = self._new_connection()
         self._keep_alive = True
+        self._raw_head = bytearray()  # the bytes of the head being received, for the rules
+        self._body_size = 0
+
+    def _new_connection(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+
+    @property
+    def in_head(self) -> bool:
+        """A request head has begun to arrive and is not complete yet."""
+        return bool(self._raw_head)
 
     def feed(self, data: bytes) -> list[ParsedEvent]:
         out: list[ParsedEvent] = []
         if not self._keep_alive:
             return out  # the last request closes the connection: nothing after it counts
-        self._conn.receive_data(data)
+        self._receive(data)
         try:
             self._parse(out)
         except BadRequest as exc:
             exc.events = out
             raise
         return out
+
+    def _receive(self, data: bytes) -> None:
+        if self._conn.their_state is h11.IDLE:
+            self._raw_head += data
+            if b"\r\n" not in self._raw_head[: self._limits.request_line + 2]:
+                self._limits.check_target(len(self._raw_head))
+        if data:  # (empty data would tell h11 the client closed)
+            self._conn.receive_data(data)
 
     def _parse(self, out: list[ParsedEvent]) -> None:
         while True:
@@ -137,34 +118,51 @@ class H11Parser:
             except h11.RemoteProtocolError as exc:
                 raise BadRequest(str(exc), exc.error_status_hint) from None
             if isinstance(event, h11.Data):
+                self._body_size += len(event.data)
+                self._limits.check_body(self._body_size)
                 out.append(BodyData(bytes(event.data)))
             elif isinstance(event, h11.Request):
-                version = event.http_version.decode("ascii")
-                head = make_head(event.method, event.target, version, list(event.headers))
-                self._keep_alive = head.keep_alive
-                out.append(head)
+                out.append(self._head(event))
             elif isinstance(event, h11.EndOfMessage):
                 out.append(END_OF_REQUEST)
                 if not self._keep_alive:
                     return
                 rest, _ = self._conn.trailing_data
-                self._conn = h11.Connection(h11.SERVER)
-                if rest:  # (empty data would tell h11 the client closed)
-                    self._conn.receive_data(bytes(rest))
+                self._conn = self._new_connection()
+                self._receive(bytes(rest))
             else:  # NEED_DATA, PAUSED, ConnectionClosed
                 return
+
+    def _head(self, request: h11.Request) -> RequestHead:
+        raw = bytes(self._raw_head)
+        end = raw.find(b"\r\n\r\n")
+        if end < 0:
+            raise BadRequest("request head lines must end with CRLF")
+        # h11 skips blank lines before a request line, as RFC 9112 allows.
+        check_head_bytes(raw[:end].lstrip(b"\r\n"), self._limits)
+        self._raw_head.clear()
+        self._body_size = 0
+        version = request.http_version.decode("ascii")
+        head = make_head(
+            request.method, request.target, version, list(request.headers), self._limits
+        )
+        self._keep_alive = head.keep_alive
+        return head
 
 
 class HttptoolsParser:
     """llhttp through httptools' callbacks, collected into the same events as h11's."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         assert httptools is not None
+        self._limits = limits
         self._parser = httptools.HttpRequestParser(self)
         self._out: list[ParsedEvent] = []
         self._target = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._body_size = 0
         self._closed = False
+        self.in_head = False
 
     def feed(self, data: bytes) -> list[ParsedEvent]:
         out: list[ParsedEvent] = []
@@ -189,22 +187,33 @@ class HttptoolsParser:
     def on_message_begin(self) -> None:
         self._target = b""
         self._headers = []
+        self._body_size = 0
+        self.in_head = True
 
     def on_url(self, url: bytes) -> None:
         self._target += url
+        self._limits.check_target(len(self._target))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._limits.check_field(len(self._headers) + 1, len(name) + len(value) + 2)
         # llhttp keeps trailing whitespace, which is not part of the value (RFC 9112 §5).
         self._headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        self.in_head = False
         head = make_head(
-            parser.get_method(), self._target, parser.get_http_version(), self._headers
+            parser.get_method(),
+            self._target,
+            parser.get_http_version(),
+            self._headers,
+            self._limits,
         )
         self._out.append(head)
 
     def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        self._limits.check_body(self._body_size)
         self._out.append(BodyData(body))
 
     def on_message_complete(self) -> None:

@@ -9,6 +9,7 @@ import socket
 from interpserve.config import Config
 from interpserve.frontend.connection import HTTPConnection, ServerState
 from interpserve.frontend.http_parser import parser_factory
+from interpserve.frontend.http_rules import Limits
 from interpserve.pool.pool import WorkerPool
 
 logger = logging.getLogger("interpserve.error")
@@ -17,7 +18,14 @@ logger = logging.getLogger("interpserve.error")
 class Server:
     def __init__(self, config: Config, pool: WorkerPool) -> None:
         self._config = config
-        self._state = ServerState(config, pool, parser_factory(config.http))
+        parser = parser_factory(config.http)
+        limits = Limits(
+            request_line=config.limit_request_line,
+            fields=config.limit_request_fields,
+            field_size=config.limit_request_field_size,
+            body=config.limit_request_body,
+        )
+        self._state = ServerState(config, pool, lambda: parser(limits))
         self._server: asyncio.Server | None = None
 
     @property
@@ -33,7 +41,7 @@ class Server:
             host=config.host,
             port=config.port,
             family=socket.AF_INET6 if ":" in config.host else socket.AF_UNSPEC,
-            backlog=2048,
+            backlog=config.backlog,
             reuse_address=True,
         )
         host = f"[{config.host}]" if ":" in config.host else config.host

@@ -57,6 +57,10 @@ class WorkerPool:
         self.target = config.worker_count
 
     @property
+    def in_flight(self) -> int:
+        return sum(channel.outstanding for channel in self._channels)
+
+    @property
     def ready(self) -> bool:
         return bool(self.workers) and not self._stopping
 

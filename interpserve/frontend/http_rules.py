@@ -1,0 +1,151 @@
+"""What a request must look like before it reaches an app: the RFC 9110/9112 checks and the size
+limits that both parser backends apply, so that h11 and httptools accept exactly the same
+requests. Anything ambiguous about where a request ends (the stuff of request smuggling) is
+rejected, never guessed at."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from interpserve.frontend.http_parser import ParsedEvent
+
+
+class BadRequest(Exception):
+    """The client sent something that is not acceptable HTTP/1.1: answer `status` and close.
+
+    `events` are those parsed from the same data before the error: requests pipelined ahead of
+    the bad one are still answered."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.events: list[ParsedEvent] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Sizes a client may send (gunicorn's names and defaults)."""
+
+    request_line: int = 8190
+    fields: int = 100
+    field_size: int = 8190
+    body: int | None = None
+
+    def check_target(self, size: int) -> None:
+        if size > self.request_line:
+            raise BadRequest("request line too long", status=414)
+
+    def check_field(self, count: int, size: int) -> None:
+        if count > self.fields:
+            raise BadRequest("too many header fields", status=431)
+        if size > self.field_size:
+            raise BadRequest("header field too large", status=431)
+
+    def check_body(self, size: int) -> None:
+        if self.body is not None and size > self.body:
+            raise BadRequest("request body too large", status=413)
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: str
+    target: bytes
+    http_version: str
+    headers: list[tuple[bytes, bytes]]  # names lowercased
+    keep_alive: bool
+    expect_continue: bool
+    has_body: bool
+
+
+def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
+    return {
+        token.strip().lower()
+        for name, value in headers
+        if name == b"connection"
+        for token in value.split(b",")
+    }
+
+
+def make_head(
+    method: bytes,
+    target: bytes,
+    http_version: str,
+    headers: list[tuple[bytes, bytes]],
+    limits: Limits,
+) -> RequestHead:
+    """The checks and decisions both backends share, on a parsed request line and headers."""
+    if http_version not in ("1.0", "1.1"):
+        raise BadRequest(f"HTTP/{http_version} is not supported", status=505)
+    if method == b"CONNECT":
+        raise BadRequest("CONNECT is for proxies, not supported here", status=501)
+    if not (target.startswith(b"/") or (target == b"*" and method == b"OPTIONS")):
+        raise BadRequest("request target must be a path (origin-form)")
+    limits.check_field(len(headers), 0)
+    hosts = sum(1 for name, _ in headers if name == b"host")
+    if hosts > 1 or (hosts == 0 and http_version == "1.1"):
+        raise BadRequest("an HTTP/1.1 request needs exactly one Host header")
+    lengths = [value for name, value in headers if name == b"content-length"]
+    encodings = [value for name, value in headers if name == b"transfer-encoding"]
+    if encodings and lengths:
+        raise BadRequest("both Transfer-Encoding and Content-Length")
+    if len(lengths) > 1:
+        raise BadRequest("more than one Content-Length")
+    if encodings:
+        if len(encodings) > 1 or encodings[0].lower() != b"chunked":
+            raise BadRequest("unsupported Transfer-Encoding", status=501)
+        if http_version == "1.0":
+            raise BadRequest("chunked request body on HTTP/1.0")
+    if lengths and not (lengths[0].isdigit() and len(lengths[0]) <= 18):
+        raise BadRequest("invalid Content-Length")
+    content_length = int(lengths[0]) if lengths else 0
+    limits.check_body(content_length)
+    tokens = _connection_tokens(headers)
+    if http_version == "1.1":
+        keep_alive = b"close" not in tokens
+    else:
+        keep_alive = b"keep-alive" in tokens and b"close" not in tokens
+    has_body = bool(encodings) or content_length > 0
+    expect_continue = (
+        http_version == "1.1"
+        and has_body
+        and any(n == b"expect" and v.lower() == b"100-continue" for n, v in headers)
+    )
+    return RequestHead(
+        method=method.decode("ascii"),
+        target=target,
+        http_version=http_version,
+        headers=headers,
+        keep_alive=keep_alive,
+        expect_continue=expect_continue,
+        has_body=has_body,
+    )
+
+
+# A header line: a token, a colon right after it, then visible characters, spaces and tabs.
+_FIELD_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*")
+# A request line: method, one space, a target of visible characters, one space, version.
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e\x80-\xff]+ HTTP/\d\.\d")
+
+
+def check_head_bytes(head: bytes, limits: Limits) -> None:
+    """Strict checks of a raw request head (up to, not including, the blank line), for the
+    backend that is lenient about them (h11): CRLF line endings only, no folded lines, no
+    control characters, no space before a colon, and the size limits."""
+    lines = head.split(b"\r\n")
+    limits.check_target(len(lines[0]))
+    limits.check_field(len(lines) - 1, 0)
+    for number, line in enumerate(lines):
+        if b"\n" in line or b"\r" in line:
+            raise BadRequest("bare CR or LF in the request head")
+        if number == 0:
+            if not _REQUEST_LINE.fullmatch(line):
+                raise BadRequest("malformed request line")
+            continue
+        limits.check_field(0, len(line))
+        if line[:1] in (b" ", b"\t"):
+            raise BadRequest("obsolete line folding in a header")
+        if not _FIELD_LINE.fullmatch(line):
+            raise BadRequest("malformed header line")
