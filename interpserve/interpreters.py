@@ -7,6 +7,10 @@ future change of the private API) stays here.
 
 from __future__ import annotations
 
+# CPython 3.13.0 can crash when several subinterpreters import _datetime for the first time at
+# once (gh-136421, gh-136423); once the main interpreter has it, they do not. Starlette, Django,
+# Falcon, Quart and the email package all import it.
+import datetime  # noqa: F401
 import sys
 from typing import Any
 
@@ -19,6 +23,8 @@ if sys.version_info >= (3, 14):
     from concurrent import interpreters as _public
 
     def _create() -> Any:
+        # Isolated, with daemon threads off: Django's asgiref wants them (see the 3.13 branch),
+        # and this API takes no config. Untested here: these machines have 3.13 only.
         return _public.create()
 
     def _exec(interp: Any, code: str) -> None:
@@ -42,8 +48,9 @@ else:
 
     def _create() -> Any:
         # Isolated: its own GIL and allocator, and only extension modules that declare
-        # support for subinterpreters may load.
-        return _private.create(_private.new_config("isolated"))
+        # support for subinterpreters may load. Daemon threads are allowed: asgiref (so every
+        # Django request) ends its thread executors from one.
+        return _private.create(_private.new_config("isolated", allow_daemon_threads=True))
 
     def _exec(interp: Any, code: str) -> None:
         failure = _private.exec(interp, code)

@@ -3,6 +3,7 @@
 The example Django project's ASGI entry point. Routes: `/` (text), `/notes/` (GET lists notes
 as JSON; POST with a form field or JSON body `text` adds one). The SQLite file is DJANGO_DB_PATH
 (default in the temp dir); its tables are created here on import, so no `migrate` step is needed.
+Django does not do ASGI lifespan: it raises ValueError for a lifespan scope.
 """
 
 import fcntl
