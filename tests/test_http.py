@@ -91,7 +91,7 @@ class RawConnection:
     def read_head(self) -> RawResponse:
         head = self.read_until(b"\r\n\r\n").decode("latin-1")
         status_line, *lines = head[:-4].split("\r\n")
-        version, status, reason = (status_line.split(" ", 2) + [""])[:3]
+        version, status, reason = [*status_line.split(" ", 2), ""][:3]
         assert version.startswith("HTTP/"), status_line
         headers = []
         for line in lines:
@@ -141,19 +141,72 @@ class RawConnection:
         return data == b""
 
 
-def request(method: str, target: str, *headers: str, body: bytes = b"", version: str = "1.1") -> bytes:
+def raw_request(
+    method: str, target: str, *headers: str, body: bytes = b"", version: str = "1.1"
+) -> bytes:
     lines = [f"{method} {target} HTTP/{version}", "Host: 127.0.0.1", *headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def get(target: str, *headers: str) -> bytes:
-    return request("GET", target, *headers)
+    return raw_request("GET", target, *headers)
 
 
 def assert_still_serving(server: ServerProcess) -> None:
     response = httpx.get(server.url + "/", timeout=TIMEOUT)
     assert response.status_code == 200
     assert response.content == HELLO
+
+
+# A second app for what hello cannot show: it is written to a temporary directory that is put
+# on the server's PYTHONPATH. /read-body reads the whole request body before it answers (hello's
+# /echo starts its response first); any other path answers with the parts of its scope that
+# concern paths.
+PROBE_APP = """
+import json
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"].endswith("/read-body"):
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+    else:
+        body = json.dumps(
+            {
+                "root_path": scope["root_path"],
+                "path": scope["path"],
+                "raw_path": scope["raw_path"].decode("latin-1"),
+                "query_string": scope["query_string"].decode("latin-1"),
+            }
+        ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+def start_probe_server(start_server, tmp_path: Path, *args: str) -> ServerProcess:
+    (tmp_path / "interpserve_probe_app.py").write_text(PROBE_APP)
+    pythonpath = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    return start_server("interpserve_probe_app:app", *args, env={"PYTHONPATH": pythonpath})
+
+
+@pytest.fixture
+def probe_server(start_server, http_impl: str, tmp_path: Path) -> ServerProcess:
+    return start_probe_server(start_server, tmp_path, "--workers", "2", "--http", http_impl)
 
 
 def rss_bytes(pid: int) -> int:
@@ -249,7 +302,7 @@ def test_connection_close_on_a_chunked_response(hello_server: ServerProcess) -> 
 
 def test_http10_closes_by_default(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(request("GET", "/", version="1.0"))
+        conn.send(raw_request("GET", "/", version="1.0"))
         response = conn.read_response()
         assert (response.status, response.body) == (200, HELLO)
         assert conn.is_closed_by_server()
@@ -258,7 +311,9 @@ def test_http10_closes_by_default(hello_server: ServerProcess) -> None:
 def test_http10_streamed_response_ends_with_the_connection(hello_server: ServerProcess) -> None:
     # No chunked encoding in HTTP/1.0: a response without a length is delimited by close.
     with RawConnection(hello_server) as conn:
-        conn.send(request("GET", "/stream?n=5&size=10", "Connection: keep-alive", version="1.0"))
+        conn.send(
+            raw_request("GET", "/stream?n=5&size=10", "Connection: keep-alive", version="1.0")
+        )
         head = conn.read_head()
         assert head.status == 200
         assert head.header("transfer-encoding") is None
@@ -269,7 +324,7 @@ def test_http10_streamed_response_ends_with_the_connection(hello_server: ServerP
 def test_http10_keep_alive(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
         for _ in range(3):
-            conn.send(request("GET", "/", "Connection: keep-alive", version="1.0"))
+            conn.send(raw_request("GET", "/", "Connection: keep-alive", version="1.0"))
             response = conn.read_response()
             assert (response.status, response.body) == (200, HELLO)
             assert (response.header("connection") or "").lower() == "keep-alive"
@@ -295,7 +350,7 @@ def test_pipelined_requests_answered_in_order(hello_server: ServerProcess) -> No
             get("/")
             + get("/sleep?s=0.2")
             + get("/stream?n=2&size=3")
-            + request("POST", "/echo", "Content-Length: 5", body=b"abcde")
+            + raw_request("POST", "/echo", "Content-Length: 5", body=b"abcde")
             + get("/")
         )
         expected = [HELLO, b"slept", b"xxxxxx", b"abcde", HELLO]
@@ -315,13 +370,24 @@ def test_pipelined_slow_request_first_does_not_reorder(hello_server: ServerProce
 
 def test_pipelined_requests_then_close(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
+        conn.send(get("/") + get("/sleep?s=0.1", "Connection: close"))
+        assert conn.read_response().body == HELLO
+        last = conn.read_response()
+        assert (last.body, last.header("connection")) == (b"slept", "close")
+        assert conn.is_closed_by_server()
+        assert conn.buffer == b""
+
+
+def test_pipelined_request_after_connection_close_is_ignored(hello_server: ServerProcess) -> None:
+    """A client must not send more after "Connection: close"; if it does, what it sent
+    before is still answered, and the rest is not."""
+    with RawConnection(hello_server) as conn:
         conn.send(get("/") + get("/sleep?s=0.1", "Connection: close") + get("/"))
         assert conn.read_response().body == HELLO
         last = conn.read_response()
         assert (last.body, last.header("connection")) == (b"slept", "close")
-        # The request after "Connection: close" is not answered.
-        assert conn.is_closed_by_server()
-        assert conn.buffer == b""
+        data = conn.read_to_eof()
+        assert HELLO not in data, "the request after 'Connection: close' was answered"
 
 
 # Chunked bodies ----------------------------------------------------------------------------
@@ -330,7 +396,7 @@ def test_pipelined_requests_then_close(hello_server: ServerProcess) -> None:
 def test_chunked_request_body_is_echoed(hello_server: ServerProcess) -> None:
     pieces = [b"first,", b"second-" * 100, b"3", os.urandom(5000)]
     with RawConnection(hello_server) as conn:
-        conn.send(request("POST", "/echo", "Transfer-Encoding: chunked"))
+        conn.send(raw_request("POST", "/echo", "Transfer-Encoding: chunked"))
         for piece in pieces:
             conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
             time.sleep(0.05)
@@ -347,7 +413,7 @@ def test_chunked_request_body_is_echoed(hello_server: ServerProcess) -> None:
 def test_chunked_request_with_extensions_and_trailers(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
         conn.send(
-            request("POST", "/echo", "Transfer-Encoding: chunked")
+            raw_request("POST", "/echo", "Transfer-Encoding: chunked")
             + b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
         )
         assert conn.read_response().body == b"hello world"
@@ -397,35 +463,64 @@ def test_stream_zero_chunks(hello_server: ServerProcess) -> None:
 # Expect: 100-continue ----------------------------------------------------------------------
 
 
-def test_expect_100_continue(hello_server: ServerProcess) -> None:
+def test_expect_100_continue(probe_server: ServerProcess) -> None:
     body = b"hello there"
-    with RawConnection(hello_server) as conn:
+    with RawConnection(probe_server) as conn:
         conn.send(
-            request("POST", "/echo", f"Content-Length: {len(body)}", "Expect: 100-continue")
+            raw_request(
+                "POST", "/read-body", f"Content-Length: {len(body)}", "Expect: 100-continue"
+            )
         )
-        interim = conn.read_head()
+        interim = conn.read_head()  # before any body byte is sent
         assert (interim.http_version, interim.status) == ("HTTP/1.1", 100)
         assert interim.reason == "Continue"
+        assert interim.headers == []
         conn.send(body)
         response = conn.read_response()
         assert (response.status, response.body) == (200, body)
         conn.send(get("/"))
-        assert conn.read_response().body == HELLO
+        assert conn.read_response().status == 200
 
 
-def test_expect_100_continue_chunked(hello_server: ServerProcess) -> None:
-    with RawConnection(hello_server) as conn:
-        conn.send(request("POST", "/echo", "Transfer-Encoding: chunked", "Expect: 100-continue"))
+def test_expect_100_continue_chunked(probe_server: ServerProcess) -> None:
+    with RawConnection(probe_server) as conn:
+        conn.send(
+            raw_request("POST", "/read-body", "Transfer-Encoding: chunked", "Expect: 100-continue")
+        )
         assert conn.read_head().status == 100
         conn.send(b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
         response = conn.read_response()
         assert (response.status, response.body) == (200, b"abcdefg")
 
 
+def test_expect_100_continue_with_httpx(probe_server: ServerProcess) -> None:
+    body = os.urandom(300_000)
+    with httpx.Client(timeout=TIMEOUT) as client:
+        response = client.post(
+            probe_server.url + "/read-body", content=body, headers={"Expect": "100-continue"}
+        )
+    assert response.status_code == 200
+    assert response.content == body
+
+
+def test_expect_100_continue_when_response_starts_first(hello_server: ServerProcess) -> None:
+    """hello's /echo starts its response before it reads: the final response comes instead of
+    "100 Continue"; a client that sends its body anyway gets it echoed, and the connection
+    is not reused (the server cannot know whether the body will ever come)."""
+    with RawConnection(hello_server) as conn:
+        conn.send(raw_request("POST", "/echo", "Content-Length: 5", "Expect: 100-continue"))
+        head = conn.read_head()
+        assert head.status == 200
+        assert head.header("connection") == "close"
+        conn.send(b"hello")
+        assert b"".join(conn.iter_chunks()) == b"hello"
+        assert conn.is_closed_by_server()
+
+
 def test_expect_100_continue_not_sent_when_app_ignores_body(hello_server: ServerProcess) -> None:
     # "/" never reads the body: the final response comes without a "100 Continue" first.
     with RawConnection(hello_server) as conn:
-        conn.send(request("POST", "/", "Content-Length: 5", "Expect: 100-continue"))
+        conn.send(raw_request("POST", "/", "Content-Length: 5", "Expect: 100-continue"))
         response = conn.read_head()
         assert response.status == 200
         assert conn.read_exactly(len(HELLO)) == HELLO
@@ -436,7 +531,7 @@ def test_expect_100_continue_not_sent_when_app_ignores_body(hello_server: Server
 
 def test_head_has_headers_and_no_body(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(request("HEAD", "/"))
+        conn.send(raw_request("HEAD", "/"))
         response = conn.read_response("HEAD")
         assert response.status == 200
         assert response.header("content-length") == str(len(HELLO))
@@ -449,7 +544,7 @@ def test_head_has_headers_and_no_body(hello_server: ServerProcess) -> None:
 
 def test_head_of_streamed_response_has_no_body(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(request("HEAD", "/stream?n=3&size=10") + get("/stream?n=1&size=2"))
+        conn.send(raw_request("HEAD", "/stream?n=3&size=10") + get("/stream?n=1&size=2"))
         assert conn.read_response("HEAD").status == 200
         response = conn.read_response()
         assert (response.status, response.body) == (200, b"xx")
@@ -472,7 +567,8 @@ def _idle_rss(server: ServerProcess) -> int:
     return rss_bytes(server.pid)
 
 
-def test_large_upload_is_streamed(hello_server: ServerProcess) -> None:
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_large_upload_is_streamed(hello_server: ServerProcess, chunked: bool) -> None:
     """100 MB sent to /echo while its echo is read back; neither is ever held whole."""
     total = 100 * MB
     block = os.urandom(MB)
@@ -484,11 +580,14 @@ def test_large_upload_is_streamed(hello_server: ServerProcess) -> None:
 
     def upload() -> None:
         try:
-            conn.sock.sendall(request("POST", "/echo", f"Content-Length: {total}"))
+            framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}"
+            conn.sock.sendall(raw_request("POST", "/echo", framing))
             for i in range(total // len(block)):
                 data = block[i % 7 :] + block[: i % 7]  # not the same MB every time
                 sent_digest.update(data)
-                conn.sock.sendall(data)
+                conn.sock.sendall(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            if chunked:
+                conn.sock.sendall(b"0\r\n\r\n")
         except BaseException as exc:
             errors.append(exc)
 
@@ -511,9 +610,10 @@ def test_large_upload_is_streamed(hello_server: ServerProcess) -> None:
 
 
 def test_large_upload_with_httpx_generator(hello_server: ServerProcess) -> None:
-    """httpx sends the whole body before it reads the response, so the echo is consumed by a
-    path that does not answer until the end: /echo with a body small enough to be absorbed by
-    the socket buffers is not it; instead the upload goes to "/", which discards it."""
+    """httpx writes the whole body before it reads the response, so it cannot upload 100 MB
+    to /echo (that needs reading while writing: see above). "/" answers without reading the
+    body: the server must drain and drop the 100 MB, never hold it, and keep the connection
+    in step for the next request."""
     total = 100 * MB
     block = b"u" * MB
     idle = _idle_rss(hello_server)
@@ -538,11 +638,15 @@ def test_large_download_is_streamed(hello_server: ServerProcess) -> None:
     n, size = 1600, 65536  # 100 MB
     idle = _idle_rss(hello_server)
     received = 0
-    with PeakRSS(hello_server.pid) as rss, httpx.Client(timeout=30) as client:
-        with client.stream("GET", hello_server.url + f"/stream?n={n}&size={size}") as response:
-            assert response.status_code == 200
-            for piece in response.iter_bytes():
-                received += len(piece)
+    url = hello_server.url + f"/stream?n={n}&size={size}"
+    with (
+        PeakRSS(hello_server.pid) as rss,
+        httpx.Client(timeout=30) as client,
+        client.stream("GET", url) as response,
+    ):
+        assert response.status_code == 200
+        for piece in response.iter_bytes():
+            received += len(piece)
     assert received == n * size
     grown = rss.peak - idle
     assert grown < RSS_HEADROOM, f"RSS grew by {grown / MB:.0f} MB while sending 100 MB"
@@ -598,7 +702,7 @@ def test_disconnect_with_pipelined_requests_queued(
 
 def test_disconnect_during_request_body(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(request("POST", "/echo", "Content-Length: 1000000", body=b"x" * 1000))
+        conn.send(raw_request("POST", "/echo", "Content-Length: 1000000", body=b"x" * 1000))
         assert conn.read_head().status == 200
     assert_still_serving(hello_server)
 
@@ -620,16 +724,22 @@ def test_app_error_before_start_is_a_500(hello_server: ServerProcess) -> None:
     assert "Traceback (most recent call last)" in output
 
 
+def _assert_cut_short(data: bytes) -> None:
+    """What came of a response the app broke off: possibly its head (it may be dropped when
+    the connection is aborted), never a complete chunked body."""
+    if data:
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:200]
+        assert b"transfer-encoding: chunked" in data.lower()
+    assert not data.endswith(b"0\r\n\r\n"), "a broken response must not look complete"
+    assert data.count(b"HTTP/1.1 ") <= 1, "nothing may follow a response that was cut short"
+
+
 def test_app_error_after_start_breaks_the_response(hello_server: ServerProcess) -> None:
     with httpx.Client(timeout=TIMEOUT) as client, pytest.raises(httpx.RemoteProtocolError):
         client.get(hello_server.url + "/error-after-start")
     with RawConnection(hello_server) as conn:
         conn.send(get("/error-after-start"))
-        head = conn.read_head()
-        assert head.status == 200
-        assert head.header("transfer-encoding") == "chunked"
-        rest = conn.read_to_eof()
-        assert not rest.endswith(b"0\r\n\r\n"), "a broken response must not look complete"
+        _assert_cut_short(conn.read_to_eof())  # a timeout here: the server left it hanging
     assert hello_server.wait_for_output("RuntimeError: boom after start")
     assert_still_serving(hello_server)
 
@@ -638,9 +748,7 @@ def test_app_error_after_start_on_pipelined_connection(hello_server: ServerProce
     with RawConnection(hello_server) as conn:
         conn.send(get("/") + get("/error-after-start") + get("/"))
         assert conn.read_response().body == HELLO
-        assert conn.read_head().status == 200
-        rest = conn.read_to_eof()
-        assert b"HTTP/1.1" not in rest, "nothing may follow a response that was cut short"
+        _assert_cut_short(conn.read_to_eof())
     assert_still_serving(hello_server)
 
 
@@ -688,7 +796,20 @@ def test_unsupported_transfer_encoding_is_501(hello_server: ServerProcess) -> No
 
 def test_malformed_request_after_a_good_one(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(get("/sleep?s=0.2") + b"GARBAGE\r\n\r\n")
+        conn.send(get("/sleep?s=0.2") + b"GARBAGE\r\n\r\n")  # one write, one read
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, b"slept")
+        data = conn.read_to_eof()
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+
+
+def test_malformed_request_after_a_good_one_in_a_later_read(hello_server: ServerProcess) -> None:
+    """The bad request arrives while the good one is being served: the good one's response
+    goes out first, then the 400."""
+    with RawConnection(hello_server) as conn:
+        conn.send(get("/sleep?s=0.5"))
+        time.sleep(0.2)
+        conn.send(b"GARBAGE\r\n\r\n")
         response = conn.read_response()
         assert (response.status, response.body) == (200, b"slept")
         data = conn.read_to_eof()
@@ -699,7 +820,7 @@ def test_invalid_chunk_size_mid_body(hello_server: ServerProcess) -> None:
     """The body goes bad after the app has started answering: the connection is dropped, and
     the server is unharmed."""
     with RawConnection(hello_server) as conn:
-        conn.send(request("POST", "/echo", "Transfer-Encoding: chunked") + b"3\r\nabc\r\n")
+        conn.send(raw_request("POST", "/echo", "Transfer-Encoding: chunked") + b"3\r\nabc\r\n")
         head = conn.read_head()
         assert head.status == 200
         assert next(conn.iter_chunks()) == b"abc"
@@ -709,23 +830,120 @@ def test_invalid_chunk_size_mid_body(hello_server: ServerProcess) -> None:
     assert_still_serving(hello_server)
 
 
+def _send_tolerating_close(conn: RawConnection, pieces: Iterator[bytes]) -> None:
+    """Send until done or until the server, having answered, closes its end."""
+    try:
+        for piece in pieces:
+            conn.send(piece)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def _read_rejection(conn: RawConnection) -> bytes:
+    try:
+        return conn.read_to_eof()
+    except ConnectionResetError:
+        return conn.buffer  # what arrived before the reset
+
+
+OVERSIZED = {
+    # name: (what to send, the status it gets)
+    "long-target": (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "large-header": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n", 431),
+    "many-headers": (
+        b"GET / HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+        + b"\r\n",
+        431,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", OVERSIZED.values(), ids=OVERSIZED.keys())
+def test_oversized_request_head_is_refused(
+    hello_server: ServerProcess, case: tuple[bytes, int]
+) -> None:
+    raw, status = case
+    with RawConnection(hello_server) as conn:
+        _send_tolerating_close(conn, iter([raw]))
+        data = _read_rejection(conn)
+    assert data.startswith(b"HTTP/1.1 %d " % status), data[:200]
+    assert_still_serving(hello_server)
+
+
+ENDLESS = {
+    "header-value": b"GET / HTTP/1.1\r\nHost: x\r\nX-Endless: ",
+    "header-name": b"GET / HTTP/1.1\r\nHost: x\r\nX-Endless",
+    "trailer": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nX-Endless: "
+    ),
+}
+
+
+@pytest.mark.parametrize("start", ENDLESS.values(), ids=ENDLESS.keys())
+def test_endless_field_is_cut_off(hello_server: ServerProcess, start: bytes) -> None:
+    """A header or trailer field that never ends is refused once it passes the field size
+    limit: it is not buffered, and other clients are served as usual meanwhile."""
+    idle = rss_bytes(hello_server.pid)
+    block = b"c" * 65536
+    deadline = time.monotonic() + 12
+
+    def pieces() -> Iterator[bytes]:
+        yield start
+        for _ in range(100 * MB // len(block)):
+            if time.monotonic() > deadline:
+                return
+            yield block
+
+    conn = RawConnection(hello_server, timeout=30)
+    sender = threading.Thread(target=_send_tolerating_close, args=(conn, pieces()), daemon=True)
+    with conn, PeakRSS(hello_server.pid) as rss:
+        sender.start()
+        time.sleep(1)
+        durations = []
+        with httpx.Client(timeout=TIMEOUT) as client:
+            for _ in range(3):
+                started = time.perf_counter()
+                assert client.get(hello_server.url + "/").content == HELLO
+                durations.append(time.perf_counter() - started)
+        sender.join(30)
+        conn.sock.settimeout(5)
+        data = _read_rejection(conn)  # a timeout: the server let it go on
+    assert data == b"" or b"HTTP/1.1 431 " in data, data[:300]
+    assert max(durations) < 0.5, f"other clients were held up: {durations}"
+    assert rss.peak - idle < 40 * MB, f"RSS grew by {(rss.peak - idle) / MB:.0f} MB"
+    assert_still_serving(hello_server)
+
+
 # root_path ---------------------------------------------------------------------------------
 
 
-def test_root_path(start_server, http_impl: str) -> None:
-    server = start_server("examples.hello:app", "--http", http_impl, "--root-path", "/api")
+def test_root_path(start_server, http_impl: str, tmp_path: Path) -> None:
+    server = start_probe_server(start_server, tmp_path, "--http", http_impl, "--root-path", "/api")
     response = httpx.get(server.url + "/scope?a=1", timeout=TIMEOUT)
     assert response.status_code == 200
-    scope = response.json()
-    assert scope["root_path"] == "/api"
-    assert scope["path"] == "/api/scope"
-    assert scope["raw_path"] == "/scope"
-    assert scope["query_string"] == "a=1"
+    assert response.json() == {
+        "root_path": "/api",
+        "path": "/api/scope",  # ASGI: path includes root_path; raw_path is what was sent
+        "raw_path": "/scope",
+        "query_string": "a=1",
+    }
+
+
+def test_path_is_percent_decoded(probe_server: ServerProcess) -> None:
+    response = httpx.get(probe_server.url + "/a%20b/%C3%A9%2Fc?x=%C3%A9", timeout=TIMEOUT)
+    assert response.json() == {
+        "root_path": "",
+        "path": "/a b/é/c",
+        "raw_path": "/a%20b/%C3%A9%2Fc",
+        "query_string": "x=%C3%A9",
+    }
 
 
 def test_scope_contents(hello_server: ServerProcess) -> None:
     response = httpx.get(
-        hello_server.url + "/scope%20x/%C3%A9?q=%20&b=2",
+        hello_server.url + "/scope?q=%20&b=2",
         headers={"X-Custom": "Value"},
         timeout=TIMEOUT,
     )
@@ -736,8 +954,8 @@ def test_scope_contents(hello_server: ServerProcess) -> None:
     assert scope["method"] == "GET"
     assert scope["scheme"] == "http"
     assert scope["root_path"] == ""
-    assert scope["path"] == "/scope x/é".encode().decode("latin-1")
-    assert scope["raw_path"] == "/scope%20x/%C3%A9"
+    assert scope["path"] == "/scope"
+    assert scope["raw_path"] == "/scope"
     assert scope["query_string"] == "q=%20&b=2"
     assert ["x-custom", "Value"] in scope["headers"]
     assert scope["client"][0] == "127.0.0.1"
@@ -756,17 +974,15 @@ def _cpu(url: str, ms: int) -> tuple[float, dict[str, int]]:
     return elapsed, response.json()
 
 
-def test_cpu_bound_requests_run_in_parallel(hello_server: ServerProcess) -> None:
-    url = hello_server.url
-    _cpu(url, 50)  # warm up
-    single, _ = _cpu(url, 500)
-
+def _single_and_pair(url: str, ms: int) -> tuple[float, float, list[dict[str, int]]]:
+    """The wall time of one request, then of two at once, and what the two answered."""
+    single, _ = _cpu(url, ms)
     results: list[tuple[float, dict[str, int]]] = []
     barrier = threading.Barrier(2)
 
     def run() -> None:
         barrier.wait(5)
-        results.append(_cpu(url, 500))
+        results.append(_cpu(url, ms))
 
     threads = [threading.Thread(target=run, daemon=True) for _ in range(2)]
     started = time.perf_counter()
@@ -775,10 +991,25 @@ def test_cpu_bound_requests_run_in_parallel(hello_server: ServerProcess) -> None
     for thread in threads:
         thread.join(30)
     pair = time.perf_counter() - started
-
     assert len(results) == 2
-    assert pair < 1.6 * single, f"two 500 ms requests took {pair:.2f}s; one took {single:.2f}s"
-    first, second = (info for _, info in results)
+    return single, pair, [info for _, info in results]
+
+
+def test_cpu_bound_requests_run_in_parallel(hello_server: ServerProcess) -> None:
+    """Two requests that hold their interpreter's GIL for 500 ms each finish together in
+    about 500 ms, not 1000: each worker has its own GIL. Up to three tries, so that a burst
+    of load on the machine cannot fail it; run one after the other they would take 2x."""
+    url = hello_server.url
+    _cpu(url, 50)  # warm up
+    attempts = []
+    for _ in range(3):
+        single, pair, infos = _single_and_pair(url, 500)
+        attempts.append((single, pair))
+        if pair < 1.6 * single:
+            break
+    else:
+        pytest.fail(f"two 500 ms requests were not parallel: (single, pair) = {attempts}")
+    first, second = infos
     assert first["pid"] == second["pid"] == hello_server.pid, "one process serves both"
     assert first["interpreter"] != second["interpreter"], "each ran in its own interpreter"
     assert first["interpreter"] > 0 and second["interpreter"] > 0  # not the main interpreter

@@ -1,0 +1,274 @@
+"""End-to-end start-up and shut-down of a real interpserve process: lifespan, apps that cannot
+load, signals and graceful draining. Loopback only; every wait is bounded."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from interpserve.testing import ServerFailed, ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 10.0
+
+
+def failed_start(app: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start a server that must not come up; return it, exited, for its code and output."""
+    server = ServerProcess(app, *args, env=env, cwd=str(ROOT))
+    started = time.monotonic()
+    try:
+        with pytest.raises(ServerFailed):
+            server.start(timeout=30)
+    finally:
+        server.stop(timeout=10)  # reaps it in every case
+    assert time.monotonic() - started < 30
+    assert server.process is not None and server.process.returncode is not None
+    assert "Listening on" not in server.output
+    return server
+
+
+def get_in_thread(url: str, results: list[httpx.Response | BaseException]) -> threading.Thread:
+    def run() -> None:
+        try:
+            results.append(httpx.get(url, timeout=30))
+        except BaseException as exc:
+            results.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def refuses_connections(server: ServerProcess) -> bool:
+    try:
+        socket.create_connection((server.host, server.port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+# Lifespan ----------------------------------------------------------------------------------
+
+
+def test_lifespan_startup_runs_in_every_worker(start_server) -> None:
+    before = time.time()
+    server = start_server("examples.hello:app", "--workers", "2")
+    with httpx.Client(timeout=TIMEOUT) as client:
+        first = client.get(server.url + "/state").json()
+        # While worker 1 (or 2) is busy, the next request goes to the other one.
+        busy: list[httpx.Response | BaseException] = []
+        thread = get_in_thread(server.url + "/cpu?ms=800", busy)
+        time.sleep(0.2)
+        second = client.get(server.url + "/state").json()
+        thread.join(30)
+    assert first["interpreter"] != second["interpreter"]
+    for state in (first, second):
+        assert isinstance(state["started_at"], float)
+        assert before - 5 < state["started_at"] < time.time()
+        assert state["pid"] == server.pid
+
+
+def test_lifespan_off(start_server) -> None:
+    server = start_server(
+        "examples.hello:app", "--lifespan", "off", env={"HELLO_FAIL_STARTUP": "1"}
+    )
+    state = httpx.get(server.url + "/state", timeout=TIMEOUT).json()
+    assert state["started_at"] is None
+
+
+@pytest.mark.parametrize("kind", ["interpreter", "process"])
+def test_lifespan_startup_failure_stops_the_server(kind: str) -> None:
+    server = failed_start(
+        "examples.hello:app", "--worker-kind", kind, env={"HELLO_FAIL_STARTUP": "1"}
+    )
+    assert server.process is not None
+    assert server.process.returncode != 0
+    assert "startup refused by HELLO_FAIL_STARTUP" in server.output
+
+
+def test_lifespan_shutdown_runs_and_server_exits_cleanly(start_server) -> None:
+    server = start_server("examples.hello:app", "--workers", "2")
+    assert httpx.get(server.url + "/", timeout=TIMEOUT).status_code == 200
+    assert server.stop(timeout=20) == 0
+    assert "Finished server process" in server.output
+    assert "Traceback" not in server.output
+
+
+# Apps that cannot load ---------------------------------------------------------------------
+
+
+def test_unimportable_module() -> None:
+    server = failed_start("no_such_module:app")
+    assert server.process is not None
+    assert server.process.returncode != 0
+    assert 'Could not import module "no_such_module"' in server.output
+    assert "Traceback" not in server.output
+
+
+def test_missing_attribute() -> None:
+    server = failed_start("examples.hello:nope")
+    assert server.process is not None
+    assert server.process.returncode != 0
+    assert "Attribute" in server.output
+    assert '"nope"' in server.output
+    assert "Traceback" not in server.output
+
+
+def test_numpy_app_refused_by_interpreter_workers() -> None:
+    server = failed_start("examples.numpy_app:app", "--worker-kind", "interpreter")
+    assert server.process is not None
+    # 1, not a negative signal number: the process must not crash (no core dump).
+    assert server.process.returncode == 1, server.output
+    output = server.output
+    assert "numpy" in output
+    assert "--worker-kind process" in output
+    assert "core dumped" not in output.lower()
+    assert "Fatal Python error" not in output
+
+
+def test_numpy_app_served_by_process_workers(start_server) -> None:
+    import numpy
+
+    server = start_server("examples.numpy_app:app", "--worker-kind", "process", "--workers", "2")
+    response = httpx.get(server.url + "/", timeout=TIMEOUT)
+    assert response.status_code == 200
+    assert response.text == f"numpy {numpy.__version__}"
+    assert server.stop(timeout=20) == 0
+
+
+def test_hello_served_by_process_workers(start_server) -> None:
+    server = start_server("examples.hello:app", "--worker-kind", "process", "--workers", "2")
+    try:
+        with httpx.Client(timeout=TIMEOUT) as client:
+            assert client.get(server.url + "/").text == "Hello, world!"
+            info = client.get(server.url + "/cpu?ms=10").json()
+            assert info["pid"] != server.pid  # a process worker is a child process
+            body = b"y" * 500_000
+            assert client.post(server.url + "/echo", content=body).content == body
+    except httpx.TransportError as exc:
+        raise AssertionError(f"{exc!r}; server output:\n{server.output}") from exc
+    assert server.stop(timeout=20) == 0, server.output
+
+
+# Start-up order ----------------------------------------------------------------------------
+
+
+def test_workers_ready_before_listening(start_server) -> None:
+    server = start_server("examples.hello:app", "--workers", "4")
+    # No retries and no warm-up: the very first requests, all at once, must succeed.
+    results: list[httpx.Response | BaseException] = []
+    threads = [get_in_thread(server.url + "/state", results) for _ in range(8)]
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 8
+    for result in results:
+        assert isinstance(result, httpx.Response), result
+        assert result.status_code == 200
+        assert result.json()["started_at"] is not None  # lifespan startup already done
+    output = server.output
+    assert output.index("Workers ready") < output.index("Listening on")
+
+
+# Signals and draining ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["interpreter", "process"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_drains_in_flight_requests(start_server, sig: signal.Signals, kind: str) -> None:
+    server = start_server("examples.hello:app", "--workers", "2", "--worker-kind", kind)
+    results: list[httpx.Response | BaseException] = []
+    threads = [get_in_thread(server.url + "/sleep?s=2", results) for _ in range(2)]
+    time.sleep(0.5)
+    server.signal(sig)
+    assert server.wait_for_output("Shutting down", timeout=5)
+    # New connections are refused once shutdown has started, while the old ones finish.
+    assert refuses_connections(server)
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 2
+    for result in results:
+        assert isinstance(result, httpx.Response), repr(result)
+        assert (result.status_code, result.text) == (200, "slept")
+        assert result.headers.get("connection") == "close"
+    assert server.wait(timeout=20) == 0, server.output
+    assert "Traceback" not in server.output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_when_idle_exits_zero(start_server, sig: signal.Signals) -> None:
+    server = start_server("examples.hello:app", "--workers", "2")
+    assert httpx.get(server.url + "/", timeout=TIMEOUT).status_code == 200
+    started = time.monotonic()
+    server.signal(sig)
+    assert server.wait(timeout=20) == 0, server.output
+    assert time.monotonic() - started < 10
+    assert "Finished server process" in server.output
+    assert "Traceback" not in server.output
+
+
+def test_idle_keep_alive_connection_does_not_delay_shutdown(start_server) -> None:
+    server = start_server("examples.hello:app", "--timeout-keep-alive", "60")
+    sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+    with sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"Hello, world!"):
+            chunk = sock.recv(4096)
+            assert chunk
+            data += chunk
+        started = time.monotonic()
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0, server.output
+        assert time.monotonic() - started < 5
+        with contextlib.suppress(ConnectionResetError):
+            assert sock.recv(4096) == b""  # closed by the server
+
+
+def test_graceful_shutdown_timeout_cancels_long_requests(start_server) -> None:
+    server = start_server(
+        "examples.hello:app", "--workers", "2", "--timeout-graceful-shutdown", "1"
+    )
+    results: list[httpx.Response | BaseException] = []
+    thread = get_in_thread(server.url + "/sleep?s=20", results)
+    time.sleep(0.5)
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    thread.join(30)
+    assert len(results) == 1
+    assert isinstance(results[0], httpx.TransportError), repr(results[0])
+    code = server.wait(timeout=25)
+    assert time.monotonic() - started < 15, "the 20 s request held up the shutdown"
+    assert code == 0, server.output
+    assert "Cancelling 1 request(s)" in server.output
+
+
+def test_second_signal_exits_at_once(start_server) -> None:
+    server = start_server("examples.hello:app", "--workers", "2")
+    results: list[httpx.Response | BaseException] = []
+    thread = get_in_thread(server.url + "/sleep?s=20", results)
+    time.sleep(0.5)
+    server.signal(signal.SIGTERM)
+    assert server.wait_for_output("Shutting down", timeout=5)
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    code = server.wait(timeout=20)
+    assert time.monotonic() - started < 5
+    assert code != 0
+    thread.join(30)
+    assert isinstance(results[0], httpx.TransportError), repr(results[0])
