@@ -1,0 +1,153 @@
+"""--metrics-port: Prometheus metrics of the front end and the pool, from the main interpreter.
+
+Requests are counted as each response completes (one call from the request cycle); the pool's
+gauges are read only when Prometheus scrapes, so dispatch pays nothing for them. The metrics have
+their own port, served by prometheus_client's HTTP thread: a scrape never waits behind app
+requests, and the port can stay private when the app's is public.
+
+Needs the `metrics` extra (prometheus-client); Config refuses --metrics-port without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from concurrent.futures import CancelledError
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from interpserve.frontend.connection import ServerState
+from interpserve.pool.pool import StartupError, WorkerPool
+
+logger = logging.getLogger("interpserve.error")
+
+# A scrape gives up on the event loop after this long (it is blocked, or shutting down).
+SNAPSHOT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class PoolSnapshot:
+    in_flight: dict[int, int]  # worker id -> requests whose app call has not returned
+    workers_target: int
+    restarts: int
+    queued: int
+
+
+def take_snapshot(pool: WorkerPool, state: ServerState) -> PoolSnapshot:
+    return PoolSnapshot(
+        in_flight={w.worker_id: w.channel.outstanding for w in pool.workers},
+        workers_target=pool.target,
+        restarts=pool.restarts,
+        queued=state.queued_requests(),
+    )
+
+
+class PoolCollector:
+    """The pool's gauges, as a prometheus_client custom collector."""
+
+    def __init__(
+        self, pool: WorkerPool, state: ServerState, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._pool = pool
+        self._state = state
+        self._loop = loop
+
+    async def _snapshot(self) -> PoolSnapshot:
+        return take_snapshot(self._pool, self._state)
+
+    def collect(self) -> Iterator[Metric]:
+        # Scrapes run on prometheus_client's thread, while the pool and the connections change
+        # on the event loop's: they are read there, between two callbacks.
+        future = asyncio.run_coroutine_threadsafe(self._snapshot(), self._loop)
+        try:
+            snapshot = future.result(SNAPSHOT_TIMEOUT)
+        except (RuntimeError, TimeoutError, CancelledError):
+            future.cancel()
+            return
+        in_flight = GaugeMetricFamily(
+            "interpserve_worker_requests_in_flight",
+            "Requests a worker is running now",
+            labels=["worker"],
+        )
+        for worker_id, count in sorted(snapshot.in_flight.items()):
+            in_flight.add_metric([str(worker_id)], count)
+        yield in_flight
+        yield GaugeMetricFamily(
+            "interpserve_workers", "Workers serving now", value=len(snapshot.in_flight)
+        )
+        yield GaugeMetricFamily(
+            "interpserve_workers_target",
+            "Workers the pool keeps serving (--workers, moved by SIGTTIN/SIGTTOU)",
+            value=snapshot.workers_target,
+        )
+        yield CounterMetricFamily(
+            "interpserve_worker_restarts",
+            "Workers replaced after a crash, a hang or their request quota",
+            value=snapshot.restarts,
+        )
+        yield GaugeMetricFamily(
+            "interpserve_queued_requests",
+            "Pipelined requests waiting behind the one their connection is answering",
+            value=snapshot.queued,
+        )
+
+
+class Metrics:
+    def __init__(self, pool: WorkerPool, state: ServerState) -> None:
+        # A registry of its own, not prometheus_client's global one: nothing else in this
+        # process (an app's own metrics, in process workers' parent) gets mixed in.
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "interpserve_requests",
+            "Responses completed, by status code",
+            ["status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "interpserve_request_duration_seconds",
+            "From a request's head arriving to its response's last byte being written",
+            registry=self.registry,
+        )
+        self.registry.register(PoolCollector(pool, state, asyncio.get_running_loop()))
+        ProcessCollector(registry=self.registry)
+        self._httpd: WSGIServer | None = None
+
+    def observe(self, status: int, seconds: float) -> None:
+        self._requests.labels(str(status)).inc()
+        self._latency.observe(seconds)
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve /metrics on a thread; return the port (port 0 picks a free one)."""
+        try:
+            self._httpd, _ = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise StartupError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+        bound = int(self._httpd.server_address[1])
+        shown = f"[{host}]" if ":" in host else host
+        logger.info("Metrics on http://%s:%d/metrics", shown, bound)
+        return bound
+
+    def close(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+
+def start_metrics(host: str, port: int, pool: WorkerPool, state: ServerState) -> Metrics:
+    """Count every completed request from now on, and serve the metrics on `host`:`port`."""
+    metrics = Metrics(pool, state)
+    state.observe_request = metrics.observe
+    metrics.serve(host, port)
+    return metrics
