@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from interpserve import events as ev
 from interpserve.pipes import FramePipe
@@ -26,6 +26,13 @@ class ResponseSink(Protocol):
     def on_worker_lost(self) -> None: ...
 
 
+@runtime_checkable
+class WebSocketSink(Protocol):
+    """A sink for a WebSocket request (the front end's WebSocket session) also takes these."""
+
+    def on_websocket(self, event: ev.WebSocketEvent) -> None: ...
+
+
 class WorkerGone(Exception):
     """The worker stopped (or never started) and takes no requests."""
 
@@ -41,6 +48,7 @@ class WorkerChannel:
         self._pongs: dict[int, asyncio.Future[None]] = {}
         self.closed = asyncio.Event()
         self.requests_taken = 0
+        self.stopping = False
         # Recycle the worker once it has taken this many requests (--limit-max-requests).
         self.request_limit: int | None = None
 
@@ -57,7 +65,15 @@ class WorkerChannel:
         assert self._ready is not None
         return await self._ready
 
+    @property
+    def accepting(self) -> bool:
+        """Whether requests may be sent: the worker is neither gone nor going."""
+        return not self.closed.is_set() and not self.stopping
+
     def start_request(self, sink: ResponseSink, request: ev.Request) -> None:
+        if not self.accepting:
+            sink.on_worker_lost()
+            return
         self._sinks[request.request_id] = sink
         self.requests_taken += 1
         self._pipe.send(request)
@@ -94,6 +110,9 @@ class WorkerChannel:
             case ev.ResponseBody(request_id, data, more_body):
                 if sink := self._sinks.get(request_id):
                     sink.on_response_body(data, more_body)
+            case ev.WebSocketMessage() | ev.WebSocketAccept() | ev.WebSocketClose():
+                if isinstance(sink := self._sinks.get(event.request_id), WebSocketSink):
+                    sink.on_websocket(event)
             case ev.ResponseStart(request_id, status, headers):
                 if sink := self._sinks.get(request_id):
                     sink.on_response_start(status, headers)
@@ -110,6 +129,10 @@ class WorkerChannel:
             case ev.WorkerReady() | ev.WorkerFailed():
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(event)
+                elif isinstance(event, ev.WorkerFailed):
+                    # After start-up it means the worker is going down: send it nothing more.
+                    logger.error("Worker %d is stopping: %s", self.worker_id, event.message)
+                    self.stopping = True
             case _:
                 logger.error("Worker %d sent an unexpected event: %r", self.worker_id, event)
 

@@ -29,6 +29,8 @@ STUCK_AFTER = 1.0
 # A worker that dies sooner than this after it became ready is part of a crash loop.
 CRASH_LOOP_UPTIME = 5.0
 MAX_RESTART_DELAY = 30.0
+# Added to the load of a worker past --limit-max-requests, so that dispatch avoids it.
+_EXHAUSTED = 1 << 30
 
 
 class StartupError(Exception):
@@ -76,10 +78,18 @@ class WorkerPool:
         """The worker with the fewest requests in flight: a slow request on one worker never
         holds up requests that another worker could serve now."""
         best: WorkerChannel | None = None
+        best_load = 0
         for channel in self._channels:
-            if best is None or channel.outstanding < best.outstanding:
-                best = channel
-                if not best.outstanding:
+            if not channel.accepting:
+                continue  # gone, or going: until the pool notices, it must get nothing
+            load = channel.outstanding
+            limit = channel.request_limit
+            if limit is not None and channel.requests_taken >= limit:
+                # Its replacement is starting: it serves on only if no other worker can.
+                load += _EXHAUSTED
+            if best is None or load < best_load:
+                best, best_load = channel, load
+                if not load:
                     break
         if best is None:
             raise WorkerGone("no worker is running")

@@ -15,6 +15,7 @@ from interpserve.pipes import FramePipe
 from interpserve.worker.app import AppLoadError, ASGIApp, load_app
 from interpserve.worker.asgi import HTTPCycle
 from interpserve.worker.lifespan import Lifespan, LifespanFailed
+from interpserve.worker.websocket import WebSocketCycle
 
 logger = logging.getLogger("interpserve.error")
 
@@ -32,6 +33,7 @@ class Worker:
         self._root_path: str = settings["root_path"]
         self._state: dict[str, Any] = {}
         self._cycles: dict[int, HTTPCycle] = {}
+        self._websockets: dict[int, WebSocketCycle] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._app: ASGIApp | None = None
@@ -86,6 +88,7 @@ class Worker:
         """The app raised SystemExit (or the like): stop at once, without lifespan shutdown,
         and the front end replaces this worker."""
         self._fatal_error = exc
+        self._pipe.send(ev.WorkerFailed(f"the app raised {exc!r}"))
         self._stopping.set()
 
     def _on_event(self, event: ev.Event) -> None:
@@ -95,9 +98,15 @@ class Worker:
             case ev.RequestBody(request_id, data, more_body):
                 if cycle := self._cycles.get(request_id):
                     cycle.feed_body(data, more_body)
+            case ev.WebSocketMessage(request_id, data):
+                if websocket := self._websockets.get(request_id):
+                    websocket.message(data)
             case ev.Credit(request_id, size):
-                if cycle := self._cycles.get(request_id):
-                    cycle.credit(size)
+                if sender := self._cycles.get(request_id) or self._websockets.get(request_id):
+                    sender.credit(size)
+            case ev.WebSocketClose(request_id, code, reason):
+                if websocket := self._websockets.get(request_id):
+                    websocket.closed(code, reason)
             case ev.Disconnect(request_id):
                 if cycle := self._cycles.get(request_id):
                     cycle.disconnect()
@@ -108,13 +117,19 @@ class Worker:
                 self._pipe.send(ev.Pong(sequence))
             case ev.Shutdown():
                 self._stopping.set()
+                for websocket in self._websockets.values():
+                    websocket.shutdown()  # they would hold up the drain as long as they last
             case _:
                 logger.error("Worker got an unexpected event: %r", event)
 
     def _start_request(self, request: ev.Request) -> None:
         assert self._app is not None
-        cycle = HTTPCycle(request, self._pipe.send, self._fatal, self._root_path, self._state)
-        self._cycles[request.request_id] = cycle
+        args = (request, self._pipe.send, self._fatal, self._root_path, self._state)
+        cycle: HTTPCycle | WebSocketCycle
+        if request.websocket:
+            cycle = self._websockets[request.request_id] = WebSocketCycle(*args)
+        else:
+            cycle = self._cycles[request.request_id] = HTTPCycle(*args)
         task = asyncio.get_running_loop().create_task(cycle.run(self._app))
         self._tasks[request.request_id] = task
         task.add_done_callback(lambda _: self._finish_request(request.request_id))
@@ -122,3 +137,4 @@ class Worker:
     def _finish_request(self, request_id: int) -> None:
         self._tasks.pop(request_id, None)
         self._cycles.pop(request_id, None)
+        self._websockets.pop(request_id, None)

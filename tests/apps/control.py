@@ -1,0 +1,127 @@
+"""A raw ASGI 3 app for the supervision tests: it lets a test see which worker answered, make a
+worker crash or hang, and observe lifespan shutdown and code reloads.
+
+Routes:
+    /              200 "ok"
+    /pid           the worker's os.getpid()
+    /whoami        JSON {"pid", "interpreter", "version"}
+    /forever       a pure-Python infinite loop that never yields to the event loop
+    /sleep?s=X     asyncio.sleep(X) (default 1), then "slept"
+    /crash         raise SystemExit(3): the worker must stop and the pool replace it; with
+                   ?linger=S the worker's exit then takes S seconds more (an executor job
+                   that asyncio.run waits for as it closes the worker's event loop)
+
+Environment:
+    CONTROL_VERSION_FILE   VERSION is this file's content, read once at import (so a reload,
+                           which imports the module afresh, shows the new content)
+    CONTROL_SHUTDOWN_LOG   lifespan shutdown appends "shutdown <pid> <interpreter id>" to it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def _read_version() -> str:
+    path = os.environ.get("CONTROL_VERSION_FILE")
+    if not path:
+        return "none"
+    with open(path, encoding="utf-8") as f:
+        return f.read().strip()
+
+
+VERSION = _read_version()
+
+
+def _interpreter_id() -> int:
+    try:
+        from interpserve.interpreters import current_id
+
+        return current_id()
+    except Exception:
+        return -1
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _text(send: Send, body: str, status: int = 200) -> None:
+    await _respond(send, status, body.encode(), b"text/plain; charset=utf-8")
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            log = os.environ.get("CONTROL_SHUTDOWN_LOG")
+            if log:
+                with open(log, "a", encoding="utf-8") as f:
+                    f.write(f"shutdown {os.getpid()} {_interpreter_id()}\n")
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _number(scope: Scope, name: str, default: float) -> float:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    try:
+        return float(query[name][-1])
+    except (KeyError, ValueError):
+        return default
+
+
+def _forever() -> None:
+    x = 0
+    while True:
+        x = (x * 31 + 7) & 0xFFFF
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    if scope["type"] != "http":
+        return
+    path: str = scope["path"]
+    if path == "/":
+        await _text(send, "ok")
+    elif path == "/pid":
+        await _text(send, str(os.getpid()))
+    elif path == "/whoami":
+        body = {"pid": os.getpid(), "interpreter": _interpreter_id(), "version": VERSION}
+        await _respond(send, 200, json.dumps(body).encode(), b"application/json")
+    elif path == "/forever":
+        _forever()
+    elif path == "/sleep":
+        await asyncio.sleep(max(0.0, _number(scope, "s", 1.0)))
+        await _text(send, "slept")
+    elif path == "/crash":
+        linger = _number(scope, "linger", 0.0)
+        if linger > 0:
+            asyncio.get_running_loop().run_in_executor(None, time.sleep, linger)
+        raise SystemExit(3)
+    else:
+        await _text(send, "Not Found", 404)

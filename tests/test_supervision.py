@@ -1,0 +1,712 @@
+"""End-to-end supervision: workers that crash, get killed, hang, or reach their request quota are
+replaced while the server keeps answering; reloads (SIGHUP, --reload) swap in fresh code with
+no downtime; SIGTTIN/SIGTTOU resize the pool; `--worker-kind auto` and `interpserve check` pick
+out apps whose extension modules refuse subinterpreters; SIGTERM cannot be held up by a worker
+stuck in code that never returns.
+
+Every request goes to 127.0.0.1 with a client timeout, and every loop is bounded in count and
+time, so a server that hangs fails a test instead of hanging the run.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from interpserve.testing import ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTROL = "tests.apps.control:app"
+TIMEOUT = 10.0
+
+StartServer = Callable[..., ServerProcess]
+
+_WORKER_ID = re.compile(r"worker=(\d+)\s*$")
+_REPLACES = re.compile(r"Worker (\d+) replaces worker (\d+)\.")
+
+
+# Helpers ------------------------------------------------------------------------------------
+
+
+def get(server: ServerProcess, path: str, timeout: float = TIMEOUT) -> httpx.Response:
+    return httpx.get(server.url + path, timeout=timeout)
+
+
+def access_worker_ids(output: str, marker: str = "") -> list[int]:
+    """The worker ids of the access log lines (those containing `marker`), in order."""
+    ids = []
+    for line in output.splitlines():
+        match = _WORKER_ID.search(line)
+        if match and marker in line:
+            ids.append(int(match.group(1)))
+    return ids
+
+
+def child_pids(pid: int) -> set[int]:
+    """The live child processes of `pid` (zombies left out)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return {child for child in children if _alive(child)}
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (R, S, T, Z, ...); "" if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _alive(pid: int) -> bool:
+    return _state(pid) not in ("", "Z")
+
+
+def _files_released(pid: int) -> bool:
+    """Whether no thread of the (dead) process holds a file any more: a pipe it wrote to has
+    then reached end-of-file for its reader. The group leader can be a zombie already while
+    another of its threads is still exiting with the files open."""
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            if os.listdir(task / "fd"):
+                return False
+        except OSError:
+            continue
+    return True
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    states = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            states.add((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            continue
+    return states == {"T"}
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def concurrently(server: ServerProcess, paths: list[str]) -> tuple[list[httpx.Response], float]:
+    """Send the requests at once (one connection each); their responses and the elapsed time."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(paths)) as pool:
+        responses = list(pool.map(lambda path: get(server, path), paths))
+    return responses, time.monotonic() - started
+
+
+class Load:
+    """Background clients that send GET `path` until stopped (bounded in count and time) and
+    record every outcome: a status code, or the exception's type name."""
+
+    def __init__(
+        self,
+        server: ServerProcess,
+        path: str = "/",
+        clients: int = 2,
+        max_requests: int = 3000,
+        max_seconds: float = 30.0,
+    ) -> None:
+        self._url = server.url + path
+        self._max_requests = max_requests
+        self._max_seconds = max_seconds
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.outcomes: list[int | str] = []
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self._max_seconds
+        with httpx.Client(timeout=TIMEOUT) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                if not self._running.wait(0.05):
+                    continue
+                with self._lock:
+                    if len(self.outcomes) >= self._max_requests:
+                        return
+                    if not self._running.is_set():
+                        continue  # paused meanwhile: pause() counts on no new request
+                    self._in_flight += 1
+                try:
+                    outcome: int | str = client.get(self._url).status_code
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                with self._lock:
+                    self._in_flight -= 1
+                    self.outcomes.append(outcome)
+
+    def pause(self, timeout: float = TIMEOUT + 5) -> None:
+        """Send no more requests, and return once every request sent has been answered."""
+        self._running.clear()
+
+        def idle() -> bool:
+            with self._lock:
+                return self._in_flight == 0
+
+        assert wait_until(idle, timeout), "a request of the load hung"
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.outcomes)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
+        return wait_until(lambda: self.count() >= count, timeout)
+
+    def stop(self) -> Counter[int | str]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(TIMEOUT + 5)
+        assert not any(thread.is_alive() for thread in self._threads), "a client hung"
+        return Counter(self.outcomes)
+
+
+# 0. The test app itself ---------------------------------------------------------------------
+
+
+def test_whoami_reports_this_process_and_interpreter(start_server: StartServer) -> None:
+    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "1")
+    data = json.loads(get(server, "/whoami").text)
+    assert data == {"pid": server.pid, "interpreter": data["interpreter"], "version": "none"}
+    assert data["interpreter"] > 0
+
+
+# 1. A process worker killed: mid-request, and under load -----------------------------------
+
+
+def test_process_worker_killed_mid_request_is_replaced(start_server: StartServer) -> None:
+    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
+    assert wait_until(lambda: len(child_pids(server.pid)) == 2), child_pids(server.pid)
+    before = child_pids(server.pid)
+    # With no request in flight the first worker takes the next one: /pid, then /sleep.
+    victim = int(get(server, "/pid").text)
+    assert victim in before
+
+    outcome: list[int | str] = []
+
+    def slow_request() -> None:
+        try:
+            outcome.append(get(server, "/sleep?s=20").status_code)
+        except httpx.HTTPError as exc:
+            outcome.append(type(exc).__name__)
+
+    client = threading.Thread(target=slow_request, daemon=True)
+    client.start()
+    time.sleep(0.3)
+    os.kill(victim, signal.SIGKILL)
+    client.join(TIMEOUT + 2)
+    assert outcome == [502], outcome  # the request in flight on the killed worker
+
+    assert server.wait_for_output("replaces worker", timeout=15), server.output
+    match = _REPLACES.search(server.output)
+    assert match is not None and match.groups() == ("3", "1"), server.output
+    assert "Worker 1 stopped unexpectedly" in server.output
+    assert wait_until(lambda: len(child_pids(server.pid)) == 2)
+    after = child_pids(server.pid)
+    assert victim not in after
+    assert len(after & before) == 1
+
+    for _ in range(10):
+        assert get(server, "/").status_code == 200
+    responses, _ = concurrently(server, ["/sleep?s=0.3&tag=after-kill"] * 2)
+    assert [r.status_code for r in responses] == [200, 200]
+    assert wait_until(lambda: len(access_worker_ids(server.output, "after-kill")) == 2, 5)
+    assert set(access_worker_ids(server.output, "after-kill")) == {2, 3}, server.output
+
+
+def test_process_worker_killed_under_load_answers_every_request(
+    start_server: StartServer,
+) -> None:
+    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
+    assert wait_until(lambda: len(child_pids(server.pid)) == 2), child_pids(server.pid)
+    before = child_pids(server.pid)
+    victim = min(before)
+    # Keep-alive connections, open before the kill, for requests that arrive at the very
+    # moment the worker dies.
+    burst = [http.client.HTTPConnection(server.host, server.port, timeout=5) for _ in range(4)]
+    for conn in burst:
+        conn.request("GET", "/")
+        assert conn.getresponse().read() == b"ok"
+    burst_outcomes: list[int | str] = []
+
+    with Load(server, clients=4, max_requests=100_000, max_seconds=40) as load:
+        assert load.wait_for(40), "the load did not get going"
+        # The moment of death, made exact: with the load paused (so no response of the
+        # worker is left unread in its pipe), freeze the server, kill the worker, queue the
+        # burst, thaw. The server then sees the worker's pipe close and the burst arrive in
+        # one pass of its event loop.
+        load.pause()
+        server.signal(signal.SIGSTOP)
+        try:
+            assert wait_until(lambda: _all_threads_stopped(server.pid), 5)
+            os.kill(victim, signal.SIGKILL)
+            assert wait_until(lambda: not _alive(victim) and _files_released(victim), 5)
+            for conn in burst:
+                conn.request("GET", "/")
+            time.sleep(0.2)
+        finally:
+            server.signal(signal.SIGCONT)
+            load.resume()
+        for conn in burst:
+            try:
+                response = conn.getresponse()
+                response.read()
+                burst_outcomes.append(response.status)
+            except OSError as exc:
+                burst_outcomes.append(type(exc).__name__)
+            finally:
+                conn.close()
+        assert server.wait_for_output("replaces worker", timeout=15), server.output
+        seen = load.count()
+        assert load.wait_for(seen + 40), "requests stopped succeeding after the replacement"
+        outcomes = load.stop()
+
+    assert sum(outcomes.values()) >= 80
+    # Every request got an answer; only those in flight on the killed worker got 502.
+    outcomes.update(burst_outcomes)
+    assert set(outcomes) <= {200, 502}, outcomes
+    assert outcomes[502] <= 8, outcomes  # at most one per client
+    after = child_pids(server.pid)
+    assert len(after) == 2, after
+    assert victim not in after
+    for _ in range(10):
+        assert get(server, "/").status_code == 200
+
+
+# 2. An interpreter worker crashes (SystemExit in the app) -----------------------------------
+
+
+def test_interpreter_worker_crash_is_replaced(start_server: StartServer) -> None:
+    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "2")
+    assert get(server, "/pid").text == str(server.pid)
+
+    response = get(server, "/crash")
+    assert response.status_code == 500
+    assert server.wait_for_output("replaces worker", timeout=15), server.output
+    match = _REPLACES.search(server.output)
+    assert match is not None
+    new_id, old_id = int(match.group(1)), int(match.group(2))
+    assert new_id == 3
+    assert old_id in (1, 2)
+
+    for _ in range(20):
+        assert get(server, "/").status_code == 200
+    # Two requests at once land on both workers in rotation: the new one among them.
+    responses, _ = concurrently(server, ["/sleep?s=0.3&tag=after-crash"] * 2)
+    assert [r.status_code for r in responses] == [200, 200]
+    assert wait_until(lambda: len(access_worker_ids(server.output, "after-crash")) == 2, 5)
+    ids = set(access_worker_ids(server.output, "after-crash"))
+    assert ids == {1, 2, 3} - {old_id}, server.output
+    # Same process: an interpreter worker crashing does not take the server down.
+    assert get(server, "/pid").text == str(server.pid)
+    assert server.process is not None and server.process.poll() is None
+
+
+def test_requests_after_a_crash_go_to_a_healthy_worker(start_server: StartServer) -> None:
+    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "2")
+    with httpx.Client(timeout=TIMEOUT) as client:
+        # The crashing worker's exit takes 2 s more (asyncio.run waits for an executor job):
+        # a window that every worker's exit has, made wide enough to hit every time.
+        assert client.get(server.url + "/crash?linger=2").status_code == 500
+        started = time.monotonic()
+        statuses = [client.get(server.url + "/").status_code for _ in range(3)]
+        elapsed = time.monotonic() - started
+    assert statuses == [200, 200, 200], (statuses, elapsed)
+    assert elapsed < 1.0, elapsed
+
+
+# 3. Recycling after --limit-max-requests ----------------------------------------------------
+
+_RECYCLED = re.compile(r"Recycling worker (\d+) after (\d+) requests")
+
+
+def _sequential_until(
+    server: ServerProcess, done: Callable[[int], bool], max_requests: int, max_seconds: float
+) -> Counter[int]:
+    """GET / one after another until `done(count)` (bounded); the status codes seen."""
+    statuses: Counter[int] = Counter()
+    deadline = time.monotonic() + max_seconds
+    with httpx.Client(timeout=TIMEOUT) as client:
+        for count in range(max_requests):
+            if done(count) or time.monotonic() > deadline:
+                break
+            statuses[client.get(server.url + "/").status_code] += 1
+    return statuses
+
+
+def test_workers_are_recycled_after_their_request_limit(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    shutdown_log = tmp_path / "shutdown.log"
+    server = start_server(
+        CONTROL,
+        "--worker-kind",
+        "interpreter",
+        "--workers",
+        "2",
+        "--limit-max-requests",
+        "50",
+        env={"CONTROL_SHUTDOWN_LOG": str(shutdown_log)},
+    )
+    # At least 300 requests, then on (bounded) until a replacement worker has answered: one
+    # request after another always goes to the first idle worker in rotation, so a new worker
+    # answers only once the older ones ahead of it have been recycled.
+    statuses = _sequential_until(
+        server,
+        lambda count: count >= 300 and max(access_worker_ids(server.output), default=0) > 2,
+        max_requests=1500,
+        max_seconds=60,
+    )
+    assert set(statuses) == {200}, statuses
+    assert statuses[200] >= 300
+
+    assert "Recycling worker" in server.output
+    ids = access_worker_ids(server.output)
+    assert max(ids) > 2, Counter(ids)
+
+    # Retired workers ran lifespan shutdown (in this process: they are interpreters).
+    recycled = server.output.count("Recycling worker")
+    assert recycled >= 1
+    assert wait_until(
+        lambda: shutdown_log.exists() and len(shutdown_log.read_text().splitlines()) >= recycled
+    ), server.output
+    for line in shutdown_log.read_text().splitlines():
+        word, pid, interp = line.split()
+        assert word == "shutdown"
+        assert int(pid) == server.pid
+        assert int(interp) > 0
+
+
+def test_recycled_worker_does_not_far_exceed_its_limit(start_server: StartServer) -> None:
+    limit = 20
+    server = start_server(
+        CONTROL,
+        "--worker-kind",
+        "interpreter",
+        "--workers",
+        "2",
+        "--limit-max-requests",
+        str(limit),
+    )
+    statuses = _sequential_until(
+        server, lambda count: count >= 150, max_requests=150, max_seconds=60
+    )
+    assert statuses == {200: 150}
+    assert wait_until(lambda: _RECYCLED.search(server.output) is not None, 5), server.output
+    # A worker past its limit gets requests only when no other worker can take them: the first
+    # 2 x limit requests split evenly. (Once every worker is past its limit, they serve on until
+    # the replacements, started one at a time, are ready: no request waits for a recycle.)
+    first = Counter(access_worker_ids(server.output)[: 2 * limit])
+    assert first == {1: limit, 2: limit}, first
+
+
+# 4. --timeout-request with a worker stuck in code that never yields --------------------------
+
+
+def test_request_timeout_replaces_a_stuck_interpreter_worker(start_server: StartServer) -> None:
+    server = start_server(
+        CONTROL, "--worker-kind", "interpreter", "--workers", "2", "--timeout-request", "1"
+    )
+    started = time.monotonic()
+    response = get(server, "/forever")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 504
+    assert 0.9 <= elapsed < 3.0, elapsed
+
+    assert server.wait_for_output("is stuck", timeout=10), server.output
+    assert server.wait_for_output("replaces worker", timeout=15), server.output
+
+    # Full worker count: two slow requests run side by side, neither lands on the stuck worker.
+    responses, elapsed = concurrently(server, ["/sleep?s=0.5&tag=after-stuck"] * 2)
+    assert [r.status_code for r in responses] == [200, 200]
+    assert elapsed < 1.2, elapsed
+    assert wait_until(lambda: len(access_worker_ids(server.output, "after-stuck")) == 2, 5)
+    assert set(access_worker_ids(server.output, "after-stuck")) == {2, 3}, server.output
+    for _ in range(10):
+        assert get(server, "/").status_code == 200
+
+
+def test_request_timeout_kills_a_stuck_process_worker(start_server: StartServer) -> None:
+    server = start_server(
+        CONTROL, "--worker-kind", "process", "--workers", "2", "--timeout-request", "1"
+    )
+    assert wait_until(lambda: len(child_pids(server.pid)) == 2)
+    before = child_pids(server.pid)
+    # With no request in flight, the first worker takes the next request: /forever goes to it.
+    stuck_pid = int(get(server, "/pid").text)
+    assert stuck_pid in before
+
+    started = time.monotonic()
+    response = get(server, "/forever")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 504
+    assert 0.9 <= elapsed < 3.0, elapsed
+
+    assert server.wait_for_output("is stuck", timeout=10), server.output
+    assert server.wait_for_output("replaces worker", timeout=15), server.output
+    assert wait_until(lambda: not _alive(stuck_pid), 10), f"stuck worker {stuck_pid} still runs"
+    assert wait_until(lambda: len(child_pids(server.pid)) == 2, 10)
+    after = child_pids(server.pid)
+    assert stuck_pid not in after
+    assert len(after - before) == 1
+
+    responses, elapsed = concurrently(server, ["/sleep?s=0.5"] * 2)
+    assert [r.status_code for r in responses] == [200, 200]
+    assert elapsed < 1.2, elapsed
+    for _ in range(10):
+        assert get(server, "/").status_code == 200
+
+
+# 5. SIGHUP: reload changed code with zero downtime ------------------------------------------
+
+
+def test_sighup_reloads_new_code_without_downtime(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    version_file = tmp_path / "version"
+    version_file.write_text("v1")
+    shutdown_log = tmp_path / "shutdown.log"
+    server = start_server(
+        CONTROL,
+        "--worker-kind",
+        "interpreter",
+        "--workers",
+        "2",
+        env={
+            "CONTROL_VERSION_FILE": str(version_file),
+            "CONTROL_SHUTDOWN_LOG": str(shutdown_log),
+        },
+    )
+    first = get(server, "/whoami").json()
+    assert first["version"] == "v1"
+    assert first["pid"] == server.pid
+
+    with Load(server, "/whoami", clients=3, max_requests=5000, max_seconds=30) as load:
+        assert load.wait_for(30)
+        version_file.write_text("v2")
+        server.signal(signal.SIGHUP)
+        assert server.wait_for_output("Reloaded:", timeout=20), server.output
+        seen = load.count()
+        assert load.wait_for(seen + 30)
+        outcomes = load.stop()
+
+    # Zero downtime: not one request failed while the workers were swapped.
+    assert outcomes == {200: sum(outcomes.values())}, outcomes
+    for _ in range(5):
+        now = get(server, "/whoami").json()
+        assert now["version"] == "v2"
+        assert now["pid"] == server.pid
+        assert now["interpreter"] != first["interpreter"]
+    # The old workers drained and ran lifespan shutdown.
+    assert wait_until(
+        lambda: shutdown_log.exists() and len(shutdown_log.read_text().splitlines()) >= 2
+    )
+    assert len(shutdown_log.read_text().splitlines()) == 2
+
+
+# 6. SIGTTIN / SIGTTOU -----------------------------------------------------------------------
+
+
+def test_sigttin_and_sigttou_add_and_remove_a_worker(start_server: StartServer) -> None:
+    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "2")
+
+    server.signal(signal.SIGTTIN)
+    assert server.wait_for_output("Added worker", timeout=15), server.output
+    assert "Added worker 3: 3 serving." in server.output
+    # Three slow requests at once go to three different workers.
+    responses, _ = concurrently(server, ["/sleep?s=0.5&tag=three"] * 3)
+    assert [r.status_code for r in responses] == [200] * 3
+    assert wait_until(lambda: len(access_worker_ids(server.output, "tag=three")) == 3, 5)
+    assert set(access_worker_ids(server.output, "tag=three")) == {1, 2, 3}
+
+    server.signal(signal.SIGTTOU)
+    assert server.wait_for_output("Removed a worker", timeout=15), server.output
+    assert "Removed a worker: 2 serving." in server.output
+    responses, _ = concurrently(server, ["/sleep?s=0.5&tag=two"] * 3)
+    assert [r.status_code for r in responses] == [200] * 3
+    assert wait_until(lambda: len(access_worker_ids(server.output, "tag=two")) == 3, 5)
+    assert len(set(access_worker_ids(server.output, "tag=two"))) == 2
+    for _ in range(10):
+        assert get(server, "/").status_code == 200
+
+
+# 7. --reload ---------------------------------------------------------------------------------
+
+_RELOAD_APP = """\
+BODY = {body!r}
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({{"type": "lifespan.startup.complete"}})
+        await send({{"type": "lifespan.shutdown.complete"}})
+        return
+    await send(
+        {{
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(BODY)).encode())],
+        }}
+    )
+    await send({{"type": "http.response.body", "body": BODY}})
+"""
+
+
+def test_reload_flag_picks_up_changed_source(start_server: StartServer, tmp_path: Path) -> None:
+    app_dir = tmp_path / "src"
+    app_dir.mkdir()
+    module = app_dir / "reloadable.py"
+    module.write_text(_RELOAD_APP.format(body=b"first version"))
+    server = start_server(
+        "reloadable:app",
+        "--workers",
+        "2",
+        "--reload",
+        "--reload-dir",
+        str(app_dir),
+        "--app-dir",
+        str(app_dir),
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+        cwd=str(tmp_path),
+    )
+    assert get(server, "/").text == "first version"
+    time.sleep(0.5)  # let the watcher settle before the change
+
+    module.write_text(_RELOAD_APP.format(body=b"the second version"))
+    assert server.wait_for_output("Reloaded:", timeout=20), server.output
+    assert "Changes detected in" in server.output
+    for _ in range(5):
+        assert get(server, "/").text == "the second version"
+
+
+# 8. --worker-kind auto ------------------------------------------------------------------------
+
+
+def test_auto_worker_kind_picks_processes_for_fastapi(start_server: StartServer) -> None:
+    server = start_server("tests.apps.fastapi_app:app", "--workers", "2")
+    assert "Worker kind: process, because module" in server.output
+    line = next(li for li in server.output.splitlines() if "Worker kind:" in li)
+    assert "pydantic_core" in line
+    assert "tests.apps.fastapi_app -> fastapi" in line
+    response = get(server, "/")
+    assert response.status_code == 200
+    assert response.json() == {"ok": True}
+    # The workers are child processes.
+    assert len(child_pids(server.pid)) == 2
+
+
+def test_auto_worker_kind_picks_interpreters_for_a_pure_python_app(
+    start_server: StartServer,
+) -> None:
+    server = start_server("examples.hello:app", "--workers", "2")
+    assert "Worker kind: interpreter" in server.output
+    response = get(server, "/cpu?ms=1")
+    assert response.status_code == 200
+    assert response.json()["pid"] == server.pid
+    assert response.json()["interpreter"] > 0
+
+
+# 9. interpserve check -------------------------------------------------------------------------
+
+
+def _check(app: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "interpserve", "check", app],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_names_the_refusing_module_and_its_import_chain() -> None:
+    result = _check("examples.numpy_app:app")
+    assert result.returncode == 1, result
+    output = result.stdout + result.stderr
+    assert "numpy" in output
+    assert "examples.numpy_app -> numpy" in output
+    assert "numpy._core._multiarray_umath" in output
+
+
+def test_check_accepts_a_pure_python_app() -> None:
+    result = _check("examples.hello:app")
+    assert result.returncode == 0, result
+    assert "can run in subinterpreters" in result.stdout
+
+
+# 10. SIGTERM while an interpreter worker is stuck -------------------------------------------
+
+
+def test_sigterm_exits_despite_a_stuck_interpreter_worker(start_server: StartServer) -> None:
+    server = start_server(
+        CONTROL,
+        "--worker-kind",
+        "interpreter",
+        "--workers",
+        "2",
+        "--timeout-graceful-shutdown",
+        "1",
+    )
+    outcome: list[object] = []
+
+    def stuck_request() -> None:
+        try:
+            outcome.append(get(server, "/forever", timeout=15).status_code)
+        except httpx.HTTPError as exc:
+            outcome.append(type(exc).__name__)
+
+    client = threading.Thread(target=stuck_request, daemon=True)
+    client.start()
+    time.sleep(1.0)  # the worker is now spinning in /forever
+    assert client.is_alive()
+
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the server did not exit within 10 s of SIGTERM:\n{server.output}")
+    assert time.monotonic() - started < 10
+    client.join(TIMEOUT)
+    assert not client.is_alive()
+    assert outcome, "the stuck request got no outcome"
+    assert "Shutting down" in server.output
