@@ -4,17 +4,22 @@ and its `INTERPSERVE_*` environment variable, so an option is written down exact
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from interpserve.cpus import default_workers
+from interpserve.wire import MAX_PAYLOAD
+
 HTTPImpl = Literal["auto", "h11", "httptools"]
 LoopImpl = Literal["auto", "asyncio", "uvloop"]
 LifespanMode = Literal["auto", "on", "off"]
 WorkerKind = Literal["auto", "interpreter", "process"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+WSImpl = Literal["auto", "none", "wsproto"]
 
 
 class ConfigError(ValueError):
@@ -31,6 +36,40 @@ class Config:
     app: str = field(default="", metadata={"help": "the ASGI app, as MODULE:ATTRIBUTE"})
     host: str = option("127.0.0.1", "bind the socket to this host")
     port: int = option(8000, "bind the socket to this port (0 picks a free one)")
+    fd: int | None = option(
+        None,
+        "serve on this already-open listening socket file descriptor instead of binding one, "
+        "e.g. 3 from systemd socket activation",
+    )
+    uds: str | None = option(
+        None,
+        "listen on this Unix domain socket instead of host and port (a stale socket file is "
+        "replaced; its mode follows the umask)",
+        metavar="PATH",
+    )
+    ssl_certfile: str | None = option(
+        None, "serve HTTPS with this certificate (chain) file, PEM", metavar="PATH"
+    )
+    ssl_keyfile: str | None = option(
+        None, "the certificate's private key, PEM, unless it is in --ssl-certfile", metavar="PATH"
+    )
+    ssl_keyfile_password: str | None = option(
+        None,
+        "password of an encrypted --ssl-keyfile (better in the environment: a flag shows in ps)",
+        metavar="PASSWORD",
+    )
+    ssl_ca_certs: str | None = option(
+        None, "CA certificates, PEM, to verify client certificates with", metavar="PATH"
+    )
+    ssl_cert_reqs: int = option(
+        0, "client certificates: 0 not asked for, 1 optional, 2 required (ssl.CERT_*)", metavar="N"
+    )
+    ssl_ciphers: str | None = option(
+        None,
+        "OpenSSL cipher list for TLS 1.2 (default: Python's, forward-secret AEAD ciphers only; "
+        "uvicorn's default is TLSv1)",
+        metavar="CIPHERS",
+    )
     workers: int | None = option(
         None, "number of workers (default: the CPUs available to this process)"
     )
@@ -40,6 +79,25 @@ class Config:
         "whose extension modules refuse subinterpreters; auto probes the app and picks",
     )
     http: HTTPImpl = option("auto", "HTTP/1.1 parser: auto picks httptools when installed")
+    ws: WSImpl = option(
+        "auto", "WebSocket support (auto: wsproto); none serves upgrade requests as plain HTTP"
+    )
+    ws_max_size: int = option(
+        16 * 1024 * 1024,
+        "close a WebSocket whose message exceeds BYTES (code 1009)",
+        metavar="BYTES",
+    )
+    ws_ping_interval: float = option(
+        20.0, "ping WebSocket clients every SECONDS (0: never)", metavar="SECONDS"
+    )
+    ws_ping_timeout: float = option(
+        20.0,
+        "close a WebSocket whose client leaves a ping unanswered for SECONDS (0: never)",
+        metavar="SECONDS",
+    )
+    ws_per_message_deflate: bool = option(
+        True, "compress WebSocket messages (permessage-deflate) for clients that offer it"
+    )
     loop: LoopImpl = option("auto", "front end event loop: auto picks uvloop when installed")
     lifespan: LifespanMode = option("auto", "run the app's lifespan events in each worker")
     timeout_keep_alive: float = option(5.0, "close idle keep-alive connections after SECONDS")
@@ -48,6 +106,15 @@ class Config:
     )
     log_level: LogLevel = option("info", "log level")
     access_log: bool = option(True, "log one line per request")
+    health_path: str | None = option(
+        None,
+        "answer requests for PATH in the front end, not the app: 200 when workers are ready, "
+        "503 while starting or draining (for load balancer and Kubernetes probes)",
+        metavar="PATH",
+    )
+    metrics_port: int | None = option(
+        None, "serve Prometheus metrics on this port, on --host (needs interpserve[metrics])"
+    )
     root_path: str = option("", "ASGI root_path, for apps mounted below a path prefix")
     factory: bool = option(False, "treat MODULE:ATTRIBUTE as a factory that returns the app")
     app_dir: str = option(".", "look for the app's module in this directory")
@@ -91,6 +158,26 @@ class Config:
         "ignore files matching this glob (repeatable)",
         flag="--reload-exclude",
     )
+    proxy_headers: bool = option(
+        True,
+        "take the client address and scheme from X-Forwarded-For, X-Forwarded-Proto and "
+        "Forwarded, when the peer is in --forwarded-allow-ips",
+    )
+    forwarded_allow_ips: str = option(
+        "127.0.0.1",
+        "comma-separated IP addresses and networks (CIDR) of proxies whose forwarding headers "
+        'are trusted; "*" trusts every peer, Unix socket peers included',
+        metavar="IPS",
+    )
+    server_header: bool = option(True, "send a Server header when the app does not")
+    date_header: bool = option(True, "send a Date header")
+    headers: tuple[str, ...] = option(
+        (),
+        "add this header to every response (repeatable; in the environment variable, "
+        "comma-separated, so no commas in values)",
+        flag="--header",
+        metavar="NAME:VALUE",
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -102,6 +189,12 @@ class Config:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
+        if self.fd is not None and self.fd < 0:
+            raise ConfigError(f"fd must be 0 or more, not {self.fd}")
+        if self.metrics_port is not None:
+            _check_metrics(self.metrics_port)
+        if self.health_path is not None and not self.health_path.startswith("/"):
+            raise ConfigError(f'health_path must start with "/", not {self.health_path!r}')
         for name in (
             "timeout_request",
             "limit_max_requests",
@@ -121,8 +214,32 @@ class Config:
             raise ConfigError(
                 f"max_requests_jitter must be 0 or more, not {self.max_requests_jitter}"
             )
+        if not 0 < self.ws_max_size <= MAX_PAYLOAD:
+            # A message crosses to its worker as one frame of the wire format.
+            raise ConfigError(f"ws_max_size must be between 1 and {MAX_PAYLOAD}")
+        if self.ws_ping_interval < 0 or self.ws_ping_timeout < 0:
+            raise ConfigError("ws_ping_interval and ws_ping_timeout must be 0 or more")
         if self.app and ":" not in self.app:
             raise ConfigError(f'app must be given as "MODULE:ATTRIBUTE", not {self.app!r}')
+        self._check_transport_options()
+
+    def _check_transport_options(self) -> None:
+        """--uds, --ssl-*, --forwarded-allow-ips and --header (files are read at startup)."""
+        from interpserve.frontend.proxy import parse_trusted
+        from interpserve.frontend.response import encode_header
+
+        if self.uds is not None and self.fd is not None:
+            raise ConfigError("uds and fd cannot be used together")
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            raise ConfigError(f"ssl_cert_reqs must be 0, 1 or 2, not {self.ssl_cert_reqs}")
+        if self.ssl_certfile is None and (self.ssl_keyfile or self.ssl_ca_certs):
+            raise ConfigError("ssl_keyfile and ssl_ca_certs need ssl_certfile")
+        try:
+            parse_trusted(self.forwarded_allow_ips)
+            for header in self.headers:
+                encode_header(header)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     @classmethod
     def from_options(cls, **options: Any) -> Config:
@@ -135,7 +252,7 @@ class Config:
 
     @property
     def worker_count(self) -> int:
-        return self.workers or os.process_cpu_count() or 1
+        return self.workers or default_workers().workers
 
     def with_changes(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -161,6 +278,17 @@ def _literal_choices(annotation: Any) -> tuple[str, ...]:
     """The allowed values of a Literal alias named in a field's (string) annotation."""
     alias = globals().get(str(annotation).split(" | ")[0])
     return tuple(getattr(alias, "__args__", ()))
+
+
+def _check_metrics(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"metrics_port must be between 0 and 65535, not {port}")
+    try:
+        importlib.import_module("prometheus_client")
+    except ImportError:
+        raise ConfigError(
+            "metrics_port needs the prometheus-client package: pip install 'interpserve[metrics]'"
+        ) from None
 
 
 def option_fields() -> list[dataclasses.Field[Any]]:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 Headers = tuple[tuple[bytes, bytes], ...]
 Address = tuple[str, int]
 
-# How many request (or response) body bytes may be in flight for one request before the
-# sender waits for the receiver's Credit: it bounds memory per request in both directions.
+# How many request (or response) body bytes, or WebSocket message bytes, may be in flight for
+# one request before the sender waits for the receiver's Credit: it bounds memory per request in
+# both directions.
 BODY_WINDOW = 256 * 1024
 
 
@@ -35,6 +36,8 @@ class Request:
     more_body: bool
     # The client waits for "100 Continue", sent once the app first asks for the body.
     expect_continue: bool
+    # A WebSocket handshake the front end has validated: the app gets a websocket scope.
+    websocket: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,8 @@ class WorkerReady:
 
 @dataclass(frozen=True, slots=True)
 class WorkerFailed:
-    """The worker could not start; `message` is one line for the operator.
+    """The worker could not start (or, after WorkerReady, is going down and takes no more
+    requests); `message` is one line for the operator.
 
     `incompatible_module` names an extension module that refused to load in a subinterpreter.
     """
@@ -128,6 +132,39 @@ class RequestFinished:
     request_id: int
 
 
+# Both ways, for a WebSocket (requests with websocket=True)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketMessage:
+    """One whole message, reassembled from its frames: str for text, bytes for binary. Its
+    len() is what the receiver's Credit acknowledges."""
+
+    request_id: int
+    data: bytes | str
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketClose:
+    """From the worker: the app closes (before accepting, that denies the handshake with 403).
+    From the front end: the connection closed with this code (1006: with no close frame)."""
+
+    request_id: int
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketAccept:
+    """Worker -> front end: the app accepts the handshake ("" for no subprotocol)."""
+
+    request_id: int
+    subprotocol: str
+    headers: Headers
+
+
+WebSocketEvent = WebSocketMessage | WebSocketClose | WebSocketAccept
+
 Event = (
     Request
     | RequestBody
@@ -142,4 +179,5 @@ Event = (
     | ResponseStart
     | ResponseBody
     | RequestFinished
+    | WebSocketEvent
 )

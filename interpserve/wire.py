@@ -48,11 +48,17 @@ REQUEST_FINISHED = 12
 CANCEL = 13
 PING = 14
 PONG = 15
+# WebSocket messages come in two types so text or binary costs no payload byte.
+WEBSOCKET_TEXT = 16
+WEBSOCKET_BINARY = 17
+WEBSOCKET_ACCEPT = 18
+WEBSOCKET_CLOSE = 19
 
 _MORE_BODY = 1
 _EXPECT_CONTINUE = 2
 _HAS_CLIENT = 4
 _HAS_SERVER = 8
+_WEBSOCKET = 16
 
 
 def _frame(kind: int, request_id: int, payload: bytes = b"") -> bytes:
@@ -99,6 +105,10 @@ def encode(event: ev.Event) -> bytes:
             return _frame(REQUEST_BODY if more_body else REQUEST_BODY_END, request_id, data)
         case ev.ResponseBody(request_id, data, more_body):
             return _frame(RESPONSE_BODY if more_body else RESPONSE_BODY_END, request_id, data)
+        case ev.WebSocketMessage(request_id, str() as text):
+            return _frame(WEBSOCKET_TEXT, request_id, text.encode())
+        case ev.WebSocketMessage(request_id, bytes() as data):
+            return _frame(WEBSOCKET_BINARY, request_id, data)
         case ev.Credit(request_id, size):
             return _frame(CREDIT, request_id, _CREDIT.pack(size))
         case ev.ResponseStart(request_id, status, headers):
@@ -122,6 +132,11 @@ def encode(event: ev.Event) -> bytes:
             return _frame(WORKER_READY, 0)
         case ev.WorkerFailed(message, module):
             return _frame(WORKER_FAILED, 0, _pack_fields([message.encode(), module.encode()]))
+        case ev.WebSocketClose(request_id, code, reason):
+            return _frame(WEBSOCKET_CLOSE, request_id, _STATUS.pack(code) + reason.encode())
+        case ev.WebSocketAccept(request_id, subprotocol, headers):
+            payload = _pack_fields([subprotocol.encode(), *_pack_headers(headers)])
+            return _frame(WEBSOCKET_ACCEPT, request_id, payload)
     raise TypeError(f"not a stream event: {event!r}")
 
 
@@ -131,6 +146,7 @@ def _encode_request(request: ev.Request) -> bytes:
         | (_EXPECT_CONTINUE if request.expect_continue else 0)
         | (_HAS_CLIENT if request.client else 0)
         | (_HAS_SERVER if request.server else 0)
+        | (_WEBSOCKET if request.websocket else 0)
     )
     client_host, client_port = request.client or ("", 0)
     server_host, server_port = request.server or ("", 0)
@@ -167,6 +183,7 @@ def _decode_request(request_id: int, payload: memoryview) -> ev.Request:
         server=(server_host.decode(), server_port) if flags & _HAS_SERVER else None,
         more_body=bool(flags & _MORE_BODY),
         expect_continue=bool(flags & _EXPECT_CONTINUE),
+        websocket=bool(flags & _WEBSOCKET),
     )
 
 
@@ -181,6 +198,20 @@ def _decode_credit(request_id: int, payload: memoryview) -> ev.Credit:
     if len(payload) != _CREDIT.size:
         raise WireError("bad credit frame")
     return ev.Credit(request_id, _CREDIT.unpack(payload)[0])
+
+
+def _decode_websocket_close(request_id: int, payload: memoryview) -> ev.WebSocketClose:
+    if len(payload) < _STATUS.size:
+        raise WireError("truncated websocket close")
+    (code,) = _STATUS.unpack_from(payload)
+    return ev.WebSocketClose(request_id, code, bytes(payload[2:]).decode())
+
+
+def _decode_websocket_accept(request_id: int, payload: memoryview) -> ev.WebSocketAccept:
+    fields = _unpack_fields(payload)
+    if not fields:
+        raise WireError("websocket accept lacks its subprotocol")
+    return ev.WebSocketAccept(request_id, fields[0].decode(), _unpack_headers(fields[1:]))
 
 
 def _decode_worker_failed(_: int, payload: memoryview) -> ev.WorkerFailed:
@@ -204,6 +235,10 @@ _DECODERS: dict[int, Callable[[int, memoryview], ev.Event]] = {
     CANCEL: lambda rid, _: ev.Cancel(rid),
     PING: lambda seq, _: ev.Ping(seq),
     PONG: lambda seq, _: ev.Pong(seq),
+    WEBSOCKET_TEXT: lambda rid, p: ev.WebSocketMessage(rid, str(p, "utf-8")),
+    WEBSOCKET_BINARY: lambda rid, p: ev.WebSocketMessage(rid, bytes(p)),
+    WEBSOCKET_ACCEPT: _decode_websocket_accept,
+    WEBSOCKET_CLOSE: _decode_websocket_close,
 }
 
 

@@ -54,6 +54,11 @@ SAMPLE_EVENTS: list[ev.Event] = [
     ev.ResponseBody(1, b"", False),
     ev.RequestFinished(1),
     ev.RequestFinished(U32),
+    ev.WebSocketMessage(1, "text ✓"),
+    ev.WebSocketMessage(U32, b"\x00binary"),
+    ev.WebSocketAccept(1, "chat", ((b"x-a", b"1"),)),
+    ev.WebSocketAccept(2, "", ()),
+    ev.WebSocketClose(1, 4999, "bye ✓"),
 ]
 # Control events that are newer than the rest: covered when this tree has them.
 for _name, _args in [("Cancel", (5,)), ("Ping", (U32,)), ("Pong", (0,)), ("Pong", (17,))]:

@@ -22,8 +22,11 @@ from interpserve.frontend.http_parser import (
     ParsedEvent,
     RequestHead,
     RequestParser,
+    Upgrade,
 )
-from interpserve.frontend.response import error_response, http_date
+from interpserve.frontend.proxy import TrustedProxies, parse_trusted
+from interpserve.frontend.response import DefaultHeaders, error_response, http_date
+from interpserve.frontend.websocket import WebSocketSession, is_websocket_upgrade
 from interpserve.pool.pool import WorkerPool
 
 logger = logging.getLogger("interpserve.error")
@@ -42,19 +45,42 @@ class ServerState:
     pool: WorkerPool
     new_parser: Callable[[], RequestParser]
     connections: set[HTTPConnection] = field(default_factory=set)
+    draining: bool = False  # shutting down: health probes answer 503
+    # Told each completed response's status and duration in seconds (--metrics-port).
+    observe_request: Callable[[int, float], None] | None = None
     _date: bytes = b""
     _date_second: int = -1
+    # From the config, once, for every request: see __post_init__.
+    default_headers: DefaultHeaders = field(init=False)
+    trusted_proxies: TrustedProxies | None = field(init=False)  # None: --no-proxy-headers
+    scheme: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self.default_headers = DefaultHeaders.build(
+            server_header=config.server_header, headers=config.headers
+        )
+        self.trusted_proxies = (
+            parse_trusted(config.forwarded_allow_ips) if config.proxy_headers else None
+        )
+        self.scheme = "https" if config.ssl_certfile else "http"
 
     @property
     def access_log(self) -> bool:
         return self.config.access_log
 
     def date(self) -> bytes:
+        """The Date header's value, formatted once a second; b"" with --no-date-header."""
+        if not self.config.date_header:
+            return b""
         now = time.time()
         if int(now) != self._date_second:
             self._date_second = int(now)
             self._date = http_date(now)
         return self._date
+
+    def queued_requests(self) -> int:
+        return sum(conn.queued for conn in self.connections)
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -69,9 +95,13 @@ class HTTPConnection(asyncio.Protocol):
         self._waiting_for = ""  # what the read timer is timing: "idle", "head" or "body"
         self._reading_paused = False
         self._closing = False
+        # A WebSocket handshake waiting for the responses before it, then the session that has
+        # taken the connection over: either way the connection carries no more HTTP.
+        self._upgrade: Upgrade | None = None
+        self._websocket: WebSocketSession | None = None
         self.buffered = 0
         self.writing_paused = False
-        self.scheme = "http"
+        self.scheme = state.scheme
         self.client: Address | None = None
         self.server: Address | None = None
 
@@ -87,6 +117,9 @@ class HTTPConnection(asyncio.Protocol):
         self._update_read_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._websocket is not None:
+            self._websocket.data_received(data)
+            return
         try:
             events = self._parser.feed(data)
         except BadRequest as exc:
@@ -103,12 +136,17 @@ class HTTPConnection(asyncio.Protocol):
                 if self._parsing is not None:
                     self._parsing.add_body(event.data)
             elif isinstance(event, RequestHead):
+                if self._takes_websocket(event):
+                    self._parsing = None
+                    continue  # the Upgrade event after it brings what follows
                 self._parsing = cycle = RequestCycle(self, event)
                 self._cycles.append(cycle)
                 if len(self._cycles) == 1:
                     cycle.dispatch()
             elif isinstance(event, EndOfRequest) and self._parsing is not None:
                 self._parsing.end_body()
+            elif isinstance(event, Upgrade):
+                self._on_upgrade(event)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -117,6 +155,8 @@ class HTTPConnection(asyncio.Protocol):
         if self._cycles:
             self._cycles[0].disconnect()
         self._cycles.clear()
+        if self._websocket is not None:
+            self._websocket.connection_lost()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -125,6 +165,13 @@ class HTTPConnection(asyncio.Protocol):
         self.writing_paused = False
         if self._cycles:
             self._cycles[0].writable()
+        elif self._websocket is not None:
+            self._websocket.writable()
+
+    @property
+    def queued(self) -> int:
+        """Pipelined requests waiting behind the one being answered."""
+        return max(len(self._cycles) - 1, 0)
 
     # Called by the request cycles
 
@@ -144,6 +191,8 @@ class HTTPConnection(asyncio.Protocol):
         self._cycles.popleft()
         if self._cycles:
             self._cycles[0].dispatch()
+        elif self._upgrade is not None:
+            self._start_websocket()
         elif self._bad_request is not None:
             self._reject(self._bad_request)
         self._apply_read_backpressure()
@@ -165,7 +214,9 @@ class HTTPConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Finish the response under way, if any, then close."""
-        if not self._cycles or self._cycles[0].response_complete:
+        if self._websocket is not None:
+            self._websocket.shutdown()
+        elif not self._cycles or self._cycles[0].response_complete:
             self.close()
         else:
             for cycle in self._cycles:
@@ -191,11 +242,11 @@ class HTTPConnection(asyncio.Protocol):
             return
         logger.debug("Invalid HTTP request: %s", exc)
         message = "Invalid HTTP request received." if exc.status == 400 else str(exc)
-        self.write(error_response(exc.status, message))
+        self.write(error_response(exc.status, message, self.state.default_headers))
         self.close()
 
     def _apply_read_backpressure(self) -> None:
-        if self._bad_request is not None or self._closing:
+        if self._bad_request is not None or self._closing or self._upgrade or self._websocket:
             return
         too_much = self.buffered > _READ_HIGH_WATER or len(self._cycles) > _MAX_QUEUED_REQUESTS
         if too_much:
@@ -216,7 +267,7 @@ class HTTPConnection(asyncio.Protocol):
         it byte by byte is cut off), or more of a request body (reset by every byte)."""
         config = self.state.config
         parsing = self._parsing
-        if self._closing or self._bad_request is not None:
+        if self._closing or self._bad_request is not None or self._websocket is not None:
             self._set_read_timer("", 0.0)
         elif self._parser.in_head:
             if self._waiting_for != "head":
@@ -248,6 +299,35 @@ class HTTPConnection(asyncio.Protocol):
             self._set_read_timer("body", self.state.config.timeout_body_read)
         else:
             self._reject(BadRequest(f"the request {waiting_for} took too long", status=408))
+
+    # WebSocket
+
+    def _takes_websocket(self, head: RequestHead) -> bool:
+        return self.state.config.ws != "none" and is_websocket_upgrade(head)
+
+    def _on_upgrade(self, upgrade: Upgrade) -> None:
+        if not self._takes_websocket(upgrade.head):
+            # A switch this server does not make: the request is served as plain HTTP, and the
+            # bytes after it are not HTTP, so it is the last one.
+            if self._cycles:
+                self._cycles[-1].keep_alive = False
+            else:
+                self.close()
+            return
+        self._upgrade = upgrade
+        if self._cycles:
+            self._pause_reading()  # what follows waits for the responses before it
+        else:
+            self._start_websocket()
+
+    def _start_websocket(self) -> None:
+        upgrade, self._upgrade = self._upgrade, None
+        assert upgrade is not None and self._transport is not None
+        if self._reading_paused:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        self._websocket = WebSocketSession(self, self._transport, upgrade.head)
+        self._websocket.start(upgrade.data)
 
 
 def _address(info: object) -> Address | None:

@@ -10,7 +10,9 @@ import time
 from typing import TYPE_CHECKING
 
 from interpserve import events as ev
+from interpserve.frontend.health import is_probe, probe_response
 from interpserve.frontend.http_parser import RequestHead
+from interpserve.frontend.proxy import resolve
 from interpserve.frontend.response import (
     CONTINUE,
     LAST_CHUNK,
@@ -53,6 +55,7 @@ class RequestCycle:
         self._finished = False
         self._disconnected = False
         self.status = 0
+        self._client = conn.client  # or the one a trusted proxy forwarded: see dispatch()
         self._started_at = time.perf_counter()
         self._timeout: asyncio.TimerHandle | None = None
 
@@ -61,10 +64,11 @@ class RequestCycle:
     def dispatch(self) -> None:
         conn = self._conn
         pool = conn.state.pool
-        limit = conn.state.config.limit_concurrency
+        if is_probe(conn.state.config.health_path, self.head.target):
+            self._finished = True
+            self.respond(*probe_response(ready=pool.ready, draining=conn.state.draining))
+            return
         try:
-            if limit is not None and pool.in_flight >= limit:
-                raise WorkerGone("--limit-concurrency reached")
             channel = pool.choose()
         except WorkerGone:
             self._finished = True
@@ -74,15 +78,20 @@ class RequestCycle:
         self._request_id = request_id = channel.new_request_id()
         head = self.head
         path, _, query = head.target.partition(b"?")
+        client, scheme = conn.client, conn.scheme
+        trusted = conn.state.trusted_proxies
+        if trusted is not None:
+            client, scheme = resolve(client, scheme, head.headers, trusted)
+        self._client = client
         request = ev.Request(
             request_id=request_id,
             method=head.method,
-            scheme=conn.scheme,
+            scheme=scheme,
             http_version=head.http_version,
             raw_path=path,
             query_string=query,
             headers=tuple(head.headers),
-            client=conn.client,
+            client=client,
             server=conn.server,
             more_body=head.has_body,
             expect_continue=head.expect_continue,
@@ -176,6 +185,7 @@ class RequestCycle:
             http_version=head.http_version,
             keep_alive=self.keep_alive,
             date=self._conn.state.date(),
+            defaults=self._conn.state.default_headers,
         )
         self.keep_alive = plan.keep_alive
         self._head = plan.head
@@ -243,21 +253,28 @@ class RequestCycle:
 
     def _complete(self) -> None:
         self.response_complete = True
+        if self._body:
+            # Body the app never took (or a request answered without a worker): it is dropped,
+            # and must stop counting against the connection's read budget.
+            self._conn.body_sent(sum(map(len, self._body)))
+            self._body.clear()
         state = self._conn.state
+        if state.observe_request is not None:
+            state.observe_request(self.status, time.perf_counter() - self._started_at)
         if state.access_log:
             self._log_access()
         self._conn.cycle_done(self)
 
     def _log_access(self) -> None:
         head = self.head
-        client = self._conn.client
+        client = self._client
         try:
             phrase = http.HTTPStatus(self.status).phrase
         except ValueError:
             phrase = ""
         access_logger.info(
             '%s - "%s %s HTTP/%s" %d %s %.1fms worker=%s',
-            f"{client[0]}:{client[1]}" if client else "-",
+            escape(f"{client[0]}:{client[1]}") if client else "-",  # (a proxy's word for it)
             head.method,
             escape(head.target.decode("latin-1")),
             head.http_version,

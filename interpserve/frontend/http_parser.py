@@ -13,12 +13,13 @@ from typing import Protocol
 
 import h11
 
+from interpserve.frontend.framing import FramingGuard
 from interpserve.frontend.http_rules import (
     BadRequest,
     Limits,
     RequestHead,
-    check_head_bytes,
     make_head,
+    proposes_upgrade,
 )
 
 DEFAULT_LIMITS = Limits()
@@ -35,6 +36,7 @@ __all__ = [
     "ParsedEvent",
     "RequestHead",
     "RequestParser",
+    "Upgrade",
     "parser_factory",
 ]
 
@@ -55,7 +57,17 @@ class EndOfRequest:
 
 END_OF_REQUEST = EndOfRequest()
 
-ParsedEvent = RequestHead | BodyData | EndOfRequest
+
+@dataclass(slots=True)
+class Upgrade:
+    """Follows the EndOfRequest of a request that proposes a protocol switch: the parser stops
+    there (llhttp would not go on), and `data` is what came after it, which is not HTTP."""
+
+    head: RequestHead
+    data: bytes
+
+
+ParsedEvent = RequestHead | BodyData | EndOfRequest | Upgrade
 
 
 class RequestParser(Protocol):
@@ -80,7 +92,10 @@ class H11Parser:
         self._max_head = min(64 * 1024, limits.request_line + limits.fields * limits.field_size)
         self._conn = self._new_connection()
         self._keep_alive = True
-        self._raw_head = bytearray()  # the bytes of the head being received, for the rules
+        self._finished = False  # the last request is complete: nothing after it is parsed
+        self._upgrade: RequestHead | None = None  # the request proposing a protocol switch
+        self._guard = FramingGuard(limits)
+        self._fresh = True  # nothing but empty lines received since the last request
         self._body_size = 0
 
     def _new_connection(self) -> h11.Connection:
@@ -89,12 +104,17 @@ class H11Parser:
     @property
     def in_head(self) -> bool:
         """A request head has begun to arrive and is not complete yet."""
-        return bool(self._raw_head)
+        return self._guard.in_head
 
     def feed(self, data: bytes) -> list[ParsedEvent]:
+        return self._guard.check(data, self._feed)
+
+    def _feed(self, data: bytes) -> list[ParsedEvent]:
         out: list[ParsedEvent] = []
-        if not self._keep_alive:
-            return out  # the last request closes the connection: nothing after it counts
+        if self._finished:
+            # The last request closes the connection: nothing after it counts. (Its body may
+            # still come in later reads: not self._keep_alive alone does not mean finished.)
+            return out
         self._receive(data)
         try:
             self._parse(out)
@@ -104,10 +124,11 @@ class H11Parser:
         return out
 
     def _receive(self, data: bytes) -> None:
-        if self._conn.their_state is h11.IDLE:
-            self._raw_head += data
-            if b"\r\n" not in self._raw_head[: self._limits.request_line + 2]:
-                self._limits.check_target(len(self._raw_head))
+        if self._fresh:
+            # Empty lines before a request are ignored (RFC 9112 2.2), as llhttp does; h11 would
+            # take the first for a missing request line. (The guard refuses stray CRs and LFs.)
+            data = data.lstrip(b"\r\n")
+            self._fresh = not data
         if data:  # (empty data would tell h11 the client closed)
             self._conn.receive_data(data)
 
@@ -122,25 +143,25 @@ class H11Parser:
                 self._limits.check_body(self._body_size)
                 out.append(BodyData(bytes(event.data)))
             elif isinstance(event, h11.Request):
-                out.append(self._head(event))
+                head = self._head(event)
+                self._upgrade = head if proposes_upgrade(head.headers) else None
+                out.append(head)
             elif isinstance(event, h11.EndOfMessage):
                 out.append(END_OF_REQUEST)
-                if not self._keep_alive:
-                    return
                 rest, _ = self._conn.trailing_data
+                if self._upgrade is not None:
+                    out.append(Upgrade(self._upgrade, bytes(rest)))
+                    self._keep_alive = False  # what follows is not HTTP: parse no more
+                if not self._keep_alive:
+                    self._finished = True
+                    return
                 self._conn = self._new_connection()
+                self._fresh = True
                 self._receive(bytes(rest))
             else:  # NEED_DATA, PAUSED, ConnectionClosed
                 return
 
     def _head(self, request: h11.Request) -> RequestHead:
-        raw = bytes(self._raw_head)
-        end = raw.find(b"\r\n\r\n")
-        if end < 0:
-            raise BadRequest("request head lines must end with CRLF")
-        # h11 skips blank lines before a request line, as RFC 9112 allows.
-        check_head_bytes(raw[:end].lstrip(b"\r\n"), self._limits)
-        self._raw_head.clear()
         self._body_size = 0
         version = request.http_version.decode("ascii")
         head = make_head(
@@ -162,19 +183,29 @@ class HttptoolsParser:
         self._headers: list[tuple[bytes, bytes]] = []
         self._body_size = 0
         self._closed = False
-        self.in_head = False
+        self._last_head: RequestHead | None = None
+        self._guard = FramingGuard(limits)
+
+    @property
+    def in_head(self) -> bool:
+        """A request head has begun to arrive and is not complete yet."""
+        return self._guard.in_head
 
     def feed(self, data: bytes) -> list[ParsedEvent]:
+        return self._guard.check(data, self._feed)
+
+    def _feed(self, data: bytes) -> list[ParsedEvent]:
         out: list[ParsedEvent] = []
         self._out = out
         if self._closed:
             return out
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # An Upgrade this server does not perform: the request was served as plain HTTP,
-            # and llhttp will not parse past it, so the connection carries nothing more.
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp parses nothing past a protocol switch; the rest is the new protocol's.
             self._closed = True
+            if self._last_head is not None:
+                out.append(Upgrade(self._last_head, data[exc.args[0] :]))
         except httptools.HttpParserError as exc:
             cause = exc.__context__
             error = cause if isinstance(cause, BadRequest) else BadRequest(str(exc))
@@ -188,7 +219,6 @@ class HttptoolsParser:
         self._target = b""
         self._headers = []
         self._body_size = 0
-        self.in_head = True
 
     def on_url(self, url: bytes) -> None:
         self._target += url
@@ -201,7 +231,6 @@ class HttptoolsParser:
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        self.in_head = False
         head = make_head(
             parser.get_method(),
             self._target,
@@ -209,6 +238,10 @@ class HttptoolsParser:
             self._headers,
             self._limits,
         )
+        # llhttp reports trailer fields through on_header too: they must not land in this
+        # head's headers (the app would take them for request headers). Like h11, drop them.
+        self._headers = []
+        self._last_head = head
         self._out.append(head)
 
     def on_body(self, body: bytes) -> None:

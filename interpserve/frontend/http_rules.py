@@ -1,11 +1,10 @@
 """What a request must look like before it reaches an app: the RFC 9110/9112 checks and the size
 limits that both parser backends apply, so that h11 and httptools accept exactly the same
 requests. Anything ambiguous about where a request ends (the stuff of request smuggling) is
-rejected, never guessed at."""
+rejected, never guessed at. The raw bytes are held to the strict grammar in `framing.py`."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,6 +68,11 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
     }
 
 
+def proposes_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
+    """A protocol switch, as llhttp decides it: `Connection: upgrade` and an `Upgrade` header."""
+    return b"upgrade" in _connection_tokens(headers) and any(n == b"upgrade" for n, _ in headers)
+
+
 def make_head(
     method: bytes,
     target: bytes,
@@ -122,30 +126,3 @@ def make_head(
         expect_continue=expect_continue,
         has_body=has_body,
     )
-
-
-# A header line: a token, a colon right after it, then visible characters, spaces and tabs.
-_FIELD_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*")
-# A request line: method, one space, a target of visible characters, one space, version.
-_REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e\x80-\xff]+ HTTP/\d\.\d")
-
-
-def check_head_bytes(head: bytes, limits: Limits) -> None:
-    """Strict checks of a raw request head (up to, not including, the blank line), for the
-    backend that is lenient about them (h11): CRLF line endings only, no folded lines, no
-    control characters, no space before a colon, and the size limits."""
-    lines = head.split(b"\r\n")
-    limits.check_target(len(lines[0]))
-    limits.check_field(len(lines) - 1, 0)
-    for number, line in enumerate(lines):
-        if b"\n" in line or b"\r" in line:
-            raise BadRequest("bare CR or LF in the request head")
-        if number == 0:
-            if not _REQUEST_LINE.fullmatch(line):
-                raise BadRequest("malformed request line")
-            continue
-        limits.check_field(0, len(line))
-        if line[:1] in (b" ", b"\t"):
-            raise BadRequest("obsolete line folding in a header")
-        if not _FIELD_LINE.fullmatch(line):
-            raise BadRequest("malformed header line")

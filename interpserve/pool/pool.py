@@ -76,7 +76,11 @@ class WorkerPool:
 
     def choose(self) -> WorkerChannel:
         """The worker with the fewest requests in flight: a slow request on one worker never
-        holds up requests that another worker could serve now."""
+        holds up requests that another worker could serve now. WorkerGone if there is none, or
+        if --limit-concurrency requests are in flight already."""
+        limit = self._config.limit_concurrency
+        if limit is not None and self.in_flight >= limit:
+            raise WorkerGone("--limit-concurrency reached")
         best: WorkerChannel | None = None
         best_load = 0
         for channel in self._channels:

@@ -15,11 +15,12 @@ from interpserve.worker.app import ASGIApp, Message
 
 logger = logging.getLogger("interpserve.error")
 
+_ERROR_BODY = b"Internal Server Error"
 _ERROR_HEADERS = ((b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21"))
 _FORBIDDEN_IN_HEADERS = frozenset(b"\r\n\0")
 
 
-def _checked_headers(raw: Any) -> ev.Headers:
+def checked_headers(raw: Any) -> ev.Headers:
     """Header pairs as lowercase bytes, refusing what would split or corrupt the response."""
     headers = []
     for name, value in raw:
@@ -49,7 +50,7 @@ class HTTPCycle:
             "http_version": request.http_version,
             "method": request.method,
             "scheme": request.scheme,
-            "path": root_path + _decode_path(raw_path),
+            "path": root_path + decode_path(raw_path),
             "raw_path": raw_path,
             "query_string": request.query_string,
             "root_path": root_path,
@@ -143,7 +144,7 @@ class HTTPCycle:
             status = message["status"]
             if not isinstance(status, int) or not 100 <= status <= 999:
                 raise RuntimeError(f"invalid HTTP status in the response: {status!r}")
-            headers = _checked_headers(message.get("headers", ()))
+            headers = checked_headers(message.get("headers", ()))
             self._response_started = True
             if not self._disconnected:
                 self._send_event(ev.ResponseStart(self._id, status, headers))
@@ -174,11 +175,19 @@ class HTTPCycle:
         self._response_started = self._response_complete = True
         if self._disconnected:
             return
-        self._send_event(ev.ResponseStart(self._id, 500, _ERROR_HEADERS))
-        self._send_event(ev.ResponseBody(self._id, b"Internal Server Error", False))
+        for event in error_response(self._id):
+            self._send_event(event)
 
 
-def _decode_path(raw_path: bytes) -> str:
+def error_response(request_id: int) -> tuple[ev.ResponseStart, ev.ResponseBody]:
+    """The 500 for an app that failed before it started a response."""
+    return (
+        ev.ResponseStart(request_id, 500, _ERROR_HEADERS),
+        ev.ResponseBody(request_id, _ERROR_BODY, False),
+    )
+
+
+def decode_path(raw_path: bytes) -> str:
     """ASGI's `path`: percent-escapes and UTF-8 decoded."""
     if b"%" in raw_path:
         raw_path = unquote_to_bytes(raw_path)

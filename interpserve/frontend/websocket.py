@@ -1,0 +1,456 @@
+"""One WebSocket in the front end: after an upgrade request, the connection hands its transport
+to a WebSocketSession, which does the handshake, the framing, pings and the closing handshake
+with wsproto (sans-IO), and trades whole messages with the worker that runs the app.
+
+Messages cross the pipes whole: the frames of a fragmented message are reassembled here, up to
+--ws-max-size (beyond it the connection closes with 1009). Both directions are flow-controlled
+with Credit, as request and response bodies are: a client that sends faster than the app
+receives stops being read, and an app that sends faster than the client reads waits in send().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from enum import Enum, auto
+from typing import TYPE_CHECKING, cast
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from interpserve import events as ev
+from interpserve.frontend.http_rules import RequestHead, proposes_upgrade
+from interpserve.frontend.proxy import resolve
+from interpserve.logs import escape
+from interpserve.pool.channel import WorkerChannel, WorkerGone
+
+if TYPE_CHECKING:
+    from interpserve.frontend.connection import HTTPConnection
+
+logger = logging.getLogger("interpserve.error")
+access_logger = logging.getLogger("interpserve.access")
+
+# Close codes (RFC 6455 §7.4.1).
+ABNORMAL_CLOSURE = 1006  # reported, never sent: the connection ended without a close frame
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012
+
+# How long the client has to answer our close frame before the connection is dropped.
+CLOSE_TIMEOUT = 10.0
+# Bytes a client may send after its handshake before the app has accepted it; it should send
+# none, since it has no answer yet.
+_MAX_EARLY_DATA = ev.BODY_WINDOW
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+def is_websocket_upgrade(head: RequestHead) -> bool:
+    """A request to switch to WebSocket (RFC 6455 §4.1); wsproto checks the rest of it."""
+    return (
+        head.method == "GET"
+        and head.http_version == "1.1"
+        and not head.has_body
+        and proposes_upgrade(head.headers)
+        and any(
+            token.strip().lower() == b"websocket"
+            for name, value in head.headers
+            if name == b"upgrade"
+            for token in value.split(b",")
+        )
+    )
+
+
+class _State(Enum):
+    HANDSHAKE = auto()  # waiting for the app to accept or deny
+    DENYING = auto()  # writing the app's HTTP response instead
+    OPEN = auto()
+    CLOSING = auto()  # our close frame is out; waiting for the client's
+    CLOSED = auto()
+
+
+class WebSocketSession:
+    def __init__(self, conn: HTTPConnection, transport: asyncio.Transport, head: RequestHead):
+        self._conn = conn
+        self._transport = transport
+        self._head = head
+        self._config = conn.state.config
+        self._ws = WSConnection(ConnectionType.SERVER)
+        self._state = _State.HANDSHAKE
+        self._channel: WorkerChannel | None = None
+        self._request_id = 0
+        self._client = conn.client  # or the one a trusted proxy forwarded: see start()
+        self._early = bytearray()  # bytes received before the app accepted
+        # The message being reassembled, and its size in bytes (text counted as UTF-8).
+        self._parts: list[bytes | bytearray | str] = []
+        self._size = 0
+        self._in_flight = 0  # sent to the worker, not yet received by the app
+        self._withheld_credit = 0
+        self._reading_paused = False
+        self._finished = False  # the app returned: the worker takes no more events for it
+        self._app_told_closed = False
+        self._shutting_down = False
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._pong_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._started_at = time.perf_counter()
+
+    # From the connection
+
+    def start(self, data: bytes) -> None:
+        """Validate the handshake, then send it to a worker; `data` is what followed it."""
+        self._early += data
+        try:
+            self._ws.receive_data(_handshake_bytes(self._head))
+            events = list(self._ws.events())
+        except RemoteProtocolError as exc:
+            logger.debug("Invalid WebSocket handshake: %s", exc)
+            hint = exc.event_hint
+            if isinstance(hint, RejectConnection):
+                self._write(self._ws.send(hint))
+            self._log_access(hint.status_code if isinstance(hint, RejectConnection) else 400)
+            self._end()
+            return
+        if not (events and isinstance(events[0], Request)):  # (h11 always gives one)
+            self._conn.abort()
+            return
+        try:
+            channel = self._conn.state.pool.choose()
+        except WorkerGone:
+            self._respond(503, b"Service Unavailable")
+            return
+        self._channel = channel
+        self._request_id = channel.new_request_id()
+        head, conn = self._head, self._conn
+        path, _, query = head.target.partition(b"?")
+        client, scheme = conn.client, conn.scheme
+        if (trusted := conn.state.trusted_proxies) is not None:
+            client, scheme = resolve(client, scheme, head.headers, trusted)
+        self._client = client
+        request = ev.Request(
+            request_id=self._request_id,
+            method=head.method,
+            scheme=scheme,
+            http_version=head.http_version,
+            raw_path=path,
+            query_string=query,
+            headers=tuple(head.headers),
+            client=client,
+            server=conn.server,
+            more_body=False,
+            expect_continue=False,
+            websocket=True,
+        )
+        channel.start_request(self, request)
+
+    def data_received(self, data: bytes) -> None:
+        if self._state is _State.HANDSHAKE:
+            self._early += data
+            if len(self._early) > _MAX_EARLY_DATA:
+                self._pause_reading()
+        elif self._state in (_State.OPEN, _State.CLOSING):
+            self._ws.receive_data(data)
+            self._process()
+
+    def connection_lost(self) -> None:
+        self._state = _State.CLOSED
+        for timer in (self._ping_timer, self._pong_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._tell_app_closed(ABNORMAL_CLOSURE, "")  # unless it already knows better
+
+    def writable(self) -> None:
+        """The client's socket has drained: give the app the credit withheld meanwhile."""
+        if self._withheld_credit:
+            self._send_to_worker(ev.Credit(self._request_id, self._withheld_credit))
+            self._withheld_credit = 0
+
+    def shutdown(self) -> None:
+        """The server is stopping: close with 1012 (a handshake still with the app is closed
+        once accepted)."""
+        self._shutting_down = True
+        if self._state is _State.OPEN:
+            self._tell_app_closed(SERVICE_RESTART, "")
+            self._close(SERVICE_RESTART, "server shutting down")
+
+    # From the worker (pool.channel.ResponseSink and WebSocketSink)
+
+    def on_websocket(self, event: ev.WebSocketEvent) -> None:
+        match event:
+            case ev.WebSocketMessage(_, data):
+                self._send_message(data)
+            case ev.WebSocketAccept(_, subprotocol, headers):
+                self._accept(subprotocol or None, list(headers))
+            case ev.WebSocketClose(_, code, reason):
+                if self._state is _State.HANDSHAKE:
+                    self._respond(403, b"")  # a close before accepting is a denial (ASGI)
+                else:
+                    self._close(code, reason)
+
+    def on_credit(self, size: int) -> None:
+        """The app received `size` more of what the client sent."""
+        self._in_flight -= size
+        if self._in_flight <= ev.BODY_WINDOW and self._state is not _State.HANDSHAKE:
+            self._resume_reading()
+
+    def on_response_start(self, status: int, headers: ev.Headers) -> None:
+        if self._state is not _State.HANDSHAKE:
+            return
+        reject = RejectConnection(status_code=status, headers=list(headers), has_body=True)
+        if self._send_handshake(reject):
+            self._state = _State.DENYING
+            self._log_access(status)
+
+    def flush_head(self) -> None:
+        pass  # the denial's head left when it came: denials are rare and small
+
+    def on_response_body(self, data: bytes, more_body: bool) -> None:
+        if self._state is not _State.DENYING:
+            return
+        if not self._send_handshake(RejectData(data=data, body_finished=not more_body)):
+            return
+        if more_body:
+            self._acknowledge(len(data))
+        else:
+            self._end()
+
+    def on_finished(self) -> None:
+        self._finished = True
+        if self._state in (_State.HANDSHAKE, _State.DENYING):
+            self._conn.abort()  # the app left without an answer, or with half of one
+        elif self._state is _State.OPEN:
+            self._close(1000, "")
+
+    def on_worker_lost(self) -> None:
+        self._finished = True
+        if self._state is _State.HANDSHAKE:
+            self._respond(502, b"Bad Gateway")
+        elif self._state is _State.DENYING:
+            self._conn.abort()
+        elif self._state is _State.OPEN:
+            self._close(INTERNAL_ERROR, "")
+
+    # The handshake
+
+    def _accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
+        if self._state is not _State.HANDSHAKE:
+            return
+        extensions: list[Extension] = []
+        if self._config.ws_per_message_deflate:
+            extensions.append(PerMessageDeflate())
+        accept = AcceptConnection(
+            subprotocol=subprotocol, extensions=extensions, extra_headers=headers
+        )
+        if not self._send_handshake(accept):
+            return
+        self._state = _State.OPEN
+        self._log_access(101)
+        self._schedule_ping()
+        early, self._early = bytes(self._early), bytearray()
+        self._resume_reading()
+        if early:
+            self._ws.receive_data(early)
+            self._process()
+        if self._shutting_down:
+            self.shutdown()
+
+    def _send_handshake(self, event: AcceptConnection | RejectConnection | RejectData) -> bool:
+        try:
+            data = self._ws.send(event)
+        except LocalProtocolError as exc:
+            # The app's answer cannot be written (a header h11 refuses, a body longer than its
+            # Content-Length...): the client cannot be told anything sensible.
+            logger.error("Invalid WebSocket handshake response from the app: %s", exc)
+            self._tell_app_closed(ABNORMAL_CLOSURE, "")
+            self._conn.abort()
+            return False
+        self._write(data)
+        return True
+
+    def _respond(self, status: int, body: bytes) -> None:
+        """Deny the handshake on the app's behalf (or as the app asked, with no body)."""
+        headers = [*_TEXT, (b"content-length", b"%d" % len(body))] if body else []
+        reject = RejectConnection(status_code=status, headers=headers, has_body=bool(body))
+        if not self._send_handshake(reject):
+            return
+        if body and not self._send_handshake(RejectData(data=body)):
+            return
+        self._log_access(status)
+        self._end()
+
+    # Messages
+
+    def _process(self) -> None:
+        for event in self._ws.events():
+            if isinstance(event, (TextMessage, BytesMessage)):
+                self._receive_part(event)
+            elif isinstance(event, Ping):
+                if self._ws.state is ConnectionState.OPEN:
+                    self._write(self._ws.send(event.response()))
+            elif isinstance(event, Pong):
+                if self._pong_timer is not None:
+                    self._pong_timer.cancel()
+                    self._pong_timer = None
+            elif isinstance(event, CloseConnection):
+                self._closed_by_client(event)
+                return
+
+    def _receive_part(self, event: TextMessage | BytesMessage) -> None:
+        if self._state is not _State.OPEN:
+            return  # our close frame is out: the app will not see more
+        data = event.data
+        text = isinstance(data, str)
+        if isinstance(data, str) and not data.isascii():
+            self._size += len(data.encode())  # the limit is in bytes, as the wire's is
+        else:
+            self._size += len(data)
+        if self._size > self._config.ws_max_size:
+            self._parts.clear()
+            self._tell_app_closed(MESSAGE_TOO_BIG, "")
+            self._close(MESSAGE_TOO_BIG, "message too big")
+            return
+        self._parts.append(data)
+        if not event.message_finished:
+            return
+        parts, self._parts, self._size = self._parts, [], 0
+        message: bytes | str
+        if text:
+            message = "".join(cast("list[str]", parts))
+        else:
+            message = b"".join(cast("list[bytes]", parts))
+        if self._finished:
+            return
+        self._send_to_worker(ev.WebSocketMessage(self._request_id, message))
+        self._in_flight += len(message)
+        if self._in_flight > ev.BODY_WINDOW:
+            self._pause_reading()  # until the app has received enough of them
+
+    def _send_message(self, data: bytes | str) -> None:
+        if self._state is not _State.OPEN:
+            return  # closing: the app learns it from our WebSocketClose
+        event = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
+        self._write(self._ws.send(event))
+        self._acknowledge(len(data))
+
+    def _acknowledge(self, size: int) -> None:
+        """What the app sent is written: let it send as much more, unless the client's socket
+        is full, in which case the credit waits for it to drain."""
+        if self._conn.writing_paused:
+            self._withheld_credit += size
+        else:
+            self._send_to_worker(ev.Credit(self._request_id, size))
+
+    # Closing
+
+    def _close(self, code: int, reason: str) -> None:
+        """Start the closing handshake: the client has CLOSE_TIMEOUT to answer."""
+        if self._state is not _State.OPEN:
+            return
+        self._state = _State.CLOSING
+        self._write(self._ws.send(CloseConnection(code=code, reason=reason)))
+        self._arm_close_timer()
+
+    def _closed_by_client(self, event: CloseConnection) -> None:
+        """The client's close frame: its own (answer it) or its answer to ours. A frame
+        wsproto could not parse comes here too, as the close code to fail with."""
+        if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            self._write(self._ws.send(event.response()))
+        self._tell_app_closed(event.code, event.reason or "")
+        self._end()
+
+    def _end(self) -> None:
+        """Nothing more to say: close the TCP connection (the server closes it first, RFC 6455
+        §7.1.1), and drop it if the client does not take what is left in time."""
+        self._state = _State.CLOSED
+        self._conn.close()
+        self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        if self._close_timer is None:
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(CLOSE_TIMEOUT, self._conn.abort)
+
+    def _tell_app_closed(self, code: int, reason: str) -> None:
+        if not self._app_told_closed:
+            self._app_told_closed = True
+            self._send_to_worker(ev.WebSocketClose(self._request_id, code, reason))
+
+    # Keepalive
+
+    def _schedule_ping(self) -> None:
+        interval = self._config.ws_ping_interval
+        if interval > 0:
+            self._ping_timer = asyncio.get_running_loop().call_later(interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_timer = None
+        if self._state is not _State.OPEN:
+            return
+        # Paused reading would hide the pong: then the client is not the one to blame.
+        if not self._reading_paused:
+            self._write(self._ws.send(Ping()))
+            timeout = self._config.ws_ping_timeout
+            if timeout > 0 and self._pong_timer is None:
+                loop = asyncio.get_running_loop()
+                self._pong_timer = loop.call_later(timeout, self._ping_timed_out)
+        self._schedule_ping()
+
+    def _ping_timed_out(self) -> None:
+        self._pong_timer = None
+        self._tell_app_closed(ABNORMAL_CLOSURE, "")
+        self._close(INTERNAL_ERROR, "keepalive ping timeout")
+
+    # Plumbing
+
+    def _send_to_worker(self, event: ev.Event) -> None:
+        if self._channel is not None and not self._finished:
+            self._channel.send(event)
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self._conn.write(data)
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self._in_flight <= ev.BODY_WINDOW:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    def _log_access(self, status: int) -> None:
+        if not self._conn.state.access_log:
+            return
+        client = self._client
+        access_logger.info(
+            '%s - "WebSocket %s" %d %s %.1fms worker=%s',
+            escape(f"{client[0]}:{client[1]}") if client else "-",  # (a proxy's word for it)
+            escape(self._head.target.decode("latin-1")),
+            status,
+            "accepted" if status == 101 else "denied",
+            (time.perf_counter() - self._started_at) * 1000,
+            self._channel.worker_id if self._channel else "-",
+        )
+
+
+def _handshake_bytes(head: RequestHead) -> bytes:
+    """The request head again, for wsproto's handshake (it parses HTTP with h11 itself)."""
+    lines = [b"GET %s HTTP/1.1\r\n" % head.target]
+    lines += [b"%s: %s\r\n" % pair for pair in head.headers]
+    lines.append(b"\r\n")
+    return b"".join(lines)
