@@ -1,9 +1,11 @@
-"""interpserve examples.numpy_app:app
+"""interpserve examples.numpy_app:app --workers 2
 
-This app imports numpy at module level. NumPy's C extension does not support running in
-subinterpreters, so interpserve cannot serve it: the command above must fail at start-up with
-a clear message naming the extension (`numpy._core._multiarray_umath`). Under a regular ASGI
-server (e.g. in-process) `/` returns numpy's version.
+This app imports numpy at module level. NumPy's C extension (`numpy._core._multiarray_umath`)
+does not support loading in subinterpreters, so interpserve serves it with process workers:
+`--worker-kind auto` (the default) finds out in a throwaway child process before serving and
+says so at startup ("Worker kind: process, because module ..."). With
+`--worker-kind interpreter` the server refuses to start, with one line naming the module.
+`/` returns numpy's version.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ Routes:
     GET  /items/{id}?q=...   path parameter (an int) echoed as JSON
     POST /upload             reads the body as a stream; JSON {"bytes": <count>}
     GET  /state              this worker's lifespan state: started_at and a request counter
+
+See CPU work scale: with --workers 4 and four idle CPU cores,
+`for i in 1 2 3 4; do curl -s localhost:8000/cpu & done; wait` takes about as long as one
+request, because each runs in its own interpreter with its own GIL (the JSON says which);
+with --workers 1 it takes four times as long, as it would in one process with one GIL.
 """
 
 from __future__ import annotations
