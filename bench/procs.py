@@ -1,0 +1,113 @@
+"""Process trees from /proc: a server's parent and every process below it, their memory, and
+stopping all of them.
+
+Multi-worker servers fork or spawn children (and those may have helpers of their own), so both
+memory and clean-up look at the whole tree, not only the process the runner started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid`, across all its threads; [] if it is gone."""
+    found: list[int] = []
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for task in (PROC / str(pid) / "task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                found.extend(int(p) for p in (task / "children").read_text().split())
+    return found
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and all its descendants, parents before children."""
+    pids = [pid]
+    for current in pids:  # grows while it is walked: a breadth-first walk
+        pids.extend(children(current))
+    return pids
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of one process (VmRSS); 0 if it is gone or is a zombie."""
+    try:
+        status = (PROC / str(pid) / "status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Sum of VmRSS over the tree. Pages shared between processes count once per process, as
+    they would in `ps`; that is the figure an operator sees."""
+    return sum(rss_bytes(p) for p in tree(pid))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def free_port(host: str) -> int:
+    """A port nothing listens on now. A fresh one per server start, so no server meets the
+    previous one's sockets in TIME_WAIT."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back, so a second Ctrl+C cannot cut a clean-up short; they are
+    delivered (and raise) once the block ends."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def stop_tree(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the server and give it `grace` seconds to stop its workers; then SIGKILL whatever
+    is left of the tree as it was before the signal, and the server's process group."""
+    with signals_deferred():
+        _stop_tree(proc, grace)
+
+
+def _stop_tree(proc: subprocess.Popen[bytes], grace: float) -> None:
+    pids = tree(proc.pid)
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    # Workers are reparented once their parent exits; a short wait lets well-behaved ones go.
+    deadline = time.monotonic() + min(grace, 2.0)
+    while any(alive(p) for p in pids[1:]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    # The server was started as a session leader, so its group id is its pid.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -1,0 +1,159 @@
+"""How each scenario of bench.metrics is measured against one running server."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import load
+from bench.apps import MIB
+from bench.metrics import (
+    CPU_CONNECTIONS,
+    FAST_CONNECTIONS,
+    HELLO_CONNECTIONS,
+    JSON_CONNECTIONS,
+    MIXED_CPU_CONNECTIONS_PER_WORKER,
+)
+from bench.procs import tree_rss_bytes
+from bench.servers import RunningServer
+from bench.settings import Settings
+
+# The CPU load of the mixed scenario starts this long before the latency run and ends this long
+# after it, so every latency sample is taken with the workers saturated.
+MIXED_MARGIN_S = 1
+# A p99 needs samples: on a loaded machine fast requests can wait behind CPU-bound ones for
+# hundreds of ms, and --quick's 2 s would leave a handful.
+MIXED_MIN_S = 5
+# Memory counts as settled when two readings this far apart differ by less than 1 %.
+RSS_INTERVAL_S = 0.25
+RSS_SETTLE_MAX_S = 5.0
+TRANSFER_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    upload_body: Path  # a file of settings.stream_mib MiB
+
+
+@dataclass
+class Outcome:
+    figures: dict[str, float] = field(default_factory=dict)  # metric key -> value
+    errors: int = 0  # failed requests during the measurement, reported as a warning
+    warnings: list[str] = field(default_factory=list)  # for the report's notes
+
+    def add_wrk(self, key: str, result: load.WrkResult) -> None:
+        self.figures[key] = result.rps
+        self.errors += result.errors
+
+
+def _warm(server: RunningServer, path: str, connections: int, ctx: Context) -> None:
+    """Load not counted: lets lazy imports, caches and worker start-up finish first. A warm-up
+    in which no slow request completed is fine; a broken server fails the measured run."""
+    if ctx.settings.warmup > 0:
+        with contextlib.suppress(load.LoadFailed):
+            load.wrk(server.url(path), connections, ctx.settings.warmup)
+
+
+def _rate(path: str, connections: int, key: str) -> Callable[[RunningServer, Context], Outcome]:
+    def measure(server: RunningServer, ctx: Context) -> Outcome:
+        _warm(server, path, connections, ctx)
+        outcome = Outcome()
+        outcome.add_wrk(key, load.wrk(server.url(path), connections, ctx.settings.duration))
+        return outcome
+
+    return measure
+
+
+def cpu_connections(workers: int) -> int:
+    """Enough connections to keep every worker busy with a request queued behind it."""
+    return max(CPU_CONNECTIONS, 2 * workers)
+
+
+def cpu(server: RunningServer, ctx: Context) -> Outcome:
+    return _rate("/cpu", cpu_connections(server.spec.workers), "cpu.rps")(server, ctx)
+
+
+def _load_result(finish: Callable[[], load.WrkResult], outcome: Outcome) -> load.WrkResult | None:
+    """Collect a load that is there to keep the server busy: if none of its requests completed
+    (a single event loop can starve /cpu behind other requests for seconds), the server was
+    still busy, so that is a warning, not a failed cell."""
+    try:
+        result = finish()
+    except load.LoadFailed as exc:
+        outcome.warnings.append(f"background load: {str(exc).splitlines()[0]}")
+        return None
+    outcome.errors += result.errors
+    return result
+
+
+def mixed(server: RunningServer, ctx: Context) -> Outcome:
+    _warm(server, "/", FAST_CONNECTIONS, ctx)
+    seconds = max(ctx.settings.duration, MIXED_MIN_S)
+    # The same CPU load for every server, whatever its worker count, so their latencies compare.
+    connections = MIXED_CPU_CONNECTIONS_PER_WORKER * ctx.settings.workers
+    busy = load.start_wrk(server.url("/cpu"), connections, seconds + 2 * MIXED_MARGIN_S)
+    outcome = Outcome()
+    try:
+        time.sleep(MIXED_MARGIN_S)
+        fast = load.wrk(server.url("/"), FAST_CONNECTIONS, seconds, latency=True)
+    finally:
+        saturating = _load_result(lambda: load.wait_wrk(busy), outcome)
+    assert fast.p50_ms is not None and fast.p99_ms is not None  # wait_wrk checked
+    outcome.figures |= {"mixed.p50_ms": fast.p50_ms, "mixed.p99_ms": fast.p99_ms}
+    outcome.errors += fast.errors
+    if saturating:
+        outcome.figures["mixed.cpu_rps"] = saturating.rps
+    return outcome
+
+
+def stream(server: RunningServer, ctx: Context) -> Outcome:
+    mib = ctx.settings.stream_mib
+    down = load.download(server.url(f"/download?mib={mib}"), mib * MIB, TRANSFER_TIMEOUT_S)
+    up = load.upload(server.url("/upload"), ctx.upload_body, TRANSFER_TIMEOUT_S)
+    return Outcome({"stream.download_mib_s": down / MIB, "stream.upload_mib_s": up / MIB})
+
+
+def settled_rss(pid: int) -> float:
+    """The tree's RSS in MiB once it stops moving (workers still importing, buffers being
+    released), or after RSS_SETTLE_MAX_S."""
+    deadline = time.monotonic() + RSS_SETTLE_MAX_S
+    previous = tree_rss_bytes(pid)
+    while time.monotonic() < deadline:
+        time.sleep(RSS_INTERVAL_S)
+        current = tree_rss_bytes(pid)
+        if abs(current - previous) < 0.01 * max(previous, 1):
+            return current / MIB
+        previous = current
+    return previous / MIB
+
+
+def memory(server: RunningServer, ctx: Context) -> Outcome:
+    outcome = Outcome({"memory.idle_mib": settled_rss(server.pid)})
+    seconds = max(ctx.settings.warmup + ctx.settings.duration, 1)
+    cpu_load = load.start_wrk(server.url("/cpu"), cpu_connections(server.spec.workers), seconds)
+    try:
+        json_load = load.start_wrk(server.url("/json"), JSON_CONNECTIONS, seconds)
+        _load_result(lambda: load.wait_wrk(json_load), outcome)
+    finally:
+        _load_result(lambda: load.wait_wrk(cpu_load), outcome)
+    outcome.figures["memory.loaded_mib"] = settled_rss(server.pid)
+    return outcome
+
+
+def startup(server: RunningServer, ctx: Context) -> Outcome:
+    return Outcome({"startup.ms": server.startup_s * 1000})
+
+
+RUNNERS: dict[str, Callable[[RunningServer, Context], Outcome]] = {
+    "hello": _rate("/", HELLO_CONNECTIONS, "hello.rps"),
+    "json": _rate("/json", JSON_CONNECTIONS, "json.rps"),
+    "cpu": cpu,
+    "mixed": mixed,
+    "stream": stream,
+    "memory": memory,
+    "startup": startup,
+}
