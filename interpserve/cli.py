@@ -73,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve an ASGI app from a pool of subinterpreters, each with its own GIL. "
         "Also: 'interpserve check MODULE:APP'.",
     )
-    parser.add_argument("app", metavar="MODULE:APP", help="the ASGI app, e.g. examples.hello:app")
+    parser.add_argument(
+        "app",
+        metavar="MODULE:APP",
+        nargs="?",
+        help=f"the ASGI app, e.g. examples.hello:app (env {_env_name('app')})",
+    )
     for f in option_fields():
         _add_option(parser, f)
     return parser
@@ -81,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(argv: Sequence[str] | None = None) -> Config:
     """Flags first, then INTERPSERVE_* variables, then Config's defaults."""
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
     options: dict[str, Any] = {}
     for f in option_fields():
         if f.name in args:
@@ -92,7 +98,11 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
                 options[f.name] = _converter(f)(text)
             except ValueError as exc:
                 raise ConfigError(f"{_env_name(f.name)}: {exc}") from None
-    return Config.from_options(app=args["app"], **options)
+    # A container image names its app like every option: in the environment.
+    app = args["app"] or os.environ.get(_env_name("app"))
+    if not app:
+        parser.error(f"the following arguments are required: MODULE:APP (or {_env_name('app')})")
+    return Config.from_options(app=app, **options)
 
 
 def serve_main(argv: Sequence[str] | None) -> None:
@@ -144,7 +154,13 @@ def check_main(argv: Sequence[str]) -> None:
     sys.exit(0 if result.compatible else 1)
 
 
-SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"check": check_main}
+def bench_main(argv: Sequence[str]) -> None:
+    from interpserve.bench.cli import main as bench
+
+    bench(argv)
+
+
+SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"check": check_main, "bench": bench_main}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,8 +18,9 @@ LEVELS = {
 }
 
 # Control characters (and the backslash that starts an escape) written as escapes, so a client
-# cannot forge log lines or terminal sequences through a path or header.
-_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {0x5C: "\\\\"}
+# cannot forge log lines or terminal sequences through a path or header. C1 controls too: U+009B
+# is a CSI to many terminals, and latin-1 text (a header value) carries it.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {0x5C: "\\\\"}
 
 
 class _Formatter(logging.Formatter):

@@ -14,11 +14,15 @@ from collections.abc import Callable
 
 from interpserve.check import check_app
 from interpserve.config import Config
+from interpserve.cpus import default_workers
 from interpserve.frontend.server import Server
 from interpserve.pool.pool import WorkerPool
 from interpserve.tasks import BackgroundTasks
 
 logger = logging.getLogger("interpserve.error")
+
+# Seconds the workers get to stop (lifespan shutdown) even when the drain used up its budget.
+MIN_WORKER_STOP = 5.0
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -70,25 +74,37 @@ class Supervisor:
         started_at = loop.time()
         kind = await resolve_worker_kind(config)
         logger.info(
-            "Starting %d %s worker(s) for %s (Python %s, pid %d)",
+            "Starting %d %s worker(s) for %s (%s; Python %s, pid %d)",
             config.worker_count,
             kind,
             config.app,
+            "--workers" if config.workers else default_workers().reason,
             platform.python_version(),
             os.getpid(),
         )
         self.pool = pool = WorkerPool(config, kind)
+        server = Server(config, pool)  # before the workers start: it checks the TLS files
         await pool.start()
         logger.info("Workers ready in %.0f ms", (loop.time() - started_at) * 1000)
-        server = Server(config, pool)
         await server.start()
+        if config.metrics_port is not None:
+            from interpserve.metrics import start_metrics  # the optional `metrics` extra
+
+            metrics = start_metrics(config.host, config.metrics_port, pool, server.state)
         if config.reload:
             self._tasks.spawn(self._watch_files())
         await self._should_exit.wait()
         logger.info("Shutting down")
         await self._tasks.cancel_all()
-        await server.shutdown(config.timeout_graceful_shutdown)
-        clean = await pool.stop(config.timeout_graceful_shutdown)
+        # One budget for the whole drain: what the connections leave of it goes to the workers
+        # (lifespan shutdown included), with a few seconds at least for that.
+        timeout = config.timeout_graceful_shutdown
+        deadline = None if timeout is None else loop.time() + timeout
+        await server.shutdown(timeout)
+        remaining = None if deadline is None else max(deadline - loop.time(), MIN_WORKER_STOP)
+        clean = await pool.stop(remaining)
+        if config.metrics_port is not None:
+            metrics.close()
         logger.info("Finished server process [%d]", os.getpid())
         return clean
 

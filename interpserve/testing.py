@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from signal import SIGKILL, SIGTERM
 from types import TracebackType
 
-_LISTENING = re.compile(r"Listening on http://([^\s]+):(\d+)")
+_LISTENING = re.compile(r"Listening on (?:(https?)://([^\s]+):(\d+)|unix:(\S+))")
 
 
 class ServerFailed(Exception):
@@ -40,6 +40,8 @@ class ServerProcess:
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self.host = "127.0.0.1"
+        self.scheme = "http"
+        self.uds: str | None = None  # the socket path, when it listens on a Unix socket
         self._lines: list[str] = []
         self._listening = threading.Event()
         self._reader: threading.Thread | None = None
@@ -50,7 +52,7 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -85,7 +87,9 @@ class ServerProcess:
             self._lines.append(line)
             match = _LISTENING.search(line)
             if match and not self._listening.is_set():
-                self.host, self.port = match.group(1).strip("[]"), int(match.group(2))
+                scheme, host, port, self.uds = match.groups()
+                if scheme:
+                    self.scheme, self.host, self.port = scheme, host.strip("[]"), int(port)
                 self._listening.set()
 
     def wait_for_output(self, text: str, timeout: float = 10.0) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http
+import re
 from dataclasses import dataclass
 from email.utils import formatdate
 from enum import Enum
@@ -14,6 +15,9 @@ _STATUS_LINES = {
     for status in http.HTTPStatus
 }
 _SERVER_HEADER = b"server: interpserve\r\n"
+_HEADER_OPTION = re.compile(
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*"
+)
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 
@@ -33,6 +37,40 @@ class ResponsePlan:
     keep_alive: bool
 
 
+@dataclass(frozen=True, slots=True)
+class DefaultHeaders:
+    """What the server adds to every response, encoded once from the config: the Server line
+    (b"" for none), which an app's own Server header replaces, and the --header lines."""
+
+    server: bytes = _SERVER_HEADER
+    extra: bytes = b""
+
+    @classmethod
+    def build(cls, *, server_header: bool, headers: tuple[str, ...]) -> DefaultHeaders:
+        server = _SERVER_HEADER if server_header else b""
+        extra = []
+        for text in headers:
+            line = encode_header(text)
+            if line.startswith(b"server:"):
+                server = line  # the operator's Server header: still the app's to replace
+            else:
+                extra.append(line)
+        return cls(server, b"".join(extra))
+
+
+DEFAULT_HEADERS = DefaultHeaders()
+
+
+def encode_header(text: str) -> bytes:
+    """A --header option, "NAME:VALUE", as a header line; ValueError if it is not one (nothing
+    that could split the response)."""
+    match = _HEADER_OPTION.fullmatch(text)
+    if not match:
+        raise ValueError(f"header {text!r} is not NAME:VALUE with a valid name and value")
+    name, value = match.groups()
+    return b"%s: %s\r\n" % (name.lower().encode("latin-1"), value.encode("latin-1"))
+
+
 def status_line(status: int) -> bytes:
     return _STATUS_LINES.get(status) or f"HTTP/1.1 {status} \r\n".encode()
 
@@ -49,10 +87,12 @@ def plan_response(
     http_version: str,
     keep_alive: bool,
     date: bytes,
+    defaults: DefaultHeaders = DEFAULT_HEADERS,
 ) -> ResponsePlan:
     """Decide the framing and write the head for an app's response start.
 
-    `keep_alive` is what the request allows; the response can only take it away.
+    `keep_alive` is what the request allows; the response can only take it away. `date` is
+    b"" for no Date header.
     """
     lines = [status_line(status)]
     content_length = -1
@@ -72,9 +112,12 @@ def plan_response(
         elif name == b"server":
             has_server = True
         lines.append(b"%s: %s\r\n" % (name, value))
-    if not has_server:
-        lines.append(_SERVER_HEADER)
-    lines.append(b"date: %s\r\n" % date)
+    if not has_server and defaults.server:
+        lines.append(defaults.server)
+    if defaults.extra:
+        lines.append(defaults.extra)
+    if date:
+        lines.append(b"date: %s\r\n" % date)
 
     if method == "HEAD" or status < 200 or status in (204, 304):
         framing = Framing.NONE
@@ -99,14 +142,15 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def error_response(status: int, message: str) -> bytes:
+def error_response(status: int, message: str, defaults: DefaultHeaders = DEFAULT_HEADERS) -> bytes:
     """A complete response for errors the front end answers itself; the connection closes."""
     body = message.encode()
     return (
         status_line(status)
         + b"content-type: text/plain; charset=utf-8\r\n"
         + b"content-length: %d\r\n" % len(body)
-        + _SERVER_HEADER
+        + defaults.server
+        + defaults.extra
         + b"connection: close\r\n\r\n"
         + body
     )

@@ -10,6 +10,8 @@ from interpserve.config import Config
 from interpserve.frontend.connection import HTTPConnection, ServerState
 from interpserve.frontend.http_parser import parser_factory
 from interpserve.frontend.http_rules import Limits
+from interpserve.frontend.tls import create_ssl_context
+from interpserve.frontend.unix import claim_socket_path, release_socket_path
 from interpserve.pool.pool import WorkerPool
 
 logger = logging.getLogger("interpserve.error")
@@ -27,6 +29,11 @@ class Server:
         )
         self._state = ServerState(config, pool, lambda: parser(limits))
         self._server: asyncio.Server | None = None
+        self._ssl = create_ssl_context(config)
+
+    @property
+    def state(self) -> ServerState:
+        return self._state
 
     @property
     def port(self) -> int:
@@ -36,21 +43,49 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         config = self._config
-        self._server = await loop.create_server(
-            lambda: HTTPConnection(self._state),
-            host=config.host,
-            port=config.port,
-            family=socket.AF_INET6 if ":" in config.host else socket.AF_UNSPEC,
-            backlog=config.backlog,
-            reuse_address=True,
-        )
-        host = f"[{config.host}]" if ":" in config.host else config.host
-        logger.info("Listening on http://%s:%d (Press CTRL+C to quit)", host, self.port)
+        if config.fd is not None:
+            # Bound and listening already (systemd socket activation, or a parent process that
+            # keeps the socket across restarts so no connection is refused meanwhile).
+            self._server = await loop.create_server(
+                lambda: HTTPConnection(self._state),
+                sock=socket.socket(fileno=config.fd),
+                backlog=config.backlog,
+                ssl=self._ssl,
+            )
+        elif config.uds is not None:
+            claim_socket_path(config.uds)
+            self._server = await loop.create_unix_server(
+                lambda: HTTPConnection(self._state),
+                path=config.uds,
+                backlog=config.backlog,
+                ssl=self._ssl,
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: HTTPConnection(self._state),
+                host=config.host,
+                port=config.port,
+                family=socket.AF_INET6 if ":" in config.host else socket.AF_UNSPEC,
+                backlog=config.backlog,
+                reuse_address=True,
+                ssl=self._ssl,
+            )
+        name = self._server.sockets[0].getsockname()
+        if isinstance(name, str):  # a Unix socket, from --uds or --fd
+            logger.info("Listening on unix:%s (Press CTRL+C to quit)", name)
+            return
+        host = config.host if config.fd is None else str(name[0])
+        host = f"[{host}]" if ":" in host else host
+        scheme = self._state.scheme
+        logger.info("Listening on %s://%s:%d (Press CTRL+C to quit)", scheme, host, self.port)
 
     async def shutdown(self, timeout: float | None) -> None:
         """Stop accepting, let in-flight responses finish (up to `timeout`), close the rest."""
+        self._state.draining = True
         if self._server is not None:
             self._server.close()
+            if self._config.uds is not None:
+                release_socket_path(self._config.uds)
         connections = self._state.connections
         for conn in list(connections):
             conn.shutdown()

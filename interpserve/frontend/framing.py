@@ -1,0 +1,340 @@
+"""A second, independent opinion on where each request begins and ends in the byte stream.
+
+Request smuggling lives in the gap between two parsers that frame the same bytes differently:
+a proxy in front and this server. The parser backends are lenient in different places (h11
+merges duplicate Content-Length headers and accepts a bare CR in a chunk extension or a
+20-digit chunk size; llhttp skips stray line breaks and double spaces in the request line; and
+neither limits chunk extensions), so both run every byte through this guard after their own
+parse. It holds the raw bytes to one strict grammar, RFC 9112 with none of its leniencies, so
+h11 and httptools accept exactly the same requests; and it checks that the backend found the
+same requests, with the same framing, as it did. Anything that disagrees is a 400.
+
+Sans I/O and cheap: it keeps only the line being received; body bytes are counted, not copied.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import NoReturn
+
+from interpserve.frontend.http_rules import BadRequest, Limits, RequestHead, proposes_upgrade
+
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# The methods llhttp parses (any other is an error to it, before the server sees the request):
+# h11 would take any token, so both backends are held to this list. CONNECT is refused later.
+_METHODS = frozenset(
+    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE PATCH QUERY PURGE LINK UNLINK SOURCE ACL "
+    b"COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH UNLOCK BIND REBIND UNBIND REPORT MKACTIVITY "
+    b"CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE MKCALENDAR".split()
+)
+# A method is a case-sensitive token; llhttp knows only upper-case ones, so that is the rule.
+_REQUEST_LINE_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n"
+# A token, a colon right after it, then visible characters, spaces and tabs (obs-text too).
+_FIELD_LINE_RE = _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n"
+_REQUEST_LINE = re.compile(_REQUEST_LINE_RE)
+_FIELD_LINE = re.compile(_FIELD_LINE_RE)
+# A whole head at once, for the usual case of a head that arrives in one read.
+_HEAD = re.compile(_REQUEST_LINE_RE + rb"(?:" + _FIELD_LINE_RE + rb")*\r\n")
+_FRAMING_FIELD = re.compile(
+    rb"\r\n(content-length|transfer-encoding|upgrade):[ \t]*([^\r]*)", re.IGNORECASE
+)
+_QUOTED = rb'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"'
+# Hex size (16 digits fit 64 bits; llhttp refuses more), extensions, CRLF: no whitespace at all.
+_CHUNK_LINE_RE = (
+    rb"([0-9A-Fa-f]{1,16})((?:;" + _TOKEN + rb"(?:=(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*)\r\n"
+)
+_CHUNK_LINE = re.compile(_CHUNK_LINE_RE)
+_NEXT_CHUNK_LINE = re.compile(rb"\r\n" + _CHUNK_LINE_RE)  # the CRLF after data, then the next
+# Framing header values: a list of tokens with no whitespace after the last one (llhttp takes
+# "chunked\t" for an unknown coding, h11 for chunked: such a value means nothing certain).
+_CODINGS = re.compile(_TOKEN + rb"(?:[ \t]*,[ \t]*" + _TOKEN + rb")*")
+_LENGTH = re.compile(rb"[0-9]{1,18}")
+
+# States
+_REQUEST_LINE_STATE = 0  # before a request, skipping empty lines (RFC 9112 2.2)
+_FIELDS = 1
+_BODY = 2
+_CHUNK_SIZE = 3
+_CHUNK_DATA = 4
+_CHUNK_END = 5
+_TRAILERS = 6
+_PASSIVE = 7  # after the last request: the backend parses no more either
+
+
+class FramingGuard:
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._state = _REQUEST_LINE_STATE
+        self._line = bytearray()  # the incomplete line, across reads
+        self._remaining = 0  # bytes of body or chunk data still to come
+        self._fields = 0  # header or trailer lines so far
+        self._lengths: list[bytes] = []
+        self._codings: list[bytes] = []
+        self._upgrade = False  # the head has an Upgrade field
+        self._extensions = 0  # chunk-extension bytes in this body so far
+        self._last = False  # no request may follow this one
+        # Per check(): the backend's events, where its heads are, how many were matched.
+        self._events: list[object] = []
+        self._heads: list[int] = []
+        self._matched = 0
+        self._error: BadRequest | None = None
+
+    @property
+    def in_head(self) -> bool:
+        """A request head has begun to arrive and is not complete yet."""
+        return self._state == _FIELDS or (
+            self._state == _REQUEST_LINE_STATE and bool(self._line.strip(b"\r"))
+        )
+
+    def check[E](self, data: bytes, parse: Callable[[bytes], list[E]]) -> list[E]:
+        """`parse(data)` (a backend's own feed), vetted: its events, or BadRequest carrying the
+        events of the requests before the first fault either parser found."""
+        try:
+            events = parse(data)
+            error = None
+        except BadRequest as exc:
+            events, error = exc.events, exc  # type: ignore[assignment]
+        self._events = events  # type: ignore[assignment]
+        self._heads = [i for i, e in enumerate(events) if type(e) is RequestHead]
+        self._matched = 0
+        self._error = error
+        try:
+            self._scan(data)
+            if error is None and self._matched < len(self._heads):
+                self._fail("the parsers disagree on where a request starts", head_state=True)
+        finally:
+            self._events = []
+        if error is not None:
+            raise error
+        return events
+
+    # The scan
+
+    def _scan(self, data: bytes) -> None:
+        pos, end = 0, len(data)
+        while pos < end:
+            state = self._state
+            if state == _PASSIVE:
+                return
+            if state in (_BODY, _CHUNK_DATA):
+                take = min(self._remaining, end - pos)
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    if state == _BODY:
+                        self._end_message()
+                    else:
+                        self._state = _CHUNK_END
+                continue
+            if not self._line:
+                # Fast paths for what usually arrives whole: a head, a chunk's size line. When
+                # they find fault, the line-by-line path below tells which.
+                if state == _REQUEST_LINE_STATE:
+                    stop = self._whole_head(data, pos)
+                    if stop:
+                        if stop < 0:
+                            return
+                        pos = stop
+                        continue
+                elif state in (_CHUNK_END, _CHUNK_SIZE):
+                    pattern = _NEXT_CHUNK_LINE if state == _CHUNK_END else _CHUNK_LINE
+                    match = pattern.match(data, pos)
+                    if match:
+                        pos = match.end()
+                        self._chunk_size(match)
+                        continue
+            newline = data.find(b"\n", pos)
+            if newline < 0:
+                self._line += data[pos:]
+                self._check_partial_line()
+                return
+            if self._line:
+                self._line += data[pos : newline + 1]
+                line = bytes(self._line)
+                self._line.clear()
+            else:
+                line = data[pos : newline + 1]
+            pos = newline + 1
+            if not self._on_line(line):
+                return
+
+    def _whole_head(self, data: bytes, pos: int) -> int:
+        """Check a complete head in `data` at `pos` in one go: the position after it, -1 to stop
+        the scan, or 0 if it is incomplete or has a fault (to be found line by line)."""
+        while data.startswith(b"\r\n", pos):
+            pos += 2  # empty lines before a request are ignored (RFC 9112 2.2)
+        stop = data.find(b"\r\n\r\n", pos)
+        if stop < 0:
+            return 0
+        stop += 4
+        head = data[pos:stop]
+        limits = self._limits
+        line_end = head.find(b"\r\n")
+        if (
+            head[: head.find(b" ")] not in _METHODS
+            or line_end > limits.request_line
+            or head[line_end - 3 : line_end] not in (b"1.1", b"1.0")
+            or head.count(b"\n") - 2 > limits.fields
+            or (
+                len(head) > limits.field_size
+                and max(map(len, head.split(b"\r\n"))) > limits.field_size
+            )
+            or not _HEAD.fullmatch(head)
+        ):
+            return 0
+        self._start_head()
+        for match in _FRAMING_FIELD.finditer(head):
+            self._framing_field(match[1].lower(), match[2])
+        return stop if self._end_head() else -1
+
+    def _check_partial_line(self) -> None:
+        size, limits, state = len(self._line), self._limits, self._state
+        if state == _REQUEST_LINE_STATE and size > limits.request_line + 1:
+            self._fail("request line too long", 414, head_state=True)
+        elif state in (_FIELDS, _TRAILERS) and size > limits.field_size + 1:
+            self._fail("header field too large", 431, head_state=state == _FIELDS)
+        elif state == _CHUNK_SIZE and size > 18 + limits.field_size - self._extensions:
+            self._fail("chunk extensions too long")
+        elif state == _CHUNK_END and size > 2:
+            self._fail("chunk data not followed by CRLF")
+
+    def _on_line(self, line: bytes) -> bool:
+        """Take one complete line (ending in LF); False to stop the scan."""
+        state = self._state
+        if state == _REQUEST_LINE_STATE:
+            if line == b"\r\n":
+                return True  # an empty line before a request is ignored (RFC 9112 2.2)
+            if len(line) - 2 > self._limits.request_line:
+                self._fail("request line too long", 414, head_state=True)
+            if not _REQUEST_LINE.fullmatch(line):
+                self._fail("malformed request line", head_state=True)
+            version = line[-5:-2]
+            if version not in (b"1.1", b"1.0"):
+                # Said at once, as the request line arrives (the backends would wait for the
+                # headers, and llhttp calls some versions malformed, others unsupported).
+                self._fail(f"HTTP/{version.decode()} is not supported", 505, head_state=True)
+            if line[: line.find(b" ")] not in _METHODS:
+                self._fail("method not implemented", 501, head_state=True)
+            self._start_head()
+        elif state == _FIELDS:
+            if line == b"\r\n":
+                return self._end_head()
+            self._field_line(line, in_head=True)
+        elif state == _CHUNK_SIZE:
+            match = _CHUNK_LINE.fullmatch(line)
+            if not match:
+                self._fail("malformed chunk size line")
+            self._chunk_size(match)
+        elif state == _CHUNK_END:
+            if line != b"\r\n":
+                self._fail("chunk data not followed by CRLF")
+            self._state = _CHUNK_SIZE
+        elif state == _TRAILERS:
+            if line == b"\r\n":
+                self._end_message()
+            else:
+                self._field_line(line, in_head=False)
+        return True
+
+    def _start_head(self) -> None:
+        self._state = _FIELDS
+        self._fields = 0
+        self._lengths = []
+        self._codings = []
+        self._upgrade = False
+
+    def _field_line(self, line: bytes, *, in_head: bool) -> None:
+        self._fields += 1
+        self._limits.check_field(self._fields, len(line) - 2)
+        if not _FIELD_LINE.fullmatch(line):
+            if line[:1] in (b" ", b"\t"):
+                self._fail("obsolete line folding in a header", head_state=in_head)
+            self._fail("malformed header line", head_state=in_head)
+        if not in_head:
+            return
+        name, _, value = line[:-2].partition(b":")
+        self._framing_field(name.lower(), value.lstrip(b" \t"))
+
+    def _framing_field(self, name: bytes, value: bytes) -> None:
+        if name == b"content-length":
+            self._lengths.append(value)
+        elif name == b"transfer-encoding":
+            self._codings.append(value)
+        elif name == b"upgrade":
+            self._upgrade = True
+
+    def _end_head(self) -> bool:
+        """The head is complete: decide its framing, and match it with the backend's."""
+        lengths, codings = self._lengths, self._codings
+        if lengths and codings:
+            self._fail("both Transfer-Encoding and Content-Length", head_state=True)
+        if len(lengths) > 1:
+            self._fail("more than one Content-Length", head_state=True)
+        if lengths and not _LENGTH.fullmatch(lengths[0]):
+            self._fail("invalid Content-Length", head_state=True)
+        if codings:
+            if not all(_CODINGS.fullmatch(value) for value in codings):
+                self._fail("malformed Transfer-Encoding", head_state=True)
+            names = [c.strip(b" \t").lower() for value in codings for c in value.split(b",")]
+            if names != [b"chunked"]:
+                self._fail("unsupported Transfer-Encoding", 501, head_state=True)
+        length = int(lengths[0]) if lengths else 0
+        head = self._backend_head()
+        if head is None:
+            return False  # the backend failed on this request: its error stands
+        if head.has_body != bool(codings or length):
+            self._fail("the parsers disagree on a request body", head_state=True)
+        upgrade = self._upgrade and proposes_upgrade(head.headers)
+        if upgrade and head.has_body:
+            # llhttp hands the body to the new protocol, h11 reads it as the request's: which
+            # bytes are HTTP would be the backend's guess.
+            self._fail("a protocol switch (Upgrade) with a request body", head_state=True)
+        self._matched += 1
+        self._last = not head.keep_alive or upgrade
+        self._extensions = 0
+        if codings:
+            self._state = _CHUNK_SIZE
+        elif length:
+            self._state = _BODY
+            self._remaining = length
+        else:
+            self._end_message()
+        return True
+
+    def _backend_head(self) -> RequestHead | None:
+        """The backend's head for the request whose head just ended, if it parsed one."""
+        if self._matched < len(self._heads):
+            head = self._events[self._heads[self._matched]]
+            assert isinstance(head, RequestHead)
+            return head
+        if self._error is None:
+            self._fail("the parsers disagree on where a request ends", head_state=True)
+        return None
+
+    def _chunk_size(self, match: re.Match[bytes]) -> None:
+        self._extensions += len(match[2])
+        if self._extensions > self._limits.field_size:
+            self._fail("chunk extensions too long")
+        size = int(match[1], 16)
+        if size:
+            self._state = _CHUNK_DATA
+            self._remaining = size
+        else:
+            self._state = _TRAILERS
+            self._fields = 0
+
+    def _end_message(self) -> None:
+        self._state = _PASSIVE if self._last else _REQUEST_LINE_STATE
+
+    def _fail(self, reason: str, status: int = 400, *, head_state: bool = False) -> NoReturn:
+        """Raise, keeping the backend's events for the requests before this fault: all of them
+        before the head at fault (`head_state`), or up to the head whose body is at fault."""
+        heads, matched = self._heads, self._matched
+        if head_state:
+            keep = heads[matched] if matched < len(heads) else len(self._events)
+        else:
+            keep = heads[matched - 1] + 1 if matched else 0
+        error = BadRequest(reason, status)
+        error.events = self._events[:keep]  # type: ignore[assignment]
+        raise error

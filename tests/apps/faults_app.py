@@ -1,0 +1,79 @@
+"""A raw ASGI 3 app that misbehaves on purpose, for tests/test_faults.py and the smuggling tests.
+
+Routes:
+    /read-body             reads the whole request body, then answers its length: nothing is
+                           sent before the body is complete (so a broken body gets the server's
+                           4xx, not a response already under way)
+    /upload?marker=PATH    reads the body; when http.disconnect comes instead, writes
+                           "disconnected" to PATH
+    /no-response           returns without sending anything
+    /after-complete        completes a response, then sends another body message
+    /too-long              declares Content-Length: 5 and sends 10 bytes
+    /too-short             declares Content-Length: 10 and sends 5 bytes, then returns
+    anything else          200 "ok"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+async def _start(send: Send, length: int | None = None) -> None:
+    headers = [(b"content-type", b"text/plain")]
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body, or None if the client went away first."""
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
+    if path == "/read-body":
+        body = await _read_body(receive)
+        if body is not None:
+            answer = str(len(body)).encode()
+            await _start(send, len(answer))
+            await send({"type": "http.response.body", "body": answer})
+    elif path == "/upload":
+        if await _read_body(receive) is None:
+            with open(query["marker"], "w") as f:
+                f.write("disconnected")
+            return
+        await _start(send, 2)
+        await send({"type": "http.response.body", "body": b"ok"})
+    elif path == "/no-response":
+        return
+    elif path == "/after-complete":
+        await _start(send, 4)
+        await send({"type": "http.response.body", "body": b"done"})
+        await send({"type": "http.response.body", "body": b"EXTRA"})
+    elif path == "/too-long":
+        await _start(send, 5)
+        await send({"type": "http.response.body", "body": b"0123456789"})
+    elif path == "/too-short":
+        await _start(send, 10)
+        await send({"type": "http.response.body", "body": b"01234"})
+    else:
+        await _start(send, 2)
+        await send({"type": "http.response.body", "body": b"ok"})
