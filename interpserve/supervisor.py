@@ -15,8 +15,8 @@ from collections.abc import Callable
 from interpserve.check import check_app
 from interpserve.config import Config
 from interpserve.cpus import default_workers
-from interpserve.frontend.server import Server
-from interpserve.pool.pool import WorkerPool
+from interpserve.frontend.server import Server, listen_address
+from interpserve.pool.pool import StartupError, WorkerPool
 from interpserve.tasks import BackgroundTasks
 
 logger = logging.getLogger("interpserve.error")
@@ -84,6 +84,11 @@ class Supervisor:
         )
         self.pool = pool = WorkerPool(config, kind)
         server = Server(config, pool)  # before the workers start: it checks the TLS files
+        try:
+            await server.bind()
+        except OSError as exc:
+            where = listen_address(config)
+            raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
         await pool.start()
         logger.info("Workers ready in %.0f ms", (loop.time() - started_at) * 1000)
         await server.start()

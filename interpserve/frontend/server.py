@@ -40,7 +40,9 @@ class Server:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self) -> None:
+    async def bind(self) -> None:
+        """Claim the socket without accepting yet: before the workers start, so that a taken
+        port fails at once; connections that come meanwhile wait in the backlog."""
         loop = asyncio.get_running_loop()
         config = self._config
         if config.fd is not None:
@@ -51,6 +53,7 @@ class Server:
                 sock=socket.socket(fileno=config.fd),
                 backlog=config.backlog,
                 ssl=self._ssl,
+                start_serving=False,
             )
         elif config.uds is not None:
             claim_socket_path(config.uds)
@@ -59,6 +62,7 @@ class Server:
                 path=config.uds,
                 backlog=config.backlog,
                 ssl=self._ssl,
+                start_serving=False,
             )
         else:
             self._server = await loop.create_server(
@@ -69,7 +73,16 @@ class Server:
                 backlog=config.backlog,
                 reuse_address=True,
                 ssl=self._ssl,
+                start_serving=False,
             )
+
+    async def start(self) -> None:
+        """Accept connections (binding first if `bind` was not called)."""
+        if self._server is None:
+            await self.bind()
+        assert self._server is not None
+        await self._server.start_serving()
+        config = self._config
         name = self._server.sockets[0].getsockname()
         if isinstance(name, str):  # a Unix socket, from --uds or --fd
             logger.info("Listening on unix:%s (Press CTRL+C to quit)", name)
@@ -98,3 +111,13 @@ class Server:
             for conn in list(connections):
                 conn.abort()
         await asyncio.sleep(0)  # let the aborted connections report their loss
+
+
+def listen_address(config: Config) -> str:
+    """Where the server listens, as an operator wrote it."""
+    if config.fd is not None:
+        return f"file descriptor {config.fd}"
+    if config.uds is not None:
+        return f"unix:{config.uds}"
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    return f"{host}:{config.port}"
