@@ -31,6 +31,7 @@ from dockerfile_parse import DockerfileParser
 
 from interpserve import cli
 from interpserve.config import Config
+from interpserve.supervisor import MIN_WORKER_STOP
 from interpserve.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -386,14 +387,15 @@ def unit_environment(service: Unit) -> dict[str, str]:
 
 
 def drain_limit(env: dict[str, str], args: list[str]) -> float:
-    """The longest a drain takes: connections, then workers, each up to the graceful timeout."""
+    """The longest a drain takes: the graceful timeout, then at least MIN_WORKER_STOP for the
+    workers' lifespan shutdown."""
     timeout = Config().timeout_graceful_shutdown
     if "INTERPSERVE_TIMEOUT_GRACEFUL_SHUTDOWN" in env:
         timeout = float(env["INTERPSERVE_TIMEOUT_GRACEFUL_SHUTDOWN"])
     if "--timeout-graceful-shutdown" in args:
         timeout = float(args[args.index("--timeout-graceful-shutdown") + 1])
     assert timeout is not None, "no graceful timeout: nothing bounds the drain"
-    return 2 * timeout
+    return timeout + MIN_WORKER_STOP
 
 
 def test_systemd_units() -> None:
@@ -629,7 +631,7 @@ def test_compose() -> None:
 
 
 def test_deploying_guide_names_files_that_exist() -> None:
-    text = (ROOT / "docs" / "deploying.md").read_text()
+    text = (ROOT / "README.md").read_text()
     paths = set(re.findall(r"deploy/[\w./-]+[\w]", text))
     assert {
         "deploy/compose.yaml",
