@@ -176,7 +176,7 @@ def _load(args: argparse.Namespace, sweep_workers: int | None) -> Load:
 
 def _write_json(path: str, data: dict[str, Any]) -> None:
     try:
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+        Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
     except OSError as exc:
         _fail(f"--json: {exc.strerror}: {path}")
 
@@ -215,9 +215,10 @@ def bench_app(
                 f"{point.summary.error_count:,} errors"
             )
             points.append(point)
-    print(format_sweep(app, path, load, points), flush=True)
+    cpus = os.process_cpu_count() or 1
+    print(format_sweep(app, path, load, points, cpus), flush=True)
     if json_path:
-        _write_json(json_path, sweep_json(app, path, load, points))
+        _write_json(json_path, sweep_json(app, path, load, points, cpus))
     if plot_path and matplotlib_installed():
         plot_sweep(points, f"{app} {path}", plot_path)
         _note(f"plot written to {plot_path}")

@@ -85,7 +85,7 @@ def format_run(url: str, load: Load, summary: Summary) -> str:
     )
 
 
-def recommendation(curve: Sequence[Point], name_kind: bool) -> str:
+def recommendation(curve: Sequence[Point], name_kind: bool, cpus: int) -> str:
     """One line: how many workers of this kind to run, and what they buy."""
     base, best = curve[0], knee(curve)
     prefix = f"{best.kind}: " if name_kind else ""
@@ -101,11 +101,16 @@ def recommendation(curve: Sequence[Point], name_kind: bool) -> str:
     unit = "one worker" if base.workers == 1 else _workers(base.workers)
     gain = f"{speedup(best, base):.1f}{TIMES} {unit}"
     if best is curve[-1]:
-        return (
-            f"{prefix}{_workers(best.workers)}: {gain}, and still scaling; try more than "
-            f"{best.workers}."
+        advice = f"{gain}, and still scaling; try more than {best.workers}."
+    else:
+        advice = f"{gain}; more adds nothing on this machine."
+    if best.workers > cpus:
+        # Workers beyond the CPUs cannot add computation, only overlap waiting.
+        advice += (
+            f" More workers than the {cpus} CPUs here still helped, so requests do not only "
+            "compute: they also wait (I/O, sleeps, a loop timed by the clock)."
         )
-    return f"{prefix}{_workers(best.workers)}: {gain}; more adds nothing on this machine."
+    return f"{prefix}{_workers(best.workers)}: {advice}"
 
 
 def format_curve(curve: Sequence[Point]) -> str:
@@ -125,7 +130,7 @@ def format_curve(curve: Sequence[Point]) -> str:
     return "\n".join(lines)
 
 
-def format_sweep(app: str, path: str, load: Load, points: Sequence[Point]) -> str:
+def format_sweep(app: str, path: str, load: Load, points: Sequence[Point], cpus: int) -> str:
     headers = ["kind", "workers", "requests/s", "ideal", "speedup", "p50 ms", "p99 ms"]
     headers += ["errors", "generator CPU"]
     by_kind = curves(points)
@@ -163,13 +168,13 @@ def format_sweep(app: str, path: str, load: Load, points: Sequence[Point]) -> st
     if errors:
         lines.append("Errors: " + ", ".join(sorted(errors)) + " (counts in the table)")
     lines.append(format_generator(max(p.summary.generator_cpu for p in points)))
-    lines += [f"Recommendation: {line}" for line in recommendations(points)]
+    lines += [f"Recommendation: {line}" for line in recommendations(points, cpus)]
     return "\n".join(lines)
 
 
-def recommendations(points: Sequence[Point]) -> list[str]:
+def recommendations(points: Sequence[Point], cpus: int) -> list[str]:
     by_kind = curves(points)
-    return [recommendation(curve, name_kind=len(by_kind) > 1) for curve in by_kind.values()]
+    return [recommendation(curve, len(by_kind) > 1, cpus) for curve in by_kind.values()]
 
 
 def _load_json(load: Load) -> dict[str, Any]:
@@ -195,13 +200,16 @@ def run_json(url: str, load: Load, summary: Summary) -> dict[str, Any]:
     }
 
 
-def sweep_json(app: str, path: str, load: Load, points: Sequence[Point]) -> dict[str, Any]:
+def sweep_json(
+    app: str, path: str, load: Load, points: Sequence[Point], cpus: int
+) -> dict[str, Any]:
     by_kind = curves(points)
     return {
         "schema": JSON_SCHEMA,
         "mode": "sweep",
         "app": app,
         "path": path,
+        "cpus": cpus,
         "load": _load_json(load),
         "points": [
             {
@@ -215,5 +223,5 @@ def sweep_json(app: str, path: str, load: Load, points: Sequence[Point]) -> dict
             for p in curve
         ],
         "knees": {kind: knee(curve).workers for kind, curve in by_kind.items()},
-        "recommendations": recommendations(points),
+        "recommendations": recommendations(points, cpus),
     }

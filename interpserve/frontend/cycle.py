@@ -32,6 +32,31 @@ access_logger = logging.getLogger("interpserve.access")
 _TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
 
 
+def request_event(
+    conn: HTTPConnection, head: RequestHead, request_id: int, *, websocket: bool = False
+) -> ev.Request:
+    """What a worker is told of a request (or a WebSocket handshake): the client and scheme as
+    a trusted proxy says they are, else as the connection has them."""
+    path, _, query = head.target.partition(b"?")
+    client, scheme = conn.client, conn.scheme
+    if (trusted := conn.state.trusted_proxies) is not None:
+        client, scheme = resolve(client, scheme, head.headers, trusted)
+    return ev.Request(
+        request_id=request_id,
+        method=head.method,
+        scheme=scheme,
+        http_version=head.http_version,
+        raw_path=path,
+        query_string=query,
+        headers=tuple(head.headers),
+        client=client,
+        server=conn.server,
+        more_body=head.has_body,
+        expect_continue=head.expect_continue,
+        websocket=websocket,
+    )
+
+
 class RequestCycle:
     def __init__(self, conn: HTTPConnection, head: RequestHead) -> None:
         self._conn = conn
@@ -75,27 +100,9 @@ class RequestCycle:
             self.respond(503, b"Service Unavailable")
             return
         self._channel = channel
-        self._request_id = request_id = channel.new_request_id()
-        head = self.head
-        path, _, query = head.target.partition(b"?")
-        client, scheme = conn.client, conn.scheme
-        trusted = conn.state.trusted_proxies
-        if trusted is not None:
-            client, scheme = resolve(client, scheme, head.headers, trusted)
-        self._client = client
-        request = ev.Request(
-            request_id=request_id,
-            method=head.method,
-            scheme=scheme,
-            http_version=head.http_version,
-            raw_path=path,
-            query_string=query,
-            headers=tuple(head.headers),
-            client=client,
-            server=conn.server,
-            more_body=head.has_body,
-            expect_continue=head.expect_continue,
-        )
+        self._request_id = channel.new_request_id()
+        request = request_event(conn, self.head, self._request_id)
+        self._client = request.client
         channel.start_request(self, request)
         self._flush_body()
         timeout = conn.state.config.timeout_request

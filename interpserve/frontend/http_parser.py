@@ -81,25 +81,13 @@ class RequestParser(Protocol):
         ...
 
 
-class H11Parser:
-    """h11, one `h11.Connection` per request: h11 would parse the next (pipelined) request only
-    after seeing this one's response, which is written elsewhere, and it never keeps an
-    HTTP/1.0 connection alive. The bytes after a request go to a fresh one."""
+class _GuardedParser:
+    """What both backends share: every read goes through the framing guard (`framing.py`),
+    around the backend's own parse (`_feed`)."""
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits) -> None:
         self._limits = limits
-        # h11 holds at most this much of an incomplete head; the rules check it piece by piece.
-        self._max_head = min(64 * 1024, limits.request_line + limits.fields * limits.field_size)
-        self._conn = self._new_connection()
-        self._keep_alive = True
-        self._finished = False  # the last request is complete: nothing after it is parsed
-        self._upgrade: RequestHead | None = None  # the request proposing a protocol switch
         self._guard = FramingGuard(limits)
-        self._fresh = True  # nothing but empty lines received since the last request
-        self._body_size = 0
-
-    def _new_connection(self) -> h11.Connection:
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
 
     @property
     def in_head(self) -> bool:
@@ -108,6 +96,29 @@ class H11Parser:
 
     def feed(self, data: bytes) -> list[ParsedEvent]:
         return self._guard.check(data, self._feed)
+
+    def _feed(self, data: bytes) -> list[ParsedEvent]:
+        raise NotImplementedError
+
+
+class H11Parser(_GuardedParser):
+    """h11, one `h11.Connection` per request: h11 would parse the next (pipelined) request only
+    after seeing this one's response, which is written elsewhere, and it never keeps an
+    HTTP/1.0 connection alive. The bytes after a request go to a fresh one."""
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        super().__init__(limits)
+        # h11 holds at most this much of an incomplete head; the rules check it piece by piece.
+        self._max_head = min(64 * 1024, limits.request_line + limits.fields * limits.field_size)
+        self._conn = self._new_connection()
+        self._keep_alive = True
+        self._finished = False  # the last request is complete: nothing after it is parsed
+        self._upgrade: RequestHead | None = None  # the request proposing a protocol switch
+        self._fresh = True  # nothing but empty lines received since the last request
+        self._body_size = 0
+
+    def _new_connection(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
 
     def _feed(self, data: bytes) -> list[ParsedEvent]:
         out: list[ParsedEvent] = []
@@ -171,12 +182,12 @@ class H11Parser:
         return head
 
 
-class HttptoolsParser:
+class HttptoolsParser(_GuardedParser):
     """llhttp through httptools' callbacks, collected into the same events as h11's."""
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         assert httptools is not None
-        self._limits = limits
+        super().__init__(limits)
         self._parser = httptools.HttpRequestParser(self)
         self._out: list[ParsedEvent] = []
         self._target = b""
@@ -184,15 +195,6 @@ class HttptoolsParser:
         self._body_size = 0
         self._closed = False
         self._last_head: RequestHead | None = None
-        self._guard = FramingGuard(limits)
-
-    @property
-    def in_head(self) -> bool:
-        """A request head has begun to arrive and is not complete yet."""
-        return self._guard.in_head
-
-    def feed(self, data: bytes) -> list[ParsedEvent]:
-        return self._guard.check(data, self._feed)
 
     def _feed(self, data: bytes) -> list[ParsedEvent]:
         out: list[ParsedEvent] = []

@@ -33,8 +33,8 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from interpserve import events as ev
+from interpserve.frontend.cycle import request_event
 from interpserve.frontend.http_rules import RequestHead, proposes_upgrade
-from interpserve.frontend.proxy import resolve
 from interpserve.logs import escape
 from interpserve.pool.channel import WorkerChannel, WorkerGone
 
@@ -134,26 +134,9 @@ class WebSocketSession:
             return
         self._channel = channel
         self._request_id = channel.new_request_id()
-        head, conn = self._head, self._conn
-        path, _, query = head.target.partition(b"?")
-        client, scheme = conn.client, conn.scheme
-        if (trusted := conn.state.trusted_proxies) is not None:
-            client, scheme = resolve(client, scheme, head.headers, trusted)
-        self._client = client
-        request = ev.Request(
-            request_id=self._request_id,
-            method=head.method,
-            scheme=scheme,
-            http_version=head.http_version,
-            raw_path=path,
-            query_string=query,
-            headers=tuple(head.headers),
-            client=client,
-            server=conn.server,
-            more_body=False,
-            expect_continue=False,
-            websocket=True,
-        )
+        # A handshake has no body: the framing guard refuses an Upgrade request with one.
+        request = request_event(self._conn, self._head, self._request_id, websocket=True)
+        self._client = request.client
         channel.start_request(self, request)
 
     def data_received(self, data: bytes) -> None:

@@ -31,6 +31,27 @@ def checked_headers(raw: Any) -> ev.Headers:
     return tuple(headers)
 
 
+def connection_scope(
+    kind: str, request: ev.Request, root_path: str, state: dict[str, Any]
+) -> dict[str, Any]:
+    """The scope of an http or websocket connection, from what the front end sent."""
+    raw_path = request.raw_path
+    return {
+        "type": kind,
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": request.http_version,
+        "scheme": request.scheme,
+        "path": root_path + decode_path(raw_path),
+        "raw_path": raw_path,
+        "query_string": request.query_string,
+        "root_path": root_path,
+        "headers": list(request.headers),
+        "client": request.client,
+        "server": request.server,
+        "state": state.copy(),
+    }
+
+
 class HTTPCycle:
     def __init__(
         self,
@@ -43,22 +64,8 @@ class HTTPCycle:
         self._id = request.request_id
         self._send_event = send_event
         self._on_fatal = on_fatal
-        raw_path = request.raw_path
-        self.scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": request.http_version,
-            "method": request.method,
-            "scheme": request.scheme,
-            "path": root_path + decode_path(raw_path),
-            "raw_path": raw_path,
-            "query_string": request.query_string,
-            "root_path": root_path,
-            "headers": list(request.headers),
-            "client": request.client,
-            "server": request.server,
-            "state": state.copy(),
-        }
+        self.scope = connection_scope("http", request, root_path, state)
+        self.scope["method"] = request.method
         self._chunks: deque[bytes] = deque()
         self._body_done = not request.more_body
         self._body_delivered = False

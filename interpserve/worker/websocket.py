@@ -19,7 +19,7 @@ from typing import Any
 from interpserve import events as ev
 from interpserve.wire import MAX_PAYLOAD
 from interpserve.worker.app import ASGIApp, Message
-from interpserve.worker.asgi import checked_headers, decode_path, error_response
+from interpserve.worker.asgi import checked_headers, connection_scope, error_response
 
 logger = logging.getLogger("interpserve.error")
 
@@ -51,24 +51,11 @@ class WebSocketCycle:
         self._id = request.request_id
         self._send_event = send_event
         self._on_fatal = on_fatal
-        raw_path = request.raw_path
-        self.scope: dict[str, Any] = {
-            "type": "websocket",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": request.http_version,
-            # (A trusted proxy may have forwarded "wss" already.)
-            "scheme": "wss" if request.scheme in ("https", "wss") else "ws",
-            "path": root_path + decode_path(raw_path),
-            "raw_path": raw_path,
-            "query_string": request.query_string,
-            "root_path": root_path,
-            "headers": list(request.headers),
-            "client": request.client,
-            "server": request.server,
-            "subprotocols": _subprotocols(request.headers),
-            "state": state.copy(),
-            "extensions": {"websocket.http.response": {}},
-        }
+        self.scope = connection_scope("websocket", request, root_path, state)
+        # (A trusted proxy may have forwarded "wss" already.)
+        self.scope["scheme"] = "wss" if request.scheme in ("https", "wss") else "ws"
+        self.scope["subprotocols"] = _subprotocols(request.headers)
+        self.scope["extensions"] = {"websocket.http.response": {}}
         self._state = _State.CONNECTING
         self._connect_delivered = False
         self._messages: deque[bytes | str] = deque()
