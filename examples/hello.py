@@ -91,10 +91,12 @@ async def _start_stream(send: Send, content_type: bytes = b"application/octet-st
 
 
 def _busy(ms: int) -> None:
-    """Burn about `ms` milliseconds of CPU in pure Python, holding the GIL throughout."""
-    deadline = time.perf_counter() + ms / 1000
+    """Burn `ms` milliseconds of this thread's CPU time in pure Python, holding the GIL. CPU
+    time, not wall time: two requests that had to share one GIL (or one core) would each take
+    twice as long, which is what the parallelism test and `interpserve bench` must see."""
+    deadline = time.thread_time() + ms / 1000
     x = 0
-    while time.perf_counter() < deadline:
+    while time.thread_time() < deadline:
         for i in range(1000):
             x = (x * 31 + i) & 0xFFFFFFFF
 

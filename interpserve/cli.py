@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="interpserve",
         description="Serve an ASGI app from a pool of subinterpreters, each with its own GIL. "
-        "Also: 'interpserve check MODULE:APP'.",
+        "Also: 'interpserve check MODULE:APP' and 'interpserve bench URL|MODULE:APP' "
+        "(each has --help).",
     )
     parser.add_argument(
         "app",

@@ -126,28 +126,32 @@ def test_curves_group_by_kind_and_sort_by_workers() -> None:
 
 
 def test_recommendations() -> None:
+    def advice(rates: list[float], name_kind: bool = False, first: int = 1) -> str:
+        return recommendation(_curve(rates, first=first), name_kind, cpus=8)
+
     assert (
-        recommendation(_curve([100, 190, 280, 290, 291]), name_kind=False)
+        advice([100, 190, 280, 290, 291])
         == "3 workers: 2.8\u00d7 one worker; more adds nothing on this machine."
     )
     assert (
-        recommendation(_curve([100, 200, 300]), name_kind=True)
+        advice([100, 200, 300], name_kind=True)
         == "interpreter: 3 workers: 3.0\u00d7 one worker, and still scaling; try more than 3."
     )
-    assert (
-        recommendation(_curve([100, 99, 100]), name_kind=False)
-        == "1 worker: more workers add nothing on this machine."
-    )
-    assert recommendation(_curve([100, 200], first=2), name_kind=False).startswith(
-        "3 workers: 2.0\u00d7 2 workers"
-    )
-    assert "no request succeeded" in recommendation(_curve([0, 0]), name_kind=False)
+    assert advice([100, 99, 100]) == "1 worker: more workers add nothing on this machine."
+    assert advice([100, 200], first=2).startswith("3 workers: 2.0\u00d7 2 workers")
+    assert "no request succeeded" in advice([0, 0])
+
+
+def test_recommendation_notes_workers_beyond_the_cpus() -> None:
+    text = recommendation(_curve([100, 190, 250, 251]), name_kind=False, cpus=2)
+    assert text.startswith("3 workers: 2.5\u00d7 one worker; more adds nothing")
+    assert "More workers than the 2 CPUs here still helped" in text
 
 
 def test_sweep_json_schema() -> None:
     points = [*_curve([100, 190]), *_curve([90, 150], kind="process")]
-    data = json.loads(json.dumps(sweep_json("m:app", "/cpu", Load(), points)))
-    assert data["schema"] == 1 and data["mode"] == "sweep"
+    data = json.loads(json.dumps(sweep_json("m:app", "/cpu", Load(), points, cpus=2)))
+    assert data["schema"] == 1 and data["mode"] == "sweep" and data["cpus"] == 2
     assert [(p["kind"], p["workers"]) for p in data["points"]] == [
         ("interpreter", 1),
         ("interpreter", 2),

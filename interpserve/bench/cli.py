@@ -201,6 +201,7 @@ def bench_app(
     load: Load,
     json_path: str | None,
     plot_path: str | None,
+    cpus: int,
 ) -> None:
     points: list[Point] = []
     for kind in kinds:
@@ -215,12 +216,14 @@ def bench_app(
                 f"{point.summary.error_count:,} errors"
             )
             points.append(point)
-    cpus = os.process_cpu_count() or 1
     print(format_sweep(app, path, load, points, cpus), flush=True)
     if json_path:
         _write_json(json_path, sweep_json(app, path, load, points, cpus))
     if plot_path and matplotlib_installed():
-        plot_sweep(points, f"{app} {path}", plot_path)
+        try:
+            plot_sweep(points, f"{app} {path}", plot_path)
+        except (OSError, ValueError) as exc:  # an unwritable path, an unknown file type
+            _fail(f"--plot: {exc}")
         _note(f"plot written to {plot_path}")
 
 
@@ -234,12 +237,13 @@ def main(argv: Sequence[str]) -> None:
     if not is_url and ":" not in args.target:
         parser.error(f"{args.target!r} is neither a URL (http://...) nor MODULE:APP")
     path = args.path or "/"
+    cpus = os.process_cpu_count() or 1
     try:
         if not path.startswith("/"):
             raise ValueError(f"--path must start with '/', not {path!r}")
         if is_url:
             parse_url(args.target)
-        counts = parse_worker_counts(args.sweep_workers or f"1..{os.process_cpu_count() or 1}")
+        counts = parse_worker_counts(args.sweep_workers or f"1..{cpus}")
         kinds = parse_worker_kinds(args.worker_kind or "auto")
         load = _load(args, None if is_url else max(counts))
     except ValueError as exc:
@@ -252,7 +256,7 @@ def main(argv: Sequence[str]) -> None:
         if is_url:
             bench_url(args.target, load, args.json)
         else:
-            bench_app(args.target, path, kinds, counts, load, args.json, args.plot)
+            bench_app(args.target, path, kinds, counts, load, args.json, args.plot, cpus)
     except (LoadError, AppFailed) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
