@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from interpserve.config import Config, ConfigError
+if TYPE_CHECKING:
+    from interpserve.config import Config, ConfigError
+    from interpserve.pool.pool import StartupError
 
 __all__ = ["Config", "ConfigError", "StartupError", "run"]
 __version__ = "0.1.0"
@@ -15,7 +17,7 @@ def run(app: str, **options: Any) -> None:
 
     Options are Config's fields (host, port, workers, ...); misspelled ones raise ConfigError.
     """
-    from interpserve.config import load_env_file
+    from interpserve.config import Config, load_env_file
     from interpserve.logs import configure_logging
     from interpserve.supervisor import run_config
 
@@ -27,7 +29,12 @@ def run(app: str, **options: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on demand: every worker imports this package, and needs none of the front end.
+    # Imported on demand: every worker imports this package, and needs none of this (each
+    # module a worker imports costs memory in every interpreter).
+    if name in ("Config", "ConfigError"):
+        from interpserve import config
+
+        return getattr(config, name)
     if name == "StartupError":
         from interpserve.pool.pool import StartupError
 
