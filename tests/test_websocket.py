@@ -35,7 +35,7 @@ from interpserve.frontend.http_parser import (
     RequestHead,
     Upgrade,
 )
-from interpserve.frontend.websocket import is_websocket_upgrade
+from interpserve.frontend.http_rules import is_websocket_upgrade
 from interpserve.testing import ServerProcess
 
 StartServer = Callable[..., ServerProcess]

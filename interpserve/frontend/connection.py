@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from interpserve.config import Config
 from interpserve.events import Address
@@ -24,10 +24,13 @@ from interpserve.frontend.http_parser import (
     RequestParser,
     Upgrade,
 )
+from interpserve.frontend.http_rules import is_websocket_upgrade
 from interpserve.frontend.proxy import TrustedProxies, parse_trusted
 from interpserve.frontend.response import DefaultHeaders, error_response, http_date
-from interpserve.frontend.websocket import WebSocketSession, is_websocket_upgrade
 from interpserve.pool.pool import WorkerPool
+
+if TYPE_CHECKING:
+    from interpserve.frontend.websocket import WebSocketSession
 
 logger = logging.getLogger("interpserve.error")
 
@@ -321,6 +324,10 @@ class HTTPConnection(asyncio.Protocol):
             self._start_websocket()
 
     def _start_websocket(self) -> None:
+        # Imported on the first handshake: wsproto costs memory that apps without WebSockets
+        # need not pay.
+        from interpserve.frontend.websocket import WebSocketSession
+
         upgrade, self._upgrade = self._upgrade, None
         assert upgrade is not None and self._transport is not None
         if self._reading_paused:

@@ -73,6 +73,22 @@ def proposes_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
     return b"upgrade" in _connection_tokens(headers) and any(n == b"upgrade" for n, _ in headers)
 
 
+def is_websocket_upgrade(head: RequestHead) -> bool:
+    """A request to switch to WebSocket (RFC 6455 §4.1); wsproto checks the rest of it."""
+    return (
+        head.method == "GET"
+        and head.http_version == "1.1"
+        and not head.has_body
+        and proposes_upgrade(head.headers)
+        and any(
+            token.strip().lower() == b"websocket"
+            for name, value in head.headers
+            if name == b"upgrade"
+            for token in value.split(b",")
+        )
+    )
+
+
 def make_head(
     method: bytes,
     target: bytes,

@@ -34,7 +34,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from interpserve import events as ev
 from interpserve.frontend.cycle import request_event
-from interpserve.frontend.http_rules import RequestHead, proposes_upgrade
+from interpserve.frontend.http_rules import RequestHead
 from interpserve.logs import escape
 from interpserve.pool.channel import WorkerChannel, WorkerGone
 
@@ -56,22 +56,6 @@ CLOSE_TIMEOUT = 10.0
 # none, since it has no answer yet.
 _MAX_EARLY_DATA = ev.BODY_WINDOW
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
-
-
-def is_websocket_upgrade(head: RequestHead) -> bool:
-    """A request to switch to WebSocket (RFC 6455 §4.1); wsproto checks the rest of it."""
-    return (
-        head.method == "GET"
-        and head.http_version == "1.1"
-        and not head.has_body
-        and proposes_upgrade(head.headers)
-        and any(
-            token.strip().lower() == b"websocket"
-            for name, value in head.headers
-            if name == b"upgrade"
-            for token in value.split(b",")
-        )
-    )
 
 
 class _State(Enum):
