@@ -464,6 +464,22 @@ def test_request_timeout_replaces_a_stuck_interpreter_worker(start_server: Start
         assert get(server, "/").status_code == 200
 
 
+def test_request_timeout_after_the_response_leaves_the_connection_alone(
+    start_server: StartServer,
+) -> None:
+    """A request whose app runs on after its response is cancelled at the timeout, but the
+    connection, which has moved on to the next request, is not touched."""
+    server = start_server(CONTROL, "--workers", "1", "--timeout-request", "1")
+    with httpx.Client(timeout=TIMEOUT) as client:
+        first = client.get(server.url + "/after?s=3")
+        assert (first.status_code, first.text) == (200, "answered")
+        time.sleep(0.5)
+        # Same keep-alive connection; the first request's timer fires while this one runs.
+        slow = client.get(server.url + "/sleep?s=0.8")
+        assert (slow.status_code, slow.text) == (200, "slept")
+    assert server.wait_for_output("Cancelled GET /after", timeout=5), server.output
+
+
 def test_request_timeout_kills_a_stuck_process_worker(start_server: StartServer) -> None:
     server = start_server(
         CONTROL, "--worker-kind", "process", "--workers", "2", "--timeout-request", "1"

@@ -114,6 +114,8 @@ class RequestCycle:
         if self._finished or self._channel is None:
             return
         self._conn.state.pool.request_timed_out(self._channel, self._request_id)
+        if self.response_complete:
+            return  # the app runs on after its response (a background task): the client has it
         if self.response_started:
             self._conn.abort()
         else:

@@ -118,6 +118,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/sleep":
         await asyncio.sleep(max(0.0, _number(scope, "s", 1.0)))
         await _text(send, "slept")
+    elif path == "/after":
+        # Answers at once, then works on (like a background task) for s seconds.
+        await _text(send, "answered")
+        await asyncio.sleep(max(0.0, _number(scope, "s", 1.0)))
     elif path == "/crash":
         linger = _number(scope, "linger", 0.0)
         if linger > 0:
