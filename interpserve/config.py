@@ -254,9 +254,6 @@ class Config:
     def worker_count(self) -> int:
         return self.workers or default_workers().workers
 
-    def with_changes(self, **changes: Any) -> Config:
-        return dataclasses.replace(self, **changes)
-
     def worker_settings(self, worker_id: int) -> str:
         """What a worker needs, as JSON: it crosses into a subinterpreter or a child process."""
         app_dir = os.path.abspath(self.app_dir)

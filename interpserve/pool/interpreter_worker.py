@@ -35,10 +35,6 @@ class InterpreterWorker:
         self._stopped: asyncio.Future[None] | None = None
         self._main_fds: tuple[int, ...] = ()
 
-    @property
-    def interpreter_id(self) -> int:
-        return self._interpreter.id if self._interpreter else -1
-
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         to_worker_r, to_worker_w = os.pipe()

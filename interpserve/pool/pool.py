@@ -48,7 +48,6 @@ class WorkerPool:
         self._make_worker = WORKER_KINDS[kind]
         self._last_id = 0
         self.workers: list[Worker] = []  # in rotation
-        self._channels: list[WorkerChannel] = []
         self._abandoned: list[Worker] = []
         self._tasks = BackgroundTasks()
         self._stopping = False
@@ -60,7 +59,7 @@ class WorkerPool:
 
     @property
     def in_flight(self) -> int:
-        return sum(channel.outstanding for channel in self._channels)
+        return sum(worker.channel.outstanding for worker in self.workers)
 
     @property
     def ready(self) -> bool:
@@ -81,9 +80,10 @@ class WorkerPool:
         limit = self._config.limit_concurrency
         if limit is not None and self.in_flight >= limit:
             raise WorkerGone("--limit-concurrency reached")
-        best: WorkerChannel | None = None
+        best: Worker | None = None
         best_load = 0
-        for channel in self._channels:
+        for worker in self.workers:
+            channel = worker.channel
             if not channel.accepting:
                 continue  # gone, or going: until the pool notices, it must get nothing
             load = channel.outstanding
@@ -92,15 +92,16 @@ class WorkerPool:
                 # Its replacement is starting: it serves on only if no other worker can.
                 load += _EXHAUSTED
             if best is None or load < best_load:
-                best, best_load = channel, load
+                best, best_load = worker, load
                 if not load:
                     break
         if best is None:
             raise WorkerGone("no worker is running")
-        limit = best.request_limit
-        if limit is not None and best.requests_taken + 1 >= limit and not self._replacing:
+        channel = best.channel
+        limit = channel.request_limit
+        if limit is not None and channel.requests_taken + 1 >= limit and not self._replacing:
             self._tasks.spawn(self._recycle(best))
-        return best
+        return channel
 
     def request_timed_out(self, channel: WorkerChannel, request_id: int) -> None:
         """A request ran past --timeout-request: cancel it, and find out whether its worker is
@@ -192,7 +193,6 @@ class WorkerPool:
             limit += random.randint(0, self._config.max_requests_jitter)
         worker.channel.request_limit = limit
         self.workers.append(worker)
-        self._channels.append(worker.channel)
         self._tasks.spawn(self._watch(worker))
 
     def _deactivate(self, worker: Worker) -> bool:
@@ -200,7 +200,6 @@ class WorkerPool:
         if worker not in self.workers:
             return False
         self.workers.remove(worker)
-        self._channels.remove(worker.channel)
         return True
 
     async def _watch(self, worker: Worker) -> None:
@@ -245,11 +244,11 @@ class WorkerPool:
             logger.info("Worker %d replaces worker %d.", replacement.worker_id, worker.worker_id)
             return
 
-    async def _recycle(self, channel: WorkerChannel) -> None:
+    async def _recycle(self, worker: Worker) -> None:
         """Swap a worker that reached its request limit for a fresh one, without a gap."""
-        worker = next((w for w in self.workers if w.channel is channel), None)
-        if worker is None:
-            return
+        if worker not in self.workers:
+            return  # it left the rotation (crashed, stuck) before this task ran
+        channel = worker.channel
         self._replacing = True
         try:
             try:

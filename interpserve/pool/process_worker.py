@@ -21,10 +21,6 @@ class ProcessWorker:
         self._process: subprocess.Popen[bytes] | None = None
         self._main_fds: tuple[int, ...] = ()
 
-    @property
-    def pid(self) -> int:
-        return self._process.pid if self._process else -1
-
     async def start(self) -> None:
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
