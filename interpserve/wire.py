@@ -12,9 +12,10 @@ an interpreter worker and a process worker speak exactly the same format.
 
 from __future__ import annotations
 
-import functools
 import struct
 from collections.abc import Callable
+from itertools import chain
+from typing import Any
 
 from interpserve import events as ev
 
@@ -55,6 +56,8 @@ WEBSOCKET_TEXT = 16
 WEBSOCKET_BINARY = 17
 WEBSOCKET_ACCEPT = 18
 WEBSOCKET_CLOSE = 19
+# A response start whose body chunk completes the response (see ResponseStart).
+RESPONSE_START_END = 20
 
 _MORE_BODY = 1
 _EXPECT_CONTINUE = 2
@@ -67,10 +70,16 @@ def _frame(kind: int, request_id: int, payload: bytes = b"") -> bytes:
     return _HEADER.pack(kind, request_id, len(payload)) + payload
 
 
-@functools.lru_cache(maxsize=128)
-def _lengths(count: int) -> struct.Struct:
-    """The layout of a list of `count` fields: the count, then each field's length."""
-    return struct.Struct(f"!H{count}I")
+# The layout of a list of `count` fields: the count, then each field's length. Built once per
+# count: a request has 7 fields plus two per header, so few counts ever occur.
+_LAYOUTS: dict[int, struct.Struct] = {}
+
+
+def _layout(count: int) -> struct.Struct:
+    layout = _LAYOUTS.get(count)
+    if layout is None:
+        layout = _LAYOUTS[count] = struct.Struct(f"!H{count}I")
+    return layout
 
 
 def _pack_fields(fields: list[bytes]) -> bytes:
@@ -78,30 +87,38 @@ def _pack_fields(fields: list[bytes]) -> bytes:
     count = len(fields)
     if count > 0xFFFF:
         raise ValueError(f"{count} fields do not fit in a frame")
-    return _lengths(count).pack(count, *map(len, fields)) + b"".join(fields)
+    return _layout(count).pack(count, *map(len, fields)) + b"".join(fields)
 
 
-def _unpack_fields(payload: memoryview) -> list[bytes]:
-    if len(payload) < 2:
+def _unpack_fields(payload: bytes, offset: int = 0) -> tuple[list[bytes], int]:
+    """The list of fields at `offset` in `payload`, and the offset right after it."""
+    if len(payload) < offset + 2:
         raise WireError("truncated field count")
-    (count,) = _COUNT.unpack_from(payload)
-    layout = _lengths(count)
-    if len(payload) < layout.size:
+    (count,) = _COUNT.unpack_from(payload, offset)
+    layout = _layout(count)
+    start = offset + layout.size
+    if len(payload) < start:
         raise WireError("truncated field lengths")
-    offset = layout.size
-    data = bytes(payload[offset:])
     fields = []
-    start = 0
-    for length in layout.unpack_from(payload)[1:]:
-        fields.append(data[start : start + length])
-        start += length
-    if start != len(data):
+    for length in layout.unpack_from(payload, offset)[1:]:
+        end = start + length
+        fields.append(payload[start:end])
+        start = end
+    if start > len(payload):
+        raise WireError("field lengths exceed the payload")
+    return fields, start
+
+
+def _only_fields(payload: bytes, offset: int = 0) -> list[bytes]:
+    """The list of fields at `offset`, which must end the payload."""
+    fields, end = _unpack_fields(payload, offset)
+    if end != len(payload):
         raise WireError("field lengths do not match the payload")
     return fields
 
 
 def _pack_headers(headers: ev.Headers) -> list[bytes]:
-    return [item for pair in headers for item in pair]
+    return list(chain.from_iterable(headers))
 
 
 def _unpack_headers(fields: list[bytes]) -> ev.Headers:
@@ -112,44 +129,10 @@ def _unpack_headers(fields: list[bytes]) -> ev.Headers:
 
 def encode(event: ev.Event) -> bytes:
     """One event as one frame."""
-    match event:
-        case ev.RequestBody(request_id, data, more_body):
-            return _frame(REQUEST_BODY if more_body else REQUEST_BODY_END, request_id, data)
-        case ev.ResponseBody(request_id, data, more_body):
-            return _frame(RESPONSE_BODY if more_body else RESPONSE_BODY_END, request_id, data)
-        case ev.WebSocketMessage(request_id, str() as text):
-            return _frame(WEBSOCKET_TEXT, request_id, text.encode())
-        case ev.WebSocketMessage(request_id, bytes() as data):
-            return _frame(WEBSOCKET_BINARY, request_id, data)
-        case ev.Credit(request_id, size):
-            return _frame(CREDIT, request_id, _CREDIT.pack(size))
-        case ev.ResponseStart(request_id, status, headers):
-            payload = _STATUS.pack(status) + _pack_fields(_pack_headers(headers))
-            return _frame(RESPONSE_START, request_id, payload)
-        case ev.RequestFinished(request_id):
-            return _frame(REQUEST_FINISHED, request_id)
-        case ev.Request():
-            return _frame(REQUEST, event.request_id, _encode_request(event))
-        case ev.Disconnect(request_id):
-            return _frame(DISCONNECT, request_id)
-        case ev.Cancel(request_id):
-            return _frame(CANCEL, request_id)
-        case ev.Ping(sequence):
-            return _frame(PING, sequence)
-        case ev.Pong(sequence):
-            return _frame(PONG, sequence)
-        case ev.Shutdown():
-            return _frame(SHUTDOWN, 0)
-        case ev.WorkerReady():
-            return _frame(WORKER_READY, 0)
-        case ev.WorkerFailed(message, module):
-            return _frame(WORKER_FAILED, 0, _pack_fields([message.encode(), module.encode()]))
-        case ev.WebSocketClose(request_id, code, reason):
-            return _frame(WEBSOCKET_CLOSE, request_id, _STATUS.pack(code) + reason.encode())
-        case ev.WebSocketAccept(request_id, subprotocol, headers):
-            payload = _pack_fields([subprotocol.encode(), *_pack_headers(headers)])
-            return _frame(WEBSOCKET_ACCEPT, request_id, payload)
-    raise TypeError(f"not a stream event: {event!r}")
+    encoder = _ENCODERS.get(type(event))
+    if encoder is None:
+        raise TypeError(f"not a stream event: {event!r}")
+    return encoder(event)
 
 
 def _encode_request(request: ev.Request) -> bytes:
@@ -170,121 +153,188 @@ def _encode_request(request: ev.Request) -> bytes:
         request.query_string,
         client_host.encode(),
         server_host.encode(),
-        *_pack_headers(request.headers),
+        *chain.from_iterable(request.headers),
     ]
-    return _REQUEST_FIXED.pack(flags, client_port, server_port) + _pack_fields(fields)
+    payload = _REQUEST_FIXED.pack(flags, client_port, server_port) + _pack_fields(fields)
+    return _frame(REQUEST, request.request_id, payload)
 
 
-def _decode_request(request_id: int, payload: memoryview) -> ev.Request:
+def _encode_response_start(start: ev.ResponseStart) -> bytes:
+    # The first body chunk follows the headers to the end of the payload.
+    payload = _STATUS.pack(start.status) + _pack_fields(_pack_headers(start.headers)) + start.body
+    kind = RESPONSE_START if start.more_body else RESPONSE_START_END
+    return _frame(kind, start.request_id, payload)
+
+
+def _encode_websocket_message(message: ev.WebSocketMessage) -> bytes:
+    data = message.data
+    if isinstance(data, str):
+        return _frame(WEBSOCKET_TEXT, message.request_id, data.encode())
+    return _frame(WEBSOCKET_BINARY, message.request_id, data)
+
+
+def _encode_websocket_accept(accept: ev.WebSocketAccept) -> bytes:
+    payload = _pack_fields([accept.subprotocol.encode(), *_pack_headers(accept.headers)])
+    return _frame(WEBSOCKET_ACCEPT, accept.request_id, payload)
+
+
+def _encode_worker_failed(failed: ev.WorkerFailed) -> bytes:
+    payload = _pack_fields([failed.message.encode(), failed.incompatible_module.encode()])
+    return _frame(WORKER_FAILED, 0, payload)
+
+
+# By the event's exact type: one dict lookup, where a match statement would try each class.
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {
+    ev.Request: _encode_request,
+    ev.RequestBody: lambda e: _frame(
+        REQUEST_BODY if e.more_body else REQUEST_BODY_END, e.request_id, e.data
+    ),
+    ev.ResponseStart: _encode_response_start,
+    ev.ResponseBody: lambda e: _frame(
+        RESPONSE_BODY if e.more_body else RESPONSE_BODY_END, e.request_id, e.data
+    ),
+    ev.RequestFinished: lambda e: _frame(REQUEST_FINISHED, e.request_id),
+    ev.Credit: lambda e: _frame(CREDIT, e.request_id, _CREDIT.pack(e.size)),
+    ev.Disconnect: lambda e: _frame(DISCONNECT, e.request_id),
+    ev.Cancel: lambda e: _frame(CANCEL, e.request_id),
+    ev.Ping: lambda e: _frame(PING, e.sequence),
+    ev.Pong: lambda e: _frame(PONG, e.sequence),
+    ev.Shutdown: lambda e: _frame(SHUTDOWN, 0),
+    ev.WorkerReady: lambda e: _frame(WORKER_READY, 0),
+    ev.WorkerFailed: _encode_worker_failed,
+    ev.WebSocketMessage: _encode_websocket_message,
+    ev.WebSocketClose: lambda e: _frame(
+        WEBSOCKET_CLOSE, e.request_id, _STATUS.pack(e.code) + e.reason.encode()
+    ),
+    ev.WebSocketAccept: _encode_websocket_accept,
+}
+
+
+def _decode_request(request_id: int, payload: bytes) -> ev.Request:
     if len(payload) < _REQUEST_FIXED.size:
         raise WireError("truncated request")
     flags, client_port, server_port = _REQUEST_FIXED.unpack_from(payload)
-    fields = _unpack_fields(payload[_REQUEST_FIXED.size :])
+    fields = _only_fields(payload, _REQUEST_FIXED.size)
     if len(fields) < 7:
         raise WireError("request frame lacks fields")
     method, scheme, version, raw_path, query, client_host, server_host = fields[:7]
     return ev.Request(
-        request_id=request_id,
-        method=method.decode("ascii"),
-        scheme=scheme.decode("ascii"),
-        http_version=version.decode("ascii"),
-        raw_path=raw_path,
-        query_string=query,
-        headers=_unpack_headers(fields[7:]),
-        client=(client_host.decode(), client_port) if flags & _HAS_CLIENT else None,
-        server=(server_host.decode(), server_port) if flags & _HAS_SERVER else None,
-        more_body=bool(flags & _MORE_BODY),
-        expect_continue=bool(flags & _EXPECT_CONTINUE),
-        websocket=bool(flags & _WEBSOCKET),
+        request_id,
+        method.decode("ascii"),
+        scheme.decode("ascii"),
+        version.decode("ascii"),
+        raw_path,
+        query,
+        _unpack_headers(fields[7:]),
+        (client_host.decode(), client_port) if flags & _HAS_CLIENT else None,
+        (server_host.decode(), server_port) if flags & _HAS_SERVER else None,
+        bool(flags & _MORE_BODY),
+        bool(flags & _EXPECT_CONTINUE),
+        bool(flags & _WEBSOCKET),
     )
 
 
-def _decode_response_start(request_id: int, payload: memoryview) -> ev.ResponseStart:
-    if len(payload) < _STATUS.size:
-        raise WireError("truncated response start")
-    (status,) = _STATUS.unpack_from(payload)
-    return ev.ResponseStart(request_id, status, _unpack_headers(_unpack_fields(payload[2:])))
+def _response_start_decoder(more_body: bool) -> Callable[[int, bytes], ev.ResponseStart]:
+    def decode(request_id: int, payload: bytes) -> ev.ResponseStart:
+        if len(payload) < _STATUS.size:
+            raise WireError("truncated response start")
+        (status,) = _STATUS.unpack_from(payload)
+        fields, end = _unpack_fields(payload, _STATUS.size)
+        headers = _unpack_headers(fields)
+        return ev.ResponseStart(request_id, status, headers, payload[end:], more_body)
+
+    return decode
 
 
-def _decode_credit(request_id: int, payload: memoryview) -> ev.Credit:
+def _decode_credit(request_id: int, payload: bytes) -> ev.Credit:
     if len(payload) != _CREDIT.size:
         raise WireError("bad credit frame")
     return ev.Credit(request_id, _CREDIT.unpack(payload)[0])
 
 
-def _decode_websocket_close(request_id: int, payload: memoryview) -> ev.WebSocketClose:
+def _decode_websocket_close(request_id: int, payload: bytes) -> ev.WebSocketClose:
     if len(payload) < _STATUS.size:
         raise WireError("truncated websocket close")
     (code,) = _STATUS.unpack_from(payload)
-    return ev.WebSocketClose(request_id, code, bytes(payload[2:]).decode())
+    return ev.WebSocketClose(request_id, code, payload[2:].decode())
 
 
-def _decode_websocket_accept(request_id: int, payload: memoryview) -> ev.WebSocketAccept:
-    fields = _unpack_fields(payload)
+def _decode_websocket_accept(request_id: int, payload: bytes) -> ev.WebSocketAccept:
+    fields = _only_fields(payload)
     if not fields:
         raise WireError("websocket accept lacks its subprotocol")
     return ev.WebSocketAccept(request_id, fields[0].decode(), _unpack_headers(fields[1:]))
 
 
-def _decode_worker_failed(_: int, payload: memoryview) -> ev.WorkerFailed:
-    message, module = _unpack_fields(payload)
+def _decode_worker_failed(_: int, payload: bytes) -> ev.WorkerFailed:
+    message, module = _only_fields(payload)
     return ev.WorkerFailed(message.decode(errors="replace"), module.decode(errors="replace"))
 
 
-_DECODERS: dict[int, Callable[[int, memoryview], ev.Event]] = {
+_DECODERS: dict[int, Callable[[int, bytes], ev.Event]] = {
     REQUEST: _decode_request,
-    REQUEST_BODY: lambda rid, p: ev.RequestBody(rid, bytes(p), True),
-    REQUEST_BODY_END: lambda rid, p: ev.RequestBody(rid, bytes(p), False),
+    REQUEST_BODY: lambda rid, p: ev.RequestBody(rid, p, True),
+    REQUEST_BODY_END: lambda rid, p: ev.RequestBody(rid, p, False),
     DISCONNECT: lambda rid, _: ev.Disconnect(rid),
     SHUTDOWN: lambda _, __: ev.Shutdown(),
     CREDIT: _decode_credit,
     WORKER_READY: lambda _, __: ev.WorkerReady(),
     WORKER_FAILED: _decode_worker_failed,
-    RESPONSE_START: _decode_response_start,
-    RESPONSE_BODY: lambda rid, p: ev.ResponseBody(rid, bytes(p), True),
-    RESPONSE_BODY_END: lambda rid, p: ev.ResponseBody(rid, bytes(p), False),
+    RESPONSE_START: _response_start_decoder(more_body=True),
+    RESPONSE_START_END: _response_start_decoder(more_body=False),
+    RESPONSE_BODY: lambda rid, p: ev.ResponseBody(rid, p, True),
+    RESPONSE_BODY_END: lambda rid, p: ev.ResponseBody(rid, p, False),
     REQUEST_FINISHED: lambda rid, _: ev.RequestFinished(rid),
     CANCEL: lambda rid, _: ev.Cancel(rid),
     PING: lambda seq, _: ev.Ping(seq),
     PONG: lambda seq, _: ev.Pong(seq),
-    WEBSOCKET_TEXT: lambda rid, p: ev.WebSocketMessage(rid, str(p, "utf-8")),
-    WEBSOCKET_BINARY: lambda rid, p: ev.WebSocketMessage(rid, bytes(p)),
+    WEBSOCKET_TEXT: lambda rid, p: ev.WebSocketMessage(rid, p.decode()),
+    WEBSOCKET_BINARY: lambda rid, p: ev.WebSocketMessage(rid, p),
     WEBSOCKET_ACCEPT: _decode_websocket_accept,
     WEBSOCKET_CLOSE: _decode_websocket_close,
 }
 
 
 class FrameDecoder:
-    """Bytes in, events out, whatever the boundaries of the reads that delivered the bytes."""
+    """Bytes in, events out, whatever the boundaries of the reads that delivered the bytes.
+
+    Frames are sliced straight out of each read; only an incomplete frame at its end is kept,
+    and it is joined with what follows only once the frame is whole (a big body frame arriving
+    in many reads is copied once, not once a read)."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._needed = 0  # the buffered frame is whole once the buffer has this many bytes
 
     def feed(self, data: bytes) -> list[ev.Event]:
-        buffer = self._buffer
-        buffer += data
+        if self._buffer:
+            self._buffer += data
+            if len(self._buffer) < self._needed:
+                return []
+            data = bytes(self._buffer)
+            self._buffer.clear()
         out: list[ev.Event] = []
-        offset, end = 0, len(buffer)
-        view = memoryview(buffer)
-        try:
-            while end - offset >= HEADER_SIZE:
-                kind, request_id, length = _HEADER.unpack_from(buffer, offset)
-                if length > MAX_PAYLOAD:
-                    raise WireError(f"frame payload of {length} bytes is too large")
-                if end - offset - HEADER_SIZE < length:
-                    break
-                start = offset + HEADER_SIZE
-                decoder = _DECODERS.get(kind)
-                if decoder is None:
-                    raise WireError(f"unknown frame type {kind}")
-                try:
-                    out.append(decoder(request_id, view[start : start + length]))
-                except (ValueError, struct.error) as exc:  # UnicodeDecodeError included
-                    raise WireError(f"malformed frame of type {kind}: {exc}") from None
-                offset = start + length
-        finally:
-            view.release()
-        del buffer[:offset]
+        offset, end = 0, len(data)
+        unpack_header, decoders = _HEADER.unpack_from, _DECODERS
+        while end - offset >= HEADER_SIZE:
+            kind, request_id, length = unpack_header(data, offset)
+            if length > MAX_PAYLOAD:
+                raise WireError(f"frame payload of {length} bytes is too large")
+            start = offset + HEADER_SIZE
+            stop = start + length
+            if stop > end:
+                break
+            decoder = decoders.get(kind)
+            if decoder is None:
+                raise WireError(f"unknown frame type {kind}")
+            try:
+                out.append(decoder(request_id, data[start:stop]))
+            except (ValueError, struct.error) as exc:  # UnicodeDecodeError included
+                raise WireError(f"malformed frame of type {kind}: {exc}") from None
+            offset = stop
+        if offset < end:
+            self._buffer += data[offset:]
+            self._needed = stop - offset if end - offset >= HEADER_SIZE else HEADER_SIZE
         return out
 
     @property

@@ -50,6 +50,9 @@ SAMPLE_EVENTS: list[ev.Event] = [
     ev.ResponseStart(1, 200, ((b"content-type", b"text/plain"), (b"content-length", b"5"))),
     ev.ResponseStart(2, 204, ()),
     ev.ResponseStart(3, U16, ((b"", b""),)),
+    ev.ResponseStart(4, 200, ((b"content-length", b"5"),), b"hello", False),
+    ev.ResponseStart(5, 200, (), b"\x00first chunk", True),
+    ev.ResponseStart(6, 204, (), b"", False),
     ev.ResponseBody(1, b"world", True),
     ev.ResponseBody(1, b"", False),
     ev.RequestFinished(1),
@@ -269,8 +272,12 @@ def fields(*values: bytes) -> bytes:
         pytest.param(frame(wire.CREDIT, b"\x00\x00\x00\x01\x00"), id="long-credit"),
         pytest.param(frame(wire.RESPONSE_START, b"\x00"), id="short-response-start"),
         pytest.param(
-            frame(wire.RESPONSE_START, b"\x00\xc8" + fields(b"name")),
+            frame(wire.RESPONSE_START, b"\x00\xc8" + struct.pack("!HI", 1, 4) + b"name"),
             id="response-start-odd-headers",
+        ),
+        pytest.param(
+            frame(wire.RESPONSE_START_END, b"\x00\xc8" + struct.pack("!HI", 1, 9) + b"name"),
+            id="response-start-field-beyond-payload",
         ),
     ],
 )

@@ -107,19 +107,23 @@ class WorkerChannel:
 
     def _on_event(self, event: ev.Event) -> None:
         match event:
+            # The usual order: most responses are one ResponseStart with the whole body.
+            case ev.ResponseStart(request_id, status, headers, body, more_body):
+                if sink := self._sinks.get(request_id):
+                    sink.on_response_start(status, headers)
+                    if body or not more_body:
+                        sink.on_response_body(body, more_body)
+                    else:
+                        self._started.append(sink)
+            case ev.RequestFinished(request_id):
+                if sink := self._sinks.pop(request_id, None):
+                    sink.on_finished()
             case ev.ResponseBody(request_id, data, more_body):
                 if sink := self._sinks.get(request_id):
                     sink.on_response_body(data, more_body)
             case ev.WebSocketMessage() | ev.WebSocketAccept() | ev.WebSocketClose():
                 if isinstance(sink := self._sinks.get(event.request_id), WebSocketSink):
                     sink.on_websocket(event)
-            case ev.ResponseStart(request_id, status, headers):
-                if sink := self._sinks.get(request_id):
-                    sink.on_response_start(status, headers)
-                    self._started.append(sink)
-            case ev.RequestFinished(request_id):
-                if sink := self._sinks.pop(request_id, None):
-                    sink.on_finished()
             case ev.Credit(request_id, size):
                 if sink := self._sinks.get(request_id):
                     sink.on_credit(size)

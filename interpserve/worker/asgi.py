@@ -73,6 +73,7 @@ class HTTPCycle:
         self._disconnected = False
         self._response_started = False
         self._response_complete = False
+        self._start: ev.ResponseStart | None = None  # held for the first body chunk
         self._unacknowledged = 0
         self._wakeup = asyncio.Event()
         self._credit = asyncio.Event()
@@ -120,9 +121,11 @@ class HTTPCycle:
             elif not self._response_complete and not self._disconnected:
                 logger.error("ASGI callable returned without completing response.")
         finally:
+            self._send_start()
             self._send_event(ev.RequestFinished(self._id))
 
     async def receive(self) -> Message:
+        self._send_start()  # before any Credit: the front end must see the start first
         if self._wants_continue:
             # The first receive() is the app asking for the body: only now may the client send
             # it, and the front end answers "100 Continue" when this credit arrives.
@@ -154,7 +157,11 @@ class HTTPCycle:
             headers = checked_headers(message.get("headers", ()))
             self._response_started = True
             if not self._disconnected:
-                self._send_event(ev.ResponseStart(self._id, status, headers))
+                # The first body chunk usually follows at once: it joins the start, and the
+                # front end gets the whole response in one frame. If the app waits for
+                # something else first, the start leaves alone at the end of this loop pass.
+                self._start = ev.ResponseStart(self._id, status, headers)
+                asyncio.get_running_loop().call_soon(self._send_start)
         elif kind == "http.response.body":
             if not self._response_started:
                 raise RuntimeError("Expected ASGI message 'http.response.start', got 'body'.")
@@ -168,7 +175,12 @@ class HTTPCycle:
                 self._wakeup.set()
             if self._disconnected:
                 return
-            self._send_event(ev.ResponseBody(self._id, body, more_body))
+            start, self._start = self._start, None
+            if start is not None:
+                start.body, start.more_body = body, more_body
+                self._send_event(start)
+            else:
+                self._send_event(ev.ResponseBody(self._id, body, more_body))
             if more_body:
                 # Backpressure: a client that reads slowly slows the app's send().
                 self._unacknowledged += len(body)
@@ -178,20 +190,22 @@ class HTTPCycle:
         else:
             raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
 
+    def _send_start(self) -> None:
+        """Send the held response start without a body chunk: none came in time."""
+        start, self._start = self._start, None
+        if start is not None and not self._disconnected:
+            self._send_event(start)
+
     def _send_error(self) -> None:
         self._response_started = self._response_complete = True
         if self._disconnected:
             return
-        for event in error_response(self._id):
-            self._send_event(event)
+        self._send_event(error_response(self._id))
 
 
-def error_response(request_id: int) -> tuple[ev.ResponseStart, ev.ResponseBody]:
+def error_response(request_id: int) -> ev.ResponseStart:
     """The 500 for an app that failed before it started a response."""
-    return (
-        ev.ResponseStart(request_id, 500, _ERROR_HEADERS),
-        ev.ResponseBody(request_id, _ERROR_BODY, False),
-    )
+    return ev.ResponseStart(request_id, 500, _ERROR_HEADERS, _ERROR_BODY, more_body=False)
 
 
 def decode_path(raw_path: bytes) -> str:

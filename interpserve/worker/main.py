@@ -124,15 +124,22 @@ class Worker:
 
     def _start_request(self, request: ev.Request) -> None:
         assert self._app is not None
+        request_id = request.request_id
         args = (request, self._pipe.send, self._fatal, self._root_path, self._state)
         cycle: HTTPCycle | WebSocketCycle
         if request.websocket:
-            cycle = self._websockets[request.request_id] = WebSocketCycle(*args)
+            cycle = self._websockets[request_id] = WebSocketCycle(*args)
         else:
-            cycle = self._cycles[request.request_id] = HTTPCycle(*args)
-        task = asyncio.get_running_loop().create_task(cycle.run(self._app))
-        self._tasks[request.request_id] = task
-        task.add_done_callback(lambda _: self._finish_request(request.request_id))
+            cycle = self._cycles[request_id] = HTTPCycle(*args)
+        # Started eagerly: the app runs at once, up to its first real wait. Most requests are
+        # answered right there, and never cost a trip through the event loop's queue.
+        loop = asyncio.get_running_loop()
+        task = asyncio.Task(cycle.run(self._app), loop=loop, eager_start=True)
+        if task.done():
+            self._finish_request(request_id)
+        else:
+            self._tasks[request_id] = task
+            task.add_done_callback(lambda _: self._finish_request(request_id))
 
     def _finish_request(self, request_id: int) -> None:
         self._tasks.pop(request_id, None)

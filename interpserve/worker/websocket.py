@@ -221,8 +221,7 @@ class WebSocketCycle:
             return
         if self._state is _State.CONNECTING:
             self._state = _State.CLOSED
-            for event in error_response(self._id):
-                self._send_event(event)
+            self._send_event(error_response(self._id))
         elif self._state is _State.ACCEPTED:
             self._close(_INTERNAL_ERROR, "")
 
