@@ -96,6 +96,7 @@ class HTTPConnection(asyncio.Protocol):
         self._bad_request: BadRequest | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._waiting_for = ""  # what the read timer is timing: "idle", "head" or "body"
+        self._deadline = 0.0  # when what is waited for is overdue (loop time)
         self._reading_paused = False
         self._closing = False
         # A WebSocket handshake waiting for the responses before it, then the session that has
@@ -153,7 +154,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        self._set_read_timer("", 0.0)
+        self._cancel_read_timer()
         self.state.connections.discard(self)
         if self._cycles:
             self._cycles[0].disconnect()
@@ -271,7 +272,7 @@ class HTTPConnection(asyncio.Protocol):
         config = self.state.config
         parsing = self._parsing
         if self._closing or self._bad_request is not None or self._websocket is not None:
-            self._set_read_timer("", 0.0)
+            self._waiting_for = ""
         elif self._parser.in_head:
             if self._waiting_for != "head":
                 self._set_read_timer("head", config.timeout_header_read)
@@ -281,19 +282,39 @@ class HTTPConnection(asyncio.Protocol):
             if self._waiting_for != "idle":
                 self._set_read_timer("idle", config.timeout_keep_alive)
         else:
-            self._set_read_timer("", 0.0)  # a response is under way: the app's time, not ours
+            self._waiting_for = ""  # a response is under way: the app's time, not ours
 
     def _set_read_timer(self, waiting_for: str, timeout: float) -> None:
+        """Wait at most `timeout` for `waiting_for`. The timer is not moved on every request
+        (two timer operations per request are a real cost): it fires at its first deadline,
+        and then checks the current one."""
+        loop = asyncio.get_running_loop()
+        self._waiting_for = waiting_for
+        self._deadline = deadline = loop.time() + timeout
+        timer = self._read_timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._read_timer = loop.call_at(deadline, self._read_timer_due)
+
+    def _cancel_read_timer(self) -> None:
+        self._waiting_for = ""
         if self._read_timer is not None:
             self._read_timer.cancel()
             self._read_timer = None
-        self._waiting_for = waiting_for
-        if waiting_for:
-            loop = asyncio.get_running_loop()
-            self._read_timer = loop.call_later(timeout, self._read_timed_out)
+
+    def _read_timer_due(self) -> None:
+        self._read_timer = None
+        if not self._waiting_for:
+            return  # nothing is waited for now; the next wait sets a timer again
+        if self._deadline > asyncio.get_running_loop().time():
+            self._read_timer = asyncio.get_running_loop().call_at(
+                self._deadline, self._read_timer_due
+            )
+            return
+        self._read_timed_out()
 
     def _read_timed_out(self) -> None:
-        self._read_timer = None
         waiting_for, self._waiting_for = self._waiting_for, ""
         if waiting_for == "idle":
             self.close()
