@@ -164,6 +164,18 @@ def test_app_returns_without_responding(faults_server: ServerProcess) -> None:
     assert faults_server.wait_for_output("returned without starting response")
 
 
+@pytest.mark.parametrize("part", ["name", "value"])
+def test_app_header_cannot_split_the_response(faults_server: ServerProcess, part: str) -> None:
+    """A CR LF in a header the app sends is refused (500), never written to the client."""
+    with RawConnection(faults_server) as conn:
+        conn.send(get(f"/bad-header?part={part}") + get("/"))
+        first, second = conn.read_response(), conn.read_response()
+    assert (first.status, first.body) == (500, b"Internal Server Error")
+    assert first.header("set-cookie") is None
+    assert (second.status, second.body) == (200, b"ok")
+    assert faults_server.wait_for_output("invalid HTTP header in the response")
+
+
 def test_app_sends_after_completion(faults_server: ServerProcess) -> None:
     """Ignored and logged; the response is intact and the connection still usable."""
     with RawConnection(faults_server) as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -17,18 +18,18 @@ logger = logging.getLogger("interpserve.error")
 
 _ERROR_BODY = b"Internal Server Error"
 _ERROR_HEADERS = ((b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21"))
-_FORBIDDEN_IN_HEADERS = frozenset(b"\r\n\0")
+# What would split or corrupt the response if it were in a header.
+_FORBIDDEN_IN_NAME = re.compile(rb"[\r\n\0:]")
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
 
 
 def checked_headers(raw: Any) -> ev.Headers:
     """Header pairs as lowercase bytes, refusing what would split or corrupt the response."""
-    headers = []
-    for name, value in raw:
-        name, value = bytes(name).lower(), bytes(value)
-        if not name or _FORBIDDEN_IN_HEADERS.intersection(name + value) or b":" in name:
+    headers = tuple([(bytes(name).lower(), bytes(value)) for name, value in raw])
+    for name, value in headers:
+        if not name or _FORBIDDEN_IN_NAME.search(name) or _FORBIDDEN_IN_VALUE.search(value):
             raise RuntimeError(f"invalid HTTP header in the response: {name!r}: {value!r}")
-        headers.append((name, value))
-    return tuple(headers)
+    return headers
 
 
 def connection_scope(

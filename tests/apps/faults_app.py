@@ -10,6 +10,8 @@ Routes:
     /after-complete        completes a response, then sends another body message
     /too-long              declares Content-Length: 5 and sends 10 bytes
     /too-short             declares Content-Length: 10 and sends 5 bytes, then returns
+    /bad-header?part=P     a response header whose name (P=name) or value (P=value) has a CR
+                           LF in it, as a careless app echoing user input would send
     anything else          200 "ok"
 """
 
@@ -74,6 +76,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/too-short":
         await _start(send, 10)
         await send({"type": "http.response.body", "body": b"01234"})
+    elif path == "/bad-header":
+        injected = b"x\r\nset-cookie: stolen=1"
+        header = (injected, b"1") if query.get("part") == "name" else (b"x-echo", injected)
+        await send({"type": "http.response.start", "status": 200, "headers": [header]})
+        await send({"type": "http.response.body", "body": b"ok"})
     else:
         await _start(send, 2)
         await send({"type": "http.response.body", "body": b"ok"})
