@@ -4,10 +4,19 @@ Request smuggling lives in the gap between two parsers that frame the same bytes
 a proxy in front and this server. The parser backends are lenient in different places (h11
 merges duplicate Content-Length headers and accepts a bare CR in a chunk extension or a
 20-digit chunk size; llhttp skips stray line breaks and double spaces in the request line; and
-neither limits chunk extensions), so both run every byte through this guard after their own
-parse. It holds the raw bytes to one strict grammar, RFC 9112 with none of its leniencies, so
-h11 and httptools accept exactly the same requests; and it checks that the backend found the
+neither limits chunk extensions), so every byte they parse goes through this guard after their
+own parse. It holds the raw bytes to one strict grammar, RFC 9112 with none of its leniencies,
+so h11 and httptools accept exactly the same requests; and it checks that the backend found the
 same requests, with the same framing, as it did. Anything that disagrees is a 400.
+
+Most requests need no second parser: the grammar can parse them itself. A request that arrives
+whole in one read, in the plainest form of the grammar (a known method, a target of URI
+characters, field values of visible ASCII, a Content-Length body or none), is parsed by the
+guard's own regular expressions, and its head made by the same `make_head` as the backends'
+heads: that is the fast path (`plain_request`), and the backend never sees that request.
+Everything else (chunked bodies, protocol switches, heads or bodies split across reads, anything
+unusual or faulty) takes the full path (`check`) from a request boundary: the backend's parse,
+vetted.
 
 Sans I/O and cheap: it keeps only the line being received; body bytes are counted, not copied.
 """
@@ -18,7 +27,13 @@ import re
 from collections.abc import Callable
 from typing import NoReturn
 
-from interpserve.frontend.http_rules import BadRequest, Limits, RequestHead, proposes_upgrade
+from interpserve.frontend.http_rules import (
+    BadRequest,
+    Limits,
+    RequestHead,
+    make_head,
+    proposes_upgrade,
+)
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # The methods llhttp parses (any other is an error to it, before the server sees the request):
@@ -50,6 +65,20 @@ _NEXT_CHUNK_LINE = re.compile(rb"\r\n" + _CHUNK_LINE_RE)  # the CRLF after data,
 # "chunked\t" for an unknown coding, h11 for chunked: such a value means nothing certain).
 _CODINGS = re.compile(_TOKEN + rb"(?:[ \t]*,[ \t]*" + _TOKEN + rb")*")
 _LENGTH = re.compile(rb"[0-9]{1,18}")
+# The plainest form of the grammar above (a head in this form is one _HEAD accepts), which the
+# fast path parses: a request line whose target has only the characters of RFC 3986 that mean
+# the same to both backends (its method is checked against _METHODS, its version is 1.1 or 1.0);
+# field lines whose values hold visible ASCII, spaces and tabs, with no whitespace after them
+# (the guard keeps it in a Content-Length value, and refuses it); and no Transfer-Encoding or
+# Upgrade field (chunked bodies and protocol switches are the backend's to parse).
+_PLAIN_REQUEST_LINE = re.compile(
+    rb"([A-Z][A-Z\-]*) ([A-Za-z0-9\-._~!$&'()*+,;=:@/?%]+) HTTP/1\.([01])\r\n"
+)
+_PLAIN_FIELD_LINE = re.compile(
+    rb"^(?!(?i:transfer-encoding|upgrade):)(" + _TOKEN + rb"):[ \t]*([\t\x20-\x7e]*)(?<![ \t])\r\n",
+    re.MULTILINE,
+)
+_VERSIONS = {b"1": "1.1", b"0": "1.0"}
 
 # States
 _REQUEST_LINE_STATE = 0  # before a request, skipping empty lines (RFC 9112 2.2)
@@ -90,6 +119,10 @@ class FramingGuard:
     def check[E](self, data: bytes, parse: Callable[[bytes], list[E]]) -> list[E]:
         """`parse(data)` (a backend's own feed), vetted: its events, or BadRequest carrying the
         events of the requests before the first fault either parser found."""
+        if self._state == _PASSIVE:
+            # Nothing after the last request is parsed, by the backend either: it may not have
+            # seen that request (the fast path), and the connection ends with it anyway.
+            return []
         try:
             events = parse(data)
             error = None
@@ -108,6 +141,43 @@ class FramingGuard:
         if error is not None:
             raise error
         return events
+
+    def plain_request(self, data: bytes, pos: int) -> tuple[RequestHead, int, int] | None:
+        """The fast path: a whole request at `pos` in `data`, at a request boundary, in the
+        plainest form of the grammar, parsed by the grammar alone (its head made by `make_head`,
+        as the backends make theirs). Returns the head, where its body starts and where the
+        request ends; or None for anything else, faults included (the full path names them):
+        `check` then takes `data` from `pos`, a request boundary for the backend too, as it
+        never sees the requests taken here."""
+        if self._state != _REQUEST_LINE_STATE or self._line:
+            return None
+        found = self._complete_head(data, pos)
+        if found is None:
+            return None
+        head, body = found
+        line = _PLAIN_REQUEST_LINE.match(head)
+        if line is None:
+            return None
+        # (Matches start at line starts only: one per line if every line is plain.)
+        fields = _PLAIN_FIELD_LINE.findall(head, line.end())
+        if len(fields) != head.count(b"\n") - 2:
+            return None
+        headers = [(name.lower(), value) for name, value in fields]
+        method, target, minor = line.groups()
+        try:
+            request = make_head(method, target, _VERSIONS[minor], headers, self._limits)
+        except BadRequest:
+            return None
+        end = body
+        if request.has_body:  # with no Transfer-Encoding: one valid Content-Length (make_head)
+            end += int(next(value for name, value in headers if name == b"content-length"))
+        if end > len(data) or (not request.keep_alive and end != len(data)):
+            # A body still to come; or bytes after the last request, which llhttp would call
+            # an error (h11 would ignore them): the backend's to judge.
+            return None
+        self._last = not request.keep_alive
+        self._end_message()
+        return request, body, end
 
     # The scan
 
@@ -162,11 +232,24 @@ class FramingGuard:
     def _whole_head(self, data: bytes, pos: int) -> int:
         """Check a complete head in `data` at `pos` in one go: the position after it, -1 to stop
         the scan, or 0 if it is incomplete or has a fault (to be found line by line)."""
+        found = self._complete_head(data, pos)
+        if found is None or not _HEAD.fullmatch(found[0]):
+            return 0
+        head, stop = found
+        self._start_head()
+        for match in _FRAMING_FIELD.finditer(head):
+            self._framing_field(match[1].lower(), match[2])
+        return stop if self._end_head() else -1
+
+    def _complete_head(self, data: bytes, pos: int) -> tuple[bytes, int] | None:
+        """A complete head in `data` at `pos` (past empty lines) with a known method and
+        version, within the limits: the head and the position after it. None if it is
+        incomplete or not so (the line-by-line path says why)."""
         while data.startswith(b"\r\n", pos):
             pos += 2  # empty lines before a request are ignored (RFC 9112 2.2)
         stop = data.find(b"\r\n\r\n", pos)
         if stop < 0:
-            return 0
+            return None
         stop += 4
         head = data[pos:stop]
         limits = self._limits
@@ -180,13 +263,9 @@ class FramingGuard:
                 len(head) > limits.field_size
                 and max(map(len, head.split(b"\r\n"))) > limits.field_size
             )
-            or not _HEAD.fullmatch(head)
         ):
-            return 0
-        self._start_head()
-        for match in _FRAMING_FIELD.finditer(head):
-            self._framing_field(match[1].lower(), match[2])
-        return stop if self._end_head() else -1
+            return None
+        return head, stop
 
     def _check_partial_line(self) -> None:
         size, limits, state = len(self._line), self._limits, self._state
@@ -246,7 +325,10 @@ class FramingGuard:
 
     def _field_line(self, line: bytes, *, in_head: bool) -> None:
         self._fields += 1
-        self._limits.check_field(self._fields, len(line) - 2)
+        try:
+            self._limits.check_field(self._fields, len(line) - 2)
+        except BadRequest as exc:  # (with the events of the requests before this one)
+            self._fail(str(exc), exc.status, head_state=in_head)
         if not _FIELD_LINE.fullmatch(line):
             if line[:1] in (b" ", b"\t"):
                 self._fail("obsolete line folding in a header", head_state=in_head)

@@ -1,8 +1,10 @@
 """HTTP/1.1 request parsing, sans I/O: bytes in, request events out.
 
 Two backends behind one interface: h11 (pure Python, always there) and httptools (llhttp, the
-fast path). Both emit the same events and share the checks that decide how a request is framed,
-so the rest of the server cannot tell them apart: those checks live in `http_rules.py`.
+faster one). Both emit the same events and share the checks that decide how a request is framed,
+so the rest of the server cannot tell them apart: those checks live in `http_rules.py`. Most
+requests (whole in one read, in the plainest form) need neither: the framing guard
+(`framing.py`) parses them itself, by the same rules.
 Responses are not written here: see `response.py`, shared by both.
 """
 
@@ -42,7 +44,7 @@ __all__ = [
 
 try:
     import httptools
-except ImportError:  # the optional fast path
+except ImportError:  # the optional, faster backend
     httptools = None  # type: ignore[assignment]
 
 
@@ -83,7 +85,8 @@ class RequestParser(Protocol):
 
 class _GuardedParser:
     """What both backends share: every read goes through the framing guard (`framing.py`),
-    around the backend's own parse (`_feed`)."""
+    which parses the plainest requests itself (the fast path) and vets the backend's own parse
+    (`_feed`) of the rest."""
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
@@ -95,7 +98,22 @@ class _GuardedParser:
         return self._guard.in_head
 
     def feed(self, data: bytes) -> list[ParsedEvent]:
-        return self._guard.check(data, self._feed)
+        guard, pos, end = self._guard, 0, len(data)
+        events: list[ParsedEvent] = []
+        while pos < end and (request := guard.plain_request(data, pos)) is not None:
+            head, body, pos = request
+            events.append(head)
+            if body < pos:
+                events.append(BodyData(data[body:pos]))
+            events.append(END_OF_REQUEST)
+        if pos == end:
+            return events
+        # The rest starts at a request boundary, for the backend as for the guard.
+        try:
+            return events + guard.check(data[pos:] if pos else data, self._feed)
+        except BadRequest as exc:
+            exc.events = events + exc.events
+            raise
 
     def _feed(self, data: bytes) -> list[ParsedEvent]:
         raise NotImplementedError
