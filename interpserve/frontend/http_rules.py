@@ -70,7 +70,8 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
 
 def proposes_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
     """A protocol switch, as llhttp decides it: `Connection: upgrade` and an `Upgrade` header."""
-    return b"upgrade" in _connection_tokens(headers) and any(n == b"upgrade" for n, _ in headers)
+    # The cheap test first: it settles nearly every request, which has no Upgrade header.
+    return any(n == b"upgrade" for n, _ in headers) and b"upgrade" in _connection_tokens(headers)
 
 
 def is_websocket_upgrade(head: RequestHead) -> bool:
