@@ -11,6 +11,8 @@ turns (with 64 busy connections that doubles the throughput).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 from collections.abc import Callable
@@ -22,6 +24,18 @@ logger = logging.getLogger("interpserve.error")
 
 # Frames that leave in one write at the latest: see the module's docstring.
 _BATCH = 4
+# Linux's default pipe holds 64 KiB: a 64 KiB body chunk would take two writes and wake the
+# reader twice. 1 MiB (Linux's default upper limit for an unprivileged process) holds several.
+_PIPE_SIZE = 1 << 20
+
+
+def open_pipe() -> tuple[int, int]:
+    """os.pipe(), enlarged to _PIPE_SIZE where the OS allows it."""
+    read_fd, write_fd = os.pipe()
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        with contextlib.suppress(OSError):  # above the limit: the default size still works
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    return read_fd, write_fd
 
 
 class FramePipe(asyncio.Protocol):

@@ -8,6 +8,7 @@ import os
 import threading
 
 from interpserve.interpreters import Interpreter, InterpreterFailed
+from interpserve.pipes import open_pipe
 from interpserve.pool.channel import WorkerChannel
 
 logger = logging.getLogger("interpserve.error")
@@ -37,8 +38,8 @@ class InterpreterWorker:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        to_worker_r, to_worker_w = os.pipe()
-        from_worker_r, from_worker_w = os.pipe()
+        to_worker_r, to_worker_w = open_pipe()
+        from_worker_r, from_worker_w = open_pipe()
         self._stopped = loop.create_future()
         self._interpreter = Interpreter()
         code = _BOOTSTRAP.format(settings=self._settings, fd_in=to_worker_r, fd_out=from_worker_w)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+from interpserve.pipes import open_pipe
 from interpserve.pool.channel import WorkerChannel
 
 
@@ -22,8 +23,8 @@ class ProcessWorker:
         self._main_fds: tuple[int, ...] = ()
 
     async def start(self) -> None:
-        to_worker_r, to_worker_w = os.pipe()
-        from_worker_r, from_worker_w = os.pipe()
+        to_worker_r, to_worker_w = open_pipe()
+        from_worker_r, from_worker_w = open_pipe()
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "interpserve.worker", str(to_worker_r), str(from_worker_w)],
