@@ -164,6 +164,18 @@ def test_app_returns_without_responding(faults_server: ServerProcess) -> None:
     assert faults_server.wait_for_output("returned without starting response")
 
 
+def test_response_head_does_not_wait_for_a_late_body(faults_server: ServerProcess) -> None:
+    """The worker holds a response start to send it with the first body chunk; when the app
+    waits for something else first, the head still leaves at once."""
+    with RawConnection(faults_server) as conn:
+        started = time.monotonic()
+        conn.send(get("/late-body?s=3"))
+        head = conn.read_head()
+        assert time.monotonic() - started < 2.5
+        assert head.status == 200
+        assert b"".join(conn.iter_chunks()) == b"late"
+
+
 @pytest.mark.parametrize("part", ["name", "value"])
 def test_app_header_cannot_split_the_response(faults_server: ServerProcess, part: str) -> None:
     """A CR LF in a header the app sends is refused (500), never written to the client."""

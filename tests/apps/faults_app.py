@@ -10,6 +10,7 @@ Routes:
     /after-complete        completes a response, then sends another body message
     /too-long              declares Content-Length: 5 and sends 10 bytes
     /too-short             declares Content-Length: 10 and sends 5 bytes, then returns
+    /late-body?s=S         starts a response, sleeps S seconds, then sends its body "late"
     /bad-header?part=P     a response header whose name (P=name) or value (P=value) has a CR
                            LF in it, as a careless app echoing user input would send
     anything else          200 "ok"
@@ -17,6 +18,7 @@ Routes:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -76,6 +78,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/too-short":
         await _start(send, 10)
         await send({"type": "http.response.body", "body": b"01234"})
+    elif path == "/late-body":
+        await _start(send)
+        await asyncio.sleep(float(query.get("s", "3")))
+        await send({"type": "http.response.body", "body": b"late"})
     elif path == "/bad-header":
         injected = b"x\r\nset-cookie: stolen=1"
         header = (injected, b"1") if query.get("part") == "name" else (b"x-echo", injected)
