@@ -59,6 +59,7 @@ class FramePipe(asyncio.Protocol):
         self._reader: asyncio.ReadTransport | None = None
         self._writer: asyncio.WriteTransport | None = None
         self._pending: list[bytes] = []
+        self._flush_scheduled = False  # at the end of this loop pass, for what is pending then
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
@@ -76,12 +77,17 @@ class FramePipe(asyncio.Protocol):
     def send(self, event: ev.Event) -> None:
         if self.closed:
             return
-        if not self._pending:
-            assert self._loop is not None
-            self._loop.call_soon(self._flush)
         self._pending.append(encode(event))
         if len(self._pending) >= _BATCH:
             self._flush()
+        elif not self._flush_scheduled:
+            assert self._loop is not None
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_at_pass_end)
+
+    def _flush_at_pass_end(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
 
     def _flush(self) -> None:
         if self._pending and self._writer is not None and not self._writer.is_closing():

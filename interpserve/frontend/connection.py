@@ -307,10 +307,9 @@ class HTTPConnection(asyncio.Protocol):
         self._read_timer = None
         if not self._waiting_for:
             return  # nothing is waited for now; the next wait sets a timer again
-        if self._deadline > asyncio.get_running_loop().time():
-            self._read_timer = asyncio.get_running_loop().call_at(
-                self._deadline, self._read_timer_due
-            )
+        loop = asyncio.get_running_loop()
+        if self._deadline > loop.time():
+            self._read_timer = loop.call_at(self._deadline, self._read_timer_due)
             return
         self._read_timed_out()
 
