@@ -4,6 +4,7 @@ has everything measured so far."""
 
 from __future__ import annotations
 
+import compileall
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import interpserve
 from bench import apps
 from bench.load import LoadFailed
 from bench.results import Results
@@ -32,10 +34,22 @@ def log(message: str) -> None:
 def server_env() -> dict[str, str]:
     """The environment of every server: the repository on the path (for bench.apps) and one
     /cpu loop count for all, calibrated once here."""
+    precompile()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env["BENCH_CPU_LOOPS"] = str(apps.CPU_LOOPS)
     return env
+
+
+def precompile() -> None:
+    """Bytecode for bench.apps and for interpserve itself, as an installed package has it.
+
+    With PYTHONDONTWRITEBYTECODE set (as here, and in many container images) a module with no
+    .pyc is compiled from source by every process and every interpreter that imports it. The
+    peers come from site-packages, compiled at install; interpserve's editable checkout would
+    pay for compiling in each worker interpreter: about 1 MiB of RSS each and start-up time."""
+    for package in (ROOT / "bench", Path(interpserve.__file__).parent):
+        compileall.compile_dir(package, quiet=1)
 
 
 def calibration(settings: Settings) -> dict[str, float]:

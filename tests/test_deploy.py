@@ -102,6 +102,12 @@ def test_final_stage_has_no_build_tools() -> None:
             assert "--no-cache-dir" in command and "--no-index" in command
 
 
+def test_final_stage_ships_the_app_as_bytecode() -> None:
+    # PYTHONDONTWRITEBYTECODE is set: without .pyc files every worker interpreter would compile
+    # the app from source at each start.
+    assert any("compileall" in command and "/app" in command for command in final_stage("RUN"))
+
+
 def test_final_stage_runs_as_a_non_root_numeric_user() -> None:
     (user,) = final_stage("USER")
     uid = user.split(":")[0]
