@@ -45,13 +45,19 @@ SCENARIOS: tuple[ScenarioInfo, ...] = (
         "hello",
         "Plaintext hello",
         f"GET / answering 13 bytes, keep-alive, {HELLO_CONNECTIONS} connections (wrk).",
-        (Metric("hello.rps", "requests/s", "req/s", True),),
+        (
+            Metric("hello.rps", "requests/s", "req/s", True),
+            Metric("hello.cpu_us", "server CPU per request", "us", False, digits=1),
+        ),
     ),
     ScenarioInfo(
         "json",
         "JSON, about 1 KB",
         f"GET /json serialising a 1.07 KB document per request, {JSON_CONNECTIONS} connections.",
-        (Metric("json.rps", "requests/s", "req/s", True),),
+        (
+            Metric("json.rps", "requests/s", "req/s", True),
+            Metric("json.cpu_us", "server CPU per request", "us", False, digits=1),
+        ),
     ),
     ScenarioInfo(
         "cpu",

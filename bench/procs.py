@@ -55,6 +55,23 @@ def tree_rss_bytes(pid: int) -> int:
     return sum(rss_bytes(p) for p in tree(pid))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process, all its threads; 0 if it is gone."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    # The command name (field 2) may hold spaces: count fields from its closing parenthesis.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by the live processes of the tree (workers are not replaced during
+    a measurement, so none of it leaves with an exited child)."""
+    return sum(cpu_seconds(p) for p in tree(pid))
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
