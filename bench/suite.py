@@ -34,7 +34,6 @@ def log(message: str) -> None:
 def server_env() -> dict[str, str]:
     """The environment of every server: the repository on the path (for bench.apps) and one
     /cpu loop count for all, calibrated once here."""
-    precompile()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env["BENCH_CPU_LOOPS"] = str(apps.CPU_LOOPS)
@@ -85,6 +84,7 @@ class Suite:
         self.settings = settings
         self.specs = specs
         self.results = results
+        precompile()  # before any server starts, so every one of them loads bytecode
         self.env = server_env()
 
     def _note(self, note: str) -> None:

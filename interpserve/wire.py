@@ -153,7 +153,7 @@ def _encode_request(request: ev.Request) -> bytes:
         request.query_string,
         client_host.encode(),
         server_host.encode(),
-        *chain.from_iterable(request.headers),
+        *_pack_headers(request.headers),
     ]
     payload = _REQUEST_FIXED.pack(flags, client_port, server_port) + _pack_fields(fields)
     return _frame(REQUEST, request.request_id, payload)
