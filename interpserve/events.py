@@ -117,13 +117,15 @@ class WorkerFailed:
 class ResponseStart:
     """The response's status and headers, with its first body chunk when the app sent one
     right after them: most responses cross whole in this one event. `more_body` is False when
-    `body` completes the response; a start alone has no body and more to come."""
+    `body` completes the response; a start alone has no body and more to come. `finished` says
+    the app had returned by then too, so no RequestFinished follows (only with a whole body)."""
 
     request_id: int
     status: int
     headers: Headers
     body: bytes = b""
     more_body: bool = True
+    finished: bool = False
 
 
 @dataclass(slots=True)

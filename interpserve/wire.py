@@ -58,6 +58,8 @@ WEBSOCKET_ACCEPT = 18
 WEBSOCKET_CLOSE = 19
 # A response start whose body chunk completes the response (see ResponseStart).
 RESPONSE_START_END = 20
+# The same from an app that has returned: the usual answer, in one frame.
+RESPONSE_START_FINISHED = 21
 
 _MORE_BODY = 1
 _EXPECT_CONTINUE = 2
@@ -162,7 +164,10 @@ def _encode_request(request: ev.Request) -> bytes:
 def _encode_response_start(start: ev.ResponseStart) -> bytes:
     # The first body chunk follows the headers to the end of the payload.
     payload = _STATUS.pack(start.status) + _pack_fields(_pack_headers(start.headers)) + start.body
-    kind = RESPONSE_START if start.more_body else RESPONSE_START_END
+    if start.more_body:
+        kind = RESPONSE_START
+    else:
+        kind = RESPONSE_START_FINISHED if start.finished else RESPONSE_START_END
     return _frame(kind, start.request_id, payload)
 
 
@@ -234,14 +239,16 @@ def _decode_request(request_id: int, payload: bytes) -> ev.Request:
     )
 
 
-def _response_start_decoder(more_body: bool) -> Callable[[int, bytes], ev.ResponseStart]:
+def _response_start_decoder(
+    more_body: bool, finished: bool = False
+) -> Callable[[int, bytes], ev.ResponseStart]:
     def decode(request_id: int, payload: bytes) -> ev.ResponseStart:
         if len(payload) < _STATUS.size:
             raise WireError("truncated response start")
         (status,) = _STATUS.unpack_from(payload)
         fields, end = _unpack_fields(payload, _STATUS.size)
         headers = _unpack_headers(fields)
-        return ev.ResponseStart(request_id, status, headers, payload[end:], more_body)
+        return ev.ResponseStart(request_id, status, headers, payload[end:], more_body, finished)
 
     return decode
 
@@ -282,6 +289,7 @@ _DECODERS: dict[int, Callable[[int, bytes], ev.Event]] = {
     WORKER_FAILED: _decode_worker_failed,
     RESPONSE_START: _response_start_decoder(more_body=True),
     RESPONSE_START_END: _response_start_decoder(more_body=False),
+    RESPONSE_START_FINISHED: _response_start_decoder(more_body=False, finished=True),
     RESPONSE_BODY: lambda rid, p: ev.ResponseBody(rid, p, True),
     RESPONSE_BODY_END: lambda rid, p: ev.ResponseBody(rid, p, False),
     REQUEST_FINISHED: lambda rid, _: ev.RequestFinished(rid),

@@ -464,6 +464,16 @@ def test_request_timeout_replaces_a_stuck_interpreter_worker(start_server: Start
         assert get(server, "/").status_code == 200
 
 
+def test_a_whole_response_leaves_before_the_app_returns(start_server: StartServer) -> None:
+    """A worker holds a whole response for the app's return (one frame says both), but only
+    while the app runs without waiting: an app that works on after answering is not waited for."""
+    server = start_server(CONTROL, "--workers", "1")
+    started = time.monotonic()
+    response = get(server, "/after?s=3")
+    assert (response.status_code, response.text) == (200, "answered")
+    assert time.monotonic() - started < 2.0
+
+
 def test_request_timeout_after_the_response_leaves_the_connection_alone(
     start_server: StartServer,
 ) -> None:

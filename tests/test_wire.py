@@ -53,6 +53,7 @@ SAMPLE_EVENTS: list[ev.Event] = [
     ev.ResponseStart(4, 200, ((b"content-length", b"5"),), b"hello", False),
     ev.ResponseStart(5, 200, (), b"\x00first chunk", True),
     ev.ResponseStart(6, 204, (), b"", False),
+    ev.ResponseStart(7, 200, ((b"content-length", b"2"),), b"ok", False, finished=True),
     ev.ResponseBody(1, b"world", True),
     ev.ResponseBody(1, b"", False),
     ev.RequestFinished(1),

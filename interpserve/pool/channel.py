@@ -108,13 +108,16 @@ class WorkerChannel:
     def _on_event(self, event: ev.Event) -> None:
         match event:
             # The usual order: most responses are one ResponseStart with the whole body.
-            case ev.ResponseStart(request_id, status, headers, body, more_body):
+            case ev.ResponseStart(request_id, status, headers, body, more_body, finished):
                 if sink := self._sinks.get(request_id):
                     sink.on_response_start(status, headers)
                     if body or not more_body:
                         sink.on_response_body(body, more_body)
                     else:
                         self._started.append(sink)
+                    if finished and request_id in self._sinks:
+                        del self._sinks[request_id]
+                        sink.on_finished()
             case ev.RequestFinished(request_id):
                 if sink := self._sinks.pop(request_id, None):
                     sink.on_finished()

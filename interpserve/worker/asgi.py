@@ -74,7 +74,12 @@ class HTTPCycle:
         self._disconnected = False
         self._response_started = False
         self._response_complete = False
-        self._start: ev.ResponseStart | None = None  # held for the first body chunk
+        # The response start, held for the first body chunk; a whole response is held for the
+        # app's return, so that one frame tells the front end both (see _finish).
+        self._start: ev.ResponseStart | None = None
+        # Inside the task's eager first step (see Worker._start_request): what is held then is
+        # sent when the step ends, not by a callback scheduled per request.
+        self._first_step = True
         self._unacknowledged = 0
         self._wakeup = asyncio.Event()
         self._credit = asyncio.Event()
@@ -122,8 +127,25 @@ class HTTPCycle:
             elif not self._response_complete and not self._disconnected:
                 logger.error("ASGI callable returned without completing response.")
         finally:
-            self._send_start()
-            self._send_event(ev.RequestFinished(self._id))
+            self._finish()
+
+    def first_step_done(self) -> None:
+        """The app's first step ended at a real wait: what it holds leaves at the end of this
+        loop pass, as it would had it been sent later."""
+        self._first_step = False
+        if self._start is not None:
+            asyncio.get_running_loop().call_soon(self._send_start)
+
+    def _finish(self) -> None:
+        """Tell the front end the app has returned: inside a whole response still held (most
+        responses: one frame for everything), or on its own."""
+        start, self._start = self._start, None
+        if start is not None and not self._disconnected:
+            start.finished = not start.more_body
+            self._send_event(start)
+            if start.finished:
+                return
+        self._send_event(ev.RequestFinished(self._id))
 
     async def receive(self) -> Message:
         self._send_start()  # before any Credit: the front end must see the start first
@@ -162,7 +184,8 @@ class HTTPCycle:
                 # front end gets the whole response in one frame. If the app waits for
                 # something else first, the start leaves alone at the end of this loop pass.
                 self._start = ev.ResponseStart(self._id, status, headers)
-                asyncio.get_running_loop().call_soon(self._send_start)
+                if not self._first_step:
+                    asyncio.get_running_loop().call_soon(self._send_start)
         elif kind == "http.response.body":
             if not self._response_started:
                 raise RuntimeError("Expected ASGI message 'http.response.start', got 'body'.")
@@ -176,10 +199,13 @@ class HTTPCycle:
                 self._wakeup.set()
             if self._disconnected:
                 return
-            start, self._start = self._start, None
+            start = self._start
             if start is not None:
                 start.body, start.more_body = body, more_body
-                self._send_event(start)
+                if more_body:
+                    self._start = None
+                    self._send_event(start)
+                # else the whole response waits for the app's return (or the pass's end)
             else:
                 self._send_event(ev.ResponseBody(self._id, body, more_body))
             if more_body:

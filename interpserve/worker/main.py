@@ -137,9 +137,11 @@ class Worker:
         task = asyncio.Task(cycle.run(self._app), loop=loop, eager_start=True)
         if task.done():
             self._finish_request(request_id)
-        else:
-            self._tasks[request_id] = task
-            task.add_done_callback(lambda _: self._finish_request(request_id))
+            return
+        self._tasks[request_id] = task
+        task.add_done_callback(lambda _: self._finish_request(request_id))
+        if isinstance(cycle, HTTPCycle):
+            cycle.first_step_done()
 
     def _finish_request(self, request_id: int) -> None:
         self._tasks.pop(request_id, None)
