@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 
 from interpserve import events as ev
-from interpserve.wire import FrameDecoder, WireError, encode
+from interpserve.wire import FrameDecoder, WireError, encode_parts
 
 logger = logging.getLogger("interpserve.error")
 
@@ -77,8 +77,8 @@ class FramePipe(asyncio.Protocol):
     def send(self, event: ev.Event) -> None:
         if self.closed:
             return
-        self._pending.append(encode(event))
-        if len(self._pending) >= _BATCH:
+        self._pending += encode_parts(event)
+        if len(self._pending) >= 2 * _BATCH:  # (a header and a payload a frame)
             self._flush()
         elif not self._flush_scheduled:
             assert self._loop is not None

@@ -68,8 +68,14 @@ _HAS_SERVER = 8
 _WEBSOCKET = 16
 
 
-def _frame(kind: int, request_id: int, payload: bytes = b"") -> bytes:
-    return _HEADER.pack(kind, request_id, len(payload)) + payload
+# A frame is encoded as its header and its payload, joined only where it is written: a body
+# chunk is then copied once on its way into the pipe (with the frames written with it), not
+# once more into its own frame first.
+Frame = tuple[bytes, bytes]
+
+
+def _frame(kind: int, request_id: int, payload: bytes = b"") -> Frame:
+    return _HEADER.pack(kind, request_id, len(payload)), payload
 
 
 # The layout of a list of `count` fields: the count, then each field's length. Built once per
@@ -134,13 +140,18 @@ def _unpack_headers(fields: list[bytes]) -> ev.Headers:
 
 def encode(event: ev.Event) -> bytes:
     """One event as one frame."""
+    return b"".join(encode_parts(event))
+
+
+def encode_parts(event: ev.Event) -> Frame:
+    """One event as one frame's header and payload, to be written one after the other."""
     encoder = _ENCODERS.get(type(event))
     if encoder is None:
         raise TypeError(f"not a stream event: {event!r}")
     return encoder(event)
 
 
-def _encode_request(request: ev.Request) -> bytes:
+def _encode_request(request: ev.Request) -> Frame:
     flags = (
         (_MORE_BODY if request.more_body else 0)
         | (_EXPECT_CONTINUE if request.expect_continue else 0)
@@ -164,7 +175,7 @@ def _encode_request(request: ev.Request) -> bytes:
     return _frame(REQUEST, request.request_id, payload)
 
 
-def _encode_response_start(start: ev.ResponseStart) -> bytes:
+def _encode_response_start(start: ev.ResponseStart) -> Frame:
     # The first body chunk follows the headers to the end of the payload.
     payload = _STATUS.pack(start.status) + _pack_fields(_pack_headers(start.headers)) + start.body
     if start.more_body:
@@ -174,25 +185,25 @@ def _encode_response_start(start: ev.ResponseStart) -> bytes:
     return _frame(kind, start.request_id, payload)
 
 
-def _encode_websocket_message(message: ev.WebSocketMessage) -> bytes:
+def _encode_websocket_message(message: ev.WebSocketMessage) -> Frame:
     data = message.data
     if isinstance(data, str):
         return _frame(WEBSOCKET_TEXT, message.request_id, data.encode())
     return _frame(WEBSOCKET_BINARY, message.request_id, data)
 
 
-def _encode_websocket_accept(accept: ev.WebSocketAccept) -> bytes:
+def _encode_websocket_accept(accept: ev.WebSocketAccept) -> Frame:
     payload = _pack_fields([accept.subprotocol.encode(), *_pack_headers(accept.headers)])
     return _frame(WEBSOCKET_ACCEPT, accept.request_id, payload)
 
 
-def _encode_worker_failed(failed: ev.WorkerFailed) -> bytes:
+def _encode_worker_failed(failed: ev.WorkerFailed) -> Frame:
     payload = _pack_fields([failed.message.encode(), failed.incompatible_module.encode()])
     return _frame(WORKER_FAILED, 0, payload)
 
 
 # By the event's exact type: one dict lookup, where a match statement would try each class.
-_ENCODERS: dict[type, Callable[[Any], bytes]] = {
+_ENCODERS: dict[type, Callable[[Any], Frame]] = {
     ev.Request: _encode_request,
     ev.RequestBody: lambda e: _frame(
         REQUEST_BODY if e.more_body else REQUEST_BODY_END, e.request_id, e.data
@@ -309,46 +320,79 @@ _DECODERS: dict[int, Callable[[int, bytes], ev.Event]] = {
 class FrameDecoder:
     """Bytes in, events out, whatever the boundaries of the reads that delivered the bytes.
 
-    Frames are sliced straight out of each read; only an incomplete frame at its end is kept,
-    and it is joined with what follows only once the frame is whole (a big body frame arriving
-    in many reads is copied once, not once a read)."""
+    Frames are sliced straight out of each read. A frame cut by the end of a read is held as
+    views of the reads that carry it, and its payload is joined once it is whole: a big body
+    frame arriving in many reads is copied once, not once a read."""
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._needed = 0  # the buffered frame is whole once the buffer has this many bytes
+        self._header = b""  # the start of a frame header cut by the end of a read
+        self._frame: tuple[int, int, int] | None = None  # the header of a frame still arriving
+        self._parts: list[memoryview] = []  # and its payload so far
+        self._received = 0  # bytes in _parts
 
     def feed(self, data: bytes) -> list[ev.Event]:
-        if self._buffer:
-            self._buffer += data
-            if len(self._buffer) < self._needed:
-                return []
-            data = bytes(self._buffer)
-            self._buffer.clear()
         out: list[ev.Event] = []
         offset, end = 0, len(data)
-        unpack_header, decoders = _HEADER.unpack_from, _DECODERS
+        if self._header or self._frame is not None:
+            offset = self._resume(data, out)
+        unpack_header = _HEADER.unpack_from
         while end - offset >= HEADER_SIZE:
-            kind, request_id, length = unpack_header(data, offset)
-            if length > MAX_PAYLOAD:
-                raise WireError(f"frame payload of {length} bytes is too large")
+            kind, request_id, length = header = unpack_header(data, offset)
             start = offset + HEADER_SIZE
             stop = start + length
             if stop > end:
-                break
-            decoder = decoders.get(kind)
-            if decoder is None:
-                raise WireError(f"unknown frame type {kind}")
-            try:
-                out.append(decoder(request_id, data[start:stop]))
-            except (ValueError, struct.error) as exc:  # UnicodeDecodeError included
-                raise WireError(f"malformed frame of type {kind}: {exc}") from None
+                self._hold(header, memoryview(data)[start:])
+                return out
+            out.append(_decode(kind, request_id, data[start:stop]))
             offset = stop
         if offset < end:
-            self._buffer += data[offset:]
-            self._needed = stop - offset if end - offset >= HEADER_SIZE else HEADER_SIZE
+            self._header = data[offset:]
         return out
+
+    def _resume(self, data: bytes, out: list[ev.Event]) -> int:
+        """Complete the frame the last reads left incomplete; the offset in `data` after it
+        (the end of `data` if it is still incomplete)."""
+        offset = 0
+        if self._header:
+            offset = HEADER_SIZE - len(self._header)
+            self._header += data[:offset]
+            if len(self._header) < HEADER_SIZE:
+                return len(data)
+            header, self._header = self._header, b""
+            self._hold(_HEADER.unpack(header), memoryview(b""))
+        assert self._frame is not None
+        kind, request_id, length = self._frame
+        stop = offset + length - self._received
+        self._parts.append(memoryview(data)[offset:stop])
+        if stop > len(data):
+            self._received += len(data) - offset
+            return len(data)
+        payload = b"".join(self._parts)
+        self._frame, self._parts, self._received = None, [], 0
+        out.append(_decode(kind, request_id, payload))
+        return stop
+
+    def _hold(self, header: tuple[int, int, int], payload: memoryview) -> None:
+        if header[2] > MAX_PAYLOAD:
+            raise WireError(f"frame payload of {header[2]} bytes is too large")
+        self._frame, self._parts, self._received = header, [payload], len(payload)
 
     @property
     def pending(self) -> int:
         """Bytes of an incomplete frame held back until the rest arrives."""
-        return len(self._buffer)
+        held = len(self._header)
+        if self._frame is not None:
+            held += HEADER_SIZE + self._received
+        return held
+
+
+def _decode(kind: int, request_id: int, payload: bytes) -> ev.Event:
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise WireError(f"unknown frame type {kind}")
+    if len(payload) > MAX_PAYLOAD:
+        raise WireError(f"frame payload of {len(payload)} bytes is too large")
+    try:
+        return decoder(request_id, payload)
+    except (ValueError, struct.error) as exc:  # UnicodeDecodeError included
+        raise WireError(f"malformed frame of type {kind}: {exc}") from None
