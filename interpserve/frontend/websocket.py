@@ -54,7 +54,7 @@ SERVICE_RESTART = 1012
 CLOSE_TIMEOUT = 10.0
 # Bytes a client may send after its handshake before the app has accepted it; it should send
 # none, since it has no answer yet.
-_MAX_EARLY_DATA = ev.BODY_WINDOW
+_MAX_EARLY_DATA = ev.WEBSOCKET_WINDOW
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
@@ -170,7 +170,7 @@ class WebSocketSession:
     def on_credit(self, size: int) -> None:
         """The app received `size` more of what the client sent."""
         self._in_flight -= size
-        if self._in_flight <= ev.BODY_WINDOW and self._state is not _State.HANDSHAKE:
+        if self._in_flight <= ev.WEBSOCKET_WINDOW and self._state is not _State.HANDSHAKE:
             self._resume_reading()
 
     def on_response_start(self, status: int, headers: ev.Headers) -> None:
@@ -302,7 +302,7 @@ class WebSocketSession:
             return
         self._send_to_worker(ev.WebSocketMessage(self._request_id, message))
         self._in_flight += len(message)
-        if self._in_flight > ev.BODY_WINDOW:
+        if self._in_flight > ev.WEBSOCKET_WINDOW:
             self._pause_reading()  # until the app has received enough of them
 
     def _send_message(self, data: bytes | str) -> None:
@@ -396,7 +396,7 @@ class WebSocketSession:
             self._transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self._reading_paused and self._in_flight <= ev.BODY_WINDOW:
+        if self._reading_paused and self._in_flight <= ev.WEBSOCKET_WINDOW:
             self._reading_paused = False
             self._transport.resume_reading()
 

@@ -80,7 +80,7 @@ class WebSocketCycle:
 
     def credit(self, size: int) -> None:
         self._unacknowledged -= size
-        if self._unacknowledged <= ev.BODY_WINDOW:
+        if self._unacknowledged <= ev.WEBSOCKET_WINDOW:
             self._credit.set()
 
     def shutdown(self) -> None:
@@ -211,7 +211,7 @@ class WebSocketCycle:
     async def _wait_credit(self, size: int) -> None:
         """Backpressure: a client that reads slowly slows the app's send()."""
         self._unacknowledged += size
-        while self._unacknowledged > ev.BODY_WINDOW and self._closed is None:
+        while self._unacknowledged > ev.WEBSOCKET_WINDOW and self._closed is None:
             self._credit.clear()
             await self._credit.wait()
 
