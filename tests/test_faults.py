@@ -222,14 +222,23 @@ def test_app_body_shorter_than_its_content_length(faults_server: ServerProcess) 
 def test_concurrent_posts_get_their_own_bodies(hello_server: ServerProcess) -> None:
     rng = random.Random(5)
     bodies = [rng.randbytes(rng.randint(1, 200_000)) for _ in range(200)]
-    limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
-    with httpx.Client(timeout=30, limits=limits) as client:
+    # One client (one keep-alive connection) per thread: threads sharing one httpx.Client
+    # sometimes fail with EBADF in its pool, whatever the server (uvicorn's too).
+    local = threading.local()
+    clients: list[httpx.Client] = []
 
-        def echo(body: bytes) -> bytes:
-            return client.post(hello_server.url + "/echo", content=body).content
+    def echo(body: bytes) -> bytes:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=30)
+            clients.append(local.client)
+        return local.client.post(hello_server.url + "/echo", content=body).content
 
-        with ThreadPoolExecutor(max_workers=32) as pool:
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
             echoed = list(pool.map(echo, bodies))
+    finally:
+        for client in clients:
+            client.close()
     mismatched = [i for i, (a, b) in enumerate(zip(bodies, echoed, strict=True)) if a != b]
     assert not mismatched, f"{len(mismatched)} responses carried other data"
 
