@@ -27,6 +27,8 @@ _BATCH = 4
 # Linux's default pipe holds 64 KiB: a 64 KiB body chunk would take two writes and wake the
 # reader twice. 1 MiB (Linux's default upper limit for an unprivileged process) holds several.
 _PIPE_SIZE = 1 << 20
+# At most this much is read from a pipe at once by asyncio: see FramePipe.connect.
+_READ_SIZE = 64 * 1024
 
 
 def open_pipe() -> tuple[int, int]:
@@ -72,6 +74,12 @@ class FramePipe(asyncio.Protocol):
         reader, _ = await loop.connect_read_pipe(
             lambda: self, os.fdopen(os.dup(fd_in), "rb", buffering=0)
         )
+        if hasattr(reader, "max_size"):
+            # asyncio's pipe transport (a worker's) reads into a fresh bytes object of up to
+            # 256 KiB: above glibc's mmap threshold, so every read mapped and unmapped memory,
+            # and each unmap interrupts the process's other busy threads (a TLB shootdown).
+            # Reads of _READ_SIZE come from the heap. (uvloop's transport reuses one buffer.)
+            reader.max_size = _READ_SIZE
         self._reader = reader
 
     def send(self, event: ev.Event) -> None:
