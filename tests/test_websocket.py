@@ -35,7 +35,7 @@ from interpserve.frontend.http_parser import (
     RequestHead,
     Upgrade,
 )
-from interpserve.frontend.http_rules import is_websocket_upgrade
+from interpserve.frontend.http_rules import Limits, is_websocket_upgrade, make_head
 from interpserve.testing import ServerProcess
 
 StartServer = Callable[..., ServerProcess]
@@ -580,15 +580,9 @@ def test_upgrade_needs_connection_upgrade(parser_class: type) -> None:
 
 
 def _head(method: str = "GET", version: str = "1.1", **headers: str) -> RequestHead:
-    return RequestHead(
-        method=method,
-        target=b"/",
-        http_version=version,
-        headers=[(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()],
-        keep_alive=True,
-        expect_continue=False,
-        has_body=False,
-    )
+    """A request head as both parsers make theirs."""
+    fields = [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+    return make_head(method.encode(), b"/", version, [(b"host", b"x"), *fields], Limits())
 
 
 def test_is_websocket_upgrade() -> None:

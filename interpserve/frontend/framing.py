@@ -32,7 +32,6 @@ from interpserve.frontend.http_rules import (
     Limits,
     RequestHead,
     make_head,
-    proposes_upgrade,
 )
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -367,7 +366,7 @@ class FramingGuard:
             return False  # the backend failed on this request: its error stands
         if head.has_body != bool(codings or length):
             self._fail("the parsers disagree on a request body", head_state=True)
-        upgrade = self._upgrade and proposes_upgrade(head.headers)
+        upgrade = self._upgrade and head.upgrade
         if upgrade and head.has_body:
             # llhttp hands the body to the new protocol, h11 reads it as the request's: which
             # bytes are HTTP would be the backend's guess.

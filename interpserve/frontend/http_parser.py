@@ -21,7 +21,6 @@ from interpserve.frontend.http_rules import (
     Limits,
     RequestHead,
     make_head,
-    proposes_upgrade,
 )
 
 DEFAULT_LIMITS = Limits()
@@ -173,7 +172,7 @@ class H11Parser(_GuardedParser):
                 out.append(BodyData(bytes(event.data)))
             elif isinstance(event, h11.Request):
                 head = self._head(event)
-                self._upgrade = head if proposes_upgrade(head.headers) else None
+                self._upgrade = head if head.upgrade else None
                 out.append(head)
             elif isinstance(event, h11.EndOfMessage):
                 out.append(END_OF_REQUEST)

@@ -57,6 +57,8 @@ class RequestHead:
     keep_alive: bool
     expect_continue: bool
     has_body: bool
+    # A protocol switch, as llhttp decides it: `Connection: upgrade` and an `Upgrade` header.
+    upgrade: bool = False
 
 
 def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
@@ -68,19 +70,13 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
     }
 
 
-def proposes_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
-    """A protocol switch, as llhttp decides it: `Connection: upgrade` and an `Upgrade` header."""
-    # The cheap test first: it settles nearly every request, which has no Upgrade header.
-    return any(n == b"upgrade" for n, _ in headers) and b"upgrade" in _connection_tokens(headers)
-
-
 def is_websocket_upgrade(head: RequestHead) -> bool:
     """A request to switch to WebSocket (RFC 6455 §4.1); wsproto checks the rest of it."""
     return (
         head.method == "GET"
         and head.http_version == "1.1"
         and not head.has_body
-        and proposes_upgrade(head.headers)
+        and head.upgrade
         and any(
             token.strip().lower() == b"websocket"
             for name, value in head.headers
@@ -150,4 +146,5 @@ def make_head(
         keep_alive,
         expect_continue,
         has_body,
+        b"upgrade" in names and b"upgrade" in tokens,
     )
