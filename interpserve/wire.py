@@ -335,9 +335,8 @@ class FrameDecoder:
         offset, end = 0, len(data)
         if self._header or self._frame is not None:
             offset = self._resume(data, out)
-        unpack_header = _HEADER.unpack_from
         while end - offset >= HEADER_SIZE:
-            kind, request_id, length = header = unpack_header(data, offset)
+            kind, request_id, length = header = _read_header(data, offset)
             start = offset + HEADER_SIZE
             stop = start + length
             if stop > end:
@@ -359,7 +358,7 @@ class FrameDecoder:
             if len(self._header) < HEADER_SIZE:
                 return len(data)
             header, self._header = self._header, b""
-            self._hold(_HEADER.unpack(header), memoryview(b""))
+            self._hold(_read_header(header), memoryview(b""))
         assert self._frame is not None
         kind, request_id, length = self._frame
         stop = offset + length - self._received
@@ -373,8 +372,6 @@ class FrameDecoder:
         return stop
 
     def _hold(self, header: tuple[int, int, int], payload: memoryview) -> None:
-        if header[2] > MAX_PAYLOAD:
-            raise WireError(f"frame payload of {header[2]} bytes is too large")
         self._frame, self._parts, self._received = header, [payload], len(payload)
 
     @property
@@ -386,12 +383,19 @@ class FrameDecoder:
         return held
 
 
+def _read_header(data: bytes, offset: int = 0) -> tuple[int, int, int]:
+    """The frame header at `offset`: type, request id, payload length (refused if too large,
+    before any of the payload is waited for)."""
+    header: tuple[int, int, int] = _HEADER.unpack_from(data, offset)
+    if header[2] > MAX_PAYLOAD:
+        raise WireError(f"frame payload of {header[2]} bytes is too large")
+    return header
+
+
 def _decode(kind: int, request_id: int, payload: bytes) -> ev.Event:
     decoder = _DECODERS.get(kind)
     if decoder is None:
         raise WireError(f"unknown frame type {kind}")
-    if len(payload) > MAX_PAYLOAD:
-        raise WireError(f"frame payload of {len(payload)} bytes is too large")
     try:
         return decoder(request_id, payload)
     except (ValueError, struct.error) as exc:  # UnicodeDecodeError included
