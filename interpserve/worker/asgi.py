@@ -81,8 +81,9 @@ class HTTPCycle:
         # sent when the step ends, not by a callback scheduled per request.
         self._first_step = True
         self._unacknowledged = 0
-        self._wakeup = asyncio.Event()
-        self._credit = asyncio.Event()
+        # What receive() and send() wait on, made only when they wait: most requests never do.
+        self._wakeup: asyncio.Event | None = None
+        self._credit: asyncio.Event | None = None
 
     # Events from the front end
 
@@ -90,17 +91,17 @@ class HTTPCycle:
         if data:
             self._chunks.append(data)
         self._body_done = not more_body
-        self._wakeup.set()
+        _wake(self._wakeup)
 
     def disconnect(self) -> None:
         self._disconnected = True
-        self._wakeup.set()
-        self._credit.set()
+        _wake(self._wakeup)
+        _wake(self._credit)
 
     def credit(self, size: int) -> None:
         self._unacknowledged -= size
         if self._unacknowledged <= ev.BODY_WINDOW:
-            self._credit.set()
+            _wake(self._credit)
 
     # ASGI
 
@@ -166,6 +167,8 @@ class HTTPCycle:
                 return {"type": "http.request", "body": data, "more_body": not self._body_done}
             if self._body_delivered and self._response_complete:
                 return {"type": "http.disconnect"}
+            if self._wakeup is None:
+                self._wakeup = asyncio.Event()
             self._wakeup.clear()
             await self._wakeup.wait()
 
@@ -196,7 +199,7 @@ class HTTPCycle:
             more_body = bool(message.get("more_body", False))
             self._response_complete = not more_body
             if self._response_complete:
-                self._wakeup.set()
+                _wake(self._wakeup)
             if self._disconnected:
                 return
             start = self._start
@@ -212,6 +215,8 @@ class HTTPCycle:
                 # Backpressure: a client that reads slowly slows the app's send().
                 self._unacknowledged += len(body)
                 while self._unacknowledged > ev.BODY_WINDOW and not self._disconnected:
+                    if self._credit is None:
+                        self._credit = asyncio.Event()
                     self._credit.clear()
                     await self._credit.wait()
         else:
@@ -233,6 +238,13 @@ class HTTPCycle:
 def error_response(request_id: int) -> ev.ResponseStart:
     """The 500 for an app that failed before it started a response."""
     return ev.ResponseStart(request_id, 500, _ERROR_HEADERS, _ERROR_BODY, more_body=False)
+
+
+def _wake(event: asyncio.Event | None) -> None:
+    """Wake whoever waits on `event` (None: nobody has yet); each checks again what it waits
+    for, and clears the event before it waits again."""
+    if event is not None:
+        event.set()
 
 
 def decode_path(raw_path: bytes) -> str:
