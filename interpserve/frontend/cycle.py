@@ -39,7 +39,7 @@ def request_event(
     a trusted proxy says they are, else as the connection has them."""
     path, _, query = head.target.partition(b"?")
     client, scheme = conn.client, conn.scheme
-    if (trusted := conn.state.trusted_proxies) is not None:
+    if head.forwarded and (trusted := conn.state.trusted_proxies) is not None:
         client, scheme = resolve(client, scheme, head.headers, trusted)
     # (Positional: keyword arguments would double the cost of building it.)
     return ev.Request(

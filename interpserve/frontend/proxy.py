@@ -69,7 +69,9 @@ def resolve(
     headers: Iterable[tuple[bytes, bytes]],
     trusted: TrustedProxies,
 ) -> tuple[Address | None, str]:
-    """The request's client and scheme: the peer's own, or what trusted proxies forwarded."""
+    """The request's client and scheme: the peer's own, or what trusted proxies forwarded in
+    X-Forwarded-For, X-Forwarded-Proto or Forwarded (a request without them need not come
+    here: RequestHead.forwarded)."""
     forwarded_for: list[bytes] = []
     forwarded_proto: list[bytes] = []
     forwarded: list[bytes] = []
