@@ -6,9 +6,9 @@ A frame is a 9-byte header, then the payload:
 
 A list of strings inside a payload (a request's method, path, headers ...) is a u16 count, the
 u32 size of the list, then the strings joined by NUL bytes, which none of them may hold. Body
-chunks are the payload as they are,
-never re-encoded. Pure functions and a small incremental decoder: no I/O here, so
-an interpreter worker and a process worker speak exactly the same format.
+chunks are the payload as they are, never re-encoded. Pure functions and a small incremental
+decoder: no I/O here, so an interpreter worker and a process worker speak exactly the same
+format.
 """
 
 from __future__ import annotations
@@ -81,10 +81,10 @@ def _frame(kind: int, request_id: int, payload: bytes = b"") -> Frame:
 
 
 def _pack_fields(fields: list[bytes]) -> bytes:
-    """The count, the size of the fields joined by NUL bytes, then them so joined: one C call
-    each way, where a length per field cost a Python step per field. The fields that travel
-    this way hold no NUL (HTTP forbids it in every one of them, and the front end and the
-    workers check): one that does is refused here, before it could be mistaken for two."""
+    """The count, then the fields joined by NUL bytes, after their total size: one C call to
+    join them and one to split them, where a length for each field cost a Python step each.
+    None of these fields may hold a NUL (HTTP allows it in none of them, and the parsers and
+    the workers refuse it): one that does is refused here, before it is read back as two."""
     count = len(fields)
     block = b"\0".join(fields)
     if count > 0xFFFF:
