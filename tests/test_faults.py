@@ -188,6 +188,14 @@ def test_app_header_cannot_split_the_response(faults_server: ServerProcess, part
     assert faults_server.wait_for_output("invalid HTTP header in the response")
 
 
+def test_app_headers_may_be_bytearrays(faults_server: ServerProcess) -> None:
+    with RawConnection(faults_server) as conn:
+        conn.send(get("/bad-header?part=bytearray"))
+        response = conn.read_response()
+    assert (response.status, response.body) == (200, b"ok")
+    assert response.header("x-echo") == "fine"
+
+
 def test_app_sends_after_completion(faults_server: ServerProcess) -> None:
     """Ignored and logged; the response is intact and the connection still usable."""
     with RawConnection(faults_server) as conn:

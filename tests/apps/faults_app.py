@@ -12,7 +12,9 @@ Routes:
     /too-short             declares Content-Length: 10 and sends 5 bytes, then returns
     /late-body?s=S         starts a response, sleeps S seconds, then sends its body "late"
     /bad-header?part=P     a response header whose name (P=name) or value (P=value) has a CR
-                           LF in it, as a careless app echoing user input would send
+                           LF in it, as a careless app echoing user input would send;
+                           P=bytearray: a valid one whose name (upper case) and value are
+                           bytearrays, not bytes
     anything else          200 "ok"
 """
 
@@ -84,7 +86,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b"late"})
     elif path == "/bad-header":
         injected = b"x\r\nset-cookie: stolen=1"
-        header = (injected, b"1") if query.get("part") == "name" else (b"x-echo", injected)
+        part = query.get("part")
+        if part == "bytearray":
+            header = (bytearray(b"X-Echo"), bytearray(b"fine"))
+        else:
+            header = (injected, b"1") if part == "name" else (b"x-echo", injected)
         await send({"type": "http.response.start", "status": 200, "headers": [header]})
         await send({"type": "http.response.body", "body": b"ok"})
     else:
