@@ -107,15 +107,19 @@ class WorkerChannel:
 
     def _on_event(self, event: ev.Event) -> None:
         match event:
-            # The usual order: most responses are one ResponseStart with the whole body.
-            case ev.ResponseStart(request_id, status, headers, body, more_body, finished):
+            # The usual order: most responses are one ResponseStart with the whole body. (Its
+            # fields are read as attributes: a class pattern capturing all six would cost
+            # as much as the rest of this case.)
+            case ev.ResponseStart():
+                request_id = event.request_id
                 if sink := self._sinks.get(request_id):
-                    sink.on_response_start(status, headers)
+                    sink.on_response_start(event.status, event.headers)
+                    body, more_body = event.body, event.more_body
                     if body or not more_body:
                         sink.on_response_body(body, more_body)
                     else:
                         self._started.append(sink)
-                    if finished and request_id in self._sinks:
+                    if event.finished and request_id in self._sinks:
                         del self._sinks[request_id]
                         sink.on_finished()
             case ev.RequestFinished(request_id):
