@@ -25,8 +25,8 @@ _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
 
 def checked_headers(raw: Any) -> ev.Headers:
     """Header pairs with lowercase names, refusing what would split or corrupt the response.
-    (Byte strings, as ASGI has them: converting each name and value with bytes() first would
-    double the cost, for apps that send bytearrays, which the pipes take as they are.)"""
+    Names and values are taken as the app gives them (byte strings, says ASGI; bytearrays work
+    too): a bytes() copy of each first would double the cost of this."""
     headers = tuple([(name.lower(), value) for name, value in raw])
     for name, value in headers:
         if not name or _FORBIDDEN_IN_NAME.search(name) or _FORBIDDEN_IN_VALUE.search(value):
