@@ -16,7 +16,7 @@ from bench.metrics import SCENARIOS
 from bench.results import Results
 from bench.servers import catalogue
 from bench.settings import Settings, quick
-from bench.suite import Suite, calibration, log
+from bench.suite import Suite, calibration, faster_calibration, log
 
 SERVER_KEYS = [spec.key for spec in catalogue(1)]
 SCENARIO_NAMES = [s.name for s in SCENARIOS]
@@ -101,6 +101,7 @@ def measure(settings: Settings) -> Results:
         results.notes.append("INTERRUPTED: the run was stopped before it finished")
         log("interrupted: writing what was measured so far")
     results.info["load_after"] = machine.load_average()
+    results.info["calibration"] = faster_calibration(results.info["calibration"], settings)
     return results
 
 

@@ -63,7 +63,8 @@ def _conditions(results: Results) -> list[str]:
         "same repetition, minutes apart at most. For ms and MiB, lower is better.",
         "",
         f"CPU-bound handler: {calibration.get('loops', 0):,} loop iterations = "
-        f"{calibration.get('handler_ms', 0):.2f} ms of CPU on one idle core; physical limit "
+        f"{calibration.get('handler_ms', 0):.2f} ms of CPU on one idle core (the faster of two "
+        "timings, at the start and at the end of the run); physical limit "
         f"= min(N, cores) / handler time = {calibration.get('limit_rps', 0):.1f} req/s.",
         "",
         f"Load average (1, 5, 15 min) before: {info.get('load_before', '?')}; after: "
