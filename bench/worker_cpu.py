@@ -1,0 +1,144 @@
+"""A worker's CPU time per request, without the rest of the server.
+
+    python -m bench.worker_cpu [--requests N] [--batch K] [--rounds R]
+
+Starts one process worker (`python -m interpserve.worker`, the same code an interpreter worker
+runs) serving `bench.apps:app`, writes plaintext requests to its request pipe K at a time, as
+the front end batches them, and waits for each batch's responses. It reports the worker's CPU
+time (user and system, from /proc) per request, for each of R rounds. The front end, the client
+sockets and the load generator are left out, so a change to the worker's side of a request
+(the wire decode, the ASGI adapter, the encode, the pipe writes) shows on its own: on a noisy
+machine, compare the best rounds of runs that alternate between two checkouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from interpserve import events as ev
+from interpserve import wire
+from interpserve.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _request(request_id: int) -> bytes:
+    """The request wrk sends for `GET /`, as the front end hands it to a worker."""
+    return wire.encode(
+        ev.Request(
+            request_id,
+            "GET",
+            "http",
+            "1.1",
+            b"/",
+            b"",
+            ((b"host", b"127.0.0.1:8000"),),
+            ("127.0.0.1", 40000),
+            ("127.0.0.1", 8000),
+            False,
+            False,
+        )
+    )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class WorkerUnderTest:
+    """One process worker on a pair of pipes, driven the way the front end drives it."""
+
+    def __init__(self) -> None:
+        to_worker, self._to_worker = os.pipe()
+        self._from_worker, from_worker = os.pipe()
+        env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_CPU_LOOPS="1000")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "interpserve.worker", str(to_worker), str(from_worker)],
+            stdin=subprocess.PIPE,
+            pass_fds=(to_worker, from_worker),
+            cwd=ROOT,
+            env=env,
+        )
+        os.close(to_worker)
+        os.close(from_worker)
+        assert self.process.stdin is not None
+        self.process.stdin.write(Config(app="bench.apps:app").worker_settings(0).encode())
+        self.process.stdin.close()
+        self._decoder = wire.FrameDecoder()
+        self._next_id = 0
+        self._wait_for(lambda event: isinstance(event, ev.WorkerReady | ev.WorkerFailed), 1)
+
+    def _wait_for(self, counts: Callable[[ev.Event], bool], wanted: int) -> None:
+        """Read events until `wanted` of them satisfy `counts`."""
+        seen = 0
+        while seen < wanted:
+            data = os.read(self._from_worker, 65536)
+            if not data:
+                raise RuntimeError("the worker closed its pipe")
+            for event in self._decoder.feed(data):
+                if isinstance(event, ev.WorkerFailed):
+                    raise RuntimeError(f"the worker failed: {event.message}")
+                seen += counts(event)
+
+    def serve(self, requests: int, batch: int) -> None:
+        """`requests` requests, `batch` at a time: each batch written in one write, and its
+        responses all read before the next."""
+        for _ in range(requests // batch):
+            first = self._next_id + 1
+            self._next_id += batch
+            os.write(self._to_worker, b"".join(map(_request, range(first, first + batch))))
+            self._wait_for(_request_done, batch)
+
+    def close(self) -> None:
+        os.close(self._to_worker)  # the worker sees its pipe close, and stops
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        os.close(self._from_worker)
+
+
+def _request_done(event: ev.Event) -> bool:
+    """The event that ends a request: a whole response from a returned app, or the return."""
+    if isinstance(event, ev.ResponseStart):
+        return event.finished
+    return isinstance(event, ev.RequestFinished)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=60_000, help="per round (default 60000)")
+    parser.add_argument("--batch", type=int, default=16, help="requests per write (default 16)")
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")
+    args = parser.parse_args(argv)
+    if args.batch < 1 or args.requests < args.batch or args.rounds < 1:
+        parser.error("need --batch >= 1, --requests >= --batch and --rounds >= 1")
+    worker = WorkerUnderTest()
+    try:
+        worker.serve(min(args.requests, 3200), args.batch)  # warm-up
+        for round_ in range(1, args.rounds + 1):
+            cpu, wall = _cpu_seconds(worker.process.pid), time.perf_counter()
+            worker.serve(args.requests, args.batch)
+            cpu = _cpu_seconds(worker.process.pid) - cpu
+            wall = time.perf_counter() - wall
+            done = args.requests // args.batch * args.batch
+            print(
+                f"round {round_}: worker CPU {cpu / done * 1e6:.2f} us a request "
+                f"(wall {wall / done * 1e6:.2f} us), {done} requests in batches of {args.batch}"
+            )
+    finally:
+        worker.close()
+
+
+if __name__ == "__main__":
+    main()
