@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.procs import cpu_seconds
 from interpserve import events as ev
 from interpserve import wire
 from interpserve.config import Config
@@ -45,13 +46,6 @@ def _request(request_id: int) -> bytes:
             False,
         )
     )
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process so far (Linux)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class WorkerUnderTest:
@@ -127,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         worker.serve(min(args.requests, 3200), args.batch)  # warm-up
         for round_ in range(1, args.rounds + 1):
-            cpu, wall = _cpu_seconds(worker.process.pid), time.perf_counter()
+            cpu, wall = cpu_seconds(worker.process.pid), time.perf_counter()
             worker.serve(args.requests, args.batch)
-            cpu = _cpu_seconds(worker.process.pid) - cpu
+            cpu = cpu_seconds(worker.process.pid) - cpu
             wall = time.perf_counter() - wall
             done = args.requests // args.batch * args.batch
             print(
