@@ -2,10 +2,11 @@
 
     python -m bench.worker_cpu [--requests N] [--batch K] [--rounds R]
 
-Starts one process worker (`python -m interpserve.worker`, the same code an interpreter worker
-runs) serving `bench.apps:app`, writes plaintext requests to its request pipe K at a time, as
-the front end batches them, and waits for each batch's responses. It reports the worker's CPU
-time (user and system, from /proc) per request, for each of R rounds. The front end, the client
+Run it from the repository root: the worker imports bench.apps from there. It starts one
+process worker (`python -m interpserve.worker`, the same code an interpreter worker runs)
+serving `bench.apps:app`, writes plaintext requests to its request pipe K at a time, as the
+front end batches them, and waits for each batch's responses. It reports the worker's CPU time
+(user and system, from /proc) per request, for each of R rounds. The front end, the client
 sockets and the load generator are left out, so a change to the worker's side of a request
 (the wire decode, the ASGI adapter, the encode, the pipe writes) shows on its own: on a noisy
 machine, compare the best rounds of runs that alternate between two checkouts.
@@ -16,17 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from bench.procs import cpu_seconds
 from interpserve import events as ev
 from interpserve import wire
 from interpserve.config import Config
-
-ROOT = Path(__file__).resolve().parent.parent
+from interpserve.pipes import open_pipe
+from interpserve.pool.process_worker import spawn
 
 
 def _request(request_id: int) -> bytes:
@@ -52,21 +51,16 @@ class WorkerUnderTest:
     """One process worker on a pair of pipes, driven the way the front end drives it."""
 
     def __init__(self) -> None:
-        to_worker, self._to_worker = os.pipe()
-        self._from_worker, from_worker = os.pipe()
-        env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_CPU_LOOPS="1000")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "interpserve.worker", str(to_worker), str(from_worker)],
-            stdin=subprocess.PIPE,
-            pass_fds=(to_worker, from_worker),
-            cwd=ROOT,
-            env=env,
-        )
-        os.close(to_worker)
-        os.close(from_worker)
-        assert self.process.stdin is not None
-        self.process.stdin.write(Config(app="bench.apps:app").worker_settings(0).encode())
-        self.process.stdin.close()
+        # The pipes and the start of a process worker, as the front end makes them.
+        to_worker, self._to_worker = open_pipe()
+        self._from_worker, from_worker = open_pipe()
+        try:
+            self.process = spawn(
+                Config(app="bench.apps:app").worker_settings(0), to_worker, from_worker
+            )
+        finally:
+            os.close(to_worker)
+            os.close(from_worker)
         self._decoder = wire.FrameDecoder()
         self._next_id = 0
         self._wait_for(lambda event: isinstance(event, ev.WorkerReady | ev.WorkerFailed), 1)
@@ -117,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.batch < 1 or args.requests < args.batch or args.rounds < 1:
         parser.error("need --batch >= 1, --requests >= --batch and --rounds >= 1")
+    # The worker inherits it: /cpu is not served here, and bench.apps need not calibrate it.
+    os.environ.setdefault("BENCH_CPU_LOOPS", "1000")
     worker = WorkerUnderTest()
     try:
         worker.serve(min(args.requests, 3200), args.batch)  # warm-up

@@ -12,6 +12,21 @@ from interpserve.pipes import open_pipe
 from interpserve.pool.channel import WorkerChannel
 
 
+def spawn(settings: str, fd_in: int, fd_out: int) -> subprocess.Popen[bytes]:
+    """`python -m interpserve.worker` on the worker's ends of its pipes, in this process's
+    environment and working directory, as the app's imports expect."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "interpserve.worker", str(fd_in), str(fd_out)],
+        stdin=subprocess.PIPE,
+        pass_fds=(fd_in, fd_out),
+    )
+    assert process.stdin is not None
+    # Settings go through stdin rather than argv: no length limit, not shown by `ps`.
+    process.stdin.write(settings.encode())
+    process.stdin.close()
+    return process
+
+
 class ProcessWorker:
     kind = "process"
 
@@ -26,15 +41,7 @@ class ProcessWorker:
         to_worker_r, to_worker_w = open_pipe()
         from_worker_r, from_worker_w = open_pipe()
         try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "interpserve.worker", str(to_worker_r), str(from_worker_w)],
-                stdin=subprocess.PIPE,
-                pass_fds=(to_worker_r, from_worker_w),
-            )
-            assert self._process.stdin is not None
-            # Settings go through stdin rather than argv: no length limit, not shown by `ps`.
-            self._process.stdin.write(self._settings.encode())
-            self._process.stdin.close()
+            self._process = spawn(self._settings, to_worker_r, from_worker_w)
         finally:
             # The child has its own copies; the front end keeps only its ends.
             os.close(to_worker_r)
