@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 from interpserve.events import Address
 
+# The fields through which a proxy names the client or the scheme.
+_FOR, _PROTO, _FORWARDED = b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"
+FORWARDING_FIELDS = frozenset((_FOR, _PROTO, _FORWARDED))
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
@@ -76,11 +79,11 @@ def resolve(
     forwarded_proto: list[bytes] = []
     forwarded: list[bytes] = []
     for name, value in headers:
-        if name == b"x-forwarded-for":
+        if name == _FOR:
             forwarded_for.append(value)
-        elif name == b"x-forwarded-proto":
+        elif name == _PROTO:
             forwarded_proto.append(value)
-        elif name == b"forwarded":
+        elif name == _FORWARDED:
             forwarded.append(value)
     if not (forwarded_for or forwarded_proto or forwarded):
         return client, scheme
