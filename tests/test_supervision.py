@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_http import RawConnection, raw_request
 
 from interpserve.testing import ServerProcess
 
@@ -250,6 +251,26 @@ def test_process_worker_killed_mid_request_is_replaced(start_server: StartServer
     assert [r.status_code for r in responses] == [200, 200]
     assert wait_until(lambda: len(access_worker_ids(server.output, "after-kill")) == 2, 5)
     assert set(access_worker_ids(server.output, "after-kill")) == {2, 3}, server.output
+
+
+def test_request_pipelined_behind_a_lost_one_goes_to_a_live_worker(
+    start_server: StartServer,
+) -> None:
+    """The 502 for a request lost with its worker lets the request pipelined behind it go on
+    at once: to the other worker, not to the one whose pipe has just closed."""
+    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
+    assert wait_until(lambda: len(child_pids(server.pid)) == 2), child_pids(server.pid)
+    # With no request in flight the first worker takes the next one: /pid, then /sleep.
+    victim = int(get(server, "/pid").text)
+    with RawConnection(server) as conn:
+        conn.send(raw_request("GET", "/sleep?s=20") + raw_request("GET", "/pid"))
+        time.sleep(0.3)
+        os.kill(victim, signal.SIGKILL)
+        lost = conn.read_response()
+        assert (lost.status, lost.body) == (502, b"Bad Gateway")
+        pipelined = conn.read_response()
+        assert pipelined.status == 200
+        assert int(pipelined.body) not in (victim, server.pid)
 
 
 def test_process_worker_killed_under_load_answers_every_request(

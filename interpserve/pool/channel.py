@@ -47,8 +47,10 @@ class WorkerChannel:
         self._ready: asyncio.Future[ev.WorkerReady | ev.WorkerFailed] | None = None
         self._pongs: dict[int, asyncio.Future[None]] = {}
         self.closed = asyncio.Event()
+        # Whether requests may be sent: the worker is neither gone nor going. (A plain
+        # attribute: it is read twice for every request.)
+        self.accepting = True
         self.requests_taken = 0
-        self.stopping = False
         # Recycle the worker once it has taken this many requests (--limit-max-requests).
         self.request_limit: int | None = None
 
@@ -64,11 +66,6 @@ class WorkerChannel:
     async def wait_ready(self) -> ev.WorkerReady | ev.WorkerFailed:
         assert self._ready is not None
         return await self._ready
-
-    @property
-    def accepting(self) -> bool:
-        """Whether requests may be sent: the worker is neither gone nor going."""
-        return not self.closed.is_set() and not self.stopping
 
     def start_request(self, sink: ResponseSink, request: ev.Request) -> None:
         if not self.accepting:
@@ -143,7 +140,7 @@ class WorkerChannel:
                 elif isinstance(event, ev.WorkerFailed):
                     # After start-up it means the worker is going down: send it nothing more.
                     logger.error("Worker %d is stopping: %s", self.worker_id, event.message)
-                    self.stopping = True
+                    self.accepting = False
             case _:
                 logger.error("Worker %d sent an unexpected event: %r", self.worker_id, event)
 
@@ -155,6 +152,8 @@ class WorkerChannel:
         self._started.clear()
 
     def _on_closed(self) -> None:
+        # First: a lost request's 502 can let a pipelined one be dispatched, never to here.
+        self.accepting = False
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(ev.WorkerFailed("the worker stopped before it was ready"))
         sinks, self._sinks = self._sinks, {}
