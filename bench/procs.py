@@ -55,15 +55,30 @@ def tree_rss_bytes(pid: int) -> int:
     return sum(rss_bytes(p) for p in tree(pid))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of one process, all its threads; 0 if it is gone."""
+def _stat_cpu_seconds(stat_file: Path) -> float:
+    """User plus system CPU time from a /proc stat file; 0 if its process or thread is gone."""
     try:
-        stat = (PROC / str(pid) / "stat").read_text()
+        stat = stat_file.read_text()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
     # The command name (field 2) may hold spaces: count fields from its closing parenthesis.
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process, all its threads; 0 if it is gone."""
+    return _stat_cpu_seconds(PROC / str(pid) / "stat")
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User plus system CPU time of each thread of one process, by thread id (the main
+    thread's is the pid); {} if it is gone."""
+    try:
+        tids = [int(task.name) for task in (PROC / str(pid) / "task").iterdir()]
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    return {tid: _stat_cpu_seconds(PROC / str(pid) / "task" / str(tid) / "stat") for tid in tids}
 
 
 def tree_cpu_seconds(pid: int) -> float:

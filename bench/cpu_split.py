@@ -1,0 +1,92 @@
+"""Where a plaintext request's CPU goes, server by server.
+
+    python -m bench.cpu_split [--seconds S] [--rounds R] [--workers N]
+
+Run it from the repository root. In each of R rounds it starts, in turn and each afresh: the
+bare uvloop floor (`bench.bare_server`: a recv and a send per request, nothing parsed), uvicorn
+x1 (httptools, uvloop) and interpserve's interpreter kind xN, all answering GET / of
+bench.apps, and drives each with wrk (64 connections, one thread) for S seconds after a second
+of warm-up. From the CPU time of every thread of the server's process tree, read before and
+after, it prints the rate and the CPU per request; for interpserve, also how much of it is the
+main interpreter's (the main thread, the front end) and how much the workers' (every other
+thread). Compare the rows of one round: the machine's speed drifts between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import load
+from bench.metrics import HELLO_CONNECTIONS
+from bench.procs import thread_cpu_seconds, tree
+from bench.servers import HOST, RunningServer, ServerSpec, catalogue, running
+from bench.settings import cores
+
+
+def _bare_server(port: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "bench.bare_server", "--host", HOST, "--port", str(port)]
+
+
+def servers(workers: int) -> list[ServerSpec]:
+    peers = {spec.key: spec for spec in catalogue(workers)}
+    return [
+        ServerSpec("bare-uvloop", "bare uvloop", "uvloop", 1, _bare_server),
+        peers["uvicorn-1"],
+        peers["interpserve-interpreter"],
+    ]
+
+
+def _cpu_by_thread(root: int) -> dict[tuple[int, int], float]:
+    """Every thread of the tree, keyed by (process, thread)."""
+    return {
+        (pid, tid): seconds
+        for pid in tree(root)
+        for tid, seconds in thread_cpu_seconds(pid).items()
+    }
+
+
+def measure(server: RunningServer, seconds: int) -> str:
+    """One line: the rate, the CPU per request, and the main thread's share of it."""
+    url = server.url("/")
+    load.wrk(url, HELLO_CONNECTIONS, 1)  # warm-up
+    before = _cpu_by_thread(server.pid)
+    result = load.wrk(url, HELLO_CONNECTIONS, seconds)
+    after = _cpu_by_thread(server.pid)
+    used = {key: after[key] - before.get(key, 0.0) for key in after}
+    us = 1e6 / result.requests
+    total = sum(used.values()) * us
+    main = used.get((server.pid, server.pid), 0.0) * us
+    line = f"{server.spec.label}: {result.rps:,.0f} req/s, {total:.1f} us a request"
+    if server.spec.family == "interpserve":
+        line += f" (main interpreter {main:.1f}, workers {total - main:.1f})"
+    return line
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=5, help="of each measured load (5)")
+    parser.add_argument("--rounds", type=int, default=3, help="(default 3)")
+    parser.add_argument("--workers", type=int, default=cores(), help="interpserve's (cores)")
+    args = parser.parse_args(argv)
+    if args.seconds < 1 or args.rounds < 1 or args.workers < 1:
+        parser.error("need --seconds, --rounds and --workers >= 1")
+    # Set before bench.apps is imported (by bench.suite, here): /cpu is not served, and need
+    # not be calibrated.
+    os.environ.setdefault("BENCH_CPU_LOOPS", "1000")
+    from bench.suite import server_env
+
+    env = server_env()
+    with tempfile.TemporaryDirectory(prefix="cpu-split-") as log_dir:
+        for round_ in range(1, args.rounds + 1):
+            print(f"round {round_}:", flush=True)
+            for spec in servers(args.workers):
+                with running(spec, env, Path(log_dir)) as server:
+                    print("  " + measure(server, args.seconds), flush=True)
+
+
+if __name__ == "__main__":
+    main()
