@@ -10,6 +10,7 @@ time, so a server that hangs fails a test instead of hanging the run.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 from test_http import RawConnection, raw_request
+from websockets.asyncio.client import connect
 
 from interpserve.testing import ServerProcess
 
@@ -330,6 +332,58 @@ def test_process_worker_killed_under_load_answers_every_request(
     assert victim not in after
     for _ in range(10):
         assert get(server, "/").status_code == 200
+
+
+def _kill_the_only_worker(server: ServerProcess) -> int:
+    """SIGKILL a one-worker server's worker, and return its pid once the server has seen it go
+    (its replacement is then starting)."""
+    assert wait_until(lambda: len(child_pids(server.pid)) == 1), child_pids(server.pid)
+    (victim,) = child_pids(server.pid)
+    os.kill(victim, signal.SIGKILL)
+    assert server.wait_for_output("stopped unexpectedly", timeout=10), server.output
+    return victim
+
+
+def test_requests_wait_for_the_replacement_of_the_only_worker(
+    start_server: StartServer,
+) -> None:
+    """With no worker in rotation, requests wait for the replacement, as they would in the
+    listen backlog of a process pool, instead of getting 503."""
+    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "1")
+    victim = _kill_the_only_worker(server)
+    responses, _ = concurrently(server, ["/pid"] * 4)
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    (replacement,) = {int(r.text) for r in responses}
+    assert replacement not in (victim, server.pid)
+    assert "Worker 2 replaces worker 1." in server.output
+
+
+def test_a_request_waiting_for_a_worker_may_leave(start_server: StartServer) -> None:
+    """A client that leaves while its request waits for a worker takes the request with it:
+    nothing is sent to the replacement, and the server goes on serving."""
+    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "1")
+    _kill_the_only_worker(server)
+    with RawConnection(server) as conn:
+        conn.send(raw_request("GET", "/pid?tag=left-early"))
+    assert server.wait_for_output("replaces worker", timeout=15), server.output
+    assert get(server, "/").status_code == 200
+    assert "left-early" not in server.output
+    assert "Traceback" not in server.output
+
+
+def test_a_websocket_handshake_waits_for_the_replacement_of_the_only_worker(
+    start_server: StartServer,
+) -> None:
+    server = start_server("tests.apps.ws_raw:app", "--worker-kind", "process", "--workers", "1")
+    victim = _kill_the_only_worker(server)
+
+    async def whoami() -> dict[str, int]:
+        url = f"ws://{server.host}:{server.port}/whoami"
+        async with connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as ws:
+            data: dict[str, int] = json.loads(await ws.recv())
+            return data
+
+    assert asyncio.run(whoami())["pid"] not in (victim, server.pid)
 
 
 # 2. An interpreter worker crashes (SystemExit in the app) -----------------------------------

@@ -22,7 +22,7 @@ from interpserve.frontend.response import (
     plan_response,
 )
 from interpserve.logs import escape
-from interpserve.pool.channel import WorkerChannel, WorkerGone
+from interpserve.pool.channel import NoWorkerYet, WorkerChannel, WorkerGone
 
 if TYPE_CHECKING:
     from interpserve.frontend.connection import HTTPConnection
@@ -84,6 +84,7 @@ class RequestCycle:
         self._client = conn.client  # or the one a trusted proxy forwarded: see dispatch()
         self._started_at = time.perf_counter()
         self._timeout: asyncio.TimerHandle | None = None
+        self._waiting_for_worker: asyncio.Task[None] | None = None
 
     # Toward the worker
 
@@ -96,7 +97,10 @@ class RequestCycle:
             return
         try:
             channel = pool.choose()
-        except WorkerGone:
+        except WorkerGone as exc:
+            if isinstance(exc, NoWorkerYet) and self._waiting_for_worker is None:
+                self._waiting_for_worker = asyncio.ensure_future(self._dispatch_later())
+                return
             self._finished = True
             self.respond(503, b"Service Unavailable")
             return
@@ -109,6 +113,12 @@ class RequestCycle:
         timeout = conn.state.config.timeout_request
         if timeout is not None:
             self._timeout = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    async def _dispatch_later(self) -> None:
+        """Dispatch once a worker is in rotation again (or answer 503 if none comes in time)."""
+        await self._conn.state.pool.wait_for_worker()
+        if not self._disconnected:
+            self.dispatch()
 
     def _timed_out(self) -> None:
         self._timeout = None
@@ -161,6 +171,8 @@ class RequestCycle:
     def disconnect(self) -> None:
         """The client is gone: tell the app, and drop whatever it still sends."""
         self._disconnected = True
+        if self._waiting_for_worker is not None:
+            self._waiting_for_worker.cancel()
         if self._channel is not None and not self._finished:
             self._channel.send(ev.Disconnect(self._request_id))
 

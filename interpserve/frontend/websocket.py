@@ -36,7 +36,7 @@ from interpserve import events as ev
 from interpserve.frontend.cycle import request_event
 from interpserve.frontend.http_rules import RequestHead
 from interpserve.logs import escape
-from interpserve.pool.channel import WorkerChannel, WorkerGone
+from interpserve.pool.channel import NoWorkerYet, WorkerChannel, WorkerGone
 
 if TYPE_CHECKING:
     from interpserve.frontend.connection import HTTPConnection
@@ -90,6 +90,7 @@ class WebSocketSession:
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._waiting_for_worker: asyncio.Task[None] | None = None
         self._started_at = time.perf_counter()
 
     # From the connection
@@ -111,9 +112,15 @@ class WebSocketSession:
         if not (events and isinstance(events[0], Request)):  # (h11 always gives one)
             self._conn.abort()
             return
+        self._dispatch()
+
+    def _dispatch(self) -> None:
         try:
             channel = self._conn.state.pool.choose()
-        except WorkerGone:
+        except WorkerGone as exc:
+            if isinstance(exc, NoWorkerYet) and self._waiting_for_worker is None:
+                self._waiting_for_worker = asyncio.ensure_future(self._dispatch_later())
+                return
             self._respond(503, b"Service Unavailable")
             return
         self._channel = channel
@@ -122,6 +129,12 @@ class WebSocketSession:
         request = request_event(self._conn, self._head, self._request_id, websocket=True)
         self._client = request.client
         channel.start_request(self, request)
+
+    async def _dispatch_later(self) -> None:
+        """Dispatch once a worker is in rotation again (or answer 503 if none comes in time)."""
+        await self._conn.state.pool.wait_for_worker()
+        if self._state is _State.HANDSHAKE:
+            self._dispatch()
 
     def data_received(self, data: bytes) -> None:
         if self._state is _State.HANDSHAKE:
@@ -134,6 +147,8 @@ class WebSocketSession:
 
     def connection_lost(self) -> None:
         self._state = _State.CLOSED
+        if self._waiting_for_worker is not None:
+            self._waiting_for_worker.cancel()
         for timer in (self._ping_timer, self._pong_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()

@@ -37,6 +37,10 @@ class WorkerGone(Exception):
     """The worker stopped (or never started) and takes no requests."""
 
 
+class NoWorkerYet(WorkerGone):
+    """No worker is in rotation, but the pool is starting one: see WorkerPool.wait_for_worker."""
+
+
 class WorkerChannel:
     def __init__(self, worker_id: int) -> None:
         self.worker_id = worker_id

@@ -10,7 +10,7 @@ import random
 
 from interpserve import events as ev
 from interpserve.config import Config
-from interpserve.pool.channel import WorkerChannel, WorkerGone
+from interpserve.pool.channel import NoWorkerYet, WorkerChannel, WorkerGone
 from interpserve.pool.interpreter_worker import InterpreterWorker
 from interpserve.pool.process_worker import ProcessWorker
 from interpserve.tasks import BackgroundTasks
@@ -31,6 +31,10 @@ CRASH_LOOP_UPTIME = 5.0
 MAX_RESTART_DELAY = 30.0
 # Added to the load of a worker past --limit-max-requests, so that dispatch avoids it.
 _EXHAUSTED = 1 << 30
+# How long a request waits for a worker when none is in rotation (the only one died and its
+# replacement is starting), as it would wait in the listen backlog in front of a pool of
+# processes, before it is answered 503.
+WORKER_WAIT = 30.0
 
 
 class StartupError(Exception):
@@ -53,6 +57,7 @@ class WorkerPool:
         self._stopping = False
         self._replacing = False  # one recycle or reload at a time
         self._crash_streak = 0
+        self._waiting_for_worker: list[asyncio.Future[None]] = []
         self.restarts = 0
         # How many workers should serve: the configured count, moved by SIGTTIN/SIGTTOU.
         self.target = config.worker_count
@@ -76,7 +81,8 @@ class WorkerPool:
     def choose(self) -> WorkerChannel:
         """The worker with the fewest requests in flight: a slow request on one worker never
         holds up requests that another worker could serve now. WorkerGone if there is none, or
-        if --limit-concurrency requests are in flight already."""
+        if --limit-concurrency requests are in flight already; NoWorkerYet if there is none
+        now but the pool is not stopping (one is starting, or will be)."""
         limit = self._config.limit_concurrency
         if limit is not None and self.in_flight >= limit:
             raise WorkerGone("--limit-concurrency reached")
@@ -96,12 +102,37 @@ class WorkerPool:
                 if not load:
                     break
         if best is None:
-            raise WorkerGone("no worker is running")
+            if self._stopping:
+                raise WorkerGone("no worker is running")
+            raise NoWorkerYet("no worker is running yet")
         channel = best.channel
         limit = channel.request_limit
         if limit is not None and channel.requests_taken + 1 >= limit and not self._replacing:
             self._tasks.spawn(self._recycle(best))
         return channel
+
+    async def wait_for_worker(self, timeout: float = WORKER_WAIT) -> None:
+        """Return once a worker is in rotation, the pool stops, or `timeout` has passed (then
+        choose() says which)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._stopping and not any(w.channel.accepting for w in self.workers):
+            joined = loop.create_future()
+            self._waiting_for_worker.append(joined)
+            try:
+                await asyncio.wait_for(joined, deadline - loop.time())
+            except TimeoutError:
+                return
+            finally:
+                if joined in self._waiting_for_worker:
+                    self._waiting_for_worker.remove(joined)
+
+    def _wake_waiting(self) -> None:
+        """A worker joined the rotation, or the pool is stopping: wait_for_worker returns."""
+        waiting, self._waiting_for_worker = self._waiting_for_worker, []
+        for joined in waiting:
+            if not joined.done():
+                joined.set_result(None)
 
     def request_timed_out(self, channel: WorkerChannel, request_id: int) -> None:
         """A request ran past --timeout-request: cancel it, and find out whether its worker is
@@ -155,6 +186,7 @@ class WorkerPool:
         """Drain and stop every worker (lifespan shutdown included). False if one could not be
         stopped: an interpreter stuck in code that never returns."""
         self._stopping = True
+        self._wake_waiting()
         await self._tasks.cancel_all()
         retiring = list(self.workers)
         await asyncio.gather(*(self._retire(worker, timeout) for worker in retiring))
@@ -194,6 +226,7 @@ class WorkerPool:
         worker.channel.request_limit = limit
         self.workers.append(worker)
         self._tasks.spawn(self._watch(worker))
+        self._wake_waiting()
 
     def _deactivate(self, worker: Worker) -> bool:
         """Take a worker out of rotation; False if it was not in it."""
