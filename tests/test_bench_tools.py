@@ -1,0 +1,69 @@
+"""The bench's measuring tools, beside the suite: short real runs, loopback only.
+
+- bench/worker_cpu.py measures a worker alone, fed requests over its real pipes;
+- bench/cpu_split.py splits a plaintext request's CPU by server and thread, beside the bare
+  uvloop floor.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_worker_cpu_reports_each_round() -> None:
+    result = run("bench.worker_cpu", "--requests", "320", "--batch", "16", "--rounds", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    for number, line in enumerate(lines, 1):
+        assert re.fullmatch(
+            rf"round {number}: worker CPU [\d.]+ us a request \(wall [\d.]+ us\), "
+            r"320 requests in batches of 16",
+            line,
+        )
+
+
+def test_worker_cpu_refuses_bad_arguments() -> None:
+    result = run("bench.worker_cpu", "--batch", "0")
+    assert result.returncode == 2
+    assert "need --batch >= 1" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_cpu_split_reports_every_server() -> None:
+    result = run("bench.cpu_split", "--seconds", "1", "--rounds", "1", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rate = r"[\d,]+ req/s, [\d.]+ us a request"
+    assert lines[0] == "round 1:"
+    assert re.fullmatch(rf"  bare uvloop x1: {rate}", lines[1])
+    assert re.fullmatch(rf"  uvicorn x1: {rate}", lines[2])
+    assert re.fullmatch(
+        rf"  interpserve interpreter x2: {rate} \(main interpreter [\d.]+, workers [\d.]+\)",
+        lines[3],
+    )
+    assert len(lines) == 4
+
+
+def test_cpu_split_refuses_bad_arguments() -> None:
+    result = run("bench.cpu_split", "--rounds", "0")
+    assert result.returncode == 2
+    assert "need --seconds, --rounds and --workers >= 1" in result.stderr
