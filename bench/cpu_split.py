@@ -1,6 +1,6 @@
 """Where a plaintext request's CPU goes, server by server.
 
-    python -m bench.cpu_split [--seconds S] [--rounds R] [--workers N]
+    python -m bench.cpu_split [--seconds S] [--rounds R] [--workers N] [--servers KEYS]
 
 Run it from the repository root. In each of R rounds it starts, in turn and each afresh: the
 bare uvloop floor (`bench.bare_server`: a recv and a send per request, nothing parsed), uvicorn
@@ -71,9 +71,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=5, help="of each measured load (5)")
     parser.add_argument("--rounds", type=int, default=3, help="(default 3)")
     parser.add_argument("--workers", type=int, default=cores(), help="interpserve's (cores)")
+    parser.add_argument(
+        "--servers",
+        default=",".join(spec.key for spec in servers(1)),
+        help="which, by key (default: all three, %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.seconds < 1 or args.rounds < 1 or args.workers < 1:
         parser.error("need --seconds, --rounds and --workers >= 1")
+    keys = args.servers.split(",")
+    chosen = [spec for spec in servers(args.workers) if spec.key in keys]
+    if len(chosen) != len(set(keys)):
+        parser.error(f"--servers takes keys among {[spec.key for spec in servers(1)]}")
     # Set before bench.apps is imported (by bench.suite, here): /cpu is not served, and need
     # not be calibrated.
     os.environ.setdefault("BENCH_CPU_LOOPS", "1000")
@@ -83,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="cpu-split-") as log_dir:
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_}:", flush=True)
-            for spec in servers(args.workers):
+            for spec in chosen:
                 with running(spec, env, Path(log_dir)) as server:
                     print("  " + measure(server, args.seconds), flush=True)
 
