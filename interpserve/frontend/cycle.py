@@ -99,7 +99,7 @@ class RequestCycle:
             channel = pool.choose()
         except WorkerGone as exc:
             if isinstance(exc, NoWorkerYet) and self._waiting_for_worker is None:
-                self._waiting_for_worker = asyncio.ensure_future(self._dispatch_later())
+                self._waiting_for_worker = pool.when_worker_ready(self.dispatch)
                 return
             self._finished = True
             self.respond(503, b"Service Unavailable")
@@ -113,12 +113,6 @@ class RequestCycle:
         timeout = conn.state.config.timeout_request
         if timeout is not None:
             self._timeout = asyncio.get_running_loop().call_later(timeout, self._timed_out)
-
-    async def _dispatch_later(self) -> None:
-        """Dispatch once a worker is in rotation again (or answer 503 if none comes in time)."""
-        await self._conn.state.pool.wait_for_worker()
-        if not self._disconnected:
-            self.dispatch()
 
     def _timed_out(self) -> None:
         self._timeout = None

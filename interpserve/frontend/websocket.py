@@ -115,11 +115,12 @@ class WebSocketSession:
         self._dispatch()
 
     def _dispatch(self) -> None:
+        pool = self._conn.state.pool
         try:
-            channel = self._conn.state.pool.choose()
+            channel = pool.choose()
         except WorkerGone as exc:
             if isinstance(exc, NoWorkerYet) and self._waiting_for_worker is None:
-                self._waiting_for_worker = asyncio.ensure_future(self._dispatch_later())
+                self._waiting_for_worker = pool.when_worker_ready(self._dispatch)
                 return
             self._respond(503, b"Service Unavailable")
             return
@@ -129,12 +130,6 @@ class WebSocketSession:
         request = request_event(self._conn, self._head, self._request_id, websocket=True)
         self._client = request.client
         channel.start_request(self, request)
-
-    async def _dispatch_later(self) -> None:
-        """Dispatch once a worker is in rotation again (or answer 503 if none comes in time)."""
-        await self._conn.state.pool.wait_for_worker()
-        if self._state is _State.HANDSHAKE:
-            self._dispatch()
 
     def data_received(self, data: bytes) -> None:
         if self._state is _State.HANDSHAKE:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 
 from interpserve import events as ev
 from interpserve.config import Config
@@ -57,7 +58,7 @@ class WorkerPool:
         self._stopping = False
         self._replacing = False  # one recycle or reload at a time
         self._crash_streak = 0
-        self._waiting_for_worker: list[asyncio.Future[None]] = []
+        self._worker_joined: list[asyncio.Future[None]] = []  # see when_worker_ready
         self.restarts = 0
         # How many workers should serve: the configured count, moved by SIGTTIN/SIGTTOU.
         self.target = config.worker_count
@@ -82,7 +83,7 @@ class WorkerPool:
         """The worker with the fewest requests in flight: a slow request on one worker never
         holds up requests that another worker could serve now. WorkerGone if there is none, or
         if --limit-concurrency requests are in flight already; NoWorkerYet if there is none
-        now but the pool is not stopping (one is starting, or will be)."""
+        now but the pool is not stopping (one is starting, or will be: when_worker_ready)."""
         limit = self._config.limit_concurrency
         if limit is not None and self.in_flight >= limit:
             raise WorkerGone("--limit-concurrency reached")
@@ -111,25 +112,34 @@ class WorkerPool:
             self._tasks.spawn(self._recycle(best))
         return channel
 
-    async def wait_for_worker(self, timeout: float = WORKER_WAIT) -> None:
-        """Return once a worker is in rotation, the pool stops, or `timeout` has passed (then
-        choose() says which)."""
+    def when_worker_ready(self, retry: Callable[[], None]) -> asyncio.Task[None]:
+        """Call `retry` (a dispatch that met NoWorkerYet) once a worker is in rotation again,
+        the pool stops, or WORKER_WAIT has passed: its choose() then says which. Cancel the
+        task to drop it (the client left)."""
+
+        async def wait_then_retry() -> None:
+            await self._wait_for_worker()
+            retry()
+
+        return asyncio.get_running_loop().create_task(wait_then_retry())
+
+    async def _wait_for_worker(self) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + WORKER_WAIT
         while not self._stopping and not any(w.channel.accepting for w in self.workers):
             joined = loop.create_future()
-            self._waiting_for_worker.append(joined)
+            self._worker_joined.append(joined)
             try:
                 await asyncio.wait_for(joined, deadline - loop.time())
             except TimeoutError:
                 return
             finally:
-                if joined in self._waiting_for_worker:
-                    self._waiting_for_worker.remove(joined)
+                if joined in self._worker_joined:
+                    self._worker_joined.remove(joined)
 
     def _wake_waiting(self) -> None:
-        """A worker joined the rotation, or the pool is stopping: wait_for_worker returns."""
-        waiting, self._waiting_for_worker = self._waiting_for_worker, []
+        """A worker joined the rotation, or the pool is stopping: the waits end."""
+        waiting, self._worker_joined = self._worker_joined, []
         for joined in waiting:
             if not joined.done():
                 joined.set_result(None)
