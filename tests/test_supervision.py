@@ -428,6 +428,22 @@ def test_requests_after_a_crash_go_to_a_healthy_worker(start_server: StartServer
     assert elapsed < 1.0, elapsed
 
 
+def test_the_only_worker_is_replaced_while_its_crash_is_still_exiting(
+    start_server: StartServer,
+) -> None:
+    """A worker that says it is going down is replaced at once, not once it has exited: its
+    exit can take long (asyncio.run waits for the app's executor jobs)."""
+    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "1")
+    with httpx.Client(timeout=TIMEOUT) as client:
+        assert client.get(server.url + "/crash?linger=8").status_code == 500
+        started = time.monotonic()
+        response = client.get(server.url + "/")
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    assert elapsed < 4.0, elapsed
+    assert "Worker 2 replaces worker 1." in server.output
+
+
 # 3. Recycling after --limit-max-requests ----------------------------------------------------
 
 _RECYCLED = re.compile(r"Recycling worker (\d+) after (\d+) requests")

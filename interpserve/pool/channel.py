@@ -51,6 +51,9 @@ class WorkerChannel:
         self._ready: asyncio.Future[ev.WorkerReady | ev.WorkerFailed] | None = None
         self._pongs: dict[int, asyncio.Future[None]] = {}
         self.closed = asyncio.Event()
+        # Set when the worker leaves: it said it is going down, or its pipe closed. (It may
+        # take a while to exit after saying so: its replacement need not wait for that.)
+        self.lost = asyncio.Event()
         # Whether requests may be sent: the worker is neither gone nor going. (A plain
         # attribute: it is read twice for every request.)
         self.accepting = True
@@ -145,6 +148,7 @@ class WorkerChannel:
                     # After start-up it means the worker is going down: send it nothing more.
                     logger.error("Worker %d is stopping: %s", self.worker_id, event.message)
                     self.accepting = False
+                    self.lost.set()
             case _:
                 logger.error("Worker %d sent an unexpected event: %r", self.worker_id, event)
 
@@ -167,3 +171,4 @@ class WorkerChannel:
             if not pong.done():
                 pong.set_result(None)
         self.closed.set()
+        self.lost.set()

@@ -246,24 +246,25 @@ class WorkerPool:
         return True
 
     async def _watch(self, worker: Worker) -> None:
-        """Replace a worker that stops while in rotation: it crashed or was killed."""
+        """Replace a worker that leaves while in rotation: it crashed or was killed. The
+        replacement starts at once, while the old one may still be exiting."""
         loop = asyncio.get_running_loop()
         ready_at = loop.time()
-        await worker.channel.closed.wait()
+        await worker.channel.lost.wait()
         if self._stopping or not self._deactivate(worker):
             return
         uptime = loop.time() - ready_at
         self._crash_streak = self._crash_streak + 1 if uptime < CRASH_LOOP_UPTIME else 0
         delay = _restart_delay(self._crash_streak)
         logger.error(
-            "Worker %d stopped unexpectedly after %.1f s; its requests in flight got 502.%s",
+            "Worker %d stopped unexpectedly after %.1f s; its requests in flight get 502.%s",
             worker.worker_id,
             uptime,
             f" Crash loop: restarting in {delay:.1f} s." if delay else " Restarting it.",
         )
+        self._tasks.spawn(self._replace(worker, delay))
         await worker.wait_stopped(5.0)
         worker.close()
-        await self._replace(worker, delay)
 
     async def _replace(self, worker: Worker, delay: float) -> None:
         """Start a worker in place of one that left the rotation, retrying with backoff."""
