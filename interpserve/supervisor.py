@@ -105,6 +105,7 @@ class Supervisor:
         # (lifespan shutdown included), with a few seconds at least for that.
         timeout = config.timeout_graceful_shutdown
         deadline = None if timeout is None else loop.time() + timeout
+        pool.begin_stop()
         await server.shutdown(timeout)
         remaining = None if deadline is None else max(deadline - loop.time(), MIN_WORKER_STOP)
         clean = await pool.stop(remaining)

@@ -386,6 +386,33 @@ def test_a_websocket_handshake_waits_for_the_replacement_of_the_only_worker(
     assert asyncio.run(whoami())["pid"] not in (victim, server.pid)
 
 
+def test_sigterm_answers_a_request_waiting_for_a_worker(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """The only worker died and its replacement cannot start: a request waiting for one gets
+    503 when the server is told to stop, and the server exits."""
+    version_file = tmp_path / "version"
+    version_file.write_text("v1")
+    server = start_server(
+        CONTROL,
+        "--worker-kind",
+        "process",
+        "--workers",
+        "1",
+        env={"CONTROL_VERSION_FILE": str(version_file)},
+    )
+    version_file.write_text("broken")
+    _kill_the_only_worker(server)
+    assert server.wait_for_output("Replacement for worker 1 failed", timeout=15), server.output
+    with RawConnection(server) as conn:
+        conn.send(raw_request("GET", "/"))
+        time.sleep(0.5)  # the request is waiting for a worker now
+        server.signal(signal.SIGTERM)
+        response = conn.read_to_eof()
+    assert response.startswith(b"HTTP/1.1 503 "), response
+    assert server.wait(timeout=15) == 0, server.output
+
+
 # 2. An interpreter worker crashes (SystemExit in the app) -----------------------------------
 
 

@@ -108,7 +108,11 @@ class WorkerPool:
             raise NoWorkerYet("no worker is running yet")
         channel = best.channel
         limit = channel.request_limit
-        if limit is not None and channel.requests_taken + 1 >= limit and not self._replacing:
+        if (
+            limit is not None
+            and channel.requests_taken + 1 >= limit
+            and not (self._replacing or self._stopping)
+        ):
             self._tasks.spawn(self._recycle(best))
         return channel
 
@@ -192,11 +196,16 @@ class WorkerPool:
         await self._retire(self.workers[-1])
         logger.info("Removed a worker: %d serving.", len(self.workers))
 
+    def begin_stop(self) -> None:
+        """The server is shutting down: start no more workers, and let the requests waiting
+        for one have their 503 now; the workers in rotation serve on until stop()."""
+        self._stopping = True
+        self._wake_waiting()
+
     async def stop(self, timeout: float | None) -> bool:
         """Drain and stop every worker (lifespan shutdown included). False if one could not be
         stopped: an interpreter stuck in code that never returns."""
-        self._stopping = True
-        self._wake_waiting()
+        self.begin_stop()
         await self._tasks.cancel_all()
         retiring = list(self.workers)
         await asyncio.gather(*(self._retire(worker, timeout) for worker in retiring))

@@ -13,7 +13,8 @@ Routes:
 
 Environment:
     CONTROL_VERSION_FILE   VERSION is this file's content, read once at import (so a reload,
-                           which imports the module afresh, shows the new content)
+                           which imports the module afresh, shows the new content); "broken"
+                           makes the import fail (a worker that cannot start)
     CONTROL_SHUTDOWN_LOG   lifespan shutdown appends "shutdown <pid> <interpreter id>" to it
 """
 
@@ -38,7 +39,10 @@ def _read_version() -> str:
     if not path:
         return "none"
     with open(path, encoding="utf-8") as f:
-        return f.read().strip()
+        version = f.read().strip()
+    if version == "broken":
+        raise RuntimeError("this version is broken on purpose")
+    return version
 
 
 VERSION = _read_version()
