@@ -206,9 +206,12 @@ def test_app_sends_after_completion(faults_server: ServerProcess) -> None:
     assert faults_server.wait_for_output("Ignored an ASGI message sent after the response")
 
 
-def test_app_body_longer_than_its_content_length(faults_server: ServerProcess) -> None:
+@pytest.mark.parametrize("path", ["/too-long", "/too-long?chunks=3"])
+def test_app_body_longer_than_its_content_length(faults_server: ServerProcess, path: str) -> None:
+    """Nothing past the app's Content-Length reaches the client, however the body is split: the
+    excess could read as the response to the next request."""
     with RawConnection(faults_server) as conn:
-        conn.send(get("/too-long") + get("/"))
+        conn.send(get(path) + get("/"))
         head = conn.read_head()
         assert head.header("content-length") == "5"
         rest = read_to_eof(conn)

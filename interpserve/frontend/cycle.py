@@ -227,7 +227,7 @@ class RequestCycle:
                 # More (or less) than the app's Content-Length: the client cannot tell where
                 # this response ends, so it is the last one on the connection.
                 self.keep_alive = False
-            out = data[:remaining]
+            out = data[: max(remaining, 0)]  # (a negative end would cut from the end instead)
         elif framing is Framing.CLOSE:
             out = data
         else:

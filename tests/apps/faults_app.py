@@ -8,7 +8,8 @@ Routes:
                            "disconnected" to PATH
     /no-response           returns without sending anything
     /after-complete        completes a response, then sends another body message
-    /too-long              declares Content-Length: 5 and sends 10 bytes
+    /too-long              declares Content-Length: 5 and sends 10 bytes; ?chunks=3 sends
+                           them in three messages, the last of which is a whole response
     /too-short             declares Content-Length: 10 and sends 5 bytes, then returns
     /late-body?s=S         starts a response, sleeps S seconds, then sends its body "late"
     /bad-header?part=P     a response header whose name (P=name) or value (P=value) has a CR
@@ -76,6 +77,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b"EXTRA"})
     elif path == "/too-long":
         await _start(send, 5)
+        if query.get("chunks") == "3":
+            for part in (b"012", b"3456789", b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfake"):
+                await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b"0123456789"})
     elif path == "/too-short":
         await _start(send, 10)
