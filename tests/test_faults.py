@@ -227,6 +227,26 @@ def test_app_body_shorter_than_its_content_length(faults_server: ServerProcess) 
     assert rest == b"01234", "the client sees the response end early, with the connection"
 
 
+@pytest.mark.parametrize(
+    "rest",
+    [b"zz\r\n", (b"100\r\n" + b"a" * 256 + b"\r\n") * 8 + b"0\r\n\r\n"],
+    ids=["malformed-chunk", "over-the-body-limit"],
+)
+def test_a_body_found_bad_after_its_answer_gets_no_second_answer(
+    start_server: Callable[..., ServerProcess], http_impl: str, rest: bytes
+) -> None:
+    """The app answered without reading the body; the rest of the body then turns out bad. The
+    connection closes: a 400 or 413 after the 200 would be read as the next request's answer."""
+    server = start_server(FAULTS, "--http", http_impl, "--limit-request-body", "1000")
+    with RawConnection(server) as conn:
+        conn.send(raw_request("POST", "/", "Transfer-Encoding: chunked", body=b"3\r\nabc\r\n"))
+        response = conn.read_response()
+        conn.send(rest)
+        after = read_to_eof(conn)
+    assert (response.status, response.body) == (200, b"ok")
+    assert after == b""
+
+
 # No request ever sees another's data
 
 

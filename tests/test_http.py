@@ -910,7 +910,9 @@ def test_endless_field_is_cut_off(hello_server: ServerProcess, start: bytes) -> 
         sender.join(30)
         conn.sock.settimeout(5)
         data = _read_rejection(conn)  # a timeout: the server let it go on
-    assert data == b"" or b"HTTP/1.1 431 " in data, data[:300]
+    # Refused with 431; or, as the app answered before the body ended (the trailer case), the
+    # connection is closed with no second answer.
+    assert b"HTTP/1.1 431 " in data or data.count(b"HTTP/1.1 ") <= 1, data[:300]
     assert max(durations) < 0.5, f"other clients were held up: {durations}"
     assert rss.peak - idle < 40 * MB, f"RSS grew by {(rss.peak - idle) / MB:.0f} MB"
     assert_still_serving(hello_server)

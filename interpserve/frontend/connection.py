@@ -232,7 +232,12 @@ class HTTPConnection(asyncio.Protocol):
         """Malformed input: answer it once the responses before it are out, then close."""
         self._pause_reading()
         parsing = self._parsing
-        if parsing is not None and not parsing.body_complete and parsing in self._cycles:
+        if parsing is not None and not parsing.body_complete and parsing not in self._cycles:
+            # Answered already, without waiting for its body: a second answer would be read as
+            # the next request's. The connection just closes.
+            self.close()
+            return
+        if parsing is not None and not parsing.body_complete:
             # Its body is broken mid-way: it is lost, like a client that went away.
             parsing.disconnect()
             self._cycles.remove(parsing)
