@@ -28,7 +28,7 @@ from test_http import (
     rss_bytes,
 )
 
-from interpserve.testing import ServerProcess
+from interpserve.testing import ServerProcess, wait_until
 
 TIMEOUT = 10.0
 FAULTS = "tests.apps.faults_app:app"
@@ -83,6 +83,20 @@ def test_disconnect_mid_download_reaches_the_app(
         assert next(conn.iter_chunks()) == b"waiting\n"
     assert wait_for_file(marker) == "disconnected"
     assert_still_serving(hello_server)
+
+
+def test_send_raises_once_the_client_has_gone(faults_server: ServerProcess, tmp_path: Path) -> None:
+    """ASGI 2.4, as the scope says: an app streaming without listening for http.disconnect
+    (Starlette's StreamingResponse relies on this) learns from send() that the client left,
+    and that is no error to log."""
+    marker = tmp_path / "stopped"
+    with RawConnection(faults_server) as conn:
+        conn.send(get(f"/stream-forever?marker={marker}"))
+        conn.read_until(b"tick\n")
+    assert wait_until(marker.exists, 5), "the app went on streaming to nobody"
+    assert wait_until(lambda: marker.read_text() == "ClientDisconnected", 1)
+    assert httpx.get(faults_server.url + "/", timeout=TIMEOUT).content == b"ok"
+    assert "Exception in ASGI application" not in faults_server.output
 
 
 def test_disconnect_mid_big_download(hello_server: ServerProcess) -> None:

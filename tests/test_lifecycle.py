@@ -46,15 +46,6 @@ def get_in_thread(url: str, results: list[httpx.Response | BaseException]) -> th
     return thread
 
 
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def refuses_connections(server: ServerProcess) -> bool:
     try:
         socket.create_connection((server.host, server.port), timeout=2).close()

@@ -30,7 +30,7 @@ import pytest
 from test_http import RawConnection, raw_request
 from websockets.asyncio.client import connect
 
-from interpserve.testing import ServerProcess
+from interpserve.testing import ServerProcess, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTROL = "tests.apps.control:app"
@@ -104,15 +104,6 @@ def _all_threads_stopped(pid: int) -> bool:
         except OSError:
             continue
     return states == {"T"}
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def concurrently(server: ServerProcess, paths: list[str]) -> tuple[list[httpx.Response], float]:

@@ -23,6 +23,11 @@ _FORBIDDEN_IN_NAME = re.compile(rb"[\r\n\0:]")
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
 
 
+class ClientDisconnected(OSError):
+    """What send() raises once the client has gone, or the WebSocket is closed (ASGI 2.4 asks
+    for an OSError subclass): the app learns it may stop producing what nobody will read."""
+
+
 def checked_headers(raw: Any) -> ev.Headers:
     """Header pairs with lowercase names, refusing what would split or corrupt the response.
     Names and values are taken as the app gives them (byte strings, says ASGI; bytearrays work
@@ -116,13 +121,17 @@ class HTTPCycle:
                 "Cancelled %s %s: it ran too long.", self.scope["method"], self.scope["path"]
             )
             raise
+        except Exception as exc:
+            if not self._disconnected:
+                self._app_failed(exc)
+            else:
+                # Most likely the disconnect itself, from send() or as the framework re-raised
+                # it (Starlette's ClientDisconnect): nothing has gone wrong but the client left.
+                logger.debug("The app stopped with %r after the client disconnected.", exc)
         except BaseException as exc:
-            logger.error("Exception in ASGI application", exc_info=exc)
-            if not self._response_started:
-                self._send_error()
-            if not isinstance(exc, Exception):
-                # SystemExit and the like: the app wants this worker gone.
-                self._on_fatal(exc)
+            # SystemExit and the like: the app wants this worker gone.
+            self._app_failed(exc)
+            self._on_fatal(exc)
         else:
             if not self._response_started and not self._disconnected:
                 logger.error("ASGI callable returned without starting response.")
@@ -131,6 +140,11 @@ class HTTPCycle:
                 logger.error("ASGI callable returned without completing response.")
         finally:
             self._finish()
+
+    def _app_failed(self, exc: BaseException) -> None:
+        logger.error("Exception in ASGI application", exc_info=exc)
+        if not self._response_started:
+            self._send_error()
 
     def first_step_done(self) -> None:
         """The app's first step ended at a real wait: what it holds leaves at the end of this
@@ -175,6 +189,8 @@ class HTTPCycle:
             await self._wakeup.wait()
 
     async def send(self, message: Message) -> None:
+        if self._disconnected:
+            raise ClientDisconnected("the client has disconnected")
         kind = message["type"]
         if kind == "http.response.start":
             if self._response_started:
@@ -184,13 +200,12 @@ class HTTPCycle:
                 raise RuntimeError(f"invalid HTTP status in the response: {status!r}")
             headers = checked_headers(message.get("headers", ()))
             self._response_started = True
-            if not self._disconnected:
-                # The first body chunk usually follows at once: it joins the start, and the
-                # front end gets the whole response in one frame. If the app waits for
-                # something else first, the start leaves alone at the end of this loop pass.
-                self._start = ev.ResponseStart(self._id, status, headers)
-                if not self._first_step:
-                    asyncio.get_running_loop().call_soon(self._send_start)
+            # The first body chunk usually follows at once: it joins the start, and the front
+            # end gets the whole response in one frame. If the app waits for something else
+            # first, the start leaves alone at the end of this loop pass.
+            self._start = ev.ResponseStart(self._id, status, headers)
+            if not self._first_step:
+                asyncio.get_running_loop().call_soon(self._send_start)
         elif kind == "http.response.body":
             if not self._response_started:
                 raise RuntimeError("Expected ASGI message 'http.response.start', got 'body'.")
@@ -202,8 +217,6 @@ class HTTPCycle:
             self._response_complete = not more_body
             if self._response_complete:
                 _wake(self._wakeup)
-            if self._disconnected:
-                return
             start = self._start
             if start is not None:
                 start.body, start.more_body = body, more_body

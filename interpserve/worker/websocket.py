@@ -19,17 +19,18 @@ from typing import Any
 from interpserve import events as ev
 from interpserve.wire import MAX_PAYLOAD
 from interpserve.worker.app import ASGIApp, Message
-from interpserve.worker.asgi import checked_headers, connection_scope, error_response
+from interpserve.worker.asgi import (
+    ClientDisconnected,
+    checked_headers,
+    connection_scope,
+    error_response,
+)
 
 logger = logging.getLogger("interpserve.error")
 
 _NORMAL_CLOSURE = 1000
 _INTERNAL_ERROR = 1011
 _SERVICE_RESTART = 1012
-
-
-class ClientDisconnected(OSError):
-    """send() on a WebSocket that is closed (ASGI 2.4 asks for an OSError subclass)."""
 
 
 class _State(Enum):

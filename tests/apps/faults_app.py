@@ -16,6 +16,9 @@ Routes:
                            LF in it, as a careless app echoing user input would send;
                            P=bytearray: a valid one whose name (upper case) and value are
                            bytearrays, not bytes
+    /stream-forever?marker=PATH
+                           streams a chunk every 10 ms and never checks for http.disconnect;
+                           when send() raises, writes the exception's class name to PATH
     anything else          200 "ok"
 """
 
@@ -88,6 +91,16 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _start(send)
         await asyncio.sleep(float(query.get("s", "3")))
         await send({"type": "http.response.body", "body": b"late"})
+    elif path == "/stream-forever":
+        await _start(send)
+        try:
+            while True:
+                await send({"type": "http.response.body", "body": b"tick\n", "more_body": True})
+                await asyncio.sleep(0.01)
+        except OSError as exc:
+            with open(query["marker"], "w") as f:
+                f.write(type(exc).__name__)
+            raise
     elif path == "/bad-header":
         injected = b"x\r\nset-cookie: stolen=1"
         part = query.get("part")
