@@ -927,8 +927,8 @@ def test_root_path(start_server, http_impl: str, tmp_path: Path) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "root_path": "/api",
-        "path": "/api/scope",  # ASGI: path includes root_path; raw_path is what was sent
-        "raw_path": "/scope",
+        "path": "/api/scope",  # ASGI: path includes root_path; raw_path too, as in uvicorn
+        "raw_path": "/api/scope",
         "query_string": "a=1",
     }
 

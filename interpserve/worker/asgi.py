@@ -42,7 +42,8 @@ def checked_headers(raw: Any) -> ev.Headers:
 def connection_scope(
     kind: str, request: ev.Request, root_path: str, state: dict[str, Any]
 ) -> dict[str, Any]:
-    """The scope of an http or websocket connection, from what the front end sent."""
+    """The scope of an http or websocket connection, from what the front end sent. Both path
+    and raw_path start with root_path, as uvicorn's do: an app comparing them sees one path."""
     raw_path = request.raw_path
     return {
         "type": kind,
@@ -50,7 +51,7 @@ def connection_scope(
         "http_version": request.http_version,
         "scheme": request.scheme,
         "path": root_path + decode_path(raw_path),
-        "raw_path": raw_path,
+        "raw_path": root_path.encode() + raw_path if root_path else raw_path,
         "query_string": request.query_string,
         "root_path": root_path,
         "headers": list(request.headers),
