@@ -210,6 +210,19 @@ def test_app_headers_may_be_bytearrays(faults_server: ServerProcess) -> None:
     assert response.header("x-echo") == "fine"
 
 
+@pytest.mark.parametrize("code", [0, 99, 100, 103, 1000])
+def test_app_status_that_is_no_final_status_gets_500(
+    faults_server: ServerProcess, code: int
+) -> None:
+    """A 1xx as the response would go out without a body, and the client would take the next
+    response for this one's: the app gets the usual 500 for a bad response instead."""
+    with RawConnection(faults_server) as conn:
+        conn.send(get(f"/status?code={code}") + get("/"))
+        first, second = conn.read_response(), conn.read_response()
+    assert first.status == 500
+    assert (second.status, second.body) == (200, b"ok")
+
+
 def test_app_sends_after_completion(faults_server: ServerProcess) -> None:
     """Ignored and logged; the response is intact and the connection still usable."""
     with RawConnection(faults_server) as conn:

@@ -271,6 +271,11 @@ def test_date_header_present() -> None:
     assert values(p.head, b"date") == [DATE]
 
 
+def test_apps_date_header_wins() -> None:
+    p = plan(200, ((b"date", b"Mon, 01 Jan 2024 00:00:00 GMT"), (b"content-length", b"0")))
+    assert values(p.head, b"date") == [b"Mon, 01 Jan 2024 00:00:00 GMT"]
+
+
 def test_http_date() -> None:
     assert http_date(784111777) == DATE
     assert http_date(0) == b"Thu, 01 Jan 1970 00:00:00 GMT"

@@ -96,7 +96,7 @@ def plan_response(
     """
     lines = [status_line(status)]
     content_length = -1
-    has_server = False
+    has_server = has_date = False
     no_body_allowed = status < 200 or status == 204
     for name, value in headers:
         if name == b"content-length":
@@ -111,12 +111,14 @@ def plan_response(
             continue
         elif name == b"server":
             has_server = True
+        elif name == b"date":
+            has_date = True  # the app's own: a second one would contradict it
         lines.append(b"%s: %s\r\n" % (name, value))
     if not has_server and defaults.server:
         lines.append(defaults.server)
     if defaults.extra:
         lines.append(defaults.extra)
-    if date:
+    if date and not has_date:
         lines.append(b"date: %s\r\n" % date)
 
     if method == "HEAD" or status < 200 or status in (204, 304):

@@ -39,6 +39,14 @@ def checked_headers(raw: Any) -> ev.Headers:
     return headers
 
 
+def checked_status(status: Any) -> int:
+    """A final response's status. A 1xx is refused too: sent as the response, its body-less
+    head would leave the client to take the next response for this one's."""
+    if not isinstance(status, int) or not 200 <= status <= 999:
+        raise RuntimeError(f"invalid HTTP status in the response: {status!r}")
+    return status
+
+
 def connection_scope(
     kind: str, request: ev.Request, root_path: str, state: dict[str, Any]
 ) -> dict[str, Any]:
@@ -196,9 +204,7 @@ class HTTPCycle:
         if kind == "http.response.start":
             if self._response_started:
                 raise RuntimeError("Expected ASGI message 'http.response.body', got 'start'.")
-            status = message["status"]
-            if not isinstance(status, int) or not 100 <= status <= 999:
-                raise RuntimeError(f"invalid HTTP status in the response: {status!r}")
+            status = checked_status(message["status"])
             headers = checked_headers(message.get("headers", ()))
             self._response_started = True
             # The first body chunk usually follows at once: it joins the start, and the front

@@ -22,6 +22,7 @@ from interpserve.worker.app import ASGIApp, Message
 from interpserve.worker.asgi import (
     ClientDisconnected,
     checked_headers,
+    checked_status,
     connection_scope,
     error_response,
 )
@@ -192,9 +193,7 @@ class WebSocketCycle:
             self._send_event(ev.WebSocketClose(self._id, code, reason))
 
     def _start_denial(self, message: Message) -> None:
-        status = message["status"]
-        if not isinstance(status, int) or not 200 <= status <= 999:
-            raise RuntimeError(f"invalid HTTP status for a WebSocket denial: {status!r}")
+        status = checked_status(message["status"])
         headers = checked_headers(message.get("headers", ()))
         self._state = _State.DENYING
         if self._closed is None:

@@ -19,6 +19,7 @@ Routes:
     /stream-forever?marker=PATH
                            streams a chunk every 10 ms and never checks for http.disconnect;
                            when send() raises, writes the exception's class name to PATH
+    /status?code=N         a response with status N and body "ok"
     anything else          200 "ok"
 """
 
@@ -101,6 +102,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             with open(query["marker"], "w") as f:
                 f.write(type(exc).__name__)
             raise
+    elif path == "/status":
+        await send({"type": "http.response.start", "status": int(query["code"]), "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
     elif path == "/bad-header":
         injected = b"x\r\nset-cookie: stolen=1"
         part = query.get("part")
