@@ -964,6 +964,18 @@ def test_scope_contents(hello_server: ServerProcess) -> None:
     assert scope["server"] == ["127.0.0.1", hello_server.port]
 
 
+def test_url_target_reaches_the_app_as_path_and_host(hello_server: ServerProcess) -> None:
+    """Absolute-form (RFC 9112 §3.2.2: a server must accept it): the path and query go to the
+    app, and the URL's authority as its Host header."""
+    with RawConnection(hello_server) as conn:
+        conn.send(b"GET http://example.com:8080/scope?q=1 HTTP/1.1\r\nHost: other\r\n\r\n")
+        response = conn.read_response()
+    scope = json.loads(response.body)
+    assert (scope["path"], scope["raw_path"], scope["query_string"]) == ("/scope", "/scope", "q=1")
+    assert [name for name, _ in scope["headers"]].count("host") == 1
+    assert ["host", "example.com:8080"] in scope["headers"]
+
+
 # Parallelism and dispatch ------------------------------------------------------------------
 
 

@@ -107,11 +107,34 @@ def test_targets_pass_through(parser: RequestParser, target: bytes) -> None:
     assert head.target == target
 
 
-@pytest.mark.parametrize("target", [b"http://example.com/x?y=1", b"example.com:80", b"*"])
-def test_targets_other_than_a_path_are_rejected(parser: RequestParser, target: bytes) -> None:
-    # Absolute-form is for proxies: a server behind one must not let it pick the host.
+@pytest.mark.parametrize(
+    "target",
+    [b"example.com:80", b"*", b"ftp://example.com/x", b"http://user@example.com/", b"http:///x"],
+)
+def test_targets_other_than_a_path_or_url_are_rejected(
+    parser: RequestParser, target: bytes
+) -> None:
     with pytest.raises(BadRequest):
         parser.feed(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        (b"http://example.com/x?y=1", b"/x?y=1"),
+        (b"HTTPS://example.com:8443", b"/"),
+        (b"http://[::1]:80?q", b"/?q"),
+    ],
+)
+def test_a_url_target_is_taken_with_its_host(
+    parser: RequestParser, target: bytes, path: bytes
+) -> None:
+    """Absolute-form, which a server must accept (RFC 9112 §3.2.2): the app gets the path, and
+    the URL's authority in place of the Host header's value, so it never sees two hosts."""
+    head = only_head(parser.feed(b"GET " + target + b" HTTP/1.1\r\nHost: other\r\n\r\n"))
+    assert head.target == path
+    authority = target.split(b"//")[1].split(b"/")[0].split(b"?")[0]
+    assert head.headers == [(b"host", authority)]
 
 
 def test_repeated_headers_and_order_are_kept(parser: RequestParser) -> None:

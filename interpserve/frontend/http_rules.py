@@ -5,6 +5,7 @@ rejected, never guessed at. The raw bytes are held to the strict grammar in `fra
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,13 @@ from interpserve.frontend.proxy import FORWARDING_FIELDS
 
 if TYPE_CHECKING:
     from interpserve.frontend.http_parser import ParsedEvent
+
+
+# An http(s) URL as the target (absolute-form): its authority, with no userinfo (RFC 9110
+# §4.2.4), then its path and query, if any.
+_ABSOLUTE_FORM = re.compile(
+    rb"(?i:https?)://([A-Za-z0-9\-._~%!$&'()*+,;=:\[\]]+)([/?].*)?", re.DOTALL
+)
 
 
 class BadRequest(Exception):
@@ -97,6 +105,20 @@ def _values(headers: list[tuple[bytes, bytes]], names: list[bytes], name: bytes)
     return [value for n, value in headers if n == name] if name in names else []
 
 
+def _from_absolute_form(
+    target: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """A server must accept a URL as the target (RFC 9112 §3.2.2), and take its authority in
+    place of the Host header's value: the app then sees one host, not two to choose from. The
+    app gets the path and query, as from any request."""
+    match = _ABSOLUTE_FORM.fullmatch(target)
+    if match is None:
+        raise BadRequest("request target must be a path or an http(s) URL")
+    authority, rest = match.groups()
+    path = rest if rest and rest.startswith(b"/") else b"/" + (rest or b"")
+    return path, [(name, authority if name == b"host" else value) for name, value in headers]
+
+
 def make_head(
     method: bytes,
     target: bytes,
@@ -110,7 +132,7 @@ def make_head(
     if method == b"CONNECT":
         raise BadRequest("CONNECT is for proxies, not supported here", status=501)
     if not (target.startswith(b"/") or (target == b"*" and method == b"OPTIONS")):
-        raise BadRequest("request target must be a path (origin-form)")
+        target, headers = _from_absolute_form(target, headers)
     limits.check_field(len(headers), 0)
     names = [name for name, _ in headers]  # searched at C speed below, for every request
     hosts = names.count(b"host")
