@@ -127,6 +127,8 @@ VECTORS: dict[str, tuple[bytes, int]] = {
     "trailer-obs-fold": (chunked(b"0\r\nX: y\r\n z\r\n\r\n"), 400),
     "trailer-nul": (chunked(b"0\r\nX: y\x00\r\n\r\n"), 400),
     "trailer-space-before-colon": (chunked(b"0\r\nX : y\r\n\r\n"), 400),
+    "trailer-content-length": (chunked(b"0\r\nContent-Length: 3\r\n\r\n"), 400),
+    "trailer-transfer-encoding": (chunked(b"0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400),
     # Header lines.
     "obs-fold": (get(b"X-A: b", b" c"), 400),
     "obs-fold-tab": (get(b"X-A: b", b"\tc"), 400),

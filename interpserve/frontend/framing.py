@@ -97,6 +97,7 @@ class FramingGuard:
         self._line = bytearray()  # the incomplete line, across reads
         self._remaining = 0  # bytes of body or chunk data still to come
         self._fields = 0  # header or trailer lines so far
+        self._section = 0  # bytes of the head, or of the trailers, so far
         self._lengths: list[bytes] = []
         self._codings: list[bytes] = []
         self._upgrade = False  # the head has an Upgrade field
@@ -258,6 +259,7 @@ class FramingGuard:
             or line_end > limits.request_line
             or head[line_end - 3 : line_end] not in (b"1.1", b"1.0")
             or head.count(b"\n") - 2 > limits.fields
+            or len(head) - 2 > limits.head  # (its lines, not the empty line that ends it)
             or (
                 len(head) > limits.field_size
                 and max(map(len, head.split(b"\r\n"))) > limits.field_size
@@ -295,6 +297,7 @@ class FramingGuard:
             if line[: line.find(b" ")] not in _METHODS:
                 self._fail("method not implemented", 501, head_state=True)
             self._start_head()
+            self._section = len(line)
         elif state == _FIELDS:
             if line == b"\r\n":
                 return self._end_head()
@@ -324,18 +327,28 @@ class FramingGuard:
 
     def _field_line(self, line: bytes, *, in_head: bool) -> None:
         self._fields += 1
+        self._section += len(line)
         try:
             self._limits.check_field(self._fields, len(line) - 2)
         except BadRequest as exc:  # (with the events of the requests before this one)
             self._fail(str(exc), exc.status, head_state=in_head)
+        if self._section > self._limits.head:
+            self._fail(
+                "request head too large" if in_head else "trailers too large",
+                431,
+                head_state=in_head,
+            )
         if not _FIELD_LINE.fullmatch(line):
             if line[:1] in (b" ", b"\t"):
                 self._fail("obsolete line folding in a header", head_state=in_head)
             self._fail("malformed header line", head_state=in_head)
-        if not in_head:
-            return
         name, _, value = line[:-2].partition(b":")
-        self._framing_field(name.lower(), value.lstrip(b" \t"))
+        name = name.lower()
+        if in_head:
+            self._framing_field(name, value.lstrip(b" \t"))
+        elif name in (b"content-length", b"transfer-encoding"):
+            # Framing is decided by the head; llhttp refuses these here, and so both parsers do.
+            self._fail(f"{name.decode()} in the trailers")
 
     def _framing_field(self, name: bytes, value: bytes) -> None:
         if name == b"content-length":
@@ -403,7 +416,7 @@ class FramingGuard:
             self._remaining = size
         else:
             self._state = _TRAILERS
-            self._fields = 0
+            self._fields = self._section = 0
 
     def _end_message(self) -> None:
         self._state = _PASSIVE if self._last else _REQUEST_LINE_STATE

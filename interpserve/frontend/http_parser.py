@@ -125,8 +125,9 @@ class H11Parser(_GuardedParser):
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         super().__init__(limits)
-        # h11 holds at most this much of an incomplete head; the rules check it piece by piece.
-        self._max_head = min(64 * 1024, limits.request_line + limits.fields * limits.field_size)
+        # h11 holds at most this much of an incomplete head (or trailers): a little more than
+        # the guard lets through, so that the guard is the one to refuse a head too large.
+        self._max_head = limits.head + 8
         self._conn = self._new_connection()
         self._keep_alive = True
         self._finished = False  # the last request is complete: nothing after it is parsed
@@ -244,7 +245,7 @@ class HttptoolsParser(_GuardedParser):
         self._limits.check_target(len(self._target))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._limits.check_field(len(self._headers) + 1, len(name) + len(value) + 2)
+        # (The guard checks each field line's size and count as it was sent.)
         # llhttp keeps trailing whitespace, which is not part of the value (RFC 9112 §5).
         self._headers.append((name.lower(), value.rstrip(b" \t")))
 

@@ -43,6 +43,13 @@ class Limits:
     field_size: int = 8190
     body: int | None = None
 
+    @property
+    def head(self) -> int:
+        """The most a whole request head (or a trailer section) may hold: 64 KiB, or one line of
+        each kind at its limit if that is more. One size for both backends: h11 alone would
+        refuse a larger head only when it arrives in pieces."""
+        return max(64 * 1024, self.request_line + self.field_size + 4)
+
     def check_target(self, size: int) -> None:
         if size > self.request_line:
             raise BadRequest("request line too long", status=414)
