@@ -101,11 +101,19 @@ def test_methods(parser: RequestParser, method: str) -> None:
     assert head.method == method
 
 
-@pytest.mark.parametrize("target", [b"/", b"*", b"/p%C3%A9?a=%FF&b", b"/a;b?c#d"])
+@pytest.mark.parametrize("target", [b"/", b"*", b"/p%C3%A9?a=%FF&b", b"/a;b?c"])
 def test_targets_pass_through(parser: RequestParser, target: bytes) -> None:
     method = b"OPTIONS" if target == b"*" else b"GET"
     head = only_head(parser.feed(method + b" " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n"))
     assert head.target == target
+
+
+@pytest.mark.parametrize(
+    ("target", "kept"), [(b"/a;b?c#d", b"/a;b?c"), (b"/p#x?y", b"/p"), (b"/#", b"/")]
+)
+def test_a_fragment_is_dropped(parser: RequestParser, target: bytes, kept: bytes) -> None:
+    head = only_head(parser.feed(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n"))
+    assert head.target == kept
 
 
 @pytest.mark.parametrize(
