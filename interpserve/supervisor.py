@@ -130,6 +130,8 @@ class Supervisor:
         if self._should_exit.is_set():
             # A second signal: the operator does not want to wait for the drain.
             logger.warning("Received %s again: exiting now.", sig.name)
+            if self.pool is not None:
+                self.pool.abort()
             os._exit(1)
         self._should_exit.set()
 

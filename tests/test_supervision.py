@@ -11,6 +11,7 @@ time, so a server that hangs fails a test instead of hanging the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -547,6 +548,32 @@ def test_recycled_worker_does_not_far_exceed_its_limit(start_server: StartServer
     assert first == {1: limit, 2: limit}, first
 
 
+def test_recycling_under_concurrent_load_keeps_the_pool_at_its_size(
+    start_server: StartServer,
+) -> None:
+    """Every dispatch to a worker near its limit asks for its recycle; many arrive in one pass
+    of the event loop under load. Once asked, a worker is not recycled again meanwhile: each
+    recycle starts a worker, and the pool once grew to 40."""
+    server = start_server(
+        CONTROL, "--worker-kind", "process", "--workers", "2", "--limit-max-requests", "20"
+    )
+    peak = 0
+    conns = [RawConnection(server) for _ in range(40)]
+    try:
+        for _ in range(20):
+            time.sleep(0.1)  # (replacements start meanwhile)
+            for conn in conns:  # all at once: the server reads them in one pass
+                conn.send(raw_request("GET", "/"))
+            assert [conn.read_response().status for conn in conns] == [200] * len(conns)
+            peak = max(peak, len(child_pids(server.pid)))
+    finally:
+        for conn in conns:
+            conn.close()
+    # Two in rotation, one starting and one draining at most.
+    assert peak <= 4, peak
+    assert wait_until(lambda: len(child_pids(server.pid)) == 2, 15), child_pids(server.pid)
+
+
 # 4. --timeout-request with a worker stuck in code that never yields --------------------------
 
 
@@ -597,6 +624,18 @@ def test_request_timeout_after_the_response_leaves_the_connection_alone(
         slow = client.get(server.url + "/sleep?s=0.8")
         assert (slow.status_code, slow.text) == (200, "slept")
     assert server.wait_for_output("Cancelled GET /after", timeout=5), server.output
+
+
+def test_requests_avoid_a_worker_whose_request_timed_out(start_server: StartServer) -> None:
+    """While a timed-out worker is checked for being stuck, it gets no new requests: they once
+    went to it for a second, and got 502 when it was replaced."""
+    server = start_server(
+        CONTROL, "--worker-kind", "process", "--workers", "2", "--timeout-request", "1"
+    )
+    assert get(server, "/forever").status_code == 504
+    responses, _ = concurrently(server, ["/sleep?s=0.2"] * 6)
+    assert [r.status_code for r in responses] == [200] * 6, server.output
+    assert server.wait_for_output("is stuck", timeout=10), server.output
 
 
 def test_request_timeout_kills_a_stuck_process_worker(start_server: StartServer) -> None:
@@ -678,6 +717,87 @@ def test_sighup_reloads_new_code_without_downtime(
 
 
 # 6. SIGTTIN / SIGTTOU -----------------------------------------------------------------------
+
+
+def test_sighup_during_a_reload_is_not_lost(start_server: StartServer, tmp_path: Path) -> None:
+    """A SIGHUP while the last reload's old workers drain reloads again: the code may have
+    changed since (it was once refused as "already under way")."""
+    version_file = tmp_path / "version"
+    version_file.write_text("v1")
+    server = start_server(
+        CONTROL,
+        "--worker-kind",
+        "interpreter",
+        "--workers",
+        "1",
+        env={"CONTROL_VERSION_FILE": str(version_file)},
+    )
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(get, server, "/sleep?s=4")  # keeps the old worker draining
+        time.sleep(0.3)
+        version_file.write_text("v2")
+        server.signal(signal.SIGHUP)
+        assert wait_until(lambda: get(server, "/whoami").json()["version"] == "v2", 10)
+        version_file.write_text("v3")
+        server.signal(signal.SIGHUP)
+        assert wait_until(lambda: get(server, "/whoami").json()["version"] == "v3", 3), (
+            server.output
+        )
+        assert slow.result(TIMEOUT).status_code == 200
+    assert "already" not in server.output
+
+
+def test_sigterm_during_a_reload_stops_the_draining_workers_too(
+    start_server: StartServer,
+) -> None:
+    """The old workers of a reload still draining at SIGTERM are stopped with the rest: no
+    worker process outlives the server."""
+    server = start_server(
+        CONTROL,
+        "--worker-kind",
+        "process",
+        "--workers",
+        "1",
+        "--timeout-graceful-shutdown",
+        "1",
+    )
+    (old,) = child_pids(server.pid)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(get, server, "/sleep?s=20")
+        time.sleep(0.3)
+        server.signal(signal.SIGHUP)
+        # The new worker serves; the old one drains its request.
+        assert wait_until(lambda: int(get(server, "/pid").text) != old, 10)
+        workers = child_pids(server.pid)
+        assert old in workers and len(workers) == 2
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=15) == 0, server.output
+        with contextlib.suppress(httpx.HTTPError):
+            slow.result(TIMEOUT)  # cut off after the grace period
+    assert wait_until(lambda: not any(map(_alive, workers)), 2), "a worker outlived the server"
+
+
+def test_sigterm_to_the_process_group_drains_process_workers(
+    start_server: StartServer,
+) -> None:
+    """`timeout`, `kill -TERM -PGID` and systemd's KillMode=control-group signal the workers
+    too: they wait for the front end's word, and the requests in flight finish."""
+    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
+    with ThreadPoolExecutor(2) as pool:
+        slow = [pool.submit(get, server, "/sleep?s=1") for _ in range(2)]
+        time.sleep(0.3)
+        for pid in (server.pid, *child_pids(server.pid)):  # (the test's group is pytest's)
+            os.kill(pid, signal.SIGTERM)
+        assert [f.result(TIMEOUT).status_code for f in slow] == [200, 200], server.output
+    assert server.wait(timeout=15) == 0, server.output
+
+
+def test_sigttin_then_sighup_keeps_the_new_size(start_server: StartServer) -> None:
+    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
+    server.signal(signal.SIGTTIN)
+    server.signal(signal.SIGHUP)
+    assert server.wait_for_output("Reloaded:", timeout=20), server.output
+    assert wait_until(lambda: len(child_pids(server.pid)) == 3, 10), child_pids(server.pid)
 
 
 def test_sigttin_and_sigttou_add_and_remove_a_worker(start_server: StartServer) -> None:

@@ -54,9 +54,17 @@ class WorkerPool:
         self._last_id = 0
         self.workers: list[Worker] = []  # in rotation
         self._abandoned: list[Worker] = []
+        # Out of rotation, finishing their requests (see _retire): stop() must not forget them.
+        self._retiring: set[Worker] = set()
         self._tasks = BackgroundTasks()
         self._stopping = False
-        self._replacing = False  # one recycle or reload at a time
+        # Held while workers start and join or leave the rotation (reload, recycle, replace,
+        # SIGTTIN/SIGTTOU): one change at a time, each starting from what the last one left.
+        self._changing = asyncio.Lock()
+        self._reload_waiting = False  # a reload waits for the lock: more SIGHUPs join it
+        self._recycling: set[Worker] = set()  # a recycle is under way or waiting for the lock
+        self._starting: set[Worker] = set()  # being started: see abort()
+        self._checking: set[WorkerChannel] = set()  # a stuck check is under way (see below)
         self._crash_streak = 0
         self._worker_joined: list[asyncio.Future[None]] = []  # see when_worker_ready
         self.restarts = 0
@@ -108,12 +116,8 @@ class WorkerPool:
             raise NoWorkerYet("no worker is running yet")
         channel = best.channel
         limit = channel.request_limit
-        if (
-            limit is not None
-            and channel.requests_taken + 1 >= limit
-            and not (self._replacing or self._stopping)
-        ):
-            self._tasks.spawn(self._recycle(best))
+        if limit is not None and channel.requests_taken + 1 >= limit:
+            self._start_recycle(best)
         return channel
 
     def when_worker_ready(self, retry: Callable[[], None]) -> asyncio.Task[None]:
@@ -150,50 +154,63 @@ class WorkerPool:
 
     def request_timed_out(self, channel: WorkerChannel, request_id: int) -> None:
         """A request ran past --timeout-request: cancel it, and find out whether its worker is
-        stuck (a stuck worker cannot cancel anything)."""
+        stuck (a stuck worker cannot cancel anything). Until it is known, it gets no requests."""
         channel.send(ev.Cancel(request_id))
-        self._tasks.spawn(self._check_stuck(channel))
+        if channel not in self._checking and channel.accepting:
+            self._checking.add(channel)
+            channel.accepting = False
+            self._tasks.spawn(self._check_stuck(channel))
 
     # Changes to the set of workers
 
     async def reload(self) -> None:
         """Zero-downtime reload: new workers (importing the code as it is now) take over once
         all of them are ready; the old ones then drain and stop. If the new ones fail to start,
-        the old ones keep serving."""
-        if self._replacing or self._stopping:
-            logger.warning("A reload is already under way.")
+        the old ones keep serving. A reload asked for while another one is under way follows
+        it (the code may have changed again); one asked for while another waits joins it."""
+        if self._reload_waiting:
+            logger.info("A reload is already waiting to start; it will load the code as it is.")
             return
-        self._replacing = True
-        try:
+        self._reload_waiting = True
+        async with self._changing:
+            self._reload_waiting = False
+            if self._stopping:
+                return
             try:
                 new = await self._start_workers(self.target)
             except StartupError as exc:
                 logger.error("Reload failed, the old workers keep serving: %s", exc)
                 return
             old = list(self.workers)
+            for worker in old:
+                self._deactivate(worker)
             for worker in new:
                 self._activate(worker)
-            await asyncio.gather(*(self._retire(worker) for worker in old))
-            logger.info("Reloaded: %d new worker(s) serving.", len(new))
-        finally:
-            self._replacing = False
+        await asyncio.gather(*(self._retire(worker) for worker in old))
+        logger.info("Reloaded: %d new worker(s) serving.", len(new))
 
     async def add_worker(self) -> None:
-        try:
-            (worker,) = await self._start_workers(1)
-        except StartupError as exc:
-            logger.error("Could not add a worker: %s", exc)
-            return
-        self.target += 1
-        self._activate(worker)
+        async with self._changing:
+            if self._stopping:
+                return
+            try:
+                (worker,) = await self._start_workers(1)
+            except StartupError as exc:
+                logger.error("Could not add a worker: %s", exc)
+                return
+            self.target += 1
+            self._activate(worker)
         logger.info("Added worker %d: %d serving.", worker.worker_id, len(self.workers))
 
     async def remove_worker(self) -> None:
-        if len(self.workers) <= 1:
-            logger.warning("Not removing the last worker.")
-            return
-        self.target -= 1
-        await self._retire(self.workers[-1])
+        async with self._changing:
+            if len(self.workers) <= 1:
+                logger.warning("Not removing the last worker.")
+                return
+            self.target -= 1
+            worker = self.workers[-1]
+            self._deactivate(worker)
+        await self._retire(worker)
         logger.info("Removed a worker: %d serving.", len(self.workers))
 
     def begin_stop(self) -> None:
@@ -207,12 +224,20 @@ class WorkerPool:
         stopped: an interpreter stuck in code that never returns."""
         self.begin_stop()
         await self._tasks.cancel_all()
-        retiring = list(self.workers)
+        # Those in rotation, and those a cancelled reload or recycle was draining.
+        retiring = [*self.workers, *self._retiring]
         await asyncio.gather(*(self._retire(worker, timeout) for worker in retiring))
         stuck = [worker for worker in self._abandoned if worker.running]
         for worker in stuck:
             logger.warning("Worker %d is still stuck at exit.", worker.worker_id)
         return not stuck
+
+    def abort(self) -> None:
+        """The server exits at once (a second SIGTERM): kill every worker process, so that none
+        outlives it. (Interpreters end with the process.)"""
+        for worker in [*self.workers, *self._retiring, *self._starting, *self._abandoned]:
+            if worker.kind == "process":
+                worker.terminate()
 
     # Internals
 
@@ -223,9 +248,20 @@ class WorkerPool:
             self._last_id += 1
             settings = self._config.worker_settings(self._last_id)
             workers.append(self._make_worker(self._last_id, settings))
-        for worker in workers:
-            await worker.start()
-        results = await asyncio.gather(*(worker.channel.wait_ready() for worker in workers))
+        self._starting.update(workers)
+        try:
+            for worker in workers:
+                await worker.start()
+            results = await asyncio.gather(*(worker.channel.wait_ready() for worker in workers))
+        except asyncio.CancelledError:
+            # The server is stopping: none of them may outlive it (stop() reports those it
+            # could not stop: interpreters still importing).
+            for worker in workers:
+                worker.terminate()
+                self._abandoned.append(worker)
+            raise
+        finally:
+            self._starting.difference_update(workers)
         failures = [result for result in results if isinstance(result, ev.WorkerFailed)]
         if failures:
             # The first reason is the one to show: usually they are all the same.
@@ -276,41 +312,52 @@ class WorkerPool:
         worker.close()
 
     async def _replace(self, worker: Worker, delay: float) -> None:
-        """Start a worker in place of one that left the rotation, retrying with backoff."""
-        await asyncio.sleep(delay)
-        while not self._stopping:
-            try:
-                (replacement,) = await self._start_workers(1)
-            except StartupError as exc:
-                self._crash_streak += 1
-                delay = _restart_delay(self._crash_streak)
-                logger.error(
-                    "Replacement for worker %d failed (%s); retrying in %.1f s.",
-                    worker.worker_id,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            self.restarts += 1
-            self._activate(replacement)
+        """Start a worker in place of one that left the rotation, retrying with backoff; no
+        longer needed once the rotation is full again (a reload filled it meanwhile)."""
+        while True:
+            await asyncio.sleep(delay)
+            async with self._changing:
+                if self._stopping or len(self.workers) >= self.target:
+                    return
+                try:
+                    (replacement,) = await self._start_workers(1)
+                except StartupError as exc:
+                    self._crash_streak += 1
+                    delay = _restart_delay(self._crash_streak)
+                    logger.error(
+                        "Replacement for worker %d failed (%s); retrying in %.1f s.",
+                        worker.worker_id,
+                        exc,
+                        delay,
+                    )
+                    continue
+                self.restarts += 1
+                self._activate(replacement)
             logger.info("Worker %d replaces worker %d.", replacement.worker_id, worker.worker_id)
             return
 
+    def _start_recycle(self, worker: Worker) -> None:
+        """Recycle a worker, once: every dispatch to it until the recycle is done asks again,
+        and each recycle starts a worker."""
+        if worker not in self._recycling and not self._stopping:
+            self._recycling.add(worker)
+            self._tasks.spawn(self._recycle(worker))
+
     async def _recycle(self, worker: Worker) -> None:
         """Swap a worker that reached its request limit for a fresh one, without a gap."""
-        if worker not in self.workers:
-            return  # it left the rotation (crashed, stuck) before this task ran
         channel = worker.channel
-        self._replacing = True
         try:
-            try:
-                (replacement,) = await self._start_workers(1)
-            except StartupError as exc:
-                logger.error("Could not recycle worker %d: %s", worker.worker_id, exc)
-                channel.request_limit = None
-                return
-            self._activate(replacement)
+            async with self._changing:
+                if self._stopping or worker not in self.workers:
+                    return  # it left the rotation (a reload, a crash) meanwhile
+                try:
+                    (replacement,) = await self._start_workers(1)
+                except StartupError as exc:
+                    logger.error("Could not recycle worker %d: %s", worker.worker_id, exc)
+                    channel.request_limit = None
+                    return
+                self._deactivate(worker)
+                self._activate(replacement)
             logger.info(
                 "Recycling worker %d after %d requests (worker %d takes over).",
                 worker.worker_id,
@@ -320,42 +367,59 @@ class WorkerPool:
             self.restarts += 1
             await self._retire(worker)
         finally:
-            self._replacing = False
+            self._recycling.discard(worker)
 
     async def _retire(self, worker: Worker, timeout: float | None = None) -> None:
-        """Out of rotation, then finish its requests, run lifespan shutdown, and stop."""
+        """Out of rotation, then finish its requests, run lifespan shutdown, and stop. If this
+        is cancelled (the server stops meanwhile), stop() finishes it: see _retiring."""
         self._deactivate(worker)
+        self._retiring.add(worker)
         worker.channel.shutdown()
         timeout = self._config.timeout_graceful_shutdown if timeout is None else timeout
         if await worker.wait_stopped(timeout):
             worker.close()
-            return
-        logger.warning("Worker %d did not stop within %s s.", worker.worker_id, timeout)
-        self._give_up(worker)
+        else:
+            logger.warning("Worker %d did not stop within %s s.", worker.worker_id, timeout)
+            self._give_up(worker)
+        self._retiring.discard(worker)
 
     async def _check_stuck(self, channel: WorkerChannel) -> None:
-        worker = next((w for w in self.workers if w.channel is channel), None)
-        if worker is None or await channel.ping(STUCK_AFTER):
-            return
-        stuck_still_running = sum(1 for w in self._abandoned if w.running)
-        if stuck_still_running >= self._config.worker_count:
-            # Each abandoned interpreter keeps a thread and its memory until its code returns:
-            # past this cap the stuck worker stays (dispatch avoids it: it is busy).
+        """Whether a worker whose request timed out is stuck: it gets no requests meanwhile
+        (see request_timed_out), and is replaced if it is, or back in rotation if not."""
+        try:
+            worker = next((w for w in self.workers if w.channel is channel), None)
+            if worker is None:
+                return
+            if await channel.ping(STUCK_AFTER):
+                self._readmit(channel)
+                return
+            stuck_still_running = sum(1 for w in self._abandoned if w.running)
+            if stuck_still_running >= self._config.worker_count:
+                # Each abandoned interpreter keeps a thread and its memory until its code
+                # returns: past this cap the stuck worker stays (dispatch avoids it: busy).
+                logger.error(
+                    "Worker %d is stuck, but %d stuck workers are already running; keeping it.",
+                    worker.worker_id,
+                    stuck_still_running,
+                )
+                self._readmit(channel)
+                return
+            if not self._deactivate(worker):
+                return
             logger.error(
-                "Worker %d is stuck, but %d stuck workers are already running; keeping it.",
+                "Worker %d is stuck (its event loop has not answered for %.1f s); replacing it.",
                 worker.worker_id,
-                stuck_still_running,
+                STUCK_AFTER,
             )
-            return
-        if not self._deactivate(worker):
-            return
-        logger.error(
-            "Worker %d is stuck (its event loop has not answered for %.1f s); replacing it.",
-            worker.worker_id,
-            STUCK_AFTER,
-        )
-        self._give_up(worker)
-        self._tasks.spawn(self._replace(worker, 0.0))
+            self._give_up(worker)
+            self._tasks.spawn(self._replace(worker, 0.0))
+        finally:
+            self._checking.discard(channel)
+
+    def _readmit(self, channel: WorkerChannel) -> None:
+        if not channel.lost.is_set():
+            channel.accepting = True
+            self._wake_waiting()
 
     def _give_up(self, worker: Worker) -> None:
         """Stop a worker that does not stop when asked: a process is killed; an interpreter

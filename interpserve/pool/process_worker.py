@@ -59,9 +59,10 @@ class ProcessWorker:
         return True
 
     def terminate(self) -> None:
-        """Kill a stuck worker."""
+        """Kill a stuck worker (and reap it: SIGKILL is quick)."""
         if self._process and self._process.poll() is None:
             self._process.kill()
+            self._process.wait()
 
     @property
     def running(self) -> bool:

@@ -6,7 +6,10 @@ import sys
 
 from interpserve.worker.main import run_worker
 
-# The front end decides when workers stop: Ctrl+C in a terminal reaches the whole process
-# group, and a worker must drain on the front end's Shutdown, not die on the signal.
+# The front end decides when workers stop: Ctrl+C in a terminal, `timeout`, `kill -TERM -PGID`
+# or systemd's KillMode=control-group reach the whole process group, and a worker must drain
+# on the front end's Shutdown, not die on the signal. (It stops when its pipe closes, too: the
+# front end is gone.)
 signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 run_worker(int(sys.argv[1]), int(sys.argv[2]), sys.stdin.read())
