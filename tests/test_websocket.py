@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from test_http import PeakRSS, rss_bytes
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -419,6 +420,24 @@ async def test_per_message_deflate(start_server: StartServer, flag: str) -> None
         assert names == (["permessage-deflate"] if flag.startswith("--ws") else [])
         await ws.send("compressible " * 1000)
         assert await recv(ws) == "compressible " * 1000
+
+
+async def test_a_compression_bomb_is_refused_before_it_is_inflated(
+    start_server: StartServer,
+) -> None:
+    """256 MiB of zeros compress to some 256 KB: the message is refused (1009) once it
+    inflates past --ws-max-size, not inflated whole first, which took the front end seconds
+    and as many megabytes while every other connection waited."""
+    server = start_server(RAW_APP, "--ws-max-size", "1000000")
+    before = rss_bytes(server.pid)
+    with PeakRSS(server.pid) as rss:
+        async with client(server, "/echo") as ws:
+            await ws.send(bytes(256 * MiB))
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+    assert rss.peak - before < 64 * MiB, f"{(rss.peak - before) / MiB:.0f} MiB"
+    assert httpx.get(server.url + "/", timeout=TIMEOUT).status_code in (200, 404)
 
 
 # Flow control --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from enum import Enum, auto
 from typing import TYPE_CHECKING, cast
 
@@ -30,6 +31,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from interpserve import events as ev
@@ -64,6 +66,43 @@ class _State(Enum):
     OPEN = auto()
     CLOSING = auto()  # our close frame is out; waiting for the client's
     CLOSED = auto()
+
+
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate that inflates no more of a message than --ws-max-size: a few
+    kilobytes can inflate to gigabytes, and wsproto would inflate them whole before the size
+    of the message could be checked, holding the front end (every connection) meanwhile.
+
+    (This takes over wsproto's own inflating step, and so its state's names.)"""
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__()
+        self._max_size = max_size
+        self._inflated = 0  # of the message under way
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        assert self._decompressor is not None
+        budget = self._max_size - self._inflated
+        try:
+            # One byte over the budget is enough to know the message is too big.
+            out = self._decompressor.decompress(bytes(data), max(budget, 0) + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(out)
+        if len(out) > budget:
+            return CloseReason.MESSAGE_TOO_BIG
+        return out
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        if fin:
+            self._inflated = 0
+        return super().frame_inbound_complete(proto, fin)
 
 
 class WebSocketSession:
@@ -227,7 +266,7 @@ class WebSocketSession:
             return
         extensions: list[Extension] = []
         if self._config.ws_per_message_deflate:
-            extensions.append(PerMessageDeflate())
+            extensions.append(BoundedDeflate(self._config.ws_max_size))
         accept = AcceptConnection(
             subprotocol=subprotocol, extensions=extensions, extra_headers=headers
         )
