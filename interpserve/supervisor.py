@@ -127,13 +127,17 @@ class Supervisor:
             loop.add_signal_handler(sig, handler, sig)
 
     def _handle_exit(self, sig: signal.Signals) -> None:
-        if self._should_exit.is_set():
-            # A second signal: the operator does not want to wait for the drain.
-            logger.warning("Received %s again: exiting now.", sig.name)
+        if not self._should_exit.is_set():
+            self._should_exit.set()
+        elif sig == signal.SIGINT:
+            # Ctrl+C again: the operator does not want to wait for the drain. (Not a second
+            # SIGTERM, as in uvicorn: `timeout` and process managers often send two.)
+            logger.warning("Received SIGINT again: exiting now.")
             if self.pool is not None:
                 self.pool.abort()
             os._exit(1)
-        self._should_exit.set()
+        else:
+            logger.info("Received %s again: still draining (Ctrl+C exits at once).", sig.name)
 
     def _handle_hup(self, sig: signal.Signals) -> None:
         if self.pool is not None:

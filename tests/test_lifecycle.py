@@ -249,15 +249,30 @@ def test_graceful_shutdown_timeout_cancels_long_requests(start_server) -> None:
     assert "Cancelling 1 request(s)" in server.output
 
 
-def test_second_signal_exits_at_once(start_server) -> None:
+def test_second_sigterm_does_not_cut_the_drain_short(start_server) -> None:
+    """`timeout` and process managers may send SIGTERM twice: the drain goes on, as uvicorn's
+    does (only a second Ctrl+C is the operator's impatience)."""
+    server = start_server("examples.hello:app", "--workers", "2")
+    results: list[httpx.Response | BaseException] = []
+    thread = get_in_thread(server.url + "/sleep?s=1", results)
+    time.sleep(0.3)
+    server.signal(signal.SIGTERM)
+    assert server.wait_for_output("Shutting down", timeout=5)
+    server.signal(signal.SIGTERM)
+    assert server.wait(timeout=20) == 0, server.output
+    thread.join(30)
+    assert isinstance(results[0], httpx.Response) and results[0].status_code == 200, results
+
+
+def test_second_sigint_exits_at_once(start_server) -> None:
     server = start_server("examples.hello:app", "--workers", "2")
     results: list[httpx.Response | BaseException] = []
     thread = get_in_thread(server.url + "/sleep?s=20", results)
     time.sleep(0.5)
-    server.signal(signal.SIGTERM)
+    server.signal(signal.SIGINT)
     assert server.wait_for_output("Shutting down", timeout=5)
     started = time.monotonic()
-    server.signal(signal.SIGTERM)
+    server.signal(signal.SIGINT)
     code = server.wait(timeout=20)
     assert time.monotonic() - started < 5
     assert code != 0
