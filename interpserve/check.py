@@ -42,10 +42,11 @@ class CheckResult:
         return f"{app} could not be loaded: {self.error}"
 
 
-def import_report(app_path: str) -> str:
-    """Runs inside the subinterpreter: load the app, report what happened as JSON."""
+def import_report(app_path: str, factory: bool) -> str:
+    """Runs inside the subinterpreter: load the app (calling its factory, which may import
+    what the module does not), report what happened as JSON."""
     try:
-        load_app(app_path, factory=False)
+        load_app(app_path, factory=factory)
     except BaseException as exc:
         refused = incompatible_module(exc)
         if not refused:
@@ -55,6 +56,8 @@ def import_report(app_path: str) -> str:
                 error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             return json.dumps(asdict(CheckResult(compatible=False, error=error)))
         chain = _import_chain(exc)
+        if app_path.partition(":")[0] not in chain:
+            chain.insert(0, app_path)  # the factory imported it, after the module had loaded
         if refused not in chain:
             chain.append(refused)
         return json.dumps(asdict(CheckResult(compatible=False, module=refused, chain=chain)))
@@ -80,7 +83,7 @@ import json, os, sys
 settings = json.loads({settings!r})
 sys.path[:] = settings["sys_path"]
 from interpserve.check import import_report
-os.write({fd}, import_report(settings["app"]).encode())
+os.write({fd}, import_report(settings["app"], settings["factory"]).encode())
 """
 
 

@@ -133,6 +133,28 @@ def test_numpy_app_refused_by_interpreter_workers() -> None:
     assert "Fatal Python error" not in output
 
 
+@pytest.mark.parametrize(
+    "app_args",
+    [("tests.apps.numpy_late:make", "--factory"), ("tests.apps.numpy_late:lifespan_app",)],
+    ids=["factory", "lifespan-startup"],
+)
+def test_numpy_imported_after_the_module_refused_by_interpreter_workers(
+    app_args: tuple[str, ...],
+) -> None:
+    # The refusal comes from the factory or from lifespan startup (--lifespan auto), not from
+    # the module's import: it is still the one line naming the module, not a traceback, and
+    # not taken for an app without lifespan support.
+    server = failed_start(*app_args, "--worker-kind", "interpreter", "--workers", "2")
+    assert server.process is not None
+    assert server.process.returncode == 1, server.output
+    errors = [line for line in server.output.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1, server.output
+    assert "module 'numpy' (numpy._core._multiarray_umath)" in errors[0]
+    assert "--worker-kind process" in errors[0]
+    assert "Traceback" not in server.output
+    assert "unsupported" not in server.output
+
+
 def test_numpy_app_served_by_process_workers(start_server) -> None:
     import numpy
 

@@ -769,6 +769,16 @@ def test_auto_worker_kind_picks_processes_for_fastapi(start_server: StartServer)
     assert len(child_pids(server.pid)) == 2
 
 
+def test_auto_worker_kind_picks_processes_for_a_factory_importing_numpy(
+    start_server: StartServer,
+) -> None:
+    server = start_server("tests.apps.numpy_late:make", "--factory", "--workers", "1")
+    line = next(li for li in server.output.splitlines() if "Worker kind:" in li)
+    assert "Worker kind: process, because module" in line
+    assert "numpy._core._multiarray_umath" in line
+    assert get(server, "/").text.startswith("numpy ")
+
+
 def test_auto_worker_kind_picks_interpreters_for_a_pure_python_app(
     start_server: StartServer,
 ) -> None:
@@ -783,9 +793,9 @@ def test_auto_worker_kind_picks_interpreters_for_a_pure_python_app(
 # 9. interpserve check -------------------------------------------------------------------------
 
 
-def _check(app: str) -> subprocess.CompletedProcess[str]:
+def _check(app: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "interpserve", "check", app],
+        [sys.executable, "-m", "interpserve", "check", app, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -800,6 +810,14 @@ def test_check_names_the_refusing_module_and_its_import_chain() -> None:
     assert "numpy" in output
     assert "examples.numpy_app -> numpy" in output
     assert "numpy._core._multiarray_umath" in output
+
+
+def test_check_calls_the_factory_and_names_what_it_imports() -> None:
+    result = _check("tests.apps.numpy_late:make", "--factory")
+    assert result.returncode == 1, result
+    assert "cannot run in subinterpreters" in result.stdout
+    assert "numpy._core._multiarray_umath" in result.stdout
+    assert "tests.apps.numpy_late:make -> numpy" in result.stdout
 
 
 def test_check_accepts_a_pure_python_app() -> None:
