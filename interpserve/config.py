@@ -151,11 +151,14 @@ class Config:
         (), "watch this directory (repeatable; default: the app directory)", flag="--reload-dir"
     )
     reload_includes: tuple[str, ...] = option(
-        ("*.py",), "watch files matching this glob (repeatable)", flag="--reload-include"
+        (),
+        "also watch files matching this glob (repeatable; *.py always, unless excluded)",
+        flag="--reload-include",
     )
     reload_excludes: tuple[str, ...] = option(
-        (".*", ".py[cod]", ".sw.*", "~*"),
-        "ignore files matching this glob (repeatable)",
+        (),
+        "also ignore files and directories matching this glob (repeatable; .*, .py[cod], "
+        ".sw.* and ~* always, unless included)",
         flag="--reload-exclude",
     )
     proxy_headers: bool = option(

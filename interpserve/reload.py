@@ -9,6 +9,20 @@ from pathlib import Path
 
 from interpserve.config import Config
 
+DEFAULT_INCLUDES = ("*.py",)
+DEFAULT_EXCLUDES = (".*", ".py[cod]", ".sw.*", "~*")
+
+
+def reload_patterns(config: Config) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The include and exclude globs: as in uvicorn, --reload-include and --reload-exclude add
+    to the defaults, and a default named on the other side is dropped (`--reload-exclude
+    '*.py'` stops watching Python files, `--reload-include '.*'` watches hidden ones)."""
+    user_includes, user_excludes = config.reload_includes, config.reload_excludes
+    defaults = (p for p in DEFAULT_EXCLUDES if p not in user_includes)
+    excludes = tuple(dict.fromkeys((*defaults, *user_excludes)))
+    includes = (*DEFAULT_INCLUDES, *user_includes)
+    return tuple(dict.fromkeys(p for p in includes if p not in excludes)), excludes
+
 
 def wanted(path: str, includes: tuple[str, ...], excludes: tuple[str, ...]) -> bool:
     """Whether a changed file counts: its name matches an include and no part of its path
@@ -25,10 +39,11 @@ async def watch_changes(config: Config) -> AsyncIterator[list[str]]:
     except ImportError:
         raise ImportError("--reload needs the watchfiles package: pip install watchfiles") from None
     directories = [os.path.abspath(d) for d in config.reload_dirs or (config.app_dir,)]
+    includes, excludes = reload_patterns(config)
 
     def watch_filter(_: object, path: str) -> bool:
         relative = os.path.relpath(path, os.path.commonpath([*directories, path]))
-        return wanted(relative, config.reload_includes, config.reload_excludes)
+        return wanted(relative, includes, excludes)
 
     async for changes in awatch(*directories, watch_filter=watch_filter):
         yield sorted({os.path.relpath(path) for _, path in changes})

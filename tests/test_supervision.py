@@ -726,7 +726,14 @@ async def app(scope, receive, send):
 """
 
 
-def test_reload_flag_picks_up_changed_source(start_server: StartServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "patterns",
+    [(), ("--reload-include", "*.html")],
+    ids=["defaults", "include-added"],
+)
+def test_reload_flag_picks_up_changed_source(
+    start_server: StartServer, tmp_path: Path, patterns: tuple[str, ...]
+) -> None:
     app_dir = tmp_path / "src"
     app_dir.mkdir()
     module = app_dir / "reloadable.py"
@@ -740,6 +747,7 @@ def test_reload_flag_picks_up_changed_source(start_server: StartServer, tmp_path
         str(app_dir),
         "--app-dir",
         str(app_dir),
+        *patterns,
         env={"PYTHONDONTWRITEBYTECODE": "1"},
         cwd=str(tmp_path),
     )

@@ -1,0 +1,51 @@
+"""--reload's file patterns: --reload-include and --reload-exclude add to the defaults, as in
+uvicorn (uvicorn/supervisors/watchfilesreload.py), instead of replacing them."""
+
+from __future__ import annotations
+
+import pytest
+
+from interpserve.config import Config
+from interpserve.reload import reload_patterns, wanted
+
+
+def counts(path: str, **options: tuple[str, ...]) -> bool:
+    return wanted(path, *reload_patterns(Config(reload=True, **options)))
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("app.py", True),
+        ("pkg/views.py", True),
+        ("templates/page.html", False),
+        (".hidden.py", False),
+        (".git/hooks/x.py", False),
+        ("__pycache__/app.cpython-313.pyc", False),
+        ("~backup.py", False),
+    ],
+)
+def test_defaults(path: str, expected: bool) -> None:
+    assert counts(path) is expected
+
+
+def test_an_include_adds_to_the_python_files() -> None:
+    options = {"reload_includes": ("*.html",)}
+    assert counts("templates/page.html", **options)
+    assert counts("app.py", **options)
+    assert not counts(".hidden.html", **options)
+
+
+def test_an_exclude_adds_to_the_default_excludes() -> None:
+    options = {"reload_excludes": ("sub*",)}
+    assert not counts("subdir/app.py", **options)
+    assert not counts(".hidden.py", **options)
+    assert not counts("~backup.py", **options)
+    assert counts("app.py", **options)
+
+
+def test_a_default_named_on_the_other_side_is_dropped() -> None:
+    assert not counts("app.py", reload_excludes=("*.py",))
+    assert counts("app.py", reload_excludes=("*.py",), reload_includes=("*.txt",)) is False
+    assert counts(".env", reload_includes=(".*",))
+    assert counts(".config/settings.py", reload_includes=(".*",))
