@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 from interpserve.config import Config
+from interpserve.pool.pool import StartupError
 
 DEFAULT_INCLUDES = ("*.py",)
 DEFAULT_EXCLUDES = (".*", ".py[cod]", ".sw.*", "~*")
@@ -33,17 +36,47 @@ def wanted(path: str, includes: tuple[str, ...], excludes: tuple[str, ...]) -> b
     return any(fnmatch(parts[-1], pattern) for pattern in includes)
 
 
-async def watch_changes(config: Config) -> AsyncIterator[list[str]]:
+def _awatch() -> Callable[..., AsyncIterator[set[tuple[Any, str]]]]:
     try:
         from watchfiles import awatch
     except ImportError:
-        raise ImportError("--reload needs the watchfiles package: pip install watchfiles") from None
-    directories = [os.path.abspath(d) for d in config.reload_dirs or (config.app_dir,)]
+        raise StartupError(
+            "--reload needs the watchfiles package: pip install watchfiles"
+        ) from None
+    return awatch
+
+
+def _directories(config: Config) -> list[str]:
+    return [os.path.abspath(d) for d in config.reload_dirs or (config.app_dir,)]
+
+
+async def check_watcher(config: Config) -> None:
+    """Start the file watcher and stop it at once, so that what would stop it (the package
+    missing, a directory that does not exist, the OS's limit on watches) ends the start-up in
+    one line instead of leaving a server that silently never reloads."""
+    awatch = _awatch()
+    directories = _directories(config)
+    for directory in directories:
+        if not os.path.isdir(directory):
+            # uvicorn drops such a directory and may watch the working directory instead;
+            # a mistyped path is better named at once.
+            raise StartupError(f"--reload-dir {directory}: not a directory")
+    stop = asyncio.Event()
+    stop.set()
+    try:
+        async for _ in awatch(*directories, stop_event=stop):
+            pass
+    except Exception as exc:
+        raise StartupError(f"--reload cannot watch {', '.join(directories)}: {exc}") from None
+
+
+async def watch_changes(config: Config) -> AsyncIterator[list[str]]:
+    directories = _directories(config)
     includes, excludes = reload_patterns(config)
 
     def watch_filter(_: object, path: str) -> bool:
         relative = os.path.relpath(path, os.path.commonpath([*directories, path]))
         return wanted(relative, includes, excludes)
 
-    async for changes in awatch(*directories, watch_filter=watch_filter):
+    async for changes in _awatch()(*directories, watch_filter=watch_filter):
         yield sorted({os.path.relpath(path) for _, path in changes})

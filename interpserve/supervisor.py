@@ -72,6 +72,10 @@ class Supervisor:
         config = self.config
         loop = asyncio.get_running_loop()
         started_at = loop.time()
+        if config.reload:
+            from interpserve.reload import check_watcher
+
+            await check_watcher(config)
         kind = await resolve_worker_kind(config)
         logger.info(
             "Starting %d %s worker(s) for %s (%s; Python %s, pid %d)",
@@ -150,9 +154,13 @@ class Supervisor:
         from interpserve.reload import watch_changes
 
         assert self.pool is not None
-        async for changed in watch_changes(self.config):
-            logger.warning("Changes detected in %s: reloading the workers.", ", ".join(changed))
-            await self.pool.reload()
+        try:
+            async for changed in watch_changes(self.config):
+                logger.warning("Changes detected in %s: reloading the workers.", ", ".join(changed))
+                await self.pool.reload()
+        except Exception as exc:
+            # It started (check_watcher), so this is rare: say it once, and serve on.
+            logger.error("The file watcher stopped, --reload no longer works: %r", exc)
 
 
 def run_config(config: Config) -> None:

@@ -1,9 +1,14 @@
-"""--reload's file patterns: --reload-include and --reload-exclude add to the defaults, as in
-uvicorn (uvicorn/supervisors/watchfilesreload.py), instead of replacing them."""
+"""--reload: its file patterns (--reload-include and --reload-exclude add to the defaults, as in
+uvicorn's uvicorn/supervisors/watchfilesreload.py), and a watcher that cannot start stopping
+the start-up in one line. Reloading itself is tested in test_supervision.py."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+from test_lifecycle import failed_start
 
 from interpserve.config import Config
 from interpserve.reload import reload_patterns, wanted
@@ -49,3 +54,29 @@ def test_a_default_named_on_the_other_side_is_dropped() -> None:
     assert counts("app.py", reload_excludes=("*.py",), reload_includes=("*.txt",)) is False
     assert counts(".env", reload_includes=(".*",))
     assert counts(".config/settings.py", reload_includes=(".*",))
+
+
+# A watcher that cannot start
+
+
+def assert_one_error_line(output: str, text: str) -> None:
+    errors = [line for line in output.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and text in errors[0], output
+    assert "Traceback" not in output
+
+
+def test_a_missing_reload_dir_stops_the_start_up(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    server = failed_start("examples.hello:app", "--reload", "--reload-dir", str(missing))
+    assert server.process is not None and server.process.returncode == 1
+    assert_one_error_line(server.output, f"--reload-dir {missing}: not a directory")
+
+
+def test_reload_without_watchfiles_stops_the_start_up(tmp_path: Path) -> None:
+    hidden = tmp_path / "watchfiles"
+    hidden.mkdir()
+    (hidden / "__init__.py").write_text('raise ImportError("hidden by the test")\n')
+    pythonpath = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    server = failed_start("examples.hello:app", "--reload", env={"PYTHONPATH": pythonpath})
+    assert server.process is not None and server.process.returncode == 1
+    assert_one_error_line(server.output, "--reload needs the watchfiles package")
