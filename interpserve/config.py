@@ -196,6 +196,14 @@ class Config:
             raise ConfigError(f"fd must be 0 or more, not {self.fd}")
         if self.metrics_port is not None:
             _check_metrics(self.metrics_port)
+        if self.loop == "uvloop":
+            _require("uvloop", "--loop uvloop needs the uvloop package: pip install uvloop")
+        if self.http == "httptools":
+            _require(
+                "httptools", "--http httptools needs the httptools package: pip install httptools"
+            )
+        if self.reload:
+            _require("watchfiles", "--reload needs the watchfiles package: pip install watchfiles")
         if self.health_path is not None and not self.health_path.startswith("/"):
             raise ConfigError(f'health_path must start with "/", not {self.health_path!r}')
         for name in (
@@ -283,12 +291,19 @@ def _literal_choices(annotation: Any) -> tuple[str, ...]:
 def _check_metrics(port: int) -> None:
     if not 0 <= port <= 65535:
         raise ConfigError(f"metrics_port must be between 0 and 65535, not {port}")
+    _require(
+        "prometheus_client",
+        "metrics_port needs the prometheus-client package: pip install 'interpserve[metrics]'",
+    )
+
+
+def _require(module: str, message: str) -> None:
+    """An option that needs a package that is not installed is refused with the options, in
+    one line, rather than as a traceback once the server is starting."""
     try:
-        importlib.import_module("prometheus_client")
+        importlib.import_module(module)
     except ImportError:
-        raise ConfigError(
-            "metrics_port needs the prometheus-client package: pip install 'interpserve[metrics]'"
-        ) from None
+        raise ConfigError(message) from None
 
 
 def option_fields() -> list[dataclasses.Field[Any]]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+
+from watchfiles import awatch  # imported with --reload only, which Config checks it for
 
 from interpserve.config import Config
 from interpserve.pool.pool import StartupError
@@ -36,25 +37,14 @@ def wanted(path: str, includes: tuple[str, ...], excludes: tuple[str, ...]) -> b
     return any(fnmatch(parts[-1], pattern) for pattern in includes)
 
 
-def _awatch() -> Callable[..., AsyncIterator[set[tuple[Any, str]]]]:
-    try:
-        from watchfiles import awatch
-    except ImportError:
-        raise StartupError(
-            "--reload needs the watchfiles package: pip install watchfiles"
-        ) from None
-    return awatch
-
-
 def _directories(config: Config) -> list[str]:
     return [os.path.abspath(d) for d in config.reload_dirs or (config.app_dir,)]
 
 
 async def check_watcher(config: Config) -> None:
-    """Start the file watcher and stop it at once, so that what would stop it (the package
-    missing, a directory that does not exist, the OS's limit on watches) ends the start-up in
-    one line instead of leaving a server that silently never reloads."""
-    awatch = _awatch()
+    """Start the file watcher and stop it at once, so that what would stop it (a directory
+    that does not exist, the OS's limit on watches) ends the start-up in one line instead of
+    leaving a server that silently never reloads."""
     directories = _directories(config)
     for directory in directories:
         if not os.path.isdir(directory):
@@ -78,5 +68,5 @@ async def watch_changes(config: Config) -> AsyncIterator[list[str]]:
         relative = os.path.relpath(path, os.path.commonpath([*directories, path]))
         return wanted(relative, includes, excludes)
 
-    async for changes in _awatch()(*directories, watch_filter=watch_filter):
+    async for changes in awatch(*directories, watch_filter=watch_filter):
         yield sorted({os.path.relpath(path) for _, path in changes})

@@ -31,10 +31,7 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
         try:
             import uvloop
         except ImportError:
-            if name == "uvloop":
-                raise ImportError(
-                    "--loop uvloop needs the uvloop package: pip install uvloop"
-                ) from None
+            pass  # auto falls back; Config refuses --loop uvloop without the package
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop

@@ -392,8 +392,8 @@ def test_load_env_file_missing(tmp_path: Path) -> None:
 # The command line, as a user runs it
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(cli.ENV_PREFIX)}
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(cli.ENV_PREFIX)} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "interpserve", *args],
         capture_output=True,
@@ -428,3 +428,26 @@ def test_cli_help() -> None:
     assert result.returncode == 0, result.stderr
     assert "--worker-kind" in result.stdout
     assert "INTERPSERVE_WORKERS" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "package"),
+    [
+        (["--loop", "uvloop"], "uvloop"),
+        (["--http", "httptools"], "httptools"),
+        (["--reload"], "watchfiles"),
+    ],
+)
+def test_cli_option_needing_a_missing_package_exits_with_one_line(
+    tmp_path: Path, flags: list[str], package: str
+) -> None:
+    hidden = tmp_path / package
+    hidden.mkdir()
+    (hidden / "__init__.py").write_text('raise ImportError("hidden by the test")\n')
+    pythonpath = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    result = run_cli("examples.hello:app", *flags, env={"PYTHONPATH": pythonpath})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"interpserve: error: {' '.join(flags)} needs the {package} package: pip install {package}"
+    ]
+    assert result.stdout == ""

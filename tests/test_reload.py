@@ -4,7 +4,6 @@ the start-up in one line. Reloading itself is tested in test_supervision.py."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -70,13 +69,3 @@ def test_a_missing_reload_dir_stops_the_start_up(tmp_path: Path) -> None:
     server = failed_start("examples.hello:app", "--reload", "--reload-dir", str(missing))
     assert server.process is not None and server.process.returncode == 1
     assert_one_error_line(server.output, f"--reload-dir {missing}: not a directory")
-
-
-def test_reload_without_watchfiles_stops_the_start_up(tmp_path: Path) -> None:
-    hidden = tmp_path / "watchfiles"
-    hidden.mkdir()
-    (hidden / "__init__.py").write_text('raise ImportError("hidden by the test")\n')
-    pythonpath = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    server = failed_start("examples.hello:app", "--reload", env={"PYTHONPATH": pythonpath})
-    assert server.process is not None and server.process.returncode == 1
-    assert_one_error_line(server.output, "--reload needs the watchfiles package")
