@@ -8,6 +8,7 @@ can run in subinterpreters.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import os
 import sys
@@ -150,7 +151,7 @@ def check_main(argv: Sequence[str]) -> None:
             load_env_file(config.env_file)
     except ConfigError as exc:
         sys.exit(f"interpserve check: error: {exc}")
-    result = check_app(config.worker_settings(0))
+    result = asyncio.run(check_app(config.worker_settings(0)))
     print(result.describe(config.app))
     sys.exit(0 if result.compatible else 1)
 

@@ -54,6 +54,7 @@ class WorkerPool:
         self._last_id = 0
         self.workers: list[Worker] = []  # in rotation
         self._abandoned: list[Worker] = []
+        self._starting: list[Worker] = []  # started, not yet ready or failed
         self._tasks = BackgroundTasks()
         self._stopping = False
         self._replacing = False  # one recycle or reload at a time
@@ -207,12 +208,17 @@ class WorkerPool:
         stopped: an interpreter stuck in code that never returns."""
         self.begin_stop()
         await self._tasks.cancel_all()
+        # Asked to stop while these start (a slow import): they have served nothing, and an
+        # interpreter busy importing could answer only once it is done, so none is waited for.
+        starting, self._starting = self._starting, []
+        for worker in starting:
+            self._give_up(worker)
         retiring = list(self.workers)
         await asyncio.gather(*(self._retire(worker, timeout) for worker in retiring))
-        stuck = [worker for worker in self._abandoned if worker.running]
-        for worker in stuck:
-            logger.warning("Worker %d is still stuck at exit.", worker.worker_id)
-        return not stuck
+        for worker in self._abandoned:
+            if worker.running and worker not in starting:
+                logger.warning("Worker %d is still stuck at exit.", worker.worker_id)
+        return not any(worker.running for worker in self._abandoned)
 
     # Internals
 
@@ -225,7 +231,10 @@ class WorkerPool:
             workers.append(self._make_worker(self._last_id, settings))
         for worker in workers:
             await worker.start()
+            self._starting.append(worker)
         results = await asyncio.gather(*(worker.channel.wait_ready() for worker in workers))
+        for worker in workers:
+            self._starting.remove(worker)
         failures = [result for result in results if isinstance(result, ev.WorkerFailed)]
         if failures:
             # The first reason is the one to show: usually they are all the same.
