@@ -53,18 +53,18 @@ def _converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
 
 
 def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> None:
-    flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+    flags = (f.metadata["flag"] or "--" + f.name.replace("_", "-"), *f.metadata["aliases"])
     help_text = f"{f.metadata['help']} (default: {f.default}; env {_env_name(f.name)})"
     common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
     if str(f.type) == "bool":
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
     elif _is_repeatable(f):
-        parser.add_argument(flag, action="append", metavar=f.metadata["metavar"], **common)
+        parser.add_argument(*flags, action="append", metavar=f.metadata["metavar"], **common)
     else:
         choices = choices_of(f)
         metavar = f.metadata["metavar"] or ("{" + ",".join(choices) + "}" if choices else None)
         parser.add_argument(
-            flag, type=_converter(f), choices=choices or None, metavar=metavar, **common
+            *flags, type=_converter(f), choices=choices or None, metavar=metavar, **common
         )
 
 

@@ -26,9 +26,17 @@ class ConfigError(ValueError):
     """An option has a value the server cannot use; the message is one line for the operator."""
 
 
-def option(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    aliases: tuple[str, ...] = (),
+) -> Any:
     """A Config field that is also a command-line option (and an environment variable)."""
-    return field(default=default, metadata={"help": help, "flag": flag, "metavar": metavar})
+    metadata = {"help": help, "flag": flag, "metavar": metavar, "aliases": aliases}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,8 +151,10 @@ class Config:
     limit_max_requests: int | None = option(
         None, "recycle each worker after it has taken this many requests"
     )
-    max_requests_jitter: int = option(
-        0, "add a random 0..N to --limit-max-requests per worker, so they do not recycle at once"
+    limit_max_requests_jitter: int = option(
+        0,
+        "add a random 0..N to --limit-max-requests per worker, so they do not recycle at once",
+        aliases=("--max-requests-jitter",),
     )
     reload: bool = option(False, "restart the workers when source files change (development)")
     reload_dirs: tuple[str, ...] = option(
@@ -221,9 +231,9 @@ class Config:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, not {value}")
-        if self.max_requests_jitter < 0:
+        if self.limit_max_requests_jitter < 0:
             raise ConfigError(
-                f"max_requests_jitter must be 0 or more, not {self.max_requests_jitter}"
+                f"limit_max_requests_jitter must be 0 or more, not {self.limit_max_requests_jitter}"
             )
         if not 0 < self.ws_max_size <= MAX_PAYLOAD:
             # A message crosses to its worker as one frame of the wire format.

@@ -207,6 +207,18 @@ def test_more_flags_are_parsed() -> None:
     assert config.app_dir == "src"
 
 
+@pytest.mark.parametrize("flag", ["--limit-max-requests-jitter", "--max-requests-jitter"])
+def test_jitter_takes_uvicorns_flag_and_gunicorns(flag: str) -> None:
+    # uvicorn 0.54 names it --limit-max-requests-jitter; gunicorn --max-requests-jitter.
+    config = cli.config_from_args(["m:app", "--limit-max-requests", "100", flag, "7"])
+    assert config.limit_max_requests_jitter == 7
+
+
+def test_jitter_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTERPSERVE_LIMIT_MAX_REQUESTS_JITTER", "5")
+    assert cli.config_from_args(["m:app"]).limit_max_requests_jitter == 5
+
+
 def test_environment_is_used_when_the_flag_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTERPSERVE_WORKERS", "5")
     monkeypatch.setenv("INTERPSERVE_HTTP", "httptools")

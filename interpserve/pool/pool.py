@@ -250,7 +250,7 @@ class WorkerPool:
     def _activate(self, worker: Worker) -> None:
         limit = self._config.limit_max_requests
         if limit is not None:
-            limit += random.randint(0, self._config.max_requests_jitter)
+            limit += random.randint(0, self._config.limit_max_requests_jitter)
         worker.channel.request_limit = limit
         self.workers.append(worker)
         self._tasks.spawn(self._watch(worker))
