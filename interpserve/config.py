@@ -177,7 +177,7 @@ class Config:
         "Forwarded, when the peer is in --forwarded-allow-ips",
     )
     forwarded_allow_ips: str = option(
-        "127.0.0.1",
+        "127.0.0.1,::1",
         "comma-separated IP addresses and networks (CIDR) of proxies whose forwarding headers "
         'are trusted; "*" trusts every peer, Unix socket peers included',
         metavar="IPS",
