@@ -95,7 +95,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
         if f.name in args:
             value = args[f.name]
             options[f.name] = tuple(value) if _is_repeatable(f) else value
-        elif (text := os.environ.get(_env_name(f.name))) is not None:
+        elif text := os.environ.get(_env_name(f.name)):  # empty counts as unset, as in click
             try:
                 options[f.name] = _converter(f)(text)
             except ValueError as exc:

@@ -273,7 +273,6 @@ def test_boolean_environment_values(
     ("name", "value"),
     [
         ("INTERPSERVE_WORKERS", "many"),
-        ("INTERPSERVE_WORKERS", ""),
         ("INTERPSERVE_PORT", "80.5"),
         ("INTERPSERVE_TIMEOUT_KEEP_ALIVE", "soon"),
         ("INTERPSERVE_ACCESS_LOG", "maybe"),
@@ -302,6 +301,16 @@ def test_invalid_environment_value_is_a_config_error(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError):
         cli.config_from_args(["m:app"])
+
+
+def test_empty_environment_values_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As click does for uvicorn's UVICORN_* variables: VAR= in a compose file or a unit means
+    # the default, not the value "".
+    for name in ("WORKERS", "PORT", "ROOT_PATH", "HTTP", "ACCESS_LOG", "HEADERS", "APP"):
+        monkeypatch.setenv(f"INTERPSERVE_{name}", "")
+    config = cli.config_from_args(["m:app"])
+    defaults = Config(app="m:app")
+    assert config == defaults
 
 
 def test_environment_ignored_when_flag_given_even_if_invalid(
