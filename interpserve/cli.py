@@ -11,10 +11,12 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from interpserve import __version__
 from interpserve.config import Config, ConfigError, choices_of, load_env_file, option_fields
 from interpserve.logs import configure_logging
 
@@ -22,6 +24,11 @@ ENV_PREFIX = "INTERPSERVE_"
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, **kwargs: Any) -> None:
+        # Whole flags only, as uvicorn's click takes them: an abbreviation that works today
+        # becomes ambiguous when a flag is added.
+        super().__init__(allow_abbrev=False, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
@@ -80,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE:APP",
         nargs="?",
         help=f"the ASGI app, e.g. examples.hello:app (env {_env_name('app')})",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__} with {platform.python_implementation()} "
+        f"{platform.python_version()} on {platform.system()}",
     )
     for f in option_fields():
         _add_option(parser, f)

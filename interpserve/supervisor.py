@@ -110,6 +110,12 @@ class Supervisor:
         config = self.config
         loop = asyncio.get_running_loop()
         started_at = loop.time()
+        if not config.reload and (
+            config.reload_dirs or config.reload_includes or config.reload_excludes
+        ):
+            logger.warning(
+                "--reload-dir, --reload-include and --reload-exclude do nothing without --reload."
+            )
         if config.reload:
             from interpserve.reload import check_watcher
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import interpserve
 from interpserve import cli
 from interpserve.config import Config, ConfigError, load_env_file, parse_env_file
 
@@ -472,3 +474,25 @@ def test_cli_option_needing_a_missing_package_exits_with_one_line(
         f"interpserve: error: {' '.join(flags)} needs the {package} package: pip install {package}"
     ]
     assert result.stdout == ""
+
+
+def test_cli_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    assert result.stdout == f"interpserve {interpserve.__version__} with {python} on Linux\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["m:app", "--work", "2"],
+        ["m:app", "--limit-max-requests-jit", "2"],
+        ["check", "m:app", "--fact"],
+    ],
+)
+def test_abbreviated_flags_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import StartServer
 from test_lifecycle import failed_start
 
 from interpserve.config import Config
@@ -69,3 +70,9 @@ def test_a_missing_reload_dir_stops_the_start_up(tmp_path: Path) -> None:
     server = failed_start("examples.hello:app", "--reload", "--reload-dir", str(missing))
     assert server.process is not None and server.process.returncode == 1
     assert_one_error_line(server.output, f"--reload-dir {missing}: not a directory")
+
+
+def test_reload_options_without_reload_are_warned_about(start_server: StartServer) -> None:
+    server = start_server("examples.hello:app", "--workers", "1", "--reload-include", "*.html")
+    warning = "WARNING:  --reload-dir, --reload-include and --reload-exclude do nothing"
+    assert warning in server.output
