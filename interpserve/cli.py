@@ -75,6 +75,15 @@ def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> N
         )
 
 
+def _add_app(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "app",
+        metavar="MODULE:APP",
+        nargs="?",
+        help=f"the ASGI app, e.g. examples.hello:app (env {_env_name('app')})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="interpserve",
@@ -82,12 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Also: 'interpserve check MODULE:APP' and 'interpserve bench URL|MODULE:APP' "
         "(each has --help).",
     )
-    parser.add_argument(
-        "app",
-        metavar="MODULE:APP",
-        nargs="?",
-        help=f"the ASGI app, e.g. examples.hello:app (env {_env_name('app')})",
-    )
+    _add_app(parser)
     parser.add_argument(
         "--version",
         action="version",
@@ -100,11 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> Config:
+    return _config_from(build_parser(), option_fields(), argv)
+
+
+def _config_from(
+    parser: argparse.ArgumentParser,
+    fields: list[dataclasses.Field[Any]],
+    argv: Sequence[str] | None,
+) -> Config:
     """Flags first, then INTERPSERVE_* variables, then Config's defaults."""
-    parser = build_parser()
     args = vars(parser.parse_args(argv))
     options: dict[str, Any] = {}
-    for f in option_fields():
+    for f in fields:
         if f.name in args:
             value = args[f.name]
             options[f.name] = tuple(value) if _is_repeatable(f) else value
@@ -153,13 +164,13 @@ def check_main(argv: Sequence[str]) -> None:
         description="Tell whether an app can run in subinterpreters, and if not, which module "
         "refuses and which imports pulled it in. Exit code 0 if it can, 1 if not.",
     )
-    parser.add_argument("app", metavar="MODULE:APP")
-    for f in option_fields():
-        if f.name in ("app_dir", "factory", "env_file"):
-            _add_option(parser, f)
-    args = vars(parser.parse_args(argv))
+    _add_app(parser)
+    # Read from INTERPSERVE_* variables too, so that it checks what serving would serve.
+    fields = [f for f in option_fields() if f.name in ("app_dir", "factory", "env_file")]
+    for f in fields:
+        _add_option(parser, f)
     try:
-        config = Config.from_options(**args)
+        config = _config_from(parser, fields, argv)
         if config.env_file:
             load_env_file(config.env_file)
     except ConfigError as exc:

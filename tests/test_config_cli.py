@@ -496,3 +496,15 @@ def test_abbreviated_flags_are_refused(argv: list[str], capsys: pytest.CaptureFi
         cli.main(argv)
     assert info.value.code == 2
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_check_reads_the_environment_like_serving() -> None:
+    env = {
+        "INTERPSERVE_APP": "numpy_late:make",
+        "INTERPSERVE_APP_DIR": "tests/apps",
+        "INTERPSERVE_FACTORY": "true",
+    }
+    result = run_cli("check", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "numpy_late:make cannot run in subinterpreters" in result.stdout
+    assert "numpy._core._multiarray_umath" in result.stdout  # the factory was called
