@@ -240,6 +240,12 @@ class Config:
             raise ConfigError(f"ws_max_size must be between 1 and {MAX_PAYLOAD}")
         if self.ws_ping_interval < 0 or self.ws_ping_timeout < 0:
             raise ConfigError("ws_ping_interval and ws_ping_timeout must be 0 or more")
+        if not isinstance(self.app, str):
+            # uvicorn.run(app) takes the object; here every worker imports the app itself.
+            raise ConfigError(
+                'app must be an import string "MODULE:ATTRIBUTE", not a '
+                f"{type(self.app).__name__}: each worker imports the app itself"
+            )
         if self.app and ":" not in self.app:
             raise ConfigError(f'app must be given as "MODULE:ATTRIBUTE", not {self.app!r}')
         self._check_transport_options()

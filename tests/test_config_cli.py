@@ -72,6 +72,19 @@ def test_invalid_options_raise_config_error(options: dict[str, object], words: l
         assert word in message
 
 
+async def _an_app(scope: object, receive: object, send: object) -> None:
+    pass
+
+
+def test_run_with_an_app_object_says_an_import_string_is_needed() -> None:
+    # uvicorn.run(app) accepts the object; interpserve's workers must import it themselves.
+    with pytest.raises(ConfigError) as info:
+        interpserve.run(_an_app, port=0)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert '"MODULE:ATTRIBUTE"' in message and "function" in message
+    assert "imports the app itself" in message
+
+
 @pytest.mark.parametrize(
     "options",
     [
