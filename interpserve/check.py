@@ -10,9 +10,9 @@ Used by `--worker-kind auto` and by `interpserve check MODULE:APP`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import subprocess
 import sys
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -42,10 +42,11 @@ class CheckResult:
         return f"{app} could not be loaded: {self.error}"
 
 
-def import_report(app_path: str) -> str:
-    """Runs inside the subinterpreter: load the app, report what happened as JSON."""
+def import_report(app_path: str, factory: bool) -> str:
+    """Runs inside the subinterpreter: load the app (calling its factory, which may import
+    what the module does not), report what happened as JSON."""
     try:
-        load_app(app_path, factory=False)
+        load_app(app_path, factory=factory)
     except BaseException as exc:
         refused = incompatible_module(exc)
         if not refused:
@@ -55,6 +56,8 @@ def import_report(app_path: str) -> str:
                 error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             return json.dumps(asdict(CheckResult(compatible=False, error=error)))
         chain = _import_chain(exc)
+        if app_path.partition(":")[0] not in chain:
+            chain.insert(0, app_path)  # the factory imported it, after the module had loaded
         if refused not in chain:
             chain.append(refused)
         return json.dumps(asdict(CheckResult(compatible=False, module=refused, chain=chain)))
@@ -80,7 +83,7 @@ import json, os, sys
 settings = json.loads({settings!r})
 sys.path[:] = settings["sys_path"]
 from interpserve.check import import_report
-os.write({fd}, import_report(settings["app"]).encode())
+os.write({fd}, import_report(settings["app"], settings["factory"]).encode())
 """
 
 
@@ -100,23 +103,30 @@ def _probe_here(settings: str) -> None:
     os._exit(0)  # no finalization: see the module's docstring
 
 
-def check_app(settings: str, timeout: float = 60.0) -> CheckResult:
-    """Probe the app described by a worker's settings JSON, in a child process."""
+async def check_app(settings: str, timeout: float = 60.0) -> CheckResult:
+    """Probe the app described by a worker's settings JSON, in a child process; the child is
+    killed if this is cancelled (the server is asked to stop while it probes)."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "interpserve.check",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
-        child = subprocess.run(
-            [sys.executable, "-m", "interpserve.check"],
-            input=settings,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
+        stdout, stderr = await asyncio.wait_for(child.communicate(settings.encode()), timeout)
+    except TimeoutError:
         return CheckResult(False, error=f"importing the app took more than {timeout:.0f} s")
-    lines = child.stdout.strip().splitlines()
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    lines = stdout.decode().strip().splitlines()
     try:
         return CheckResult(**json.loads(lines[-1]))
     except (IndexError, ValueError, TypeError):
-        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (stderr.decode().strip().splitlines() or ["no output"])[-1]
         return CheckResult(False, error=f"the probe failed (exit code {child.returncode}): {last}")
 
 

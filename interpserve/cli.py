@@ -8,12 +8,15 @@ can run in subinterpreters.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import os
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from interpserve import __version__
 from interpserve.config import Config, ConfigError, choices_of, load_env_file, option_fields
 from interpserve.logs import configure_logging
 
@@ -21,6 +24,11 @@ ENV_PREFIX = "INTERPSERVE_"
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, **kwargs: Any) -> None:
+        # Whole flags only, as uvicorn's click takes them: an abbreviation that works today
+        # becomes ambiguous when a flag is added.
+        super().__init__(allow_abbrev=False, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
@@ -52,19 +60,28 @@ def _converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
 
 
 def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> None:
-    flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+    flags = (f.metadata["flag"] or "--" + f.name.replace("_", "-"), *f.metadata["aliases"])
     help_text = f"{f.metadata['help']} (default: {f.default}; env {_env_name(f.name)})"
     common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
     if str(f.type) == "bool":
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
     elif _is_repeatable(f):
-        parser.add_argument(flag, action="append", metavar=f.metadata["metavar"], **common)
+        parser.add_argument(*flags, action="append", metavar=f.metadata["metavar"], **common)
     else:
         choices = choices_of(f)
         metavar = f.metadata["metavar"] or ("{" + ",".join(choices) + "}" if choices else None)
         parser.add_argument(
-            flag, type=_converter(f), choices=choices or None, metavar=metavar, **common
+            *flags, type=_converter(f), choices=choices or None, metavar=metavar, **common
         )
+
+
+def _add_app(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "app",
+        metavar="MODULE:APP",
+        nargs="?",
+        help=f"the ASGI app, e.g. examples.hello:app (env {_env_name('app')})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,11 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Also: 'interpserve check MODULE:APP' and 'interpserve bench URL|MODULE:APP' "
         "(each has --help).",
     )
+    _add_app(parser)
     parser.add_argument(
-        "app",
-        metavar="MODULE:APP",
-        nargs="?",
-        help=f"the ASGI app, e.g. examples.hello:app (env {_env_name('app')})",
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__} with {platform.python_implementation()} "
+        f"{platform.python_version()} on {platform.system()}",
     )
     for f in option_fields():
         _add_option(parser, f)
@@ -86,15 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> Config:
+    return _config_from(build_parser(), option_fields(), argv)
+
+
+def _config_from(
+    parser: argparse.ArgumentParser,
+    fields: list[dataclasses.Field[Any]],
+    argv: Sequence[str] | None,
+) -> Config:
     """Flags first, then INTERPSERVE_* variables, then Config's defaults."""
-    parser = build_parser()
     args = vars(parser.parse_args(argv))
     options: dict[str, Any] = {}
-    for f in option_fields():
+    for f in fields:
         if f.name in args:
             value = args[f.name]
             options[f.name] = tuple(value) if _is_repeatable(f) else value
-        elif (text := os.environ.get(_env_name(f.name))) is not None:
+        elif text := os.environ.get(_env_name(f.name)):  # empty counts as unset, as in click
             try:
                 options[f.name] = _converter(f)(text)
             except ValueError as exc:
@@ -139,18 +164,18 @@ def check_main(argv: Sequence[str]) -> None:
         description="Tell whether an app can run in subinterpreters, and if not, which module "
         "refuses and which imports pulled it in. Exit code 0 if it can, 1 if not.",
     )
-    parser.add_argument("app", metavar="MODULE:APP")
-    for f in option_fields():
-        if f.name in ("app_dir", "factory", "env_file"):
-            _add_option(parser, f)
-    args = vars(parser.parse_args(argv))
+    _add_app(parser)
+    # Read from INTERPSERVE_* variables too, so that it checks what serving would serve.
+    fields = [f for f in option_fields() if f.name in ("app_dir", "factory", "env_file")]
+    for f in fields:
+        _add_option(parser, f)
     try:
-        config = Config.from_options(**args)
+        config = _config_from(parser, fields, argv)
         if config.env_file:
             load_env_file(config.env_file)
     except ConfigError as exc:
         sys.exit(f"interpserve check: error: {exc}")
-    result = check_app(config.worker_settings(0))
+    result = asyncio.run(check_app(config.worker_settings(0)))
     print(result.describe(config.app))
     sys.exit(0 if result.compatible else 1)
 

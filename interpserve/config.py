@@ -26,9 +26,17 @@ class ConfigError(ValueError):
     """An option has a value the server cannot use; the message is one line for the operator."""
 
 
-def option(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    aliases: tuple[str, ...] = (),
+) -> Any:
     """A Config field that is also a command-line option (and an environment variable)."""
-    return field(default=default, metadata={"help": help, "flag": flag, "metavar": metavar})
+    metadata = {"help": help, "flag": flag, "metavar": metavar, "aliases": aliases}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,19 +151,24 @@ class Config:
     limit_max_requests: int | None = option(
         None, "recycle each worker after it has taken this many requests"
     )
-    max_requests_jitter: int = option(
-        0, "add a random 0..N to --limit-max-requests per worker, so they do not recycle at once"
+    limit_max_requests_jitter: int = option(
+        0,
+        "add a random 0..N to --limit-max-requests per worker, so they do not recycle at once",
+        aliases=("--max-requests-jitter",),
     )
     reload: bool = option(False, "restart the workers when source files change (development)")
     reload_dirs: tuple[str, ...] = option(
         (), "watch this directory (repeatable; default: the app directory)", flag="--reload-dir"
     )
     reload_includes: tuple[str, ...] = option(
-        ("*.py",), "watch files matching this glob (repeatable)", flag="--reload-include"
+        (),
+        "also watch files matching this glob (repeatable; *.py always, unless excluded)",
+        flag="--reload-include",
     )
     reload_excludes: tuple[str, ...] = option(
-        (".*", ".py[cod]", ".sw.*", "~*"),
-        "ignore files matching this glob (repeatable)",
+        (),
+        "also ignore files and directories matching this glob (repeatable; .*, .py[cod], "
+        ".sw.* and ~* always, unless included)",
         flag="--reload-exclude",
     )
     proxy_headers: bool = option(
@@ -164,7 +177,7 @@ class Config:
         "Forwarded, when the peer is in --forwarded-allow-ips",
     )
     forwarded_allow_ips: str = option(
-        "127.0.0.1",
+        "127.0.0.1,::1",
         "comma-separated IP addresses and networks (CIDR) of proxies whose forwarding headers "
         'are trusted; "*" trusts every peer, Unix socket peers included',
         metavar="IPS",
@@ -193,6 +206,14 @@ class Config:
             raise ConfigError(f"fd must be 0 or more, not {self.fd}")
         if self.metrics_port is not None:
             _check_metrics(self.metrics_port)
+        if self.loop == "uvloop":
+            _require("uvloop", "--loop uvloop needs the uvloop package: pip install uvloop")
+        if self.http == "httptools":
+            _require(
+                "httptools", "--http httptools needs the httptools package: pip install httptools"
+            )
+        if self.reload:
+            _require("watchfiles", "--reload needs the watchfiles package: pip install watchfiles")
         if self.health_path is not None and not self.health_path.startswith("/"):
             raise ConfigError(f'health_path must start with "/", not {self.health_path!r}')
         for name in (
@@ -210,15 +231,21 @@ class Config:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, not {value}")
-        if self.max_requests_jitter < 0:
+        if self.limit_max_requests_jitter < 0:
             raise ConfigError(
-                f"max_requests_jitter must be 0 or more, not {self.max_requests_jitter}"
+                f"limit_max_requests_jitter must be 0 or more, not {self.limit_max_requests_jitter}"
             )
         if not 0 < self.ws_max_size <= MAX_PAYLOAD:
             # A message crosses to its worker as one frame of the wire format.
             raise ConfigError(f"ws_max_size must be between 1 and {MAX_PAYLOAD}")
         if self.ws_ping_interval < 0 or self.ws_ping_timeout < 0:
             raise ConfigError("ws_ping_interval and ws_ping_timeout must be 0 or more")
+        if not isinstance(self.app, str):
+            # uvicorn.run(app) takes the object; here every worker imports the app itself.
+            raise ConfigError(
+                'app must be an import string "MODULE:ATTRIBUTE", not a '
+                f"{type(self.app).__name__}: each worker imports the app itself"
+            )
         if self.app and ":" not in self.app:
             raise ConfigError(f'app must be given as "MODULE:ATTRIBUTE", not {self.app!r}')
         self._check_transport_options()
@@ -280,12 +307,19 @@ def _literal_choices(annotation: Any) -> tuple[str, ...]:
 def _check_metrics(port: int) -> None:
     if not 0 <= port <= 65535:
         raise ConfigError(f"metrics_port must be between 0 and 65535, not {port}")
+    _require(
+        "prometheus_client",
+        "metrics_port needs the prometheus-client package: pip install 'interpserve[metrics]'",
+    )
+
+
+def _require(module: str, message: str) -> None:
+    """An option that needs a package that is not installed is refused with the options, in
+    one line, rather than as a traceback once the server is starting."""
     try:
-        importlib.import_module("prometheus_client")
+        importlib.import_module(module)
     except ImportError:
-        raise ConfigError(
-            "metrics_port needs the prometheus-client package: pip install 'interpserve[metrics]'"
-        ) from None
+        raise ConfigError(message) from None
 
 
 def option_fields() -> list[dataclasses.Field[Any]]:

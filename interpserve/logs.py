@@ -31,9 +31,11 @@ class _Formatter(logging.Formatter):
 
 def configure_logging(level: str) -> None:
     logging.addLevelName(TRACE, "TRACE")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter("%(levelprefix)s%(message)s"))
-    for name in ("interpserve.error", "interpserve.access"):
+    formatter = _Formatter("%(levelprefix)s%(message)s")
+    # As uvicorn's: the access log on stdout, everything else on stderr.
+    for name, stream in (("interpserve.error", sys.stderr), ("interpserve.access", sys.stdout)):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter)
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(LEVELS[level])

@@ -5,12 +5,14 @@ SIGTTIN/SIGTTOU add or remove one. With --reload, file changes reload the worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import platform
 import signal
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from interpserve.check import check_app
 from interpserve.config import Config
@@ -18,6 +20,9 @@ from interpserve.cpus import default_workers
 from interpserve.frontend.server import Server, listen_address
 from interpserve.pool.pool import StartupError, WorkerPool
 from interpserve.tasks import BackgroundTasks
+
+if TYPE_CHECKING:
+    from interpserve.metrics import Metrics
 
 logger = logging.getLogger("interpserve.error")
 
@@ -31,10 +36,7 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
         try:
             import uvloop
         except ImportError:
-            if name == "uvloop":
-                raise ImportError(
-                    "--loop uvloop needs the uvloop package: pip install uvloop"
-                ) from None
+            pass  # auto falls back; Config refuses --loop uvloop without the package
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop
@@ -44,7 +46,7 @@ async def resolve_worker_kind(config: Config) -> str:
     """--worker-kind auto: probe the app in a throwaway process, never in this one."""
     if config.worker_kind != "auto":
         return config.worker_kind
-    result = await asyncio.to_thread(check_app, config.worker_settings(0))
+    result = await check_app(config.worker_settings(0))
     if result.compatible:
         logger.info("Worker kind: interpreter (the app loads in subinterpreters).")
         return "interpreter"
@@ -64,14 +66,61 @@ class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.pool: WorkerPool | None = None
+        self._server: Server | None = None
         self._should_exit = asyncio.Event()
         self._tasks = BackgroundTasks()
 
     async def serve(self) -> bool:
         """Serve until asked to exit; False if a stuck worker could not be stopped."""
+        loop = asyncio.get_running_loop()
+        starting = asyncio.ensure_future(self._start())
+        exit_asked = asyncio.ensure_future(self._should_exit.wait())
+        await asyncio.wait([starting, exit_asked], return_when=asyncio.FIRST_COMPLETED)
+        exit_asked.cancel()
+        metrics = None
+        if not starting.done():
+            # Asked to exit while starting (a slow app import): stop now, not once the workers
+            # are ready, and never listen. The workers being started are given up as it is
+            # cancelled (see WorkerPool._start_workers).
+            starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            metrics = await starting  # a StartupError goes up from here
+        if not starting.cancelled():
+            await self._should_exit.wait()
+        logger.info("Shutting down")
+        await self._tasks.cancel_all()
+        # One budget for the whole drain: what the connections leave of it goes to the workers
+        # (lifespan shutdown included), with a few seconds at least for that.
+        timeout = self.config.timeout_graceful_shutdown
+        deadline = None if timeout is None else loop.time() + timeout
+        clean = True
+        if self.pool is not None:
+            self.pool.begin_stop()
+        if self._server is not None:
+            await self._server.shutdown(timeout)
+        remaining = None if deadline is None else max(deadline - loop.time(), MIN_WORKER_STOP)
+        if self.pool is not None:
+            clean = await self.pool.stop(remaining)
+        if metrics is not None:
+            metrics.close()
+        logger.info("Finished server process [%d]", os.getpid())
+        return clean
+
+    async def _start(self) -> Metrics | None:
+        """Everything before serving: probe the app, start the workers, listen."""
         config = self.config
         loop = asyncio.get_running_loop()
         started_at = loop.time()
+        if not config.reload and (
+            config.reload_dirs or config.reload_includes or config.reload_excludes
+        ):
+            logger.warning(
+                "--reload-dir, --reload-include and --reload-exclude do nothing without --reload."
+            )
+        if config.reload:
+            from interpserve.reload import check_watcher
+
+            await check_watcher(config)
         kind = await resolve_worker_kind(config)
         logger.info(
             "Starting %d %s worker(s) for %s (%s; Python %s, pid %d)",
@@ -83,7 +132,8 @@ class Supervisor:
             os.getpid(),
         )
         self.pool = pool = WorkerPool(config, kind)
-        server = Server(config, pool)  # before the workers start: it checks the TLS files
+        # Before the workers start: it checks the TLS files, and a taken port fails at once.
+        self._server = server = Server(config, pool)
         try:
             await server.bind()
         except OSError as exc:
@@ -92,27 +142,14 @@ class Supervisor:
         await pool.start()
         logger.info("Workers ready in %.0f ms", (loop.time() - started_at) * 1000)
         await server.start()
+        metrics = None
         if config.metrics_port is not None:
             from interpserve.metrics import start_metrics  # the optional `metrics` extra
 
             metrics = start_metrics(config.host, config.metrics_port, pool, server.state)
         if config.reload:
             self._tasks.spawn(self._watch_files())
-        await self._should_exit.wait()
-        logger.info("Shutting down")
-        await self._tasks.cancel_all()
-        # One budget for the whole drain: what the connections leave of it goes to the workers
-        # (lifespan shutdown included), with a few seconds at least for that.
-        timeout = config.timeout_graceful_shutdown
-        deadline = None if timeout is None else loop.time() + timeout
-        pool.begin_stop()
-        await server.shutdown(timeout)
-        remaining = None if deadline is None else max(deadline - loop.time(), MIN_WORKER_STOP)
-        clean = await pool.stop(remaining)
-        if config.metrics_port is not None:
-            metrics.close()
-        logger.info("Finished server process [%d]", os.getpid())
-        return clean
+        return metrics
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,9 +193,13 @@ class Supervisor:
         from interpserve.reload import watch_changes
 
         assert self.pool is not None
-        async for changed in watch_changes(self.config):
-            logger.warning("Changes detected in %s: reloading the workers.", ", ".join(changed))
-            await self.pool.reload()
+        try:
+            async for changed in watch_changes(self.config):
+                logger.warning("Changes detected in %s: reloading the workers.", ", ".join(changed))
+                await self.pool.reload()
+        except Exception as exc:
+            # It started (check_watcher), so this is rare: say it once, and serve on.
+            logger.error("The file watcher stopped, --reload no longer works: %r", exc)
 
 
 def run_config(config: Config) -> None:

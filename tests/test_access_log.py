@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +14,7 @@ import httpx
 import pytest
 
 from interpserve.logs import escape
-from interpserve.testing import ServerProcess
+from interpserve.testing import ServerProcess, wait_until
 
 TIMEOUT = 10.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,3 +112,36 @@ def test_error_pages_never_show_tracebacks(
     assert len(body) < 200
     response = httpx.get(error_server.url + "/", timeout=TIMEOUT)
     assert response.status_code == 200
+
+
+# Where the lines go
+
+
+def test_access_log_on_stdout_error_log_on_stderr(tmp_path: Path) -> None:
+    # As uvicorn's: a service manager (or a shell redirect) can keep them apart.
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    command = [sys.executable, "-m", "interpserve", "examples.hello:app", "--workers", "1"]
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(
+            [*command, "--port", "0"], stdout=stdout, stderr=stderr, cwd=ROOT
+        )
+    try:
+        assert wait_until(lambda: "Listening on" in err.read_text(), 30), err.read_text()
+        port = re.search(r"Listening on http://127\.0\.0\.1:(\d+)", err.read_text())
+        assert port is not None
+        response = httpx.get(f"http://127.0.0.1:{port.group(1)}/?marker", timeout=TIMEOUT)
+        assert response.status_code == 200
+        assert wait_until(lambda: "GET /?marker" in out.read_text(), 5), out.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    access = out.read_text().splitlines()
+    assert len(access) == 1 and access[0].startswith("INFO:"), access
+    assert '"GET /?marker HTTP/1.1" 200' in access[0]
+    errors = err.read_text()
+    assert "Listening on" in errors and "Finished server process" in errors
+    assert "GET /?marker" not in errors

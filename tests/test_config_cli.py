@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import interpserve
 from interpserve import cli
 from interpserve.config import Config, ConfigError, load_env_file, parse_env_file
 
@@ -68,6 +70,19 @@ def test_invalid_options_raise_config_error(options: dict[str, object], words: l
     assert "\n" not in message
     for word in words:
         assert word in message
+
+
+async def _an_app(scope: object, receive: object, send: object) -> None:
+    pass
+
+
+def test_run_with_an_app_object_says_an_import_string_is_needed() -> None:
+    # uvicorn.run(app) accepts the object; interpserve's workers must import it themselves.
+    with pytest.raises(ConfigError) as info:
+        interpserve.run(_an_app, port=0)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert '"MODULE:ATTRIBUTE"' in message and "function" in message
+    assert "imports the app itself" in message
 
 
 @pytest.mark.parametrize(
@@ -207,6 +222,18 @@ def test_more_flags_are_parsed() -> None:
     assert config.app_dir == "src"
 
 
+@pytest.mark.parametrize("flag", ["--limit-max-requests-jitter", "--max-requests-jitter"])
+def test_jitter_takes_uvicorns_flag_and_gunicorns(flag: str) -> None:
+    # uvicorn 0.54 names it --limit-max-requests-jitter; gunicorn --max-requests-jitter.
+    config = cli.config_from_args(["m:app", "--limit-max-requests", "100", flag, "7"])
+    assert config.limit_max_requests_jitter == 7
+
+
+def test_jitter_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTERPSERVE_LIMIT_MAX_REQUESTS_JITTER", "5")
+    assert cli.config_from_args(["m:app"]).limit_max_requests_jitter == 5
+
+
 def test_environment_is_used_when_the_flag_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTERPSERVE_WORKERS", "5")
     monkeypatch.setenv("INTERPSERVE_HTTP", "httptools")
@@ -261,7 +288,6 @@ def test_boolean_environment_values(
     ("name", "value"),
     [
         ("INTERPSERVE_WORKERS", "many"),
-        ("INTERPSERVE_WORKERS", ""),
         ("INTERPSERVE_PORT", "80.5"),
         ("INTERPSERVE_TIMEOUT_KEEP_ALIVE", "soon"),
         ("INTERPSERVE_ACCESS_LOG", "maybe"),
@@ -290,6 +316,16 @@ def test_invalid_environment_value_is_a_config_error(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError):
         cli.config_from_args(["m:app"])
+
+
+def test_empty_environment_values_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As click does for uvicorn's UVICORN_* variables: VAR= in a compose file or a unit means
+    # the default, not the value "".
+    for name in ("WORKERS", "PORT", "ROOT_PATH", "HTTP", "ACCESS_LOG", "HEADERS", "APP"):
+        monkeypatch.setenv(f"INTERPSERVE_{name}", "")
+    config = cli.config_from_args(["m:app"])
+    defaults = Config(app="m:app")
+    assert config == defaults
 
 
 def test_environment_ignored_when_flag_given_even_if_invalid(
@@ -392,8 +428,8 @@ def test_load_env_file_missing(tmp_path: Path) -> None:
 # The command line, as a user runs it
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(cli.ENV_PREFIX)}
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(cli.ENV_PREFIX)} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "interpserve", *args],
         capture_output=True,
@@ -428,3 +464,60 @@ def test_cli_help() -> None:
     assert result.returncode == 0, result.stderr
     assert "--worker-kind" in result.stdout
     assert "INTERPSERVE_WORKERS" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "package"),
+    [
+        (["--loop", "uvloop"], "uvloop"),
+        (["--http", "httptools"], "httptools"),
+        (["--reload"], "watchfiles"),
+    ],
+)
+def test_cli_option_needing_a_missing_package_exits_with_one_line(
+    tmp_path: Path, flags: list[str], package: str
+) -> None:
+    hidden = tmp_path / package
+    hidden.mkdir()
+    (hidden / "__init__.py").write_text('raise ImportError("hidden by the test")\n')
+    pythonpath = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    result = run_cli("examples.hello:app", *flags, env={"PYTHONPATH": pythonpath})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"interpserve: error: {' '.join(flags)} needs the {package} package: pip install {package}"
+    ]
+    assert result.stdout == ""
+
+
+def test_cli_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    assert result.stdout == f"interpserve {interpserve.__version__} with {python} on Linux\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["m:app", "--work", "2"],
+        ["m:app", "--limit-max-requests-jit", "2"],
+        ["check", "m:app", "--fact"],
+    ],
+)
+def test_abbreviated_flags_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_check_reads_the_environment_like_serving() -> None:
+    env = {
+        "INTERPSERVE_APP": "numpy_late:make",
+        "INTERPSERVE_APP_DIR": "tests/apps",
+        "INTERPSERVE_FACTORY": "true",
+    }
+    result = run_cli("check", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "numpy_late:make cannot run in subinterpreters" in result.stdout
+    assert "numpy._core._multiarray_umath" in result.stdout  # the factory was called

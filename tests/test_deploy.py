@@ -646,3 +646,11 @@ def test_deploying_guide_names_files_that_exist() -> None:
     } <= paths
     for path in paths:
         assert (ROOT / path).exists(), path
+
+
+def test_deploy_files_name_documents_that_exist() -> None:
+    # Their comments point readers at the documentation; a moved or never-written page breaks that.
+    for path in DEPLOY.rglob("*"):
+        if path.is_file():
+            for name in re.findall(r"\b(?:docs/[\w./-]+\.md|README\.md)\b", path.read_text()):
+                assert (ROOT / name).exists(), f"{path.relative_to(ROOT)} names {name}"

@@ -6,14 +6,17 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from test_supervision import _alive, child_pids
 
-from interpserve.testing import ServerFailed, ServerProcess
+from interpserve.testing import ServerFailed, ServerProcess, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10.0
@@ -131,6 +134,28 @@ def test_numpy_app_refused_by_interpreter_workers() -> None:
     assert "--worker-kind process" in output
     assert "core dumped" not in output.lower()
     assert "Fatal Python error" not in output
+
+
+@pytest.mark.parametrize(
+    "app_args",
+    [("tests.apps.numpy_late:make", "--factory"), ("tests.apps.numpy_late:lifespan_app",)],
+    ids=["factory", "lifespan-startup"],
+)
+def test_numpy_imported_after_the_module_refused_by_interpreter_workers(
+    app_args: tuple[str, ...],
+) -> None:
+    # The refusal comes from the factory or from lifespan startup (--lifespan auto), not from
+    # the module's import: it is still the one line naming the module, not a traceback, and
+    # not taken for an app without lifespan support.
+    server = failed_start(*app_args, "--worker-kind", "interpreter", "--workers", "2")
+    assert server.process is not None
+    assert server.process.returncode == 1, server.output
+    errors = [line for line in server.output.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1, server.output
+    assert "module 'numpy' (numpy._core._multiarray_umath)" in errors[0]
+    assert "--worker-kind process" in errors[0]
+    assert "Traceback" not in server.output
+    assert "unsupported" not in server.output
 
 
 def test_numpy_app_served_by_process_workers(start_server) -> None:
@@ -278,3 +303,42 @@ def test_second_sigint_exits_at_once(start_server) -> None:
     assert code != 0
     thread.join(30)
     assert isinstance(results[0], httpx.TransportError), repr(results[0])
+
+
+@pytest.mark.parametrize("kind", ["auto", "interpreter", "process"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_during_start_up_stops_at_once(
+    tmp_path: Path, sig: signal.Signals, kind: str
+) -> None:
+    # The app's import takes 6 s: in the probe (auto), or in the workers. The server must stop
+    # within a second or two, its workers with it, and never listen.
+    log = tmp_path / "server.log"
+    command = [sys.executable, "-m", "interpserve", "tests.apps.slow_import:app"]
+    args = ["--worker-kind", kind, "--workers", "2", "--port", "0"]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*command, *args], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+    try:
+        expected = "Starting 2" if kind != "auto" else ""
+        deadline = time.monotonic() + 10
+        while expected not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # well into the import
+        children = child_pids(process.pid)
+        started = time.monotonic()
+        process.send_signal(sig)
+        code = process.wait(timeout=15)
+        elapsed = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = log.read_text()
+    assert code == 0, output
+    assert elapsed < 3, output
+    assert "Listening on" not in output
+    assert "Traceback" not in output
+    if kind != "interpreter":
+        assert children, "the probe or the process workers should have been running"
+    assert wait_until(lambda: not any(_alive(pid) for pid in children), 5), output

@@ -180,6 +180,13 @@ def test_server_trusts_loopback_by_default(start_server, http_impl: str) -> None
     assert server.wait_for_output('203.0.113.7:0 - "GET /scope HTTP/1.1" 200')  # access log
 
 
+def test_server_trusts_ipv6_loopback_by_default(start_server) -> None:
+    server = start_server("examples.hello:app", "--workers", "1", "--host", "::1")
+    url = f"http://[::1]:{server.port}/scope"
+    seen = httpx.get(url, headers=FORWARDED, timeout=10).json()
+    assert (seen["client"], seen["scheme"]) == (["203.0.113.7", 0], "https")
+
+
 def test_server_without_proxy_headers(start_server) -> None:
     server = start_server("examples.hello:app", "--workers", "1", "--no-proxy-headers")
     seen = scope(server, **FORWARDED)

@@ -846,7 +846,14 @@ async def app(scope, receive, send):
 """
 
 
-def test_reload_flag_picks_up_changed_source(start_server: StartServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "patterns",
+    [(), ("--reload-include", "*.html")],
+    ids=["defaults", "include-added"],
+)
+def test_reload_flag_picks_up_changed_source(
+    start_server: StartServer, tmp_path: Path, patterns: tuple[str, ...]
+) -> None:
     app_dir = tmp_path / "src"
     app_dir.mkdir()
     module = app_dir / "reloadable.py"
@@ -860,6 +867,7 @@ def test_reload_flag_picks_up_changed_source(start_server: StartServer, tmp_path
         str(app_dir),
         "--app-dir",
         str(app_dir),
+        *patterns,
         env={"PYTHONDONTWRITEBYTECODE": "1"},
         cwd=str(tmp_path),
     )
@@ -889,6 +897,16 @@ def test_auto_worker_kind_picks_processes_for_fastapi(start_server: StartServer)
     assert len(child_pids(server.pid)) == 2
 
 
+def test_auto_worker_kind_picks_processes_for_a_factory_importing_numpy(
+    start_server: StartServer,
+) -> None:
+    server = start_server("tests.apps.numpy_late:make", "--factory", "--workers", "1")
+    line = next(li for li in server.output.splitlines() if "Worker kind:" in li)
+    assert "Worker kind: process, because module" in line
+    assert "numpy._core._multiarray_umath" in line
+    assert get(server, "/").text.startswith("numpy ")
+
+
 def test_auto_worker_kind_picks_interpreters_for_a_pure_python_app(
     start_server: StartServer,
 ) -> None:
@@ -903,9 +921,9 @@ def test_auto_worker_kind_picks_interpreters_for_a_pure_python_app(
 # 9. interpserve check -------------------------------------------------------------------------
 
 
-def _check(app: str) -> subprocess.CompletedProcess[str]:
+def _check(app: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "interpserve", "check", app],
+        [sys.executable, "-m", "interpserve", "check", app, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -920,6 +938,14 @@ def test_check_names_the_refusing_module_and_its_import_chain() -> None:
     assert "numpy" in output
     assert "examples.numpy_app -> numpy" in output
     assert "numpy._core._multiarray_umath" in output
+
+
+def test_check_calls_the_factory_and_names_what_it_imports() -> None:
+    result = _check("tests.apps.numpy_late:make", "--factory")
+    assert result.returncode == 1, result
+    assert "cannot run in subinterpreters" in result.stdout
+    assert "numpy._core._multiarray_umath" in result.stdout
+    assert "tests.apps.numpy_late:make -> numpy" in result.stdout
 
 
 def test_check_accepts_a_pure_python_app() -> None:

@@ -227,10 +227,12 @@ class WorkerPool:
         # Those in rotation, and those a cancelled reload or recycle was draining.
         retiring = [*self.workers, *self._retiring]
         await asyncio.gather(*(self._retire(worker, timeout) for worker in retiring))
-        stuck = [worker for worker in self._abandoned if worker.running]
-        for worker in stuck:
-            logger.warning("Worker %d is still stuck at exit.", worker.worker_id)
-        return not stuck
+        busy = [worker for worker in self._abandoned if worker.running]
+        for worker in busy:
+            logger.warning(
+                "Worker %d is still busy at exit (stuck, or starting).", worker.worker_id
+            )
+        return not busy
 
     def abort(self) -> None:
         """The server exits at once (a second SIGTERM): kill every worker process, so that none
@@ -277,7 +279,7 @@ class WorkerPool:
     def _activate(self, worker: Worker) -> None:
         limit = self._config.limit_max_requests
         if limit is not None:
-            limit += random.randint(0, self._config.max_requests_jitter)
+            limit += random.randint(0, self._config.limit_max_requests_jitter)
         worker.channel.request_limit = limit
         self.workers.append(worker)
         self._tasks.spawn(self._watch(worker))

@@ -40,20 +40,28 @@ def incompatible_module(exc: BaseException) -> str:
     return ""
 
 
+def refusal(exc: BaseException, app_path: str) -> AppLoadError | None:
+    """The one-line error for an extension module refusing this interpreter, if that is what
+    `exc` says; the app may import it at module level, in its factory or in lifespan startup."""
+    refused = incompatible_module(exc)
+    if not refused:
+        return None
+    top = refused.split(".")[0]
+    return AppLoadError(
+        f"module {top!r} ({refused}) does not support loading in subinterpreters, "
+        f"so {app_path!r} cannot run in an interpreter worker; "
+        "run it with --worker-kind process",
+        incompatible_module=refused,
+    )
+
+
 def load_app(app_path: str, *, factory: bool) -> ASGIApp:
     module_name, _, attribute = app_path.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        refused = incompatible_module(exc)
-        if refused:
-            top = refused.split(".")[0]
-            raise AppLoadError(
-                f"module {top!r} ({refused}) does not support loading in subinterpreters, "
-                f"so {app_path!r} cannot run in an interpreter worker; "
-                "run it with --worker-kind process",
-                incompatible_module=refused,
-            ) from exc
+        if error := refusal(exc, app_path):
+            raise error from exc
         if isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
             raise AppLoadError(f'Could not import module "{module_name}".') from exc
         raise
@@ -66,7 +74,12 @@ def load_app(app_path: str, *, factory: bool) -> ASGIApp:
             f'Attribute "{attribute}" not found in module "{module_name}".'
         ) from None
     if factory:
-        app = app()
+        try:
+            app = app()
+        except Exception as exc:
+            if error := refusal(exc, app_path):
+                raise error from exc
+            raise
     if not callable(app):
         raise AppLoadError(f'"{app_path}" is not an ASGI app (it is not callable).')
     return app  # type: ignore[no-any-return]

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from interpserve.worker.app import ASGIApp, Message
+from interpserve.worker.app import ASGIApp, Message, incompatible_module
 
 logger = logging.getLogger("interpserve.error")
 
@@ -24,6 +24,7 @@ class Lifespan:
         self._startup_done = asyncio.Event()
         self._shutdown_done = asyncio.Event()
         self._failure = ""
+        self._refusal: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self._supported = True
 
@@ -45,6 +46,8 @@ class Lifespan:
         finished = asyncio.ensure_future(done.wait())
         await asyncio.wait([finished, self._task], return_when=asyncio.FIRST_COMPLETED)
         finished.cancel()
+        if self._refusal is not None:
+            raise self._refusal
         if self._failure:
             raise LifespanFailed(self._failure)
 
@@ -59,7 +62,11 @@ class Lifespan:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            if self._mode == "auto" and not self._startup_done.is_set():
+            if incompatible_module(exc):
+                # An extension module refused this interpreter: the app does not lack lifespan
+                # support, it cannot run here at all. The worker reports it in one line.
+                self._refusal = exc
+            elif self._mode == "auto" and not self._startup_done.is_set():
                 # Apps without lifespan support raise on the unknown scope type.
                 self._supported = False
                 logger.info("ASGI 'lifespan' protocol appears unsupported.")

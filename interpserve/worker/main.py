@@ -12,7 +12,7 @@ from typing import Any
 from interpserve import events as ev
 from interpserve.logs import configure_logging
 from interpserve.pipes import FramePipe
-from interpserve.worker.app import AppLoadError, ASGIApp, load_app
+from interpserve.worker.app import AppLoadError, ASGIApp, load_app, refusal
 from interpserve.worker.asgi import HTTPCycle
 from interpserve.worker.lifespan import Lifespan, LifespanFailed
 from interpserve.worker.websocket import WebSocketCycle
@@ -79,6 +79,9 @@ class Worker:
             self._pipe.send(ev.WorkerFailed(f"Application startup failed: {exc}"))
             return None
         except Exception as exc:
+            if error := refusal(exc, self._settings["app"]):  # from lifespan startup
+                self._pipe.send(ev.WorkerFailed(str(error), error.incompatible_module))
+                return None
             logger.exception("Error loading ASGI app %r", self._settings["app"])
             self._pipe.send(ev.WorkerFailed(f"Error loading ASGI app: {type(exc).__name__}: {exc}"))
             return None
