@@ -881,6 +881,21 @@ def test_reload_flag_picks_up_changed_source(
         assert get(server, "/").text == "the second version"
 
 
+@pytest.mark.parametrize("kind", ["interpreter", "process"])
+def test_app_dir_reaches_both_worker_kinds(
+    start_server: StartServer, tmp_path: Path, kind: str
+) -> None:
+    """--app-dir is where the app is imported from, in a child process as in an interpreter
+    (process workers once failed with ModuleNotFoundError where the probe had found it)."""
+    app_dir = tmp_path / "src"
+    app_dir.mkdir()
+    (app_dir / "elsewhere.py").write_text(_RELOAD_APP.format(body=b"found"))
+    server = start_server(
+        "elsewhere:app", "--worker-kind", kind, "--app-dir", str(app_dir), cwd=str(tmp_path)
+    )
+    assert get(server, "/").text == "found"
+
+
 # 8. --worker-kind auto ------------------------------------------------------------------------
 
 

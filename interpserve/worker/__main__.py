@@ -1,6 +1,7 @@
 """Entry point of a process worker: `python -m interpserve.worker FD_IN FD_OUT`, settings as
 JSON on stdin. Started by the front end, not by hand."""
 
+import json
 import signal
 import sys
 
@@ -12,4 +13,7 @@ from interpserve.worker.main import run_worker
 # front end is gone.)
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-run_worker(int(sys.argv[1]), int(sys.argv[2]), sys.stdin.read())
+settings = sys.stdin.read()
+# The front end's sys.path, --app-dir first, as an interpreter worker's bootstrap sets it.
+sys.path[:] = json.loads(settings)["sys_path"]
+run_worker(int(sys.argv[1]), int(sys.argv[2]), settings)
