@@ -148,6 +148,11 @@ class Config:
         "answer 504 to a request still running after SECONDS, and replace its worker if the "
         "worker is stuck",
     )
+    timeout_worker_start: float | None = option(
+        60.0,
+        "give up on workers not ready SECONDS after they start (the app's import and lifespan "
+        "startup): the server does not start, a reload keeps the old workers",
+    )
     limit_max_requests: int | None = option(
         None, "recycle each worker after it has taken this many requests"
     )
@@ -218,6 +223,7 @@ class Config:
             raise ConfigError(f'health_path must start with "/", not {self.health_path!r}')
         for name in (
             "timeout_request",
+            "timeout_worker_start",
             "limit_max_requests",
             "limit_concurrency",
             "limit_request_body",

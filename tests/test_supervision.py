@@ -747,6 +747,34 @@ def test_sighup_during_a_reload_is_not_lost(start_server: StartServer, tmp_path:
     assert "already" not in server.output
 
 
+def test_a_reload_whose_workers_never_get_ready_gives_up(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """New code that hangs at import fails the reload after --timeout-worker-start, and the
+    next reload works: a reload waiting forever would hold every later one back."""
+    version_file = tmp_path / "version"
+    version_file.write_text("v1")
+    server = start_server(
+        CONTROL,
+        "--worker-kind",
+        "process",
+        "--workers",
+        "1",
+        "--timeout-worker-start",
+        "1",
+        env={"CONTROL_VERSION_FILE": str(version_file)},
+    )
+    version_file.write_text("slow")
+    server.signal(signal.SIGHUP)
+    assert server.wait_for_output("Reload failed", timeout=10), server.output
+    assert "--timeout-worker-start" in server.output
+    assert get(server, "/whoami").json()["version"] == "v1"
+    assert wait_until(lambda: len(child_pids(server.pid)) == 1, 5), "the hung worker lives on"
+    version_file.write_text("v2")
+    server.signal(signal.SIGHUP)
+    assert wait_until(lambda: get(server, "/whoami").json()["version"] == "v2", 10)
+
+
 def test_sigterm_during_a_reload_stops_the_draining_workers_too(
     start_server: StartServer,
 ) -> None:

@@ -251,10 +251,21 @@ class WorkerPool:
             settings = self._config.worker_settings(self._last_id)
             workers.append(self._make_worker(self._last_id, settings))
         self._starting.update(workers)
+        timeout = self._config.timeout_worker_start
         try:
             for worker in workers:
                 await worker.start()
-            results = await asyncio.gather(*(worker.channel.wait_ready() for worker in workers))
+            ready = asyncio.gather(*(worker.channel.wait_ready() for worker in workers))
+            results = await asyncio.wait_for(ready, timeout)
+        except TimeoutError:
+            # An import or a lifespan startup that hangs: left to wait, it would hold every
+            # later reload and replacement back (they take turns).
+            for worker in workers:
+                self._give_up(worker)
+            raise StartupError(
+                f"the workers were not ready {timeout:g} s after they started "
+                "(--timeout-worker-start)"
+            ) from None
         except asyncio.CancelledError:
             # The server is stopping: none of them may outlive it (stop() reports those it
             # could not stop: interpreters still importing).

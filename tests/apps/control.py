@@ -14,7 +14,8 @@ Routes:
 Environment:
     CONTROL_VERSION_FILE   VERSION is this file's content, read once at import (so a reload,
                            which imports the module afresh, shows the new content); "broken"
-                           makes the import fail (a worker that cannot start)
+                           makes the import fail (a worker that cannot start), "slow" makes
+                           it take 60 s
     CONTROL_SHUTDOWN_LOG   lifespan shutdown appends "shutdown <pid> <interpreter id>" to it
 """
 
@@ -42,6 +43,8 @@ def _read_version() -> str:
         version = f.read().strip()
     if version == "broken":
         raise RuntimeError("this version is broken on purpose")
+    if version == "slow":
+        time.sleep(60)
     return version
 
 
