@@ -352,6 +352,29 @@ async def test_denials(ws_server: ServerProcess, path: str, status: int, body: b
     assert info.value.response.body == body
 
 
+@pytest.mark.parametrize(
+    ("path", "status_line"),
+    [("/echo", b"HTTP/1.1 101 Switching Protocols"), ("/deny", b"HTTP/1.1 403 Forbidden")],
+)
+def test_handshake_responses_carry_what_every_response_does(
+    start_server: StartServer, path: str, status_line: bytes
+) -> None:
+    """Server, Date and --header lines, and a reason phrase, as on HTTP responses (uvicorn's
+    have them); a denial says the connection closes."""
+    server = start_server(RAW_APP, "--header", "X-Site: abc")
+    ws = RawWebSocket(server)
+    try:
+        ws.sock.sendall(handshake_bytes(path))
+        head = ws.read_head()
+    finally:
+        ws.close()
+    lines = head.lower().split(b"\r\n")
+    assert lines[0] == status_line.lower(), head
+    assert b"server: interpserve" in lines and b"x-site: abc" in lines, head
+    assert any(line.startswith(b"date: ") for line in lines), head
+    assert (b"connection: close" in lines) == path.startswith("/deny"), head
+
+
 def test_invalid_handshake_is_answered_by_the_front_end(ws_server: ServerProcess) -> None:
     ws = RawWebSocket(ws_server)
     try:

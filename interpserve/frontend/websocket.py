@@ -37,6 +37,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from interpserve import events as ev
 from interpserve.frontend.cycle import request_event
 from interpserve.frontend.http_rules import RequestHead
+from interpserve.frontend.response import status_line
 from interpserve.logs import escape
 from interpserve.pool.channel import NoWorkerYet, WorkerChannel, WorkerGone
 
@@ -144,7 +145,7 @@ class WebSocketSession:
             logger.debug("Invalid WebSocket handshake: %s", exc)
             hint = exc.event_hint
             if isinstance(hint, RejectConnection):
-                self._write(self._ws.send(hint))
+                self._send_handshake(self._rejection(hint.status_code, hint.headers, False))
             self._log_access(hint.status_code if isinstance(hint, RejectConnection) else 400)
             self._end()
             return
@@ -225,8 +226,7 @@ class WebSocketSession:
     def on_response_start(self, status: int, headers: ev.Headers) -> None:
         if self._state is not _State.HANDSHAKE:
             return
-        reject = RejectConnection(status_code=status, headers=list(headers), has_body=True)
-        if self._send_handshake(reject):
+        if self._send_handshake(self._rejection(status, list(headers), True)):
             self._state = _State.DENYING
             self._log_access(status)
 
@@ -268,7 +268,9 @@ class WebSocketSession:
         if self._config.ws_per_message_deflate:
             extensions.append(BoundedDeflate(self._config.ws_max_size))
         accept = AcceptConnection(
-            subprotocol=subprotocol, extensions=extensions, extra_headers=headers
+            subprotocol=subprotocol,
+            extensions=extensions,
+            extra_headers=self._with_server_headers(headers),
         )
         if not self._send_handshake(accept):
             return
@@ -293,14 +295,35 @@ class WebSocketSession:
             self._tell_app_closed(ABNORMAL_CLOSURE, "")
             self._conn.abort()
             return False
+        if isinstance(event, RejectConnection):
+            # wsproto leaves the reason phrase out ("HTTP/1.1 403 "): the HTTP responses' line.
+            data = status_line(event.status_code) + data[data.index(b"\r\n") + 2 :]
         self._write(data)
         return True
+
+    def _rejection(
+        self, status: int, headers: list[tuple[bytes, bytes]], has_body: bool
+    ) -> RejectConnection:
+        """A denial of the handshake: the connection closes after it."""
+        headers = self._with_server_headers([*headers, (b"connection", b"close")])
+        return RejectConnection(status_code=status, headers=headers, has_body=has_body)
+
+    def _with_server_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The headers the server adds to every response (Server, --header, Date), as to the
+        HTTP ones: an app's own Server header replaces the server's."""
+        state = self._conn.state
+        defaults = state.default_headers
+        has_server = any(name.lower() == b"server" for name, _ in headers)
+        lines = (b"" if has_server else defaults.server) + defaults.extra
+        added = [line.split(b": ", 1) for line in lines.split(b"\r\n") if line]
+        if date := state.date():
+            added.append([b"date", date])
+        return [*headers, *((name, value) for name, value in added)]
 
     def _respond(self, status: int, body: bytes) -> None:
         """Deny the handshake on the app's behalf (or as the app asked, with no body)."""
         headers = [*_TEXT, (b"content-length", b"%d" % len(body))] if body else []
-        reject = RejectConnection(status_code=status, headers=headers, has_body=bool(body))
-        if not self._send_handshake(reject):
+        if not self._send_handshake(self._rejection(status, headers, bool(body))):
             return
         if body and not self._send_handshake(RejectData(data=body)):
             return
