@@ -45,6 +45,8 @@ USER 10001:10001
 EXPOSE 8000
 # Answered by the front end, not the app: 200 once the workers are ready, 503 when draining.
 # The slim image has no curl; Python's urllib exits non-zero on an error status or no answer.
+# It reads the port and path from the variables: change them with -e INTERPSERVE_PORT=...,
+# not with --port after the image name, or the probe asks the wrong port.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s%s' % (os.environ.get('INTERPSERVE_PORT', '8000'), os.environ.get('INTERPSERVE_HEALTH_PATH', '/healthz')), timeout=2)"]
 # Exec form: interpserve is PID 1 and gets SIGTERM itself, and drains before exiting.
