@@ -107,6 +107,30 @@ def _all_threads_stopped(pid: int) -> bool:
     return states == {"T"}
 
 
+def versioned_server(
+    start_server: StartServer,
+    tmp_path: Path,
+    kind: str,
+    workers: int,
+    *flags: str,
+    env: dict[str, str] | None = None,
+) -> tuple[ServerProcess, Path]:
+    """The control app, whose VERSION (or failure) a test sets by rewriting the file returned
+    (CONTROL_VERSION_FILE), starting at "v1"."""
+    version_file = tmp_path / "version"
+    version_file.write_text("v1")
+    server = start_server(
+        CONTROL,
+        "--worker-kind",
+        kind,
+        "--workers",
+        str(workers),
+        *flags,
+        env={"CONTROL_VERSION_FILE": str(version_file), **(env or {})},
+    )
+    return server, version_file
+
+
 def concurrently(server: ServerProcess, paths: list[str]) -> tuple[list[httpx.Response], float]:
     """Send the requests at once (one connection each); their responses and the elapsed time."""
     started = time.monotonic()
@@ -383,16 +407,7 @@ def test_sigterm_answers_a_request_waiting_for_a_worker(
 ) -> None:
     """The only worker died and its replacement cannot start: a request waiting for one gets
     503 when the server is told to stop, and the server exits."""
-    version_file = tmp_path / "version"
-    version_file.write_text("v1")
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
-        "process",
-        "--workers",
-        "1",
-        env={"CONTROL_VERSION_FILE": str(version_file)},
-    )
+    server, version_file = versioned_server(start_server, tmp_path, "process", 1)
     version_file.write_text("broken")
     _kill_the_only_worker(server)
     assert server.wait_for_output("Replacement for worker 1 failed", timeout=15), server.output
@@ -675,19 +690,9 @@ def test_request_timeout_kills_a_stuck_process_worker(start_server: StartServer)
 def test_sighup_reloads_new_code_without_downtime(
     start_server: StartServer, tmp_path: Path
 ) -> None:
-    version_file = tmp_path / "version"
-    version_file.write_text("v1")
     shutdown_log = tmp_path / "shutdown.log"
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
-        "interpreter",
-        "--workers",
-        "2",
-        env={
-            "CONTROL_VERSION_FILE": str(version_file),
-            "CONTROL_SHUTDOWN_LOG": str(shutdown_log),
-        },
+    server, version_file = versioned_server(
+        start_server, tmp_path, "interpreter", 2, env={"CONTROL_SHUTDOWN_LOG": str(shutdown_log)}
     )
     first = get(server, "/whoami").json()
     assert first["version"] == "v1"
@@ -722,16 +727,7 @@ def test_sighup_reloads_new_code_without_downtime(
 def test_sighup_during_a_reload_is_not_lost(start_server: StartServer, tmp_path: Path) -> None:
     """A SIGHUP while the last reload's old workers drain reloads again: the code may have
     changed since (it was once refused as "already under way")."""
-    version_file = tmp_path / "version"
-    version_file.write_text("v1")
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
-        "interpreter",
-        "--workers",
-        "1",
-        env={"CONTROL_VERSION_FILE": str(version_file)},
-    )
+    server, version_file = versioned_server(start_server, tmp_path, "interpreter", 1)
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(get, server, "/sleep?s=4")  # keeps the old worker draining
         time.sleep(0.3)
@@ -752,17 +748,8 @@ def test_a_reload_whose_workers_never_get_ready_gives_up(
 ) -> None:
     """New code that hangs at import fails the reload after --timeout-worker-start, and the
     next reload works: a reload waiting forever would hold every later one back."""
-    version_file = tmp_path / "version"
-    version_file.write_text("v1")
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
-        "process",
-        "--workers",
-        "1",
-        "--timeout-worker-start",
-        "1",
-        env={"CONTROL_VERSION_FILE": str(version_file)},
+    server, version_file = versioned_server(
+        start_server, tmp_path, "process", 1, "--timeout-worker-start", "1"
     )
     version_file.write_text("slow")
     server.signal(signal.SIGHUP)
