@@ -98,6 +98,7 @@ class FramingGuard:
         self._remaining = 0  # bytes of body or chunk data still to come
         self._fields = 0  # header or trailer lines so far
         self._section = 0  # bytes of the head, or of the trailers, so far
+        self._max_section = limits.head  # (a property: read once, not for every request)
         self._lengths: list[bytes] = []
         self._codings: list[bytes] = []
         self._upgrade = False  # the head has an Upgrade field
@@ -259,7 +260,7 @@ class FramingGuard:
             or line_end > limits.request_line
             or head[line_end - 3 : line_end] not in (b"1.1", b"1.0")
             or head.count(b"\n") - 2 > limits.fields
-            or len(head) - 2 > limits.head  # (its lines, not the empty line that ends it)
+            or len(head) - 2 > self._max_section  # (its lines, not the empty line ending it)
             or (
                 len(head) > limits.field_size
                 and max(map(len, head.split(b"\r\n"))) > limits.field_size
@@ -332,7 +333,7 @@ class FramingGuard:
             self._limits.check_field(self._fields, len(line) - 2)
         except BadRequest as exc:  # (with the events of the requests before this one)
             self._fail(str(exc), exc.status, head_state=in_head)
-        if self._section > self._limits.head:
+        if self._section > self._max_section:
             self._fail(
                 "request head too large" if in_head else "trailers too large",
                 431,

@@ -21,6 +21,7 @@ from interpserve.frontend.http_rules import (
     Limits,
     RequestHead,
     make_head,
+    without_fragment,
 )
 
 DEFAULT_LIMITS = Limits()
@@ -193,9 +194,8 @@ class H11Parser(_GuardedParser):
     def _head(self, request: h11.Request) -> RequestHead:
         self._body_size = 0
         version = request.http_version.decode("ascii")
-        head = make_head(
-            request.method, request.target, version, list(request.headers), self._limits
-        )
+        target = without_fragment(request.target)
+        head = make_head(request.method, target, version, list(request.headers), self._limits)
         self._keep_alive = head.keep_alive
         return head
 
@@ -253,7 +253,7 @@ class HttptoolsParser(_GuardedParser):
         parser = self._parser
         head = make_head(
             parser.get_method(),
-            self._target,
+            without_fragment(self._target),
             parser.get_http_version(),
             self._headers,
             self._limits,

@@ -126,6 +126,14 @@ def _from_absolute_form(
     return path, [(name, authority if name == b"host" else value) for name, value in headers]
 
 
+def without_fragment(target: bytes) -> bytes:
+    """A fragment is the client's alone and never belongs in a request (RFC 9110 §4.2.5): as
+    llhttp and uvicorn do, it is dropped, not taken into the path or query. (The backends call
+    this; the fast path's grammar has no "#".)"""
+    end = target.find(b"#")
+    return target if end < 0 else target[:end]
+
+
 def make_head(
     method: bytes,
     target: bytes,
@@ -140,10 +148,6 @@ def make_head(
         raise BadRequest("CONNECT is for proxies, not supported here", status=501)
     if not (target.startswith(b"/") or (target == b"*" and method == b"OPTIONS")):
         target, headers = _from_absolute_form(target, headers)
-    if b"#" in target:
-        # A fragment is the client's alone and never belongs in a request (RFC 9110 §4.2.5);
-        # as llhttp and uvicorn do, it is dropped, not taken into the path or query.
-        target = target[: target.index(b"#")]
     limits.check_field(len(headers), 0)
     names = [name for name, _ in headers]  # searched at C speed below, for every request
     hosts = names.count(b"host")
