@@ -94,6 +94,17 @@ def test_operators_server_header_replaces_ours_and_the_apps_replaces_both() -> N
     assert header_values(plan(no_server, ((b"server", b"app/1"),)), b"server") == [b"app/1"]
 
 
+def test_defaults_as_pairs_for_the_websocket_handshake() -> None:
+    defaults = DefaultHeaders.build(server_header=True, headers=("X-A: 1", "X-B:2 3"))
+    assert defaults.fields(server=True) == [
+        (b"server", b"interpserve"),
+        (b"x-a", b"1"),
+        (b"x-b", b"2 3"),
+    ]
+    assert defaults.fields(server=False) == [(b"x-a", b"1"), (b"x-b", b"2 3")]
+    assert DefaultHeaders.build(server_header=False, headers=()).fields(server=True) == []
+
+
 def test_error_response_follows_the_defaults() -> None:
     defaults = DefaultHeaders.build(server_header=False, headers=("X-A: 1",))
     data = error_response(400, "Invalid HTTP request received.", defaults)

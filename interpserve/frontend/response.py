@@ -57,6 +57,13 @@ class DefaultHeaders:
                 extra.append(line)
         return cls(server, b"".join(extra))
 
+    def fields(self, *, server: bool) -> list[tuple[bytes, bytes]]:
+        """The same as (name, value) pairs, for a response another library writes (the
+        WebSocket handshake's); `server=False` leaves the Server line out (the app has one)."""
+        lines = (self.server if server else b"") + self.extra
+        pairs = (line.partition(b": ") for line in lines.split(b"\r\n") if line)
+        return [(name, value) for name, _, value in pairs]
+
 
 DEFAULT_HEADERS = DefaultHeaders()
 

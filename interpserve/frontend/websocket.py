@@ -312,13 +312,11 @@ class WebSocketSession:
         """The headers the server adds to every response (Server, --header, Date), as to the
         HTTP ones: an app's own Server header replaces the server's."""
         state = self._conn.state
-        defaults = state.default_headers
         has_server = any(name.lower() == b"server" for name, _ in headers)
-        lines = (b"" if has_server else defaults.server) + defaults.extra
-        added = [line.split(b": ", 1) for line in lines.split(b"\r\n") if line]
+        added = state.default_headers.fields(server=not has_server)
         if date := state.date():
-            added.append([b"date", date])
-        return [*headers, *((name, value) for name, value in added)]
+            added.append((b"date", date))
+        return [*headers, *added]
 
     def _respond(self, status: int, body: bytes) -> None:
         """Deny the handshake on the app's behalf (or as the app asked, with no body)."""

@@ -38,7 +38,7 @@ class WorkerGone(Exception):
 
 
 class NoWorkerYet(WorkerGone):
-    """No worker is in rotation, but the pool is starting one: see WorkerPool.wait_for_worker."""
+    """No worker is in rotation, but the pool is starting one: see WorkerPool.when_worker_ready."""
 
 
 class WorkerChannel:

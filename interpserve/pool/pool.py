@@ -64,7 +64,7 @@ class WorkerPool:
         self._reload_waiting = False  # a reload waits for the lock: more SIGHUPs join it
         self._recycling: set[Worker] = set()  # a recycle is under way or waiting for the lock
         self._starting: set[Worker] = set()  # being started: see abort()
-        self._checking: set[WorkerChannel] = set()  # a stuck check is under way (see below)
+        self._checking: set[WorkerChannel] = set()  # see request_timed_out
         self._crash_streak = 0
         self._worker_joined: list[asyncio.Future[None]] = []  # see when_worker_ready
         self.restarts = 0
@@ -235,7 +235,7 @@ class WorkerPool:
         return not busy
 
     def abort(self) -> None:
-        """The server exits at once (a second SIGTERM): kill every worker process, so that none
+        """The server exits at once (a second Ctrl+C): kill every worker process, so that none
         outlives it. (Interpreters end with the process.)"""
         for worker in [*self.workers, *self._retiring, *self._starting, *self._abandoned]:
             if worker.kind == "process":
