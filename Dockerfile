@@ -12,8 +12,14 @@ ARG PYTHON_IMAGE=python:3.13-slim
 
 # --- build: wheels for interpserve and every dependency; nothing of this stage is shipped -------
 FROM ${PYTHON_IMAGE} AS build
+# A C compiler for interpserve's compiled module (interpserve/_speedups.c): without it the wheel
+# would quietly leave the module out, and the server run the slower Python it replaces.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY interpserve ./interpserve
 # fast: httptools; metrics: prometheus-client, for --metrics-port.
 ARG EXTRAS=fast,metrics

@@ -19,6 +19,7 @@ from itertools import chain
 from typing import Any
 
 from interpserve import events as ev
+from interpserve.compiled import speedups
 
 _HEADER = struct.Struct("!BII")
 HEADER_SIZE = _HEADER.size
@@ -329,16 +330,10 @@ class FrameDecoder:
         offset, end = 0, len(data)
         if self._header or self._frame is not None:
             offset = self._resume(data, out)
-        while end - offset >= HEADER_SIZE:
-            kind, request_id, length = header = _read_header(data, offset)
-            start = offset + HEADER_SIZE
-            stop = start + length
-            if stop > end:
-                self._hold(header, memoryview(data)[start:])
-                return out
-            out.append(_decode(kind, request_id, data[start:stop]))
-            offset = stop
-        if offset < end:
+        offset = _decode_whole_frames(data, offset, out)
+        if end - offset >= HEADER_SIZE:
+            self._hold(_read_header(data, offset), memoryview(data)[offset + HEADER_SIZE :])
+        elif offset < end:
             self._header = data[offset:]
         return out
 
@@ -377,6 +372,21 @@ class FrameDecoder:
         return held
 
 
+def _decode_whole_frames(data: bytes, offset: int, out: list[ev.Event]) -> int:
+    """The events of the whole frames in `data` from `offset`, appended to `out`; returns
+    where the first incomplete frame starts (or the end of `data`)."""
+    end = len(data)
+    while end - offset >= HEADER_SIZE:
+        kind, request_id, length = _read_header(data, offset)
+        start = offset + HEADER_SIZE
+        stop = start + length
+        if stop > end:
+            break
+        out.append(_decode(kind, request_id, data[start:stop]))
+        offset = stop
+    return offset
+
+
 def _read_header(data: bytes, offset: int = 0) -> tuple[int, int, int]:
     """The frame header at `offset`: type, request id, payload length (refused if too large,
     before any of the payload is waited for)."""
@@ -394,3 +404,23 @@ def _decode(kind: int, request_id: int, payload: bytes) -> ev.Event:
         return decoder(request_id, payload)
     except (ValueError, struct.error) as exc:  # UnicodeDecodeError included
         raise WireError(f"malformed frame of type {kind}: {exc}") from None
+
+
+# The Python versions, which the compiled ones must match (tests/test_speedups.py).
+PYTHON_CODEC = (encode_parts, _decode_whole_frames)
+
+if speedups is not None:
+    # The two functions every frame goes through, compiled: they decode and encode requests
+    # and response starts themselves, and call the Python above for the other events.
+    speedups.setup_wire(
+        ev.Request,
+        ev.ResponseStart,
+        WireError,
+        struct.error,
+        _ENCODERS,
+        _DECODERS,
+        MAX_PAYLOAD,
+        (REQUEST, RESPONSE_START, RESPONSE_START_END, RESPONSE_START_FINISHED),
+    )
+    encode_parts = speedups.encode_parts
+    _decode_whole_frames = speedups.decode_whole_frames

@@ -184,6 +184,17 @@ def test_build_context_has_what_the_dockerfile_copies_and_nothing_private() -> N
     for private in (".venv/bin/python", ".git/config", "tests/test_deploy.py", ".env"):
         assert not in_build_context(private), private
     assert not in_build_context("interpserve/__pycache__/config.cpython-313.pyc")
+    assert not in_build_context("interpserve/_speedups.cpython-313-x86_64-linux-gnu.so")
+    assert in_build_context("interpserve/_speedups.c")
+
+
+def test_build_stage_compiles_the_speedups() -> None:
+    # The wheel holds interpserve/_speedups.c compiled only where the build finds a compiler
+    # (and setup.py, which declares it); the final stage needs neither.
+    build, *_ = stages()
+    commands = " ".join(i["value"] for i in build if i["instruction"] in ("RUN", "COPY"))
+    assert "gcc" in commands and "setup.py" in commands
+    assert not any("gcc" in command for command in final_stage("RUN"))
 
 
 # The image's entrypoint, run as a process -----------------------------------------------------

@@ -194,14 +194,15 @@ class RequestCycle:
             self.keep_alive = False
         self.response_started = True
         self.status = status
+        # (Positional: keyword arguments cost more to pass.)
         self._plan = plan = plan_response(
             status,
             headers,
-            method=head.method,
-            http_version=head.http_version,
-            keep_alive=self.keep_alive,
-            date=self._conn.state.date(),
-            defaults=self._conn.state.default_headers,
+            head.method,
+            head.http_version,
+            self.keep_alive,
+            self._conn.state.date(),
+            self._conn.state.default_headers,
         )
         self.keep_alive = plan.keep_alive
         self._head = plan.head

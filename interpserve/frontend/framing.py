@@ -10,10 +10,12 @@ so h11 and httptools accept exactly the same requests; and it checks that the ba
 same requests, with the same framing, as it did. Anything that disagrees is a 400.
 
 Most requests need no second parser: the grammar can parse them itself. A request that arrives
-whole in one read, in the plainest form of the grammar (a known method, a target of URI
+whole in one read, in the plainest form of the grammar (a known method, a path of URI
 characters, field values of visible ASCII, a Content-Length body or none), is parsed by the
 guard's own regular expressions, and its head made by the same `make_head` as the backends'
-heads: that is the fast path (`plain_request`), and the backend never sees that request.
+heads: that is the fast path (`plain_request`), and the backend never sees that request. (Where
+`_speedups.c` is built, a compiled `parse_plain_request` does exactly the same: it decides
+which requests to take, never an error; whatever it does not take goes to the full path.)
 Everything else (chunked bodies, protocol switches, heads or bodies split across reads, anything
 unusual or faulty) takes the full path (`check`) from a request boundary: the backend's parse,
 vetted.
@@ -27,12 +29,14 @@ import re
 from collections.abc import Callable
 from typing import NoReturn
 
+from interpserve.compiled import speedups
 from interpserve.frontend.http_rules import (
     BadRequest,
     Limits,
     RequestHead,
     make_head,
 )
+from interpserve.frontend.proxy import FORWARDING_FIELDS
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # The methods llhttp parses (any other is an error to it, before the server sees the request):
@@ -145,40 +149,17 @@ class FramingGuard:
 
     def plain_request(self, data: bytes, pos: int) -> tuple[RequestHead, int, int] | None:
         """The fast path: a whole request at `pos` in `data`, at a request boundary, in the
-        plainest form of the grammar, parsed by the grammar alone (its head made by `make_head`,
-        as the backends make theirs). Returns the head, where its body starts and where the
-        request ends; or None for anything else, faults included (the full path names them):
-        `check` then takes `data` from `pos`, a request boundary for the backend too, as it
-        never sees the requests taken here."""
+        plainest form of the grammar (see `parse_plain_request`). Returns the head, where its
+        body starts and where the request ends; or None for anything else, faults included (the
+        full path names them): `check` then takes `data` from `pos`, a request boundary for the
+        backend too, as it never sees the requests taken here."""
         if self._state != _REQUEST_LINE_STATE or self._line:
             return None
-        found = self._complete_head(data, pos)
-        if found is None:
-            return None
-        head, body = found
-        line = _PLAIN_REQUEST_LINE.match(head)
-        if line is None:
-            return None
-        # (Matches start at line starts only: one per line if every line is plain.)
-        fields = _PLAIN_FIELD_LINE.findall(head, line.end())
-        if len(fields) != head.count(b"\n") - 2:
-            return None
-        headers = [(name.lower(), value) for name, value in fields]
-        method, target, minor = line.groups()
-        try:
-            request = make_head(method, target, _VERSIONS[minor], headers, self._limits)
-        except BadRequest:
-            return None
-        end = body
-        if request.has_body:  # with no Transfer-Encoding: one valid Content-Length (make_head)
-            end += int(next(value for name, value in headers if name == b"content-length"))
-        if end > len(data) or (not request.keep_alive and end != len(data)):
-            # A body still to come; or bytes after the last request, which llhttp would call
-            # an error (h11 would ignore them): the backend's to judge.
-            return None
-        self._last = not request.keep_alive
-        self._end_message()
-        return request, body, end
+        found = parse_plain_request(data, pos, self._limits, self._max_section)
+        if found is not None:
+            self._last = not found[0].keep_alive
+            self._end_message()
+        return found
 
     # The scan
 
@@ -233,7 +214,7 @@ class FramingGuard:
     def _whole_head(self, data: bytes, pos: int) -> int:
         """Check a complete head in `data` at `pos` in one go: the position after it, -1 to stop
         the scan, or 0 if it is incomplete or has a fault (to be found line by line)."""
-        found = self._complete_head(data, pos)
+        found = _complete_head(data, pos, self._limits, self._max_section)
         if found is None or not _HEAD.fullmatch(found[0]):
             return 0
         head, stop = found
@@ -241,33 +222,6 @@ class FramingGuard:
         for match in _FRAMING_FIELD.finditer(head):
             self._framing_field(match[1].lower(), match[2])
         return stop if self._end_head() else -1
-
-    def _complete_head(self, data: bytes, pos: int) -> tuple[bytes, int] | None:
-        """A complete head in `data` at `pos` (past empty lines) with a known method and
-        version, within the limits: the head and the position after it. None if it is
-        incomplete or not so (the line-by-line path says why)."""
-        while data.startswith(b"\r\n", pos):
-            pos += 2  # empty lines before a request are ignored (RFC 9112 2.2)
-        stop = data.find(b"\r\n\r\n", pos)
-        if stop < 0:
-            return None
-        stop += 4
-        head = data[pos:stop]
-        limits = self._limits
-        line_end = head.find(b"\r\n")
-        if (
-            head[: head.find(b" ")] not in _METHODS
-            or line_end > limits.request_line
-            or head[line_end - 3 : line_end] not in (b"1.1", b"1.0")
-            or head.count(b"\n") - 2 > limits.fields
-            or len(head) - 2 > self._max_section  # (its lines, not the empty line ending it)
-            or (
-                len(head) > limits.field_size
-                and max(map(len, head.split(b"\r\n"))) > limits.field_size
-            )
-        ):
-            return None
-        return head, stop
 
     def _check_partial_line(self) -> None:
         size, limits, state = len(self._line), self._limits, self._state
@@ -433,3 +387,74 @@ class FramingGuard:
         error = BadRequest(reason, status)
         error.events = self._events[:keep]  # type: ignore[assignment]
         raise error
+
+
+def _complete_head(
+    data: bytes, pos: int, limits: Limits, max_section: int
+) -> tuple[bytes, int] | None:
+    """A complete head in `data` at `pos` (past empty lines) with a known method and
+    version, within the limits: the head and the position after it. None if it is
+    incomplete or not so (the line-by-line path says why)."""
+    while data.startswith(b"\r\n", pos):
+        pos += 2  # empty lines before a request are ignored (RFC 9112 2.2)
+    stop = data.find(b"\r\n\r\n", pos)
+    if stop < 0:
+        return None
+    stop += 4
+    head = data[pos:stop]
+    line_end = head.find(b"\r\n")
+    if (
+        head[: head.find(b" ")] not in _METHODS
+        or line_end > limits.request_line
+        or head[line_end - 3 : line_end] not in (b"1.1", b"1.0")
+        or head.count(b"\n") - 2 > limits.fields
+        or len(head) - 2 > max_section  # (its lines, not the empty line ending it)
+        or (
+            len(head) > limits.field_size and max(map(len, head.split(b"\r\n"))) > limits.field_size
+        )
+    ):
+        return None
+    return head, stop
+
+
+def parse_plain_request(
+    data: bytes, pos: int, limits: Limits, max_section: int
+) -> tuple[RequestHead, int, int] | None:
+    """A whole request at `pos` in `data` in the plainest form of the grammar, parsed by the
+    grammar alone, its head made by `make_head` as the backends make theirs: the head, where
+    its body starts and where the request ends. None for anything else, faults included, and
+    for targets in absolute or asterisk form (rare: the full path takes them). Pure: the
+    compiled version (`_speedups.c`) must return exactly the same."""
+    found = _complete_head(data, pos, limits, max_section)
+    if found is None:
+        return None
+    head, body = found
+    line = _PLAIN_REQUEST_LINE.match(head)
+    if line is None or line[2][0] != 0x2F:  # "/"
+        return None
+    # (Matches start at line starts only: one per line if every line is plain.)
+    fields = _PLAIN_FIELD_LINE.findall(head, line.end())
+    if len(fields) != head.count(b"\n") - 2:
+        return None
+    headers = [(name.lower(), value) for name, value in fields]
+    method, target, minor = line.groups()
+    try:
+        request = make_head(method, target, _VERSIONS[minor], headers, limits)
+    except BadRequest:
+        return None
+    end = body
+    if request.has_body:  # with no Transfer-Encoding: one valid Content-Length (make_head)
+        end += int(next(value for name, value in headers if name == b"content-length"))
+    if end > len(data) or (not request.keep_alive and end != len(data)):
+        # A body still to come; or bytes after the last request, which llhttp would call
+        # an error (h11 would ignore them): the backend's to judge.
+        return None
+    return request, body, end
+
+
+# The Python version, which the compiled one must match (tests/test_speedups.py).
+python_parse_plain_request = parse_plain_request
+
+if speedups is not None:
+    speedups.setup_parser(RequestHead, _METHODS, FORWARDING_FIELDS)
+    parse_plain_request = speedups.parse_plain_request

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from enum import Enum
 
+from interpserve.compiled import speedups
 from interpserve.events import Headers
 
 _STATUS_LINES = {
@@ -89,7 +90,6 @@ def http_date(now: float) -> bytes:
 def plan_response(
     status: int,
     headers: Headers,
-    *,
     method: str,
     http_version: str,
     keep_alive: bool,
@@ -163,3 +163,19 @@ def error_response(status: int, message: str, defaults: DefaultHeaders = DEFAULT
         + b"connection: close\r\n\r\n"
         + body
     )
+
+
+# The Python version, which the compiled one must match (tests/test_speedups.py).
+python_plan_response = plan_response
+
+if speedups is not None:
+    speedups.setup_response(
+        ResponsePlan,
+        Framing.NONE,
+        Framing.LENGTH,
+        Framing.CHUNKED,
+        Framing.CLOSE,
+        _STATUS_LINES,
+        DEFAULT_HEADERS,
+    )
+    plan_response = speedups.plan_response

@@ -1,0 +1,44 @@
+from typing import Any
+
+from interpserve import events as ev
+from interpserve.frontend.http_rules import Limits, RequestHead
+from interpserve.frontend.response import DefaultHeaders, Framing, ResponsePlan
+
+def setup_wire(
+    request: type[ev.Request],
+    response_start: type[ev.ResponseStart],
+    wire_error: type[Exception],
+    struct_error: type[Exception],
+    encoders: dict[type, Any],
+    decoders: dict[int, Any],
+    max_payload: int,
+    frame_types: tuple[int, int, int, int],
+    /,
+) -> None: ...
+def setup_response(
+    plan: type[ResponsePlan],
+    none: Framing,
+    length: Framing,
+    chunked: Framing,
+    close: Framing,
+    status_lines: dict[int, bytes],
+    default_headers: DefaultHeaders,
+    /,
+) -> None: ...
+def encode_parts(event: ev.Event, /) -> tuple[bytes, bytes]: ...
+def decode_whole_frames(data: bytes, offset: int, out: list[ev.Event], /) -> int: ...
+def plan_response(
+    status: int,
+    headers: ev.Headers,
+    method: str,
+    http_version: str,
+    keep_alive: bool,
+    date: bytes,
+    defaults: DefaultHeaders = ...,
+) -> ResponsePlan: ...
+def setup_parser(
+    head: type[RequestHead], methods: frozenset[bytes], forwarding_fields: frozenset[bytes], /
+) -> None: ...
+def parse_plain_request(
+    data: bytes, pos: int, limits: Limits, max_section: int, /
+) -> tuple[RequestHead, int, int] | None: ...

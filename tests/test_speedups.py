@@ -1,0 +1,356 @@
+"""The compiled module (`interpserve/_speedups.c`) against the Python it replaces: the same
+frames, the same events, the same response heads, and the same errors, on generated input.
+
+The rest of the suite runs on the compiled versions where they are built (CI builds them);
+`test_the_suite_of_the_pure_functions_passes_without_them` runs those modules' tests on the
+Python versions too, and a server started without them answers requests."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_wire import SAMPLE_EVENTS, events_strategy
+
+from interpserve import events as ev
+from interpserve import wire
+from interpserve.compiled import speedups
+from interpserve.frontend import framing, response
+from interpserve.frontend.http_rules import Limits
+from interpserve.interpreters import Interpreter
+from interpserve.testing import ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+if os.environ.get("CI") and not os.environ.get("INTERPSERVE_NO_SPEEDUPS"):
+    # CI must test the code users get: a build that quietly lost the module would not.
+    assert speedups is not None, "interpserve._speedups was not built"
+
+needs_speedups = pytest.mark.skipif(speedups is None, reason="interpserve._speedups not built")
+pytestmark = needs_speedups
+
+PY_ENCODE, PY_DECODE = wire.PYTHON_CODEC
+U32 = 2**32 - 1
+
+_ids = st.integers(min_value=0, max_value=U32)
+_fields = st.binary(max_size=30).map(lambda data: data.replace(b"\0", b"\1"))
+_headers = st.lists(st.tuples(_fields, _fields), max_size=5).map(tuple)
+_response_starts = st.builds(
+    ev.ResponseStart,
+    _ids,
+    st.integers(min_value=0, max_value=2**16 - 1),
+    _headers,
+    st.binary(max_size=100),
+    st.booleans(),
+    st.booleans(),
+)
+_websocket_requests = events_strategy.filter(lambda e: isinstance(e, ev.Request)).map(
+    lambda request: ev.Request(*[getattr(request, f) for f in request.__slots__][:-1], True)
+)
+_events = st.one_of(events_strategy, _response_starts, _websocket_requests)
+
+
+def outcome(call: object, *args: object) -> object:
+    """What a call returns, or the type of what it raises."""
+    try:
+        return call(*args)  # type: ignore[operator]
+    except Exception as exc:
+        return type(exc)
+
+
+# Encoding
+
+
+@pytest.mark.parametrize("event", SAMPLE_EVENTS, ids=lambda e: type(e).__name__)
+def test_every_sample_event_encodes_to_the_same_frame(event: ev.Event) -> None:
+    assert speedups.encode_parts(event) == PY_ENCODE(event)
+
+
+@settings(max_examples=300)
+@given(event=_events)
+def test_property_the_same_frames(event: ev.Event) -> None:
+    assert speedups.encode_parts(event) == PY_ENCODE(event)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ev.Request(1, "GÉT", "http", "1.1", b"/", b"", (), None, None, False, False),
+        ev.Request(1, "GET", "http", "1.1", b"/\0", b"", (), None, None, False, False),
+        ev.Request(1, "GET", "http", "1.1", b"/", b"", ((b"a", b"\0"),), None, None, False, False),
+        ev.Request(1, "GET", "http", "1.1", "/", b"", (), None, None, False, False),  # type: ignore[arg-type]
+        ev.Request(2**32, "GET", "http", "1.1", b"/", b"", (), None, None, False, False),
+        ev.Request(1, "GET", "http", "1.1", b"/", b"", (), ("h", 70000), None, False, False),
+        ev.Request(1, "GET", "http", "1.1", b"/", b"", (), ("\udc80", 1), None, False, False),
+        ev.ResponseStart(1, 2**16, ()),
+        ev.ResponseStart(1, 200, ((b"x", "text"),)),  # type: ignore[arg-type]
+        ev.ResponseStart(1, 200, (), "text"),  # type: ignore[arg-type]
+        ev.ResponseStart(1, 200, tuple((b"n", b"v") for _ in range(40000))),
+    ],
+    ids=str,
+)
+def test_the_same_refusals(event: ev.Event) -> None:
+    assert outcome(speedups.encode_parts, event) == outcome(PY_ENCODE, event)
+    assert isinstance(outcome(PY_ENCODE, event), type)
+
+
+def test_bytes_like_fields_are_taken_as_join_takes_them() -> None:
+    start = ev.ResponseStart(1, 200, ((bytearray(b"a"), memoryview(b"b")),), bytearray(b"xy"))  # type: ignore[arg-type]
+    assert speedups.encode_parts(start) == PY_ENCODE(start)
+
+
+# Decoding
+
+
+def decoded(decode: object, data: bytes, offset: int = 0) -> object:
+    out: list[ev.Event] = []
+    try:
+        end = decode(data, offset, out)  # type: ignore[operator]
+    except Exception as exc:
+        return type(exc), out
+    return end, out
+
+
+@settings(max_examples=300)
+@given(events=st.lists(_events, max_size=6), data=st.data())
+def test_property_the_same_events_from_a_stream_cut_anywhere(
+    events: list[ev.Event], data: st.DataObject
+) -> None:
+    stream = b"".join(b"".join(PY_ENCODE(event)) for event in events)
+    cut = data.draw(st.integers(min_value=0, max_value=len(stream)))
+    start = data.draw(st.integers(min_value=0, max_value=cut))
+    assert decoded(speedups.decode_whole_frames, stream[:cut], start) == decoded(
+        PY_DECODE, stream[:cut], start
+    )
+
+
+@settings(max_examples=500)
+@given(events=st.lists(_events, min_size=1, max_size=3), data=st.data())
+def test_property_the_same_outcome_for_corrupted_frames(
+    events: list[ev.Event], data: st.DataObject
+) -> None:
+    stream = bytearray(b"".join(b"".join(PY_ENCODE(event)) for event in events))
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        i = data.draw(st.integers(min_value=0, max_value=len(stream) - 1))
+        stream[i] = data.draw(st.integers(min_value=0, max_value=255))
+    corrupted = bytes(stream)
+    assert decoded(speedups.decode_whole_frames, corrupted) == decoded(PY_DECODE, corrupted)
+
+
+@given(data=st.binary(max_size=200))
+def test_property_the_same_outcome_for_any_bytes(data: bytes) -> None:
+    assert decoded(speedups.decode_whole_frames, data) == decoded(PY_DECODE, data)
+
+
+# The response head
+
+_NAMES = [b"content-length", b"transfer-encoding", b"connection", b"server", b"date", b"x-a"]
+_VALUES = [
+    b"12", b" 7\t", b"0", b"", b"12a", b"-1", b"1" * 25, b"close", b"Keep-Alive, CLOSE",
+    b"keep-alive", b"chunked", b"\xff", b"+5", b"1_0", b"\x0b3\x0c",
+]  # fmt: skip
+_plan_headers = st.lists(
+    st.tuples(st.sampled_from(_NAMES), st.sampled_from(_VALUES) | _fields), max_size=6
+).map(tuple)
+_defaults = st.sampled_from(
+    [
+        response.DEFAULT_HEADERS,
+        response.DefaultHeaders(b"", b""),
+        response.DefaultHeaders.build(server_header=True, headers=("x-b: 1", "server: mine")),
+    ]
+)
+
+
+@settings(max_examples=500)
+@given(
+    status=st.sampled_from([100, 101, 200, 204, 304, 404, 599, 999, 1000, -1, 2**70]),
+    headers=_plan_headers,
+    method=st.sampled_from(["GET", "HEAD", "POST", "head"]),
+    http_version=st.sampled_from(["1.1", "1.0"]),
+    keep_alive=st.booleans(),
+    date=st.sampled_from([b"", b"Sun, 06 Nov 1994 08:49:37 GMT"]),
+    defaults=_defaults,
+)
+def test_property_the_same_response_heads(
+    status: int,
+    headers: ev.Headers,
+    method: str,
+    http_version: str,
+    keep_alive: bool,
+    date: bytes,
+    defaults: response.DefaultHeaders,
+) -> None:
+    args = (status, headers, method, http_version, keep_alive, date, defaults)
+    assert outcome(speedups.plan_response, *args) == outcome(response.python_plan_response, *args)
+
+
+def test_response_head_arguments_by_keyword_and_default() -> None:
+    def call(plan: object) -> object:
+        return plan(  # type: ignore[operator]
+            200, (), http_version="1.0", method="GET", keep_alive=True, date=b""
+        )
+
+    assert call(speedups.plan_response) == call(response.python_plan_response)
+    with pytest.raises(TypeError):
+        speedups.plan_response(200, (), "GET", "1.1", True, b"", bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        speedups.plan_response(200, (), "GET")  # type: ignore[call-arg]
+
+
+def test_a_digit_limit_on_a_huge_length_is_int_s() -> None:
+    args = (200, ((b"content-length", b"9" * 5000),), "GET", "1.1", True, b"")
+    assert outcome(speedups.plan_response, *args) == outcome(response.python_plan_response, *args)
+
+
+# Where it runs
+
+
+def test_it_loads_in_a_subinterpreter_with_its_own_state() -> None:
+    interpreter = Interpreter()
+    try:
+        interpreter.run(
+            "from interpserve import events as ev, wire\n"
+            "from interpserve.compiled import speedups\n"
+            "assert speedups is not None\n"
+            "start = ev.ResponseStart(3, 200, ((b'a', b'b'),), b'x', False, True)\n"
+            "assert wire.FrameDecoder().feed(wire.encode(start)) == [start]\n"
+        )
+    finally:
+        interpreter.close()
+    # This interpreter's module still has its own set-up.
+    start = ev.ResponseStart(4, 201, ())
+    assert wire.FrameDecoder().feed(wire.encode(start)) == [start]
+
+
+@pytest.mark.timeout(120)
+def test_the_suite_of_the_pure_functions_passes_without_them() -> None:
+    env = dict(os.environ, INTERPSERVE_NO_SPEEDUPS="1")
+    tests = [
+        "tests/test_wire.py",
+        "tests/test_response.py",
+        "tests/test_default_headers.py",
+        "tests/test_parser_fast_path.py",
+        "tests/test_framing.py",
+        "tests/test_http_parser.py",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["interpreter", "process"])
+def test_a_server_without_them_answers(kind: str) -> None:
+    env = {"INTERPSERVE_NO_SPEEDUPS": "1"}
+    args = ("--workers", "1", "--worker-kind", kind)
+    with ServerProcess("examples.hello:app", *args, env=env, cwd=str(ROOT)) as server:
+        reply = httpx.get(server.url + "/", timeout=10)
+    assert reply.status_code == 200
+    assert reply.content
+
+
+# The parser's fast path
+
+# Requests mostly in the plain form, and something unusual (the odd ones) in one in sixteen
+# of their parts; drawn with weights that hypothesis would not keep, so from a seeded Random.
+_TARGET_CHARS = "/aZ09-._~!$&'()*+,;=:@?%"
+_ODD_TARGETS = ["*", "http://h/p", "/a#f", "/\xe9", "/a b", "", "/\x00", "/\x7f"]
+_METHODS = ["GET", "POST", "HEAD"]
+_ODD_METHODS = ["OPTIONS", "CONNECT", "M-SEARCH", "FOO", "get", "G\x80T"]
+_VERSIONS = ["HTTP/1.1", "HTTP/1.0"]
+_ODD_VERSIONS = ["HTTP/2.0", "HTTP/1.1 ", "HTTP/1.2", "http/1.1"]
+# The usual fields, each with values of its kind.
+_FIELDS = {
+    "Content-Length": ["0", "2", "002", "12"],
+    "Connection": ["close", "keep-alive", "Keep-Alive, Close", " upgrade ,close", "x"],
+    "Expect": ["100-continue", "100-Continue", "h"],
+    "X-Forwarded-For": ["1.2.3.4"],
+    "forwarded": ["for=x"],
+    "X-A": ["", "a\tb", "\t4", "b  c", "~"],
+}
+_ODD_NAMES = ["Transfer-Encoding", "Upgrade", "bad name", "", "a:b", "\x80", "X-A ", "host"]
+_ODD_VALUES = ["1" * 19, "5 ", "-1", "a ", "\x80", "\x01", "a\rb", "a\nb", "\x7f", "\t", "h"]
+
+
+def _pick(rng: random.Random, usual: list[str], odd: list[str]) -> str:
+    return rng.choice(odd if rng.random() < 1 / 16 else usual)
+
+
+def _random_request(rng: random.Random) -> bytes:
+    target = "/" + "".join(rng.choices(_TARGET_CHARS, k=rng.randrange(8)))
+    lines = [
+        " ".join(
+            [
+                _pick(rng, _METHODS, _ODD_METHODS),
+                _pick(rng, [target], _ODD_TARGETS),
+                _pick(rng, _VERSIONS, _ODD_VERSIONS),
+            ]
+        )
+    ]
+    if rng.random() < 0.9:
+        lines.append("Host: example.com")
+    for _ in range(rng.randrange(5)):
+        name = _pick(rng, sorted(_FIELDS), _ODD_NAMES)
+        colon = _pick(rng, [": "], [":", ":\t", " : "])
+        lines.append(name + colon + _pick(rng, _FIELDS.get(name, ["v"]), _ODD_VALUES))
+    eol = _pick(rng, ["\r\n"], ["\n", "\r"])
+    head = _pick(rng, [""], ["\r\n", "\n"]) + eol.join(lines) + "\r\n\r\n"
+    return head.encode("latin-1") + rng.randbytes(rng.randrange(16))
+
+
+_SMALL_LIMITS = [
+    Limits(request_line=20),
+    Limits(request_line=5),
+    Limits(fields=2),
+    Limits(fields=0),
+    Limits(field_size=30),
+    Limits(field_size=10),
+    Limits(body=0),
+    Limits(body=1),
+]
+
+
+def test_the_same_plain_requests_on_generated_heads() -> None:
+    rng = random.Random(20261201)
+    accepted = 0
+    for _ in range(20000):
+        data = _random_request(rng)
+        limits = _pick(rng, [Limits()], _SMALL_LIMITS)
+        max_section = _pick(rng, [limits.head], [40])
+        for pos in (0, min(3, len(data))):
+            args = (data, pos, limits, max_section)
+            expected = outcome(framing.python_parse_plain_request, *args)
+            assert outcome(speedups.parse_plain_request, *args) == expected, args
+            accepted += expected is not None and not isinstance(expected, type)
+    assert accepted > 3000  # (the generator makes plain requests, not only faulty ones)
+
+
+@settings(max_examples=500)
+@given(data=st.binary(max_size=80), pos=st.integers(min_value=0, max_value=80))
+def test_property_the_same_plain_requests_from_any_bytes(data: bytes, pos: int) -> None:
+    limits, section = Limits(), Limits().head
+    c = outcome(speedups.parse_plain_request, data, pos, limits, section)
+    assert c == outcome(framing.python_parse_plain_request, data, pos, limits, section)
+
+
+def test_a_plain_request_is_parsed_at_all() -> None:
+    data = b"GET /a?b HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Forwarded-For: 1\r\n\r\nokGET"
+    found = speedups.parse_plain_request(data, 0, Limits(), Limits().head)
+    assert found is not None
+    assert found == framing.python_parse_plain_request(data, 0, Limits(), Limits().head)
+    head, body, end = found
+    assert (head.method, head.target, head.has_body, head.forwarded) == ("GET", b"/a?b", True, True)
+    assert data[body:end] == b"ok"
