@@ -62,6 +62,7 @@ class FramePipe(asyncio.Protocol):
         self._writer: asyncio.WriteTransport | None = None
         self._pending: list[bytes] = []
         self._flush_scheduled = False  # at the end of this loop pass, for what is pending then
+        self._receiving = False  # in data_received, which flushes when it is done
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
@@ -88,7 +89,7 @@ class FramePipe(asyncio.Protocol):
         self._pending += encode_parts(event)
         if len(self._pending) >= 2 * _BATCH:  # (a header and a payload a frame)
             self._flush()
-        elif not self._flush_scheduled:
+        elif not self._flush_scheduled and not self._receiving:
             assert self._loop is not None
             self._flush_scheduled = True
             self._loop.call_soon(self._flush_at_pass_end)
@@ -109,9 +110,17 @@ class FramePipe(asyncio.Protocol):
             logger.error("Closing a worker pipe that carried a broken frame: %s", exc)
             self.close()
             return
-        for event in events:
-            self._on_event(event)
-        self._on_batch_end()
+        # What the events make this side send (a worker's responses, most of them made at once
+        # by eager tasks) leaves when they are done, not in a loop pass of its own: that pass
+        # costs a worker's pure-Python event loop a poll of its own.
+        self._receiving = True
+        try:
+            for event in events:
+                self._on_event(event)
+            self._on_batch_end()
+        finally:
+            self._receiving = False
+        self._flush()
 
     def eof_received(self) -> bool | None:
         self.close()

@@ -26,6 +26,7 @@ from interpserve.frontend import framing, response
 from interpserve.frontend.http_rules import Limits
 from interpserve.interpreters import Interpreter
 from interpserve.testing import ServerProcess
+from interpserve.worker import asgi
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -354,3 +355,41 @@ def test_a_plain_request_is_parsed_at_all() -> None:
     head, body, end = found
     assert (head.method, head.target, head.has_body, head.forwarded) == ("GET", b"/a?b", True, True)
     assert data[body:end] == b"ok"
+
+
+# A worker's check of the app's response headers
+
+_app_names = st.sampled_from([b"Content-Type", b"X-A", b"", b"a:b", b"a\rb", b"\0", b"SET-COOKIE"])
+_app_values = st.sampled_from([b"text/plain", b"", b"a\nb", b"\0", b"x:y", b"\xff"])
+_app_header = st.tuples(
+    _app_names | st.binary(max_size=6) | _app_names.map(bytearray),
+    _app_values | st.binary(max_size=6) | _app_values.map(bytearray),
+)
+
+
+@settings(max_examples=500)
+@given(raw=st.lists(_app_header | _app_header.map(list), max_size=4))
+def test_property_the_same_checked_headers(raw: list[object]) -> None:
+    c = outcome(speedups.checked_headers, raw)
+    assert c == outcome(asgi.python_checked_headers, raw)
+    if isinstance(c, tuple):
+        assert [type(name) for name, _ in c] == [type(pair[0]) for pair in raw]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"a", "text")],
+        [("a", b"b")],
+        [(1, b"b")],
+        [(b"a", b"b", b"c")],
+        [(b"a",)],
+        [b"ab"],
+        None,
+        [(b"a", memoryview(b"b\n"))],
+        [(b"", b"v"), (1, b"v")],
+    ],
+    ids=repr,
+)
+def test_the_same_refusals_of_app_headers(raw: object) -> None:
+    assert outcome(speedups.checked_headers, raw) == outcome(asgi.python_checked_headers, raw)

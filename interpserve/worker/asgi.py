@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from interpserve import events as ev
+from interpserve.compiled import speedups
 from interpserve.worker.app import ASGIApp, Message
 
 logger = logging.getLogger("interpserve.error")
@@ -37,6 +38,12 @@ def checked_headers(raw: Any) -> ev.Headers:
         if not name or _FORBIDDEN_IN_NAME.search(name) or _FORBIDDEN_IN_VALUE.search(value):
             raise RuntimeError(f"invalid HTTP header in the response: {name!r}: {value!r}")
     return headers
+
+
+# The Python version, which the compiled one must match (tests/test_speedups.py).
+python_checked_headers = checked_headers
+if speedups is not None:
+    checked_headers = speedups.checked_headers
 
 
 def checked_status(status: Any) -> int:
