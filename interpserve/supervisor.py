@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from interpserve.check import check_app
+from interpserve.compiled import missing_warning
 from interpserve.config import Config
 from interpserve.cpus import default_workers
 from interpserve.frontend.server import Server, listen_address
@@ -121,6 +122,8 @@ class Supervisor:
             from interpserve.reload import check_watcher
 
             await check_watcher(config)
+        if warning := missing_warning():
+            logger.warning(warning)
         kind = await resolve_worker_kind(config)
         logger.info(
             "Starting %d %s worker(s) for %s (%s; Python %s, pid %d)",

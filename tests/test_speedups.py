@@ -393,3 +393,27 @@ def test_property_the_same_checked_headers(raw: list[object]) -> None:
 )
 def test_the_same_refusals_of_app_headers(raw: object) -> None:
     assert outcome(speedups.checked_headers, raw) == outcome(asgi.python_checked_headers, raw)
+
+
+@pytest.mark.timeout(60)
+def test_an_install_without_them_says_so_once_at_start() -> None:
+    # An install made without a C compiler: the import of the module fails.
+    hide = (
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'interpserve._speedups':\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "sys.argv[0] = 'interpserve'\n"
+        "from interpserve.cli import main\n"
+        "main()\n"
+    )
+    command = [sys.executable, "-c", hide]
+    args = ("--workers", "1", "--worker-kind", "process")
+    with ServerProcess("examples.hello:app", *args, command=command, cwd=str(ROOT)) as server:
+        assert httpx.get(server.url + "/", timeout=10).status_code == 200
+    assert server.output.count("_speedups is not built") == 1
+    with ServerProcess("examples.hello:app", *args, cwd=str(ROOT)) as server:
+        assert httpx.get(server.url + "/", timeout=10).status_code == 200
+    assert "_speedups" not in server.output
