@@ -57,9 +57,13 @@ class ServerState:
     default_headers: DefaultHeaders = field(init=False)
     trusted_proxies: TrustedProxies | None = field(init=False)  # None: --no-proxy-headers
     scheme: str = field(init=False)
+    access_log: bool = field(init=False)
+    _date_header: bool = field(init=False)
 
     def __post_init__(self) -> None:
         config = self.config
+        self.access_log = config.access_log
+        self._date_header = config.date_header
         self.default_headers = DefaultHeaders.build(
             server_header=config.server_header, headers=config.headers
         )
@@ -68,13 +72,9 @@ class ServerState:
         )
         self.scheme = "https" if config.ssl_certfile else "http"
 
-    @property
-    def access_log(self) -> bool:
-        return self.config.access_log
-
     def date(self) -> bytes:
         """The Date header's value, formatted once a second; b"" with --no-date-header."""
-        if not self.config.date_header:
+        if not self._date_header:
             return b""
         now = time.time()
         if int(now) != self._date_second:
@@ -140,7 +140,7 @@ class HTTPConnection(asyncio.Protocol):
                 if self._parsing is not None:
                     self._parsing.add_body(event.data)
             elif isinstance(event, RequestHead):
-                if self._takes_websocket(event):
+                if event.upgrade and self._takes_websocket(event):  # (most have no Upgrade)
                     self._parsing = None
                     continue  # the Upgrade event after it brings what follows
                 self._parsing = cycle = RequestCycle(self, event)

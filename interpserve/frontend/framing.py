@@ -117,9 +117,11 @@ class FramingGuard:
     @property
     def in_head(self) -> bool:
         """A request head has begun to arrive and is not complete yet."""
-        return self._state == _FIELDS or (
-            self._state == _REQUEST_LINE_STATE and bool(self._line.strip(b"\r"))
-        )
+        state = self._state
+        if state == _FIELDS:
+            return True
+        # (Asked twice for every request: most often with no line begun, so no strip.)
+        return state == _REQUEST_LINE_STATE and bool(self._line and self._line.strip(b"\r"))
 
     def check[E](self, data: bytes, parse: Callable[[bytes], list[E]]) -> list[E]:
         """`parse(data)` (a backend's own feed), vetted: its events, or BadRequest carrying the
