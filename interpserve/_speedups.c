@@ -17,6 +17,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -137,37 +138,58 @@ static int text_span(PyObject *obj, Span *span, int ascii) {
 /* ------------------------------------------------------------------------------------------ */
 /* Encoding: a list of fields (see wire._pack_fields) */
 
+/* A growable buffer, on the stack until it outgrows it: a response head's bytes, or the Spans
+ * of a list of fields. */
 typedef struct {
-    Span *items;
-    Py_ssize_t count, capacity;
-    Span inline_items[32];
-} Fields;
+    char *data;
+    Py_ssize_t size, capacity;
+    _Alignas(max_align_t) char inline_data[1024];
+} Buffer;
 
-static void fields_init(Fields *f) {
-    f->items = f->inline_items;
-    f->count = 0;
-    f->capacity = 32;
+static void buffer_init(Buffer *b) {
+    b->data = b->inline_data;
+    b->size = 0;
+    b->capacity = sizeof(b->inline_data);
 }
 
-static void fields_free(Fields *f) {
-    if (f->items != f->inline_items) PyMem_Free(f->items);
+static void buffer_free(Buffer *b) {
+    if (b->data != b->inline_data) PyMem_Free(b->data);
 }
 
-static Span *fields_add(Fields *f) {
-    if (f->count == f->capacity) {
-        Py_ssize_t capacity = f->capacity * 2;
-        Span *items = PyMem_Malloc(sizeof(Span) * capacity);
-        if (items == NULL) {
+/* `size` more bytes at the end, to be written at the address returned (valid until the next
+ * call); NULL with MemoryError. */
+static char *buffer_reserve(Buffer *b, Py_ssize_t size) {
+    if (b->size + size > b->capacity) {
+        Py_ssize_t capacity = (b->size + size) * 2;
+        char *grown = PyMem_Malloc(capacity);
+        if (grown == NULL) {
             PyErr_NoMemory();
             return NULL;
         }
-        memcpy(items, f->items, sizeof(Span) * f->count);
-        fields_free(f);
-        f->items = items;
-        f->capacity = capacity;
+        memcpy(grown, b->data, b->size);
+        buffer_free(b);
+        b->data = grown;
+        b->capacity = capacity;
     }
-    return &f->items[f->count++];
+    b->size += size;
+    return b->data + b->size - size;
 }
+
+static int buffer_add(Buffer *b, const char *data, Py_ssize_t size) {
+    char *to = buffer_reserve(b, size);
+    if (to == NULL) return -1;
+    memcpy(to, data, size);
+    return 0;
+}
+
+/* A list of fields is a Buffer of Spans. */
+typedef Buffer Fields;
+
+static Span *fields_add(Fields *f) { return (Span *)buffer_reserve(f, sizeof(Span)); }
+
+static Py_ssize_t fields_count(Fields *f) { return f->size / (Py_ssize_t)sizeof(Span); }
+
+static Span *fields_items(Fields *f) { return (Span *)f->data; }
 
 /* Every (name, value) pair of `headers` as two fields. */
 static int add_headers(Fields *f, PyObject *headers, PyObject *keep) {
@@ -195,17 +217,19 @@ fail:
 
 /* The size of the packed list, or -1 with ValueError as wire._pack_fields raises it. */
 static Py_ssize_t fields_size(Fields *f) {
-    if (f->count > MAX_FIELDS) {
-        PyErr_Format(PyExc_ValueError, "%zd fields do not fit in a frame", f->count);
+    Py_ssize_t count = fields_count(f);
+    Span *items = fields_items(f);
+    if (count > MAX_FIELDS) {
+        PyErr_Format(PyExc_ValueError, "%zd fields do not fit in a frame", count);
         return -1;
     }
-    Py_ssize_t size = FIELDS_SIZE + (f->count ? f->count - 1 : 0);
-    for (Py_ssize_t i = 0; i < f->count; i++) {
-        if (memchr(f->items[i].data, 0, f->items[i].size) != NULL) {
+    Py_ssize_t size = FIELDS_SIZE + (count ? count - 1 : 0);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (memchr(items[i].data, 0, items[i].size) != NULL) {
             PyErr_SetString(PyExc_ValueError, "a field holds a NUL byte");
             return -1;
         }
-        size += f->items[i].size;
+        size += items[i].size;
     }
     if (size - FIELDS_SIZE > 0xFFFFFFFFL) {
         PyErr_SetString(PyExc_ValueError, "the fields do not fit in a frame");
@@ -215,15 +239,16 @@ static Py_ssize_t fields_size(Fields *f) {
 }
 
 static char *fields_write(Fields *f, char *p) {
-    Py_ssize_t block = 0;
-    for (Py_ssize_t i = 0; i < f->count; i++) block += f->items[i].size + (i ? 1 : 0);
-    put_u16(p, (unsigned long)f->count);
+    Py_ssize_t count = fields_count(f), block = 0;
+    Span *items = fields_items(f);
+    for (Py_ssize_t i = 0; i < count; i++) block += items[i].size + (i ? 1 : 0);
+    put_u16(p, (unsigned long)count);
     put_u32(p + 2, (unsigned long)block);
     p += FIELDS_SIZE;
-    for (Py_ssize_t i = 0; i < f->count; i++) {
+    for (Py_ssize_t i = 0; i < count; i++) {
         if (i) *p++ = '\0';
-        memcpy(p, f->items[i].data, f->items[i].size);
-        p += f->items[i].size;
+        memcpy(p, items[i].data, items[i].size);
+        p += items[i].size;
     }
     return p;
 }
@@ -300,7 +325,7 @@ static PyObject *encode_request(State *st, PyObject *request) {
     PyObject *result = NULL, *payload = NULL;
     PyObject *keep = PyList_New(0);
     Fields f;
-    fields_init(&f);
+    buffer_init(&f);
     if (keep == NULL) goto done;
     int flags = 0, present;
     const int flag_of[3] = {MORE_BODY, EXPECT_CONTINUE, WEBSOCKET};
@@ -335,7 +360,7 @@ static PyObject *encode_request(State *st, PyObject *request) {
     fields_write(&f, p + REQUEST_FIXED_SIZE);
     result = frame(st, REQUEST, a[R_ID], payload);
 done:
-    fields_free(&f);
+    buffer_free(&f);
     Py_XDECREF(keep);
     drop_attrs(a, R_COUNT);
     return result;
@@ -352,7 +377,7 @@ static PyObject *encode_response_start(State *st, PyObject *start) {
     PyObject *result = NULL, *payload = NULL;
     PyObject *keep = PyList_New(0);
     Fields f;
-    fields_init(&f);
+    buffer_init(&f);
     if (keep == NULL) goto done;
     unsigned long status;
     if (as_unsigned(st, a[S_STATUS], 0xFFFF, &status)) goto done;
@@ -373,7 +398,7 @@ static PyObject *encode_response_start(State *st, PyObject *start) {
     int kind = more ? RESPONSE_START : finished ? RESPONSE_START_FINISHED : RESPONSE_START_END;
     result = frame(st, kind, a[S_ID], payload);
 done:
-    fields_free(&f);
+    buffer_free(&f);
     Py_XDECREF(keep);
     drop_attrs(a, S_COUNT);
     return result;
@@ -627,40 +652,6 @@ static PyObject *decode_whole_frames(PyObject *module, PyObject *const *args, Py
 
 /* ------------------------------------------------------------------------------------------ */
 /* The response head: frontend/response.py's plan_response */
-
-typedef struct {
-    char *data;
-    Py_ssize_t size, capacity;
-    char inline_data[1024];
-} Buffer;
-
-static void buffer_init(Buffer *b) {
-    b->data = b->inline_data;
-    b->size = 0;
-    b->capacity = sizeof(b->inline_data);
-}
-
-static void buffer_free(Buffer *b) {
-    if (b->data != b->inline_data) PyMem_Free(b->data);
-}
-
-static int buffer_add(Buffer *b, const char *data, Py_ssize_t size) {
-    if (b->size + size > b->capacity) {
-        Py_ssize_t capacity = (b->size + size) * 2;
-        char *grown = PyMem_Malloc(capacity);
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        memcpy(grown, b->data, b->size);
-        buffer_free(b);
-        b->data = grown;
-        b->capacity = capacity;
-    }
-    memcpy(b->data + b->size, data, size);
-    b->size += size;
-    return 0;
-}
 
 static int buffer_add_line(Buffer *b, Span name, Span value) {
     return buffer_add(b, name.data, name.size) || buffer_add(b, ": ", 2) ||
