@@ -123,7 +123,7 @@ class FramePipe(asyncio.Protocol):
             self._on_batch_end()
         finally:
             self._receiving = False
-        self._flush()
+            self._flush()
 
     def eof_received(self) -> bool | None:
         self.close()

@@ -407,7 +407,8 @@ def _decode(kind: int, request_id: int, payload: bytes) -> ev.Event:
 
 
 # The Python versions, which the compiled ones must match (tests/test_speedups.py).
-PYTHON_CODEC = (encode_parts, _decode_whole_frames)
+python_encode_parts = encode_parts
+python_decode_whole_frames = _decode_whole_frames
 
 if speedups is not None:
     # The two functions every frame goes through, compiled: they decode and encode requests

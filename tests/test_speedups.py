@@ -37,7 +37,7 @@ if os.environ.get("CI") and not os.environ.get("INTERPSERVE_NO_SPEEDUPS"):
 needs_speedups = pytest.mark.skipif(speedups is None, reason="interpserve._speedups not built")
 pytestmark = needs_speedups
 
-PY_ENCODE, PY_DECODE = wire.PYTHON_CODEC
+PY_ENCODE, PY_DECODE = wire.python_encode_parts, wire.python_decode_whole_frames
 U32 = 2**32 - 1
 
 _ids = st.integers(min_value=0, max_value=U32)
