@@ -1133,7 +1133,7 @@ static PyObject *lowered(PyObject *name) {
     return lower;
 }
 
-static PyObject *checked_headers(PyObject *module, PyObject *raw) {
+static PyObject *checked_headers(PyObject *Py_UNUSED(module), PyObject *raw) {
     PyObject *seq = PySequence_Fast(raw, "headers must be an iterable of pairs");
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
