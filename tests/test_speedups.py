@@ -17,7 +17,7 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_wire import SAMPLE_EVENTS, events_strategy
+from test_wire import SAMPLE_EVENTS, _fields, _headers, _ids, events_strategy
 
 from interpserve import events as ev
 from interpserve import wire
@@ -38,11 +38,6 @@ needs_speedups = pytest.mark.skipif(speedups is None, reason="interpserve._speed
 pytestmark = needs_speedups
 
 PY_ENCODE, PY_DECODE = wire.python_encode_parts, wire.python_decode_whole_frames
-U32 = 2**32 - 1
-
-_ids = st.integers(min_value=0, max_value=U32)
-_fields = st.binary(max_size=30).map(lambda data: data.replace(b"\0", b"\1"))
-_headers = st.lists(st.tuples(_fields, _fields), max_size=5).map(tuple)
 _response_starts = st.builds(
     ev.ResponseStart,
     _ids,
@@ -158,7 +153,7 @@ _VALUES = [
     b"keep-alive", b"chunked", b"\xff", b"+5", b"1_0", b"\x0b3\x0c",
 ]  # fmt: skip
 _plan_headers = st.lists(
-    st.tuples(st.sampled_from(_NAMES), st.sampled_from(_VALUES) | _fields), max_size=6
+    st.tuples(st.sampled_from(_NAMES), st.sampled_from(_VALUES) | _fields(30)), max_size=6
 ).map(tuple)
 _defaults = st.sampled_from(
     [
