@@ -1093,33 +1093,13 @@ done:
 
 /* Whether the bytes-like `obj` holds any of `forbidden`; -1 (with TypeError, as re's search
  * raises it) for what is not bytes-like. */
-static int holds_any(PyObject *obj, const char *forbidden, Py_ssize_t count) {
-    Py_buffer view;
-    const char *data;
-    Py_ssize_t size;
-    int release = 0;
-    if (PyBytes_Check(obj)) {
-        data = PyBytes_AS_STRING(obj);
-        size = PyBytes_GET_SIZE(obj);
-    } else if (PyByteArray_Check(obj)) {
-        data = PyByteArray_AS_STRING(obj);
-        size = PyByteArray_GET_SIZE(obj);
-    } else {
-        if (PyUnicode_Check(obj) || PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) {
-            PyErr_Clear();
-            PyErr_SetString(PyExc_TypeError, "expected a bytes-like object");
-            return -1;
-        }
-        data = view.buf;
-        size = view.len;
-        release = 1;
+static int holds_any(PyObject *obj, const char *forbidden, Py_ssize_t count, PyObject *keep) {
+    Span span;
+    if (bytes_span(obj, &span, keep)) return -1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (memchr(span.data, forbidden[i], span.size) != NULL) return 1;
     }
-    int found = 0;
-    for (Py_ssize_t i = 0; i < count && !found; i++) {
-        found = memchr(data, forbidden[i], size) != NULL;
-    }
-    if (release) PyBuffer_Release(&view);
-    return found;
+    return 0;
 }
 
 static PyObject *lowered(PyObject *name) {
@@ -1137,7 +1117,7 @@ static PyObject *checked_headers(PyObject *Py_UNUSED(module), PyObject *raw) {
     PyObject *seq = PySequence_Fast(raw, "headers must be an iterable of pairs");
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject *headers = PyTuple_New(n);
+    PyObject *headers = PyTuple_New(n), *keep = NULL;
     if (headers == NULL) goto fail;
     /* First every name lowered, as the Python version's comprehension does, then the checks. */
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -1156,13 +1136,15 @@ static PyObject *checked_headers(PyObject *Py_UNUSED(module), PyObject *raw) {
         if (item == NULL) goto fail;
         PyTuple_SET_ITEM(headers, i, item);
     }
+    keep = PyList_New(0);
+    if (keep == NULL) goto fail;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *name = PyTuple_GET_ITEM(PyTuple_GET_ITEM(headers, i), 0);
         PyObject *value = PyTuple_GET_ITEM(PyTuple_GET_ITEM(headers, i), 1);
         int empty = PyObject_Not(name);
         if (empty < 0) goto fail;
-        int bad = empty ? 1 : holds_any(name, "\r\n\0:", 4);
-        if (bad == 0) bad = holds_any(value, "\r\n\0", 3);
+        int bad = empty ? 1 : holds_any(name, "\r\n\0:", 4, keep);
+        if (bad == 0) bad = holds_any(value, "\r\n\0", 3, keep);
         if (bad < 0) goto fail;
         if (bad) {
             PyErr_Format(PyExc_RuntimeError, "invalid HTTP header in the response: %R: %R", name,
@@ -1171,9 +1153,11 @@ static PyObject *checked_headers(PyObject *Py_UNUSED(module), PyObject *raw) {
         }
     }
     Py_DECREF(seq);
+    Py_DECREF(keep);
     return headers;
 fail:
     Py_DECREF(seq);
+    Py_XDECREF(keep);
     Py_XDECREF(headers);
     return NULL;
 }
