@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from interpserve.config import Config, ConfigError
-    from interpserve.pool.pool import StartupError
+    from interpserve.config import Config
+    from interpserve.errors import ConfigError, StartupError
 
 __all__ = ["Config", "ConfigError", "StartupError", "run"]
 __version__ = "0.1.0"
@@ -36,7 +36,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(config, name)
     if name == "StartupError":
-        from interpserve.pool.pool import StartupError
+        from interpserve.errors import StartupError
 
         return StartupError
     raise AttributeError(f"module 'interpserve' has no attribute {name!r}")

@@ -17,7 +17,8 @@ import sys
 import traceback
 from dataclasses import asdict, dataclass, field
 
-from interpserve.worker.app import AppLoadError, incompatible_module, load_app
+from interpserve.errors import AppLoadError
+from interpserve.worker.app import incompatible_module, load_app
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ os.write({fd}, import_report(settings["app"], settings["factory"]).encode())
 
 def _probe_here(settings: str) -> None:
     """The child process: one subinterpreter, one import, one line of JSON on stdout."""
-    from interpserve.interpreters import Interpreter, InterpreterFailed
+    from interpserve.errors import InterpreterFailed
+    from interpserve.interpreters import Interpreter
 
     read_fd, write_fd = os.pipe()
     try:

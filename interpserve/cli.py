@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from interpserve import __version__
-from interpserve.config import Config, ConfigError, choices_of, load_env_file, option_fields
+from interpserve.config import Config, choices_of, load_env_file, option_fields
+from interpserve.errors import ConfigError
 from interpserve.logs import configure_logging
 
 ENV_PREFIX = "INTERPSERVE_"
@@ -132,7 +133,7 @@ def _config_from(
 
 
 def serve_main(argv: Sequence[str] | None) -> None:
-    from interpserve.pool.pool import StartupError
+    from interpserve.errors import StartupError
     from interpserve.supervisor import run_config
 
     try:

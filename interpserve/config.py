@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from interpserve.cpus import default_workers
+from interpserve.errors import ConfigError
 from interpserve.wire import MAX_PAYLOAD
 
 HTTPImpl = Literal["auto", "h11", "httptools"]
@@ -20,10 +21,6 @@ LifespanMode = Literal["auto", "on", "off"]
 WorkerKind = Literal["auto", "interpreter", "process"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 WSImpl = Literal["auto", "none", "wsproto"]
-
-
-class ConfigError(ValueError):
-    """An option has a value the server cannot use; the message is one line for the operator."""
 
 
 def option(

@@ -14,10 +14,7 @@ import datetime  # noqa: F401
 import sys
 from typing import Any
 
-
-class InterpreterFailed(Exception):
-    """Code run in a subinterpreter raised; the message holds its formatted traceback."""
-
+from interpserve.errors import InterpreterFailed
 
 if sys.version_info >= (3, 14):
     from concurrent import interpreters as _public

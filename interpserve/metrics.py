@@ -27,8 +27,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from interpserve.errors import StartupError
 from interpserve.frontend.connection import ServerState
-from interpserve.pool.pool import StartupError, WorkerPool
+from interpserve.pool.pool import WorkerPool
 
 logger = logging.getLogger("interpserve.error")
 

@@ -18,7 +18,8 @@ import os
 from collections.abc import Callable
 
 from interpserve import events as ev
-from interpserve.wire import FrameDecoder, WireError, encode_parts
+from interpserve.errors import WireError
+from interpserve.wire import FrameDecoder, encode_parts
 
 logger = logging.getLogger("interpserve.error")
 

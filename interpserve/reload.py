@@ -11,7 +11,7 @@ from pathlib import Path
 from watchfiles import awatch  # imported with --reload only, which Config checks it for
 
 from interpserve.config import Config
-from interpserve.pool.pool import StartupError
+from interpserve.errors import StartupError
 
 DEFAULT_INCLUDES = ("*.py",)
 DEFAULT_EXCLUDES = (".*", ".py[cod]", ".sw.*", "~*")

@@ -18,8 +18,9 @@ from interpserve.check import check_app
 from interpserve.compiled import missing_warning
 from interpserve.config import Config
 from interpserve.cpus import default_workers
+from interpserve.errors import StartupError
 from interpserve.frontend.server import Server, listen_address
-from interpserve.pool.pool import StartupError, WorkerPool
+from interpserve.pool.pool import WorkerPool
 from interpserve.tasks import BackgroundTasks
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from typing import Any
 
 from interpserve import events as ev
 from interpserve.compiled import speedups
+from interpserve.errors import WireError
 
 _HEADER = struct.Struct("!BII")
 HEADER_SIZE = _HEADER.size
@@ -32,10 +33,6 @@ _REQUEST_FIXED = struct.Struct("!BHH")
 
 # Payloads larger than this are a broken peer, not a big body: bodies travel in chunks.
 MAX_PAYLOAD = 64 * 1024 * 1024
-
-
-class WireError(Exception):
-    """The byte stream is not a valid sequence of frames."""
 
 
 # Frame types. Body frames come in two types so "more_body" costs no payload byte.

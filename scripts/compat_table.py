@@ -141,7 +141,8 @@ class Row:
 
 def probe_in_this_process(module: str) -> None:
     """The child: one subinterpreter, one import, one line of JSON on stdout, no finalizing."""
-    from interpserve.interpreters import Interpreter, InterpreterFailed
+    from interpserve.errors import InterpreterFailed
+    from interpserve.interpreters import Interpreter
 
     read_fd, write_fd = os.pipe()
     args = {"module": module, "sys_path": sys.path, "fd": write_fd}

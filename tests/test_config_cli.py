@@ -13,7 +13,8 @@ import pytest
 
 import interpserve
 from interpserve import cli
-from interpserve.config import Config, ConfigError, load_env_file, parse_env_file
+from interpserve.config import Config, load_env_file, parse_env_file
+from interpserve.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from interpserve import cli
-from interpserve.config import Config, ConfigError
+from interpserve.config import Config
+from interpserve.errors import ConfigError
 from interpserve.frontend.response import (
     DefaultHeaders,
     encode_header,

@@ -21,7 +21,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from interpserve.config import Config, ConfigError
+from interpserve.config import Config
+from interpserve.errors import ConfigError
 from interpserve.frontend.health import is_probe, probe_response
 from interpserve.frontend.server import Server
 from interpserve.pool.pool import WorkerPool

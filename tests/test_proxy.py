@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from interpserve.config import Config, ConfigError
+from interpserve.config import Config
+from interpserve.errors import ConfigError
 from interpserve.frontend.proxy import TrustedProxies, parse_trusted, resolve
 from interpserve.testing import ServerProcess
 

@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from interpserve import events as ev
 from interpserve import wire
+from interpserve.errors import WireError
 from interpserve.frontend.http_parser import (
     END_OF_REQUEST,
     H11Parser,
@@ -675,5 +676,5 @@ def test_websocket_events_cross_the_wire() -> None:
     ],
 )
 def test_broken_websocket_frames(frame: bytes) -> None:
-    with pytest.raises(wire.WireError):
+    with pytest.raises(WireError):
         wire.FrameDecoder().feed(frame)

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from interpserve import events as ev
 from interpserve import wire
-from interpserve.wire import HEADER_SIZE, MAX_PAYLOAD, FrameDecoder, WireError, encode
+from interpserve.errors import WireError
+from interpserve.wire import HEADER_SIZE, MAX_PAYLOAD, FrameDecoder, encode
 
 U32 = 2**32 - 1
 U16 = 2**16 - 1

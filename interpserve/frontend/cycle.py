@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from interpserve import events as ev
+from interpserve.errors import NoWorkerYet, WorkerGone
 from interpserve.frontend.health import is_probe, probe_response
 from interpserve.frontend.http_parser import RequestHead
 from interpserve.frontend.proxy import resolve
@@ -22,7 +23,7 @@ from interpserve.frontend.response import (
     plan_response,
 )
 from interpserve.logs import escape
-from interpserve.pool.channel import NoWorkerYet, WorkerChannel, WorkerGone
+from interpserve.pool.channel import WorkerChannel
 
 if TYPE_CHECKING:
     from interpserve.frontend.connection import HTTPConnection

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 
 from interpserve.config import Config
-from interpserve.pool.pool import StartupError
+from interpserve.errors import StartupError
 
 
 def create_ssl_context(config: Config) -> ssl.SSLContext | None:

@@ -7,7 +7,7 @@ import os
 import socket
 import stat
 
-from interpserve.pool.pool import StartupError
+from interpserve.errors import StartupError
 
 
 def claim_socket_path(path: str) -> None:

@@ -35,11 +35,12 @@ from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from interpserve import events as ev
+from interpserve.errors import NoWorkerYet, WorkerGone
 from interpserve.frontend.cycle import request_event
 from interpserve.frontend.http_rules import RequestHead
 from interpserve.frontend.response import status_line
 from interpserve.logs import escape
-from interpserve.pool.channel import NoWorkerYet, WorkerChannel, WorkerGone
+from interpserve.pool.channel import WorkerChannel
 
 if TYPE_CHECKING:
     from interpserve.frontend.connection import HTTPConnection

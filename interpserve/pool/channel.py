@@ -33,14 +33,6 @@ class WebSocketSink(Protocol):
     def on_websocket(self, event: ev.WebSocketEvent) -> None: ...
 
 
-class WorkerGone(Exception):
-    """The worker stopped (or never started) and takes no requests."""
-
-
-class NoWorkerYet(WorkerGone):
-    """No worker is in rotation, but the pool is starting one: see WorkerPool.when_worker_ready."""
-
-
 class WorkerChannel:
     def __init__(self, worker_id: int) -> None:
         self.worker_id = worker_id

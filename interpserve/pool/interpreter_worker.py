@@ -7,7 +7,8 @@ import logging
 import os
 import threading
 
-from interpserve.interpreters import Interpreter, InterpreterFailed
+from interpserve.errors import InterpreterFailed
+from interpserve.interpreters import Interpreter
 from interpserve.pipes import open_pipe
 from interpserve.pool.channel import WorkerChannel
 

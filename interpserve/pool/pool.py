@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 from interpserve import events as ev
 from interpserve.config import Config
-from interpserve.pool.channel import NoWorkerYet, WorkerChannel, WorkerGone
+from interpserve.errors import NoWorkerYet, StartupError, WorkerGone
+from interpserve.pool.channel import WorkerChannel
 from interpserve.pool.interpreter_worker import InterpreterWorker
 from interpserve.pool.process_worker import ProcessWorker
 from interpserve.tasks import BackgroundTasks
@@ -36,14 +37,6 @@ _EXHAUSTED = 1 << 30
 # replacement is starting), as it would wait in the listen backlog in front of a pool of
 # processes, before it is answered 503.
 WORKER_WAIT = 30.0
-
-
-class StartupError(Exception):
-    """The workers could not start; the message is one line for the operator."""
-
-    def __init__(self, message: str, incompatible_module: str = "") -> None:
-        super().__init__(message)
-        self.incompatible_module = incompatible_module
 
 
 class WorkerPool:

@@ -7,6 +7,8 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from interpserve.errors import AppLoadError
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -15,14 +17,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # CPython's words when an extension module lacks Py_mod_multiple_interpreters support.
 _REFUSAL = re.compile(r"module '?([\w.]+)'? does not support loading in subinterpreters")
-
-
-class AppLoadError(Exception):
-    """The app cannot be loaded; the message is one line for the operator."""
-
-    def __init__(self, message: str, incompatible_module: str = "") -> None:
-        super().__init__(message)
-        self.incompatible_module = incompatible_module
 
 
 def incompatible_module(exc: BaseException) -> str:

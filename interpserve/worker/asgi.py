@@ -13,6 +13,7 @@ from urllib.parse import unquote_to_bytes
 
 from interpserve import events as ev
 from interpserve.compiled import speedups
+from interpserve.errors import ClientDisconnected
 from interpserve.worker.app import ASGIApp, Message
 
 logger = logging.getLogger("interpserve.error")
@@ -22,11 +23,6 @@ _ERROR_HEADERS = ((b"content-type", b"text/plain; charset=utf-8"), (b"content-le
 # What would split or corrupt the response if it were in a header.
 _FORBIDDEN_IN_NAME = re.compile(rb"[\r\n\0:]")
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
-
-
-class ClientDisconnected(OSError):
-    """What send() raises once the client has gone, or the WebSocket is closed (ASGI 2.4 asks
-    for an OSError subclass): the app learns it may stop producing what nobody will read."""
 
 
 def checked_headers(raw: Any) -> ev.Headers:

@@ -6,13 +6,10 @@ import asyncio
 import logging
 from typing import Any
 
+from interpserve.errors import LifespanFailed
 from interpserve.worker.app import ASGIApp, Message, incompatible_module
 
 logger = logging.getLogger("interpserve.error")
-
-
-class LifespanFailed(Exception):
-    """The app reported (or raised) a startup or shutdown failure."""
 
 
 class Lifespan:

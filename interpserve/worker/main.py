@@ -10,11 +10,12 @@ import logging
 from typing import Any
 
 from interpserve import events as ev
+from interpserve.errors import AppLoadError, LifespanFailed
 from interpserve.logs import configure_logging
 from interpserve.pipes import FramePipe
-from interpserve.worker.app import AppLoadError, ASGIApp, load_app, refusal
+from interpserve.worker.app import ASGIApp, load_app, refusal
 from interpserve.worker.asgi import HTTPCycle
-from interpserve.worker.lifespan import Lifespan, LifespanFailed
+from interpserve.worker.lifespan import Lifespan
 from interpserve.worker.websocket import WebSocketCycle
 
 logger = logging.getLogger("interpserve.error")

@@ -17,10 +17,10 @@ from enum import Enum, auto
 from typing import Any
 
 from interpserve import events as ev
+from interpserve.errors import ClientDisconnected
 from interpserve.wire import MAX_PAYLOAD
 from interpserve.worker.app import ASGIApp, Message
 from interpserve.worker.asgi import (
-    ClientDisconnected,
     checked_headers,
     checked_status,
     connection_scope,

@@ -53,6 +53,7 @@ def seeds() -> list[bytes]:
 def _decode(data: bytes, cuts: list[int]) -> tuple[list[Any], int] | None:
     """The events and the pending byte count, or None if the stream is refused (WireError)."""
     from interpserve import wire
+    from interpserve.errors import WireError
 
     decoder = wire.FrameDecoder()
     bounds = sorted({c for c in cuts if 0 < c < len(data)})
@@ -60,7 +61,7 @@ def _decode(data: bytes, cuts: list[int]) -> tuple[list[Any], int] | None:
     try:
         for start, stop in zip([0, *bounds], [*bounds, len(data)], strict=True):
             events += decoder.feed(data[start:stop])
-    except wire.WireError:
+    except WireError:
         return None
     return events, decoder.pending
 

@@ -1,0 +1,55 @@
+"""Every exception interpserve raises across module boundaries, in one place: a module that needs
+to raise or catch one imports it from here, never from the layer that happens to raise it (so
+the front end, the CLI and the reloader do not import the pool for an exception).
+
+Each message is one line for the operator (or the app's author), never a traceback."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """An option has a value the server cannot use."""
+
+
+class StartupError(Exception):
+    """The server could not start: the workers failed, or the socket or TLS files could not
+    be used. `incompatible_module` names an extension module that refused subinterpreters."""
+
+    def __init__(self, message: str, incompatible_module: str = "") -> None:
+        super().__init__(message)
+        self.incompatible_module = incompatible_module
+
+
+class AppLoadError(Exception):
+    """The app cannot be loaded (in a worker, or in the compatibility probe); as for
+    StartupError, `incompatible_module` names a module that refused subinterpreters."""
+
+    def __init__(self, message: str, incompatible_module: str = "") -> None:
+        super().__init__(message)
+        self.incompatible_module = incompatible_module
+
+
+class LifespanFailed(Exception):
+    """The app reported (or raised) a lifespan startup or shutdown failure."""
+
+
+class WorkerGone(Exception):
+    """The worker stopped (or never started) and takes no requests."""
+
+
+class NoWorkerYet(WorkerGone):
+    """No worker is in rotation, but the pool is starting one: see WorkerPool.when_worker_ready."""
+
+
+class WireError(Exception):
+    """The byte stream on a worker's pipe is not a valid sequence of frames."""
+
+
+class InterpreterFailed(Exception):
+    """Code run in a subinterpreter raised; the message holds its formatted traceback."""
+
+
+class ClientDisconnected(OSError):
+    """What an app's send() raises once the client has gone, or the WebSocket is closed (ASGI
+    2.4 asks for an OSError subclass): the app learns it may stop producing what nobody will
+    read."""
