@@ -14,24 +14,15 @@ import os
 import platform
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from interpserve import __version__
+from interpserve.cli_parser import Parser
 from interpserve.config import Config, choices_of, load_env_file, option_fields
 from interpserve.errors import ConfigError
 from interpserve.logs import configure_logging
 
 ENV_PREFIX = "INTERPSERVE_"
-
-
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, **kwargs: Any) -> None:
-        # Whole flags only, as uvicorn's click takes them: an abbreviation that works today
-        # becomes ambiguous when a flag is added.
-        super().__init__(allow_abbrev=False, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _env_name(name: str) -> str:
@@ -86,7 +77,7 @@ def _add_app(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="interpserve",
         description="Serve an ASGI app from a pool of subinterpreters, each with its own GIL. "
         "Also: 'interpserve check MODULE:APP' and 'interpserve bench URL|MODULE:APP' "
@@ -160,7 +151,7 @@ def serve_main(argv: Sequence[str] | None) -> None:
 def check_main(argv: Sequence[str]) -> None:
     from interpserve.check import check_app
 
-    parser = _Parser(
+    parser = Parser(
         prog="interpserve check",
         description="Tell whether an app can run in subinterpreters, and if not, which module "
         "refuses and which imports pulled it in. Exit code 0 if it can, 1 if not.",

@@ -22,7 +22,7 @@ from interpserve.bench.progress import INSTALL_HINT, progress_bar, rich_installe
 from interpserve.bench.report import TIMES, format_run, format_sweep, run_json, sweep_json
 from interpserve.bench.stats import Point, summarize
 from interpserve.bench.sweep import AppFailed, measure
-from interpserve.cli import _Parser
+from interpserve.cli_parser import Parser
 
 PROG = "interpserve bench"
 DEFAULT_DURATION = 5.0
@@ -56,7 +56,7 @@ def parse_worker_kinds(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="Load-test an endpoint with keep-alive HTTP/1.1 connections from a "
         "separate process. With a URL, drive a running server; with MODULE:APP, start the app "
