@@ -1,35 +1,33 @@
-"""The load generator: keep-alive HTTP/1.1 connections on one event loop, in a process of its
-own (spawned), so the tool does not compete with its own report for a GIL and its CPU use can
-be measured apart from everything else.
-
-Each connection is closed-loop, like wrk's: it sends the next request as soon as the previous
-response is complete. A failed request is counted by kind and the connection is replaced, so a
-server that goes away mid-run shows up as errors, not as a crash.
+"""Driving a server from generator processes (interpserve.bench.generator), spawned so the
+tool never competes with its own report for a GIL and each process's CPU use is measured
+apart: start them, give them one start time, merge their histograms and counts as they come.
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import multiprocessing
-import resource
-import signal
 import socket
 import time
-from array import array
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import cast
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import SpawnProcess
+from typing import TYPE_CHECKING
 
-from interpserve.bench.http1 import ProtocolError, ResponseParser, build_request, parse_url
-from interpserve.bench.stats import RunResult
+from interpserve.bench import histogram
+from interpserve.bench.generator import Finished, Phase, Ready, Share, Tick, describe_os_error
+from interpserve.bench.http1 import build_request, parse_url
+from interpserve.bench.load import Load, WeightedPath, path_cycle
+from interpserve.bench.stats import RunResult, Second
 
-# After a failed connect, wait this long before the next attempt, so a server that is down
-# is counted at a bounded rate instead of spinning the generator.
-RECONNECT_DELAY = 0.05
-PROGRESS_INTERVAL = 0.2
+if TYPE_CHECKING:
+    from hdrh.histogram import HdrHistogram
+
+# Time for the spawned processes to import and say they are ready.
+READY_TIMEOUT = 60.0
+# Between the last Ready and the common start: every process has its start message by then.
+START_MARGIN = 0.05
+SERIES_STEP = 1.0
 
 
 class LoadError(Exception):
@@ -37,37 +35,12 @@ class LoadError(Exception):
 
 
 @dataclass(frozen=True)
-class Load:
-    """What to send and how hard, wherever it is sent."""
-
-    method: str = "GET"
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
-    connections: int = 16
-    # Run for `duration` seconds, or until `requests` requests have been answered or failed.
-    duration: float | None = 5.0
-    requests: int | None = None
-    warmup: float = 0.0
-    timeout: float = 30.0
-
-
-@dataclass(frozen=True)
 class Progress:
-    phase: str  # "warmup" or "measure"
+    phase: Phase
+    # Seconds since the measurement started (negative during the warm-up).
     elapsed: float
     successes: int
     errors: int
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """What the generator process needs, picklable."""
-
-    host: str
-    port: int
-    request: bytes
-    no_body: bool
-    load: Load
 
 
 def check_reachable(url: str, timeout: float = 5.0) -> None:
@@ -79,271 +52,165 @@ def check_reachable(url: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((target.host, target.port), timeout=timeout).close()
     except OSError as exc:
-        raise LoadError(f"cannot connect to {url}: {_describe_os_error(exc)}") from None
+        raise LoadError(f"cannot connect to {url}: {describe_os_error(exc)}") from None
+
+
+def paths_of(url: str, load: Load) -> tuple[WeightedPath, ...]:
+    return load.paths or (WeightedPath(parse_url(url).path),)
 
 
 def run_load(url: str, load: Load, on_progress: Callable[[Progress], None]) -> RunResult:
-    """Drive `url` from a spawned generator process; `on_progress` is called a few times a
-    second from this thread."""
+    """Drive `url` (its host and port; the paths of `load`, else its own) from
+    `load.generators` spawned processes; `on_progress` is called a few times a second."""
     try:
         target = parse_url(url)
     except ValueError as exc:
         raise LoadError(str(exc)) from None
-    spec = _Spec(
-        target.host,
-        target.port,
-        build_request(load.method, target, load.headers, load.body),
-        load.method == "HEAD",
-        load,
+    paths = paths_of(url, load)
+    requests = tuple(
+        build_request(load.method, target, load.headers, load.body, path=p.path) for p in paths
     )
+    cycle = path_cycle(paths)
     context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=generate, args=(spec, sender), daemon=True)
-    process.start()
-    sender.close()
-    try:
-        while True:
-            try:
-                message = receiver.recv()
-            except EOFError:
-                process.join(5)
-                raise LoadError(
-                    f"the load generator exited unexpectedly (exit code {process.exitcode})"
-                ) from None
-            if isinstance(message, Progress):
-                on_progress(message)
-            elif isinstance(message, RunResult):
-                return message
-            else:
-                raise LoadError(f"the load generator failed: {message}")
-    except BaseException:
-        process.kill()  # Ctrl-C, or the run failed: the generator's numbers are not wanted
-        raise
-    finally:
-        receiver.close()
-        process.join(5)
-        if process.is_alive():
-            process.kill()
-            process.join()
-
-
-def generate(spec: _Spec, report: Connection) -> None:
-    """The generator process: run, send Progress messages, then the RunResult (or one line
-    describing why it could not)."""
-    # Ctrl-C reaches the whole process group; the parent decides when this process ends.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from interpserve.supervisor import loop_factory
+    processes: list[SpawnProcess] = []
+    pipes: list[Connection] = []
+    from interpserve.bench.generator import generate
 
     try:
-        with asyncio.Runner(loop_factory=loop_factory("auto")) as runner:
-            report.send(runner.run(_Run(spec, report).run()))
-    except Exception as exc:
-        report.send(f"{type(exc).__name__}: {exc}")
-    finally:
-        report.close()
-
-
-def _describe_os_error(exc: OSError) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host ({exc.strerror})"
-    if exc.errno is not None and exc.errno in errno.errorcode:
-        return exc.strerror or errno.errorcode[exc.errno]
-    return str(exc) or type(exc).__name__
-
-
-# What `_Run.take` grants: nothing more, a warm-up request (not counted), a measured one.
-_STOP, _WARMUP, _MEASURED = range(3)
-
-
-class _Run:
-    """The connections of one run, its counts, and when it ends.
-
-    Warm-up and measurement share the connections: a request sent during warm-up is not
-    counted even if it completes after, and the measurement starts on connections that are
-    already open, with no abandoned requests still occupying the server.
-    """
-
-    def __init__(self, spec: _Spec, report: Connection) -> None:
-        self.spec = spec
-        self.load = spec.load
-        self.report = report
-        self.measuring = self.load.warmup <= 0
-        self.latencies: array[float] = array("d")
-        self.errors: Counter[str] = Counter()
-        # Measured requests still to send (None: no limit, the duration ends the run).
-        self.budget = self.load.requests
-        self.stopping = False
-        self.connections: set[_Connection] = set()
-        self.started = 0.0
-
-    def take(self) -> int:
-        """May one more request be sent, and is it measured? Counts it against --requests."""
-        if self.stopping:
-            return _STOP
-        if not self.measuring:
-            return _WARMUP
-        if self.budget is None:
-            return _MEASURED
-        if self.budget == 0:
-            return _STOP
-        self.budget -= 1
-        return _MEASURED
-
-    async def run(self) -> RunResult:
-        loop = asyncio.get_running_loop()
-        self.started = time.perf_counter()
-        drivers = [loop.create_task(self._drive()) for _ in range(self.load.connections)]
-        helpers = [loop.create_task(self._watch_timeouts()), loop.create_task(self._progress())]
-        try:
-            if not self.measuring:
-                await asyncio.sleep(self.load.warmup)
-                self.measuring = True
-                self.started = time.perf_counter()
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            if self.load.duration is None:
-                await asyncio.gather(*drivers)
-            else:
-                await asyncio.wait(drivers, timeout=self.load.duration)
-            elapsed = time.perf_counter() - self.started
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            self.stop()
-        finally:
-            for task in (*drivers, *helpers):
-                task.cancel()
-            await asyncio.gather(*drivers, *helpers, return_exceptions=True)
-        cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
-        return RunResult(self.latencies, dict(self.errors), elapsed, cpu)
-
-    def stop(self) -> None:
-        """End the run now: requests still in flight are dropped, uncounted, as wrk does."""
-        self.stopping = True
-        for connection in list(self.connections):
-            connection.abandon()
-
-    async def _drive(self) -> None:
-        """One client connection after another, until the run ends."""
-        loop = asyncio.get_running_loop()
-        spec = self.spec
-        while (token := self.take()) != _STOP:
-            try:
-                _, connection = await asyncio.wait_for(
-                    loop.create_connection(lambda: _Connection(self, token), spec.host, spec.port),
-                    self.load.timeout,
-                )
-            except (OSError, TimeoutError) as exc:
-                if self.stopping:
-                    return
-                if token == _MEASURED:
-                    timed_out = isinstance(exc, TimeoutError)
-                    self.errors["connect timeout" if timed_out else _describe_os_error(exc)] += 1
-                await asyncio.sleep(RECONNECT_DELAY)
-                continue
-            await connection.closed
-
-    async def _watch_timeouts(self) -> None:
-        """Checked a few times a second rather than with a timer per request, which would cost
-        more than the request itself for a fast endpoint."""
-        interval = min(self.load.timeout / 4, 0.25)
-        while True:
-            await asyncio.sleep(interval)
-            now = time.perf_counter()
-            for connection in list(self.connections):
-                if connection.sent_at and now - connection.sent_at > self.load.timeout:
-                    connection.fail("timeout")
-
-    async def _progress(self) -> None:
-        while True:
-            await asyncio.sleep(PROGRESS_INTERVAL)
-            self.report.send(
-                Progress(
-                    "measure" if self.measuring else "warmup",
-                    time.perf_counter() - self.started,
-                    len(self.latencies),
-                    self.errors.total(),
-                )
+        for index in range(load.generators):
+            parent_end, child_end = context.Pipe()
+            share = Share(
+                index, target.host, target.port, requests, cycle, load.method == "HEAD", load
             )
+            process = context.Process(target=generate, args=(share, child_end), daemon=True)
+            process.start()
+            child_end.close()
+            processes.append(process)
+            pipes.append(parent_end)
+        return _Collector(paths, load, pipes, processes, on_progress).collect()
+    finally:
+        for pipe in pipes:
+            pipe.close()
+        for process in processes:
+            process.join(5)
+            if process.is_alive():
+                process.kill()  # Ctrl-C, or the run failed: its numbers are not wanted
+                process.join()
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection. Its first request is sent as soon as it connects, on the
-    token the driver took for it."""
+class _Collector:
+    def __init__(
+        self,
+        paths: tuple[WeightedPath, ...],
+        load: Load,
+        pipes: list[Connection],
+        processes: list[SpawnProcess],
+        on_progress: Callable[[Progress], None],
+    ) -> None:
+        self.paths = paths
+        self.load = load
+        self.pipes = pipes
+        self.processes = processes
+        self.on_progress = on_progress
+        self.histograms = [histogram.new() for _ in paths]
+        self.errors: dict[str, int] = {}
+        self.path_errors = [0] * len(paths)
+        # Per second of the measurement: a histogram of every path, and the errors.
+        self.seconds: dict[int, tuple[HdrHistogram, list[int]]] = {}
+        self.finished: dict[int, Finished] = {}
+        self.latest: dict[int, Tick] = {}
+        self.successes = 0
+        self.error_count = 0
 
-    def __init__(self, run: _Run, token: int) -> None:
-        self.run = run
-        self.token = token
-        self.parser = ResponseParser(no_body=run.spec.no_body)
-        self.transport: asyncio.Transport | None = None
-        # When the request in flight was sent; 0.0 when none is.
-        self.sent_at = 0.0
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def collect(self) -> RunResult:
+        self._wait_ready()
+        start = time.monotonic() + START_MARGIN
+        for pipe in self.pipes:
+            pipe.send(start)
+        live = dict(enumerate(self.pipes))
+        while live:
+            for index in self._readable(list(live), None):
+                pipe = self.pipes[index]
+                try:
+                    message = pipe.recv()
+                except EOFError:
+                    code = self.processes[index].exitcode
+                    raise LoadError(
+                        f"load generator {index + 1} exited unexpectedly (exit code {code})"
+                    ) from None
+                if isinstance(message, Tick):
+                    self._tick(message)
+                elif isinstance(message, Finished):
+                    self.finished[index] = message
+                    del live[index]
+                else:
+                    raise LoadError(f"load generator {index + 1} failed: {message!s}")
+        return self._result()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport, though they behave as one.
-        self.transport = cast(asyncio.Transport, transport)
-        if self.run.stopping:
-            self.transport.abort()
-            return
-        self.run.connections.add(self)
-        self._send()
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        waiting = set(range(len(self.pipes)))
+        while waiting:
+            left = max(deadline - time.monotonic(), 0.0)
+            ready = self._readable(list(waiting), left)
+            if not ready:
+                raise LoadError(f"the load generators did not start within {READY_TIMEOUT:g} s")
+            for index in ready:
+                try:
+                    message = self.pipes[index].recv()
+                except EOFError:
+                    raise LoadError(
+                        f"load generator {index + 1} exited on start "
+                        f"(exit code {self.processes[index].exitcode})"
+                    ) from None
+                if not isinstance(message, Ready):
+                    raise LoadError(f"load generator {index + 1} failed: {message!s}")
+                waiting.discard(index)
 
-    def _send(self) -> None:
-        assert self.transport is not None
-        self.sent_at = time.perf_counter()
-        self.transport.write(self.run.spec.request)
+    def _readable(self, indexes: list[int], timeout: float | None) -> list[int]:
+        """Which of the processes' pipes have a message (or were closed)."""
+        by_pipe = {id(self.pipes[i]): i for i in indexes}
+        ready = wait([self.pipes[i] for i in indexes], timeout=timeout)
+        return [by_pipe[id(pipe)] for pipe in ready]
 
-    def data_received(self, data: bytes) -> None:
-        if not self.sent_at:
-            return  # the rest of a response already given up on (timed out)
-        try:
-            statuses = self.parser.feed(data)
-        except ProtocolError:
-            self.fail("invalid response")
-            return
-        if statuses:
-            self._record(statuses[-1])
-            assert self.transport is not None
-            if self.parser.keep_alive and (token := self.run.take()) != _STOP:
-                self.token = token
-                self._send()
-            else:
-                self.transport.close()
+    def _tick(self, tick: Tick) -> None:
+        second = int(tick.elapsed // SERIES_STEP) if tick.elapsed > 0 else 0
+        bucket = self.seconds.get(second)
+        if bucket is None and tick.phase is not Phase.WARMUP:
+            bucket = self.seconds[second] = (histogram.new(), [0])
+        for path, encoded in enumerate(tick.histograms):
+            if encoded is None:
+                continue
+            decoded = histogram.decode(encoded)
+            self.histograms[path].add(decoded)
+            if bucket is not None:
+                bucket[0].add(decoded)
+            self.successes += decoded.get_total_count()
+        errors = sum(tick.errors.values())
+        for kind, count in tick.errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + count
+        for path, count in enumerate(tick.path_errors):
+            self.path_errors[path] += count
+        if bucket is not None:
+            bucket[1][0] += errors
+        self.error_count += errors
+        self.latest[tick.index] = tick
+        phase = min((t.phase for t in self.latest.values()), key=list(Phase).index)
+        elapsed = min(t.elapsed for t in self.latest.values())
+        self.on_progress(Progress(phase, elapsed, self.successes, self.error_count))
 
-    def _record(self, status: int) -> None:
-        latency = time.perf_counter() - self.sent_at
-        self.sent_at = 0.0
-        if status >= 400:
-            self._count_error(f"HTTP {status}")
-        elif self.token == _MEASURED:
-            self.run.latencies.append(latency)
-
-    def _count_error(self, kind: str) -> None:
-        if self.token == _MEASURED:
-            self.run.errors[kind] += 1
-
-    def fail(self, kind: str) -> None:
-        """Count the request in flight as failed and give up on this connection."""
-        self.sent_at = 0.0
-        self._count_error(kind)
-        assert self.transport is not None
-        self.transport.abort()
-
-    def abandon(self) -> None:
-        self.sent_at = 0.0
-        assert self.transport is not None
-        self.transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.run.connections.discard(self)
-        if self.sent_at:
-            status = self.parser.feed_eof()
-            if status is not None:
-                self._record(status)
-            else:
-                self.sent_at = 0.0
-                self._count_error("connection closed" if exc is None else "connection reset")
-        if not self.closed.done():
-            self.closed.set_result(None)
+    def _result(self) -> RunResult:
+        series = tuple(
+            Second.of(second * SERIES_STEP, hist, errors[0])
+            for second, (hist, errors) in sorted(self.seconds.items())
+        )
+        return RunResult(
+            paths=self.paths,
+            histograms=tuple(self.histograms),
+            errors=self.errors,
+            path_errors=tuple(self.path_errors),
+            generators=tuple(self.finished[i] for i in sorted(self.finished)),
+            series=series,
+            rate=self.load.rate,
+            window=self.load.window,
+        )

@@ -45,11 +45,16 @@ def parse_url(url: str) -> Target:
 
 
 def build_request(
-    method: str, target: Target, headers: tuple[tuple[str, str], ...] = (), body: bytes = b""
+    method: str,
+    target: Target,
+    headers: tuple[tuple[str, str], ...] = (),
+    body: bytes = b"",
+    path: str | None = None,
 ) -> bytes:
-    """The complete request, sent as is for every request of a run."""
+    """The complete request, sent as is for every request of a run to `path` (by default the
+    target's own)."""
     names = {name.lower() for name, _ in headers}
-    lines = [f"{method} {target.path} HTTP/1.1"]
+    lines = [f"{method} {path or target.path} HTTP/1.1"]
     if "host" not in names:
         lines.append(f"Host: {target.authority}")
     lines += [f"{name}: {value}" for name, value in headers]

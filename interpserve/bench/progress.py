@@ -7,9 +7,9 @@ import importlib.util
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from interpserve.bench.client import Load, Progress
-
-INSTALL_HINT = "pip install 'interpserve[bench]'"
+from interpserve.bench.client import Progress
+from interpserve.bench.generator import Phase
+from interpserve.bench.load import Load
 
 
 def rich_installed() -> bool:
@@ -37,8 +37,9 @@ def progress_bar(label: str, load: Load) -> Iterator[Callable[[Progress], None]]
     if not console.is_terminal:
         yield _ignore  # a bar in a log file is noise
         return
-    by_time = load.requests is None
-    total = (load.duration or 0.0) + load.warmup if by_time else float(load.requests or 0)
+    by_time = load.requests is None or load.open_loop
+    length = load.window if load.open_loop else load.duration
+    total = (length or 0.0) + load.warmup if by_time else float(load.requests or 0)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -49,16 +50,20 @@ def progress_bar(label: str, load: Load) -> Iterator[Callable[[Progress], None]]
         task = bar.add_task(label, total=total, rate="-", errors=0)
 
         def update(progress: Progress) -> None:
-            warming = progress.phase == "warmup"
+            warming = progress.phase is Phase.WARMUP
             if by_time:
-                done = progress.elapsed + (0.0 if warming else load.warmup)
+                done = min(progress.elapsed + load.warmup, total)
             else:
                 done = 0.0 if warming else float(progress.successes + progress.errors)
             rate = progress.successes / progress.elapsed if progress.elapsed > 0 else 0.0
+            if progress.phase is Phase.DRAIN:
+                label_now = f"{label} (last answers)"
+            else:
+                label_now = f"{label} (warm-up)" if warming else label
             bar.update(
                 task,
                 completed=done,
-                description=f"{label} (warm-up)" if warming else label,
+                description=label_now,
                 rate="-" if warming else f"{rate:,.0f}",
                 errors=progress.errors,
             )

@@ -1,40 +1,76 @@
-"""What one run measured, and the numbers reported from it. Pure functions: no sockets, no
-clocks, so every figure the report prints is tested on known inputs."""
+"""What one run measured, and the numbers reported from it: pure functions of the merged
+histograms and counts, so every figure the report prints is tested on known inputs."""
 
 from __future__ import annotations
 
-import math
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-# Above this share of one core, the load generator may have been the bottleneck.
+from interpserve.bench.generator import Finished
+from interpserve.bench.histogram import Latency, latency_ms, merged
+from interpserve.bench.load import WeightedPath
+
+if TYPE_CHECKING:
+    from hdrh.histogram import HdrHistogram
+
+# Above this share of one core, a generator process may have been the bottleneck.
 BUSY_GENERATOR = 0.8
+# An open-loop run whose generators dispatched more than this share of requests late fell
+# behind its schedule: its latencies include the generator's delay.
+LATE_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class Second:
+    """One second of the measurement (by when responses completed)."""
+
+    start_s: float
+    successes: int
+    errors: int
+    latency_ms: Latency | None
+
+    @classmethod
+    def of(cls, start: float, hist: HdrHistogram, errors: int) -> Second:
+        return cls(start, hist.get_total_count(), errors, latency_ms(hist))
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """The load generator's raw measurements of one run (warm-up excluded)."""
+    """The generator processes' measurements of one run (warm-up excluded), merged."""
 
-    # Seconds from sending each successful request to its complete response.
-    latencies: array[float]
+    paths: tuple[WeightedPath, ...]
+    # Per path: latencies of successful requests, from when each was due (open loop) or sent.
+    histograms: tuple[HdrHistogram, ...]
     # Failed requests by kind: "connection refused", "HTTP 500", ...
     errors: dict[str, int]
-    # Wall time of the measurement, in seconds.
-    elapsed: float
-    # CPU time (user + system) the generator process used during it, in seconds.
-    cpu_seconds: float
+    path_errors: tuple[int, ...]
+    generators: tuple[Finished, ...]
+    series: tuple[Second, ...]
+    # The open loop's asked rate and measured window, in seconds (None: closed loop).
+    rate: float | None = None
+    window: float | None = None
 
 
 @dataclass(frozen=True)
-class Latency:
-    """Milliseconds."""
+class PathSummary:
+    path: str
+    weight: int
+    successes: int
+    errors: int
+    latency_ms: Latency | None
 
-    mean: float
-    p50: float
-    p90: float
-    p99: float
-    max: float
+
+@dataclass(frozen=True)
+class GeneratorSummary:
+    """One generator process."""
+
+    cpu: float  # as a fraction of one core
+    late: int
+    waited: int
+    max_lag_ms: float
+    connections_opened: int
+    peak_connections: int
 
 
 @dataclass(frozen=True)
@@ -47,53 +83,91 @@ class Summary:
     rps: float = 0.0
     # None when no request succeeded.
     latency_ms: Latency | None = None
-    # The generator's CPU use, as a fraction of one core.
+    # The busiest generator process's CPU use, as a fraction of one core.
     generator_cpu: float = 0.0
+    # Open loop: the asked rate, and the rate at which requests really went out.
+    asked_rps: float | None = None
+    sent_rps: float | None = None
+    # Open loop: measured requests dispatched late, and queued for want of a free connection.
+    late: int = 0
+    waited: int = 0
+    paths: list[PathSummary] = field(default_factory=list)
+    generators: list[GeneratorSummary] = field(default_factory=list)
+    series: list[Second] = field(default_factory=list)
+    # Why the generator, not the server, may have limited the run (empty: it did not).
+    generator_limits: list[str] = field(default_factory=list)
 
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
 
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile: the smallest value with at least q% of the values at or below
-    it. Always one of the values, never an interpolation between two."""
-    if not sorted_values:
-        raise ValueError("percentile of no values")
-    if not 0 < q <= 100:
-        raise ValueError(f"percentile must be in (0, 100], not {q}")
-    # q * n first: it is exact for whole q, where q / 100 * n can round up past an integer.
-    rank = math.ceil(q * len(sorted_values) / 100)
-    return sorted_values[max(rank, 1) - 1]
+    @property
+    def error_rate(self) -> float:
+        return self.error_count / self.requests if self.requests else 0.0
 
 
-def latency_ms(latencies: Sequence[float]) -> Latency | None:
-    """Mean, p50, p90, p99 and max of latencies given in seconds, in milliseconds."""
-    if not latencies:
-        return None
-    ordered = sorted(latencies)
-    ms = 1000.0
-    return Latency(
-        mean=math.fsum(ordered) / len(ordered) * ms,
-        p50=percentile(ordered, 50) * ms,
-        p90=percentile(ordered, 90) * ms,
-        p99=percentile(ordered, 99) * ms,
-        max=ordered[-1] * ms,
+def _generator(finished: Finished) -> GeneratorSummary:
+    return GeneratorSummary(
+        cpu=finished.cpu_seconds / finished.elapsed if finished.elapsed > 0 else 0.0,
+        late=finished.late,
+        waited=finished.waited,
+        max_lag_ms=finished.max_lag * 1000,
+        connections_opened=finished.connections_opened,
+        peak_connections=finished.peak_connections,
     )
 
 
+def generator_limits(
+    generators: Sequence[GeneratorSummary], due: int, asked: float | None
+) -> list[str]:
+    """Why the generator may have limited the run, one reason a line."""
+    reasons = []
+    for number, g in enumerate(generators, 1):
+        if g.cpu >= BUSY_GENERATOR:
+            who = "the load generator" if len(generators) == 1 else f"load generator {number}"
+            reasons.append(f"{who} used {g.cpu:.0%} of a core")
+    late = sum(g.late for g in generators)
+    if asked is not None and due and late / due > LATE_SHARE:
+        reasons.append(
+            f"{late / due:.1%} of requests were dispatched late (it fell behind its schedule)"
+        )
+    return reasons
+
+
 def summarize(result: RunResult) -> Summary:
-    successes = len(result.latencies)
     errors = dict(sorted(result.errors.items(), key=lambda item: (-item[1], item[0])))
-    elapsed = result.elapsed
+    total = merged(list(result.histograms))
+    successes = total.get_total_count()
+    # An open-loop run lasts its window at least, even if its last request was due just before
+    # the end of the window and answered at once.
+    elapsed = max((f.elapsed for f in result.generators), default=0.0)
+    elapsed = max(elapsed, result.window or 0.0)
+    generators = [_generator(f) for f in result.generators]
+    due = sum(f.due for f in result.generators)
+    asked = sent = None
+    if result.rate is not None and result.window:
+        asked = result.rate
+        sent = sum(f.sent_in_window for f in result.generators) / result.window
+    paths = [
+        PathSummary(p.path, p.weight, h.get_total_count(), e, latency_ms(h))
+        for p, h, e in zip(result.paths, result.histograms, result.path_errors, strict=True)
+    ]
     return Summary(
         requests=successes + sum(errors.values()),
         successes=successes,
         errors=errors,
         duration_s=elapsed,
         rps=successes / elapsed if elapsed > 0 else 0.0,
-        latency_ms=latency_ms(result.latencies),
-        generator_cpu=result.cpu_seconds / elapsed if elapsed > 0 else 0.0,
+        latency_ms=latency_ms(total),
+        generator_cpu=max((g.cpu for g in generators), default=0.0),
+        asked_rps=asked,
+        sent_rps=sent,
+        late=sum(g.late for g in generators),
+        waited=sum(g.waited for g in generators),
+        paths=paths,
+        generators=generators,
+        series=list(result.series),
+        generator_limits=generator_limits(generators, due, asked),
     )
 
 

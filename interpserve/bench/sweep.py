@@ -1,12 +1,13 @@
-"""Sweeps: start the app with one worker count and kind, measure it, stop it; repeat."""
+"""Sweeps over the app's deployments: start the app with one worker count and kind, measure it
+(one run, a rate sweep or a capacity search), stop it; repeat."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
-from interpserve.bench.client import Load, Progress, run_load
-from interpserve.bench.stats import Point, summarize
 from interpserve.testing import ServerFailed, ServerProcess
 
 START_TIMEOUT = 60.0
@@ -20,6 +21,12 @@ class AppFailed(Exception):
     """The app did not start; the message is one line for the user."""
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str  # scheme, host and port: the paths come from the load
+    kind: str  # as the server resolved it
+
+
 def server_error(output: str) -> str:
     """The server's one-line reason for exiting: its last ERROR line, else its last line."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
@@ -29,14 +36,8 @@ def server_error(output: str) -> str:
     return lines[-1] if lines else "the server exited without output"
 
 
-def measure(
-    app: str,
-    path: str,
-    kind: str,
-    workers: int,
-    load: Load,
-    on_progress: Callable[[Progress], None],
-) -> Point:
+@contextmanager
+def serving(app: str, kind: str, workers: int) -> Iterator[Served]:
     # The access log is off: writing a line per request would be measured as the app's cost.
     server = ServerProcess(app, "--workers", str(workers), "--worker-kind", kind, "--no-access-log")
     try:
@@ -46,8 +47,7 @@ def measure(
             f"{app} did not start with {workers} {kind} worker(s): {server_error(server.output)}"
         ) from None
     try:
-        result = run_load(server.url + path, load, on_progress)
+        started = _STARTING.search(server.output)
+        yield Served(server.url, started.group(1) if started else kind)
     finally:
         server.stop(timeout=STOP_TIMEOUT)
-    started = _STARTING.search(server.output)
-    return Point(started.group(1) if started else kind, workers, summarize(result))
