@@ -1,21 +1,24 @@
-"""`interpserve bench`: the pure parts (statistics, HTTP framing, report, argument parsing) on
-known inputs, then real runs against real servers on 127.0.0.1, each short and bounded."""
+"""`interpserve bench`, the pure parts: schedules, histograms, statistics, SLOs, the capacity
+search, HTTP framing, the report and its exports, argument parsing, all on known inputs.
+Real runs against real servers are in tests/test_bench_load.py."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-import socket
 import sys
-import threading
-from array import array
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from typing import Any
 
 import pytest
 
+from interpserve.bench import histogram
 from interpserve.bench.cli import main as bench_main
 from interpserve.bench.cli import parse_worker_counts, parse_worker_kinds
-from interpserve.bench.client import Load
+from interpserve.bench.deployment import Deployment
+from interpserve.bench.export import CSV_COLUMNS, JSON_SCHEMA, report_csv, report_json
+from interpserve.bench.generator import Finished
 from interpserve.bench.http1 import (
     ProtocolError,
     ResponseParser,
@@ -24,81 +27,184 @@ from interpserve.bench.http1 import (
     parse_header,
     parse_url,
 )
-from interpserve.bench.report import format_table, recommendation, sweep_json
+from interpserve.bench.load import Arrival, Load, WeightedPath, parse_path, path_cycle, share
+from interpserve.bench.report import (
+    capacity_recommendations,
+    format_capacity,
+    format_generator,
+    format_rates,
+    format_table,
+    recommendation,
+)
+from interpserve.bench.schedule import due_times
+from interpserve.bench.search import Step, find_capacity, knee, rate_steps
+from interpserve.bench.slo import parse_slo, violations
 from interpserve.bench.stats import (
     Point,
     RunResult,
     Summary,
     curves,
     ideal_rps,
-    knee,
-    latency_ms,
-    percentile,
     speedup,
     summarize,
 )
+from interpserve.bench.stats import knee as scaling_knee
 from interpserve.bench.sweep import server_error
 from interpserve.cli import SUBCOMMANDS
-from interpserve.testing import ServerProcess
 
-StartServer = Callable[..., ServerProcess]
+# Load, paths and schedules ----------------------------------------------------------------
+
+
+def test_parse_path() -> None:
+    assert parse_path("/cpu?ms=5") == WeightedPath("/cpu?ms=5", 1)
+    assert parse_path("90:/") == WeightedPath("/", 90)
+    assert parse_path("3:/a:b") == WeightedPath("/a:b", 3)
+    for bad in ("x:/", "0:/", "90:", "cpu"):
+        with pytest.raises(ValueError):
+            parse_path(bad)
+
+
+def test_path_cycle_spreads_the_mix() -> None:
+    cycle = path_cycle([WeightedPath("/", 90), WeightedPath("/cpu", 10)])
+    assert len(cycle) == 10 and cycle.count(1) == 1
+    cycle = path_cycle([WeightedPath("/a", 2), WeightedPath("/b", 1), WeightedPath("/c", 1)])
+    assert sorted(cycle) == [0, 0, 1, 2]
+    assert cycle[0] == 0 and cycle[1] != 0  # not a run of /a first
+    with pytest.raises(ValueError):
+        path_cycle([WeightedPath("/a", 10_000), WeightedPath("/b", 10_001)])
+
+
+def test_share_splits_evenly() -> None:
+    assert [share(10, 3, i) for i in range(3)] == [4, 3, 3]
+    assert sum(share(256, 7, i) for i in range(7)) == 256
+
+
+def test_constant_schedule_split_between_processes() -> None:
+    one = list(due_times(Arrival.CONSTANT, 100, 1.0))
+    assert len(one) == 100 and one[:3] == [0.0, 0.01, 0.02]
+    parts = [list(due_times(Arrival.CONSTANT, 100, 1.0, index=i, count=3)) for i in range(3)]
+    assert sorted(t for part in parts for t in part) == one
+
+
+def test_poisson_schedule() -> None:
+    times = list(due_times(Arrival.POISSON, 1000, 10.0, seed=1))
+    assert times == sorted(times)
+    assert abs(len(times) - 10_000) < 400  # 4 standard deviations
+    assert times == list(due_times(Arrival.POISSON, 1000, 10.0, seed=1))  # seeded
+    other = list(due_times(Arrival.POISSON, 1000, 10.0, index=1, count=2, seed=1))
+    assert abs(len(other) - 5_000) < 300 and other[:5] != times[:5]
+
+
+def test_open_loop_window() -> None:
+    assert Load(rate=200, requests=1000).window == 5.0
+    assert Load(rate=200, duration=3).window == 3
+    assert Load().window is None and not Load().open_loop
+
+
+# Histograms -------------------------------------------------------------------------------
+
+
+def test_histogram_values_are_clamped() -> None:
+    assert histogram.to_us(0.0) == histogram.LOWEST_US
+    assert histogram.to_us(0.0015) == 1500
+    assert histogram.to_us(1e9) == histogram.HIGHEST_US
+
+
+def _histogram(values_ms: Sequence[float]) -> Any:
+    h = histogram.new()
+    for value in values_ms:
+        h.record_value(histogram.to_us(value / 1000))
+    return h
+
+
+def test_histograms_merge_through_encoding() -> None:
+    """Two processes' histograms, encoded and decoded, add up to the histogram of all values."""
+    first = [float(v) for v in range(1, 501)]
+    second = [float(v) for v in range(501, 1001)]
+    total = histogram.new()
+    for part in (first, second):
+        total.add(histogram.decode(histogram.encode(_histogram(part))))
+    latency = histogram.latency_ms(total)
+    assert latency is not None and latency == histogram.latency_ms(_histogram(first + second))
+    assert total.get_total_count() == 1000
+    assert latency.p50 == pytest.approx(500, rel=1e-3)
+    assert latency.p99 == pytest.approx(990, rel=1e-3)
+    assert latency.p99_9 == pytest.approx(999, rel=1e-3)
+    assert latency.max == pytest.approx(1000, rel=1e-3)
+    assert latency.at("p99.9") == latency.p99_9
+    assert histogram.latency_ms(histogram.new()) is None
+
 
 # Statistics -------------------------------------------------------------------------------
 
 
-def test_percentile_is_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 50) == 50
-    assert percentile(values, 90) == 90
-    assert percentile(values, 99) == 99
-    assert percentile(values, 100) == 100
-    assert percentile(values, 0.5) == 1
-    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2
-    assert percentile([1.0, 2.0, 3.0, 4.0], 51) == 3
-    assert percentile([7.0], 99) == 7
+def _finished(**fields: float) -> Finished:
+    values: dict[str, Any] = dict(
+        index=0, elapsed=2.0, cpu_seconds=0.5, due=0, sent_in_window=0, late=0, waited=0,
+        max_lag=0.0, connections_opened=1, peak_connections=1,
+    )  # fmt: skip
+    values.update(fields)
+    return Finished(**values)
 
 
-def test_percentile_does_not_round_past_a_rank() -> None:
-    # 7 / 100 * 100 is 7.000000000000001 in floating point; the rank must still be 7.
-    assert percentile([float(v) for v in range(1, 101)], 7) == 7
-
-
-@pytest.mark.parametrize("q", [0, -1, 101])
-def test_percentile_rejects_out_of_range(q: float) -> None:
-    with pytest.raises(ValueError):
-        percentile([1.0], q)
-
-
-def test_percentile_of_nothing() -> None:
-    with pytest.raises(ValueError):
-        percentile([], 50)
-
-
-def test_latency_in_milliseconds() -> None:
-    latency = latency_ms([0.004, 0.001, 0.003, 0.002])
-    assert latency is not None
-    assert latency.mean == pytest.approx(2.5)
-    assert (latency.p50, latency.p90, latency.p99, latency.max) == (2.0, 4.0, 4.0, 4.0)
-    assert latency_ms([]) is None
+def _result(
+    latencies_ms: Sequence[Sequence[float]],
+    errors: dict[str, int] | None = None,
+    rate: float | None = None,
+    **finished: float,
+) -> RunResult:
+    paths = tuple(WeightedPath(f"/{i}") for i in range(len(latencies_ms)))
+    failed = sum((errors or {}).values())
+    return RunResult(
+        paths=paths,
+        histograms=tuple(_histogram(values) for values in latencies_ms),
+        errors=errors or {},
+        path_errors=tuple(failed if i == 0 else 0 for i in range(len(paths))),
+        generators=(_finished(**finished),),
+        series=(),
+        rate=rate,
+        window=2.0 if rate else None,
+    )
 
 
 def test_summarize_counts() -> None:
-    result = RunResult(
-        latencies=array("d", [0.001, 0.002, 0.003]),
-        errors={"connection refused": 1, "HTTP 500": 2},
-        elapsed=2.0,
-        cpu_seconds=0.5,
-    )
-    summary = summarize(result)
+    summary = summarize(_result([[1.0, 2.0, 3.0]], {"connection refused": 1, "HTTP 500": 2}))
     assert (summary.requests, summary.successes, summary.error_count) == (6, 3, 3)
     assert list(summary.errors) == ["HTTP 500", "connection refused"]  # most frequent first
-    assert summary.rps == 1.5
-    assert summary.generator_cpu == 0.25
-    assert summary.latency_ms is not None and summary.latency_ms.max == 3.0
+    assert summary.rps == 1.5 and summary.error_rate == 0.5
+    assert summary.generator_cpu == 0.25 and summary.generator_limits == []
+    assert summary.latency_ms is not None and summary.latency_ms.max == pytest.approx(3.0, 1e-3)
+    assert summary.asked_rps is None and summary.sent_rps is None
+
+
+def test_summarize_paths_apart() -> None:
+    summary = summarize(_result([[1.0] * 9, [50.0]]))
+    assert [(p.path, p.successes) for p in summary.paths] == [("/0", 9), ("/1", 1)]
+    assert summary.paths[1].latency_ms is not None and summary.paths[1].latency_ms.p50 > 49
+    assert summary.successes == 10
+
+
+def test_summarize_open_loop() -> None:
+    summary = summarize(_result([[1.0] * 400], rate=200, due=400, sent_in_window=398))
+    assert (summary.asked_rps, summary.sent_rps, summary.rps) == (200, 199, 200)
+
+
+def test_generator_limits() -> None:
+    busy = summarize(_result([[1.0]], cpu_seconds=1.9))
+    assert busy.generator_limits == ["the load generator used 95% of a core"]
+    late = summarize(_result([[1.0] * 400], rate=200, due=400, sent_in_window=400, late=40))
+    assert late.generator_limits == [
+        "10.0% of requests were dispatched late (it fell behind its schedule)"
+    ]
+    # Late while the server did not keep up: the server was the limit.
+    behind = summarize(_result([[1.0] * 100], rate=200, due=400, sent_in_window=400, late=40))
+    assert behind.generator_limits == []
+    text = format_generator([busy, summarize(_result([[1.0]]))])
+    assert text[1].startswith("The load generator, not the server, may have limited 1 of 2 runs")
 
 
 def test_summarize_no_successes() -> None:
-    summary = summarize(RunResult(array("d"), {"timeout": 4}, 1.0, 0.0))
+    summary = summarize(_result([[]], {"timeout": 4}))
     assert (summary.requests, summary.successes, summary.rps) == (4, 0, 0.0)
     assert summary.latency_ms is None
 
@@ -115,7 +221,7 @@ def test_scaling_figures() -> None:
     assert ideal_rps(curve[3], curve[0]) == 400
     assert speedup(curve[2], curve[0]) == 2.8
     # 280 is the first rate within 95% of the best (291).
-    assert knee(curve).workers == 3
+    assert scaling_knee(curve).workers == 3
 
 
 def test_curves_group_by_kind_and_sort_by_workers() -> None:
@@ -148,19 +254,161 @@ def test_recommendation_notes_workers_beyond_the_cpus() -> None:
     assert "More workers than the 2 CPUs here still helped" in text
 
 
-def test_sweep_json_schema() -> None:
-    points = [*_curve([100, 190]), *_curve([90, 150], kind="process")]
-    data = json.loads(json.dumps(sweep_json("m:app", "/cpu", Load(), points, cpus=2)))
-    assert data["schema"] == 1 and data["mode"] == "sweep" and data["cpus"] == 2
-    assert [(p["kind"], p["workers"]) for p in data["points"]] == [
-        ("interpreter", 1),
-        ("interpreter", 2),
-        ("process", 1),
-        ("process", 2),
+# SLOs and the capacity search -------------------------------------------------------------
+
+
+def _run(p99_ms: float, rps: float, asked: float | None = None, errors: int = 0) -> Summary:
+    """A run whose every latency figure is `p99_ms`."""
+    latency = histogram.Latency(p99_ms, p99_ms, p99_ms, p99_ms, p99_ms, p99_ms)
+    return Summary(
+        requests=100 + errors, successes=100, errors={"timeout": errors} if errors else {},
+        rps=rps, latency_ms=latency, asked_rps=asked, sent_rps=asked,
+    )  # fmt: skip
+
+
+def test_parse_slo() -> None:
+    slo = parse_slo("p99<200ms, p50<=20ms,p99.9<1s")
+    assert [(b.figure, b.inclusive, b.limit) for b in slo.bounds] == [
+        ("p99", False, 200.0),
+        ("p50", True, 20.0),
+        ("p99.9", False, 1000.0),
+        ("errors", False, 0.01),  # the default bound
     ]
-    assert data["points"][1]["ideal_rps"] == 200 and data["points"][1]["speedup"] == 1.9
-    assert data["knees"] == {"interpreter": 2, "process": 2}
-    assert len(data["recommendations"]) == 2
+    assert slo.latency_text == "p99<200ms, p50<=20ms, p99.9<1s"
+    assert parse_slo("max<500us,errors<0.1%").bounds[1].limit == pytest.approx(0.001)
+    for bad in ("p99 200ms", "p98<1ms", "errors<1ms", "p99<1%", ""):
+        with pytest.raises(ValueError):
+            parse_slo(bad)
+
+
+def test_slo_violations() -> None:
+    slo = parse_slo("p99<200ms")
+    assert violations(slo, _run(150, 100, asked=100)) == []
+    assert violations(slo, _run(250, 100, asked=100)) == ["p99 250.0 ms (SLO p99<200ms)"]
+    assert violations(slo, _run(150, 100, errors=2)) == ["errors 1.96% (SLO errors<1%)"]
+    # Latency met, but the server answered far less than asked: a queue is growing.
+    assert violations(slo, _run(150, 80, asked=100)) == ["answered 80.0 of 100.0 requests/s asked"]
+    assert violations(slo, Summary(requests=5, successes=0, errors={"timeout": 5})) == [
+        "no request succeeded",
+        "errors 100.00% (SLO errors<1%)",
+    ]
+
+
+def _server(capacity: float) -> tuple[list[float], Callable[[float], Summary]]:
+    """A fake server: fast up to `capacity`, then queueing; and the rates it was asked."""
+    asked: list[float] = []
+
+    def measure(rate: float) -> Summary:
+        asked.append(rate)
+        return _run(20 if rate <= capacity else 900, min(rate, capacity), asked=rate)
+
+    return asked, measure
+
+
+@pytest.mark.parametrize("start", [50.0, 118.0, 1000.0])
+def test_capacity_search_agrees_with_a_sweep(start: float) -> None:
+    slo = parse_slo("p99<200ms")
+    asked, measure = _server(118)
+    found = find_capacity(measure, slo, start)
+    assert len(asked) == len(found.steps) <= 12
+    brute = max(r for r in range(1, 400) if not violations(slo, measure(r)))
+    assert found.rate is not None and brute == 118
+    assert abs(found.rate - brute) <= 0.05 * brute
+    assert found.best is not None and found.best.rate == found.rate
+    assert not found.generator_limited
+
+
+def test_capacity_search_that_finds_nothing() -> None:
+    def measure(rate: float) -> Summary:
+        return _run(900, rate, asked=rate)
+
+    found = find_capacity(measure, parse_slo("p99<200ms"), 100.0, max_steps=6)
+    assert found.rate is None and found.best is None and len(found.steps) == 6
+
+
+def test_rate_steps() -> None:
+    assert rate_steps("50..400") == [50, 100, 150, 200, 250, 300, 350, 400]
+    assert rate_steps("80..100:10") == [80, 90, 100]
+    assert rate_steps("200,50,100") == [50, 100, 200]
+    for bad in ("0..10", "10..5", "a..b", "1..5:0", ""):
+        with pytest.raises(ValueError):
+            rate_steps(bad)
+
+
+def _step(rate: float, p99: float, rps: float | None = None) -> Step:
+    return Step(rate, _run(p99, rate if rps is None else rps, asked=rate), [])
+
+
+def test_rate_sweep_knee() -> None:
+    steps = [_step(50, 10), _step(100, 12), _step(150, 19), _step(200, 45), _step(250, 900)]
+    assert knee(steps) is steps[2]
+    # The server stopped keeping up at 100/s, though its latency had not risen yet.
+    slow = [_step(50, 10), _step(100, 11, rps=80)]
+    assert knee(slow) is slow[0]
+    assert knee([]) is None
+
+
+# Report and exports -----------------------------------------------------------------------
+
+
+def _deployments() -> list[Deployment]:
+    slo = parse_slo("p99<200ms")
+    result = []
+    for kind, capacities in (("interpreter", (118, 230, 232)), ("process", (110, 215, 214))):
+        for workers, rate in enumerate(capacities, 1):
+            found = find_capacity(_server(rate)[1], slo, 100.0)
+            result.append(Deployment(kind, workers, capacity=found))
+    return result
+
+
+def test_capacity_table_and_recommendation() -> None:
+    slo = parse_slo("p99<200ms")
+    deployments = _deployments()
+    table = format_capacity(deployments, slo)
+    assert table.splitlines()[0] == "Capacity at p99<200ms, errors<1%:"
+    assert "  2 interpreter workers hold " in table
+    lines = capacity_recommendations(deployments, slo)
+    assert len(lines) == 2
+    assert lines[0].startswith("interpreter: 2 interpreter workers hold ")
+    assert lines[0].endswith("requests/s at p99<200ms; more add nothing on this machine.")
+    assert lines[1].startswith("process: 2 process workers hold ")
+
+
+def test_rate_sweep_table_marks_the_knee() -> None:
+    d = Deployment()
+    d.rates = [_step(50, 10), _step(100, 12), _step(150, 300)]
+    text = format_rates(d, None)
+    assert text.splitlines()[3].endswith("<- knee")
+    assert "Knee: 100.0 requests/s" in text
+
+
+def test_json_schema() -> None:
+    slo = parse_slo("p99<200ms")
+    deployments = _deployments()
+    deployments[0].run = _run(10, 100)
+    target = {"mode": "app", "app": "m:app"}
+    data = json.loads(json.dumps(report_json(target, Load(), deployments, slo, 2, [])))
+    assert data["schema"] == JSON_SCHEMA == 2 and data["mode"] == "app" and data["cpus"] == 2
+    assert data["slo"] == "p99<200ms, errors<1%"
+    assert data["load"]["loop"] == "closed" and data["load"]["rate"] is None
+    first = data["deployments"][0]
+    assert (first["kind"], first["workers"]) == ("interpreter", 1)
+    assert set(first["run"]["latency_ms"]) == {"mean", "p50", "p90", "p99", "p99_9", "max"}
+    capacity = data["deployments"][1]["capacity"]
+    assert capacity["rate"] == pytest.approx(230, rel=0.05) and not capacity["generator_limited"]
+    assert all({"rate", "met", "violations", "result"} <= set(s) for s in capacity["steps"])
+
+
+def test_csv_export() -> None:
+    deployments = _deployments()[:1]
+    capacity = deployments[0].capacity
+    assert capacity is not None
+    rows = list(csv.reader(io.StringIO(report_csv(deployments, parse_slo("p99<200ms")))))
+    assert rows[0] == CSV_COLUMNS
+    assert len(rows) == 1 + len(capacity.steps)
+    record = dict(zip(CSV_COLUMNS, rows[1], strict=True))
+    assert record["measurement"] == "capacity_search" and record["kind"] == "interpreter"
+    assert record["slo_met"] in ("True", "False")
 
 
 def test_format_table_aligns_columns() -> None:
@@ -170,6 +418,13 @@ def test_format_table_aligns_columns() -> None:
         "  a         1.0",
         "  longer  100.5",
     ]
+
+
+def test_server_error_line() -> None:
+    output = 'INFO:     Starting 1 interpreter worker(s)\nERROR:    Could not import module "x".\n'
+    assert server_error(output) == 'Could not import module "x".'
+    assert server_error("INFO: a\nTraceback ...\nKeyError: 1\n") == "KeyError: 1"
+    assert server_error("") == "the server exited without output"
 
 
 # Arguments --------------------------------------------------------------------------------
@@ -204,6 +459,43 @@ def test_sweep_flags_need_an_app(capsys: pytest.CaptureFixture[str]) -> None:
         bench_main(["http://127.0.0.1:1/", "--sweep-workers", "1..2"])
     assert exc.value.code == 2
     assert "need MODULE:APP" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rate", "0"], "--rate must be positive"),
+        (["--slo", "p98<1ms"], "an SLO is bounds such as"),
+        (["--slo", "p99<1ms", "-n", "10"], "measure for --duration"),
+        (["--sweep-rate", "400..50"], "from low to high"),
+        (["--path", "x:/"], "WEIGHT:/path"),
+        (["--max-connections", "0"], "--max-connections must be at least 1"),
+    ],
+)
+def test_bad_open_loop_flags(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["http://127.0.0.1:1/", *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["examples.hello:app", "--plot", "out.png"])
+    assert exc.value.code == (
+        "interpserve bench: error: --plot needs matplotlib: pip install 'interpserve[bench]' "
+        "(or pip install matplotlib)"
+    )
+
+
+def test_histograms_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "hdrh", None)
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["http://127.0.0.1:1/"])
+    assert isinstance(exc.value.code, str) and "pip install 'interpserve[bench]'" in exc.value.code
 
 
 # HTTP/1.1 ---------------------------------------------------------------------------------
@@ -299,126 +591,3 @@ def test_parser_cut_short() -> None:
 def test_parser_rejects_garbage(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         ResponseParser().feed(data)
-
-
-def test_server_error_line() -> None:
-    output = 'INFO:     Starting 1 interpreter worker(s)\nERROR:    Could not import module "x".\n'
-    assert server_error(output) == 'Could not import module "x".'
-    assert server_error("INFO: a\nTraceback ...\nKeyError: 1\n") == "KeyError: 1"
-    assert server_error("") == "the server exited without output"
-
-
-# Real runs, against servers on 127.0.0.1 --------------------------------------------------
-
-
-def _exit_code(argv: list[str]) -> int | str | None:
-    with pytest.raises(SystemExit) as exc:
-        bench_main(argv)
-    return exc.value.code
-
-
-@pytest.mark.timeout(60)
-def test_run_against_a_server(
-    start_server: StartServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    server = start_server("examples.hello:app", "--workers", "2")
-    out = tmp_path / "run.json"
-    # With a warm-up, whose requests must not count against --requests.
-    argv = [server.url + "/", "--requests", "200", "-c", "4", "--warmup", "0.3"]
-    bench_main([*argv, "--json", str(out)])
-    printed = capsys.readouterr().out
-    assert "requests/s" in printed and "Errors: none" in printed
-    data = json.loads(out.read_text())
-    assert (data["schema"], data["mode"], data["url"]) == (1, "url", server.url + "/")
-    assert data["load"]["requests"] == 200 and data["load"]["connections"] == 4
-    assert data["load"]["warmup_s"] == 0.3
-    result = data["result"]
-    assert result["requests"] == 200
-    assert result["successes"] + sum(result["errors"].values()) == 200
-    assert result["successes"] == 200
-    assert result["rps"] > 0 and result["duration_s"] > 0 and result["generator_cpu"] >= 0
-    latency = result["latency_ms"]
-    assert set(latency) == {"mean", "p50", "p90", "p99", "max"}
-    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
-
-
-@pytest.mark.timeout(60)
-def test_errors_are_counted_by_kind(
-    start_server: StartServer,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    # Without rich the run still works, and says what to install for the progress bar.
-    monkeypatch.setitem(sys.modules, "rich", None)
-    server = start_server("examples.hello:app", "--workers", "1")
-    out = tmp_path / "run.json"
-    code = _exit_code([server.url + "/error", "-n", "30", "-c", "2", "--json", str(out)])
-    assert code == "interpserve bench: error: no request succeeded"
-    captured = capsys.readouterr()
-    assert "Errors: HTTP 500 30" in captured.out
-    assert "pip install 'interpserve[bench]'" in captured.err
-    result = json.loads(out.read_text())["result"]
-    assert result["errors"] == {"HTTP 500": 30} and result["successes"] == 0
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def test_unreachable_url(capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/"
-    code = _exit_code([url, "-n", "10"])
-    assert code == f"interpserve bench: error: cannot connect to {url}: connection refused"
-    assert capsys.readouterr().out == ""
-
-
-def test_app_that_fails_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HELLO_FAIL_STARTUP", "1")
-    code = _exit_code(["examples.hello:app", "--sweep-workers", "1", "-d", "1"])
-    assert isinstance(code, str) and "\n" not in code
-    assert code.startswith("interpserve bench: error: examples.hello:app did not start")
-    assert code.endswith("startup refused by HELLO_FAIL_STARTUP")
-
-
-@pytest.mark.timeout(60)
-def test_server_killed_mid_run(
-    start_server: StartServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    server = start_server("examples.hello:app", "--workers", "2")
-    out = tmp_path / "run.json"
-    killer = threading.Timer(1.0, server.process.kill)  # type: ignore[union-attr]
-    killer.start()
-    try:
-        bench_main([server.url + "/cpu?ms=2", "-d", "2.5", "-c", "4", "--json", str(out)])
-    finally:
-        killer.cancel()
-    result = json.loads(out.read_text())["result"]
-    assert result["successes"] > 0
-    assert result["requests"] == result["successes"] + sum(result["errors"].values())
-    assert result["errors"].get("connection refused", 0) > 0
-    assert "connection refused" in capsys.readouterr().out
-
-
-@pytest.mark.timeout(90)
-def test_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out, plot = tmp_path / "sweep.json", tmp_path / "sweep.png"
-    argv = ["examples.hello:app", "--path", "/cpu?ms=5", "--sweep-workers", "1..2"]
-    argv += ["--duration", "2", "--warmup", "0.5", "--json", str(out), "--plot", str(plot)]
-    bench_main(argv)
-    captured = capsys.readouterr()
-    data = json.loads(out.read_text())
-    assert [(p["kind"], p["workers"]) for p in data["points"]] == [
-        ("interpreter", 1),
-        ("interpreter", 2),
-    ]
-    assert all(p["result"]["successes"] > 0 for p in data["points"])
-    assert data["knees"]["interpreter"] in (1, 2)
-    recommendations = [
-        line for line in captured.out.splitlines() if line.startswith("Recommendation: ")
-    ]
-    assert recommendations == [f"Recommendation: {data['recommendations'][0]}"]
-    assert plot.stat().st_size > 0 or "no plot" in captured.err

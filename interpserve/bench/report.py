@@ -43,6 +43,15 @@ def _workers(count: int) -> str:
     return f"{count} worker" if count == 1 else f"{count} workers"
 
 
+def describe_steps(load: Load) -> str:
+    """The load of each step of a rate sweep or capacity search."""
+    warmup = f" after {load.warmup:g} s of warm-up" if load.warmup else ""
+    return (
+        f"{load.method}, open loop ({load.arrival.value} arrivals) at each rate below, up to "
+        f"{load.max_connections} connections, {load.duration:g} s a step{warmup}"
+    )
+
+
 def describe_load(load: Load) -> str:
     generators = f", {load.generators} generator processes" if load.generators > 1 else ""
     warmup = f" after {load.warmup:g} s of warm-up" if load.warmup else ""
@@ -78,14 +87,15 @@ def format_generator(summaries: Sequence[Summary]) -> list[str]:
     else:
         each = ", ".join(f"{cpu:.0%}" for cpu in cpus)
         line = f"Load generator CPU: {each} of one core each ({count} processes)"
-    limits = list(dict.fromkeys(reason for s in summaries for reason in s.generator_limits))
-    if not limits:
+    limited = [s for s in summaries if s.generator_limits]
+    if not limited:
         return [line + " (not the bottleneck)"]
+    runs = "the run" if len(summaries) == 1 else f"{len(limited)} of {len(summaries)} runs"
     return [
         line,
-        "The load generator, not the server, may have limited the results: "
-        + "; ".join(limits)
-        + ". Use --generators, a quieter machine or a second one.",
+        f"The load generator, not the server, may have limited {runs}: "
+        + "; ".join(limited[0].generator_limits)
+        + ". Try --generators, a quieter machine or a second one.",
     ]
 
 
@@ -355,7 +365,8 @@ def format_report(
 ) -> str:
     """Everything measured of an app's deployments (or of a URL), then the generator's own
     account and the recommendations."""
-    lines = [f"{title}: {describe_load(load)} per measurement"]
+    stepped = any(d.rates or d.capacity for d in deployments)
+    lines = [f"{title}: {describe_steps(load) if stepped else describe_load(load)}"]
     if len(load.paths) > 1:
         lines.append(f"Paths: {describe_paths(load)}")
     points = [p for d in deployments if (p := d.point())]

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 # Above this share of one core, a generator process may have been the bottleneck.
 BUSY_GENERATOR = 0.8
 # An open-loop run whose generators dispatched more than this share of requests late fell
-# behind its schedule: its latencies include the generator's delay.
+# behind its schedule, unless the server was not keeping up anyway (then the server competed
+# with the generator for the CPU, and was the limit).
 LATE_SHARE = 0.01
+KEPT_UP = 0.9
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def _generator(finished: Finished) -> GeneratorSummary:
 
 
 def generator_limits(
-    generators: Sequence[GeneratorSummary], due: int, asked: float | None
+    generators: Sequence[GeneratorSummary], due: int, asked: float | None, answered: float
 ) -> list[str]:
     """Why the generator may have limited the run, one reason a line."""
     reasons = []
@@ -127,7 +129,7 @@ def generator_limits(
             who = "the load generator" if len(generators) == 1 else f"load generator {number}"
             reasons.append(f"{who} used {g.cpu:.0%} of a core")
     late = sum(g.late for g in generators)
-    if asked is not None and due and late / due > LATE_SHARE:
+    if asked is not None and due and late / due > LATE_SHARE and answered >= KEPT_UP * asked:
         reasons.append(
             f"{late / due:.1%} of requests were dispatched late (it fell behind its schedule)"
         )
@@ -152,12 +154,13 @@ def summarize(result: RunResult) -> Summary:
         PathSummary(p.path, p.weight, h.get_total_count(), e, latency_ms(h))
         for p, h, e in zip(result.paths, result.histograms, result.path_errors, strict=True)
     ]
+    rps = successes / elapsed if elapsed > 0 else 0.0
     return Summary(
         requests=successes + sum(errors.values()),
         successes=successes,
         errors=errors,
         duration_s=elapsed,
-        rps=successes / elapsed if elapsed > 0 else 0.0,
+        rps=rps,
         latency_ms=latency_ms(total),
         generator_cpu=max((g.cpu for g in generators), default=0.0),
         asked_rps=asked,
@@ -167,7 +170,7 @@ def summarize(result: RunResult) -> Summary:
         paths=paths,
         generators=generators,
         series=list(result.series),
-        generator_limits=generator_limits(generators, due, asked),
+        generator_limits=generator_limits(generators, due, asked, rps),
     )
 
 

@@ -20,12 +20,17 @@ Routes:
                            streams a chunk every 10 ms and never checks for http.disconnect;
                            when send() raises, writes the exception's class name to PATH
     /status?code=N         a response with status N and body "ok"
+    /block?ms=N            time.sleep(N ms) before answering "ok": it blocks its worker's event
+                           loop, so each worker serves one request at a time in N ms of wall
+                           time and almost no CPU (a capacity that a busy machine does not
+                           move, for tests/test_bench.py)
     anything else          200 "ok"
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -104,6 +109,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             raise
     elif path == "/status":
         await send({"type": "http.response.start", "status": int(query["code"]), "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+    elif path == "/block":
+        time.sleep(float(query.get("ms", "10")) / 1000)
+        await _start(send, 2)
         await send({"type": "http.response.body", "body": b"ok"})
     elif path == "/bad-header":
         injected = b"x\r\nset-cookie: stolen=1"
