@@ -194,7 +194,8 @@ def test_generator_limits() -> None:
     assert busy.generator_limits == ["the load generator used 95% of a core"]
     late = summarize(_result([[1.0] * 400], rate=200, due=400, sent_in_window=400, late=40))
     assert late.generator_limits == [
-        "10.0% of requests were dispatched late (it fell behind its schedule)"
+        "10.0% of requests were dispatched more than 2 ms after they were due, up to 0.0 ms "
+        "(it fell behind its schedule)"
     ]
     # Late while the server did not keep up: the server was the limit.
     behind = summarize(_result([[1.0] * 100], rate=200, due=400, sent_in_window=400, late=40))

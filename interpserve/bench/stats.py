@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from interpserve.bench.generator import Finished
+from interpserve.bench.generator import LATE_AFTER, Finished
 from interpserve.bench.histogram import Latency, latency_ms, merged
 from interpserve.bench.load import WeightedPath
 
@@ -19,7 +19,7 @@ BUSY_GENERATOR = 0.8
 # An open-loop run whose generators dispatched more than this share of requests late fell
 # behind its schedule, unless the server was not keeping up anyway (then the server competed
 # with the generator for the CPU, and was the limit).
-LATE_SHARE = 0.01
+LATE_SHARE = 0.05
 KEPT_UP = 0.9
 
 
@@ -90,7 +90,8 @@ class Summary:
     # Open loop: the asked rate, and the rate at which requests really went out.
     asked_rps: float | None = None
     sent_rps: float | None = None
-    # Open loop: measured requests dispatched late, and queued for want of a free connection.
+    # Open loop: measured requests due; dispatched late; queued for want of a free connection.
+    due: int = 0
     late: int = 0
     waited: int = 0
     paths: list[PathSummary] = field(default_factory=list)
@@ -130,8 +131,10 @@ def generator_limits(
             reasons.append(f"{who} used {g.cpu:.0%} of a core")
     late = sum(g.late for g in generators)
     if asked is not None and due and late / due > LATE_SHARE and answered >= KEPT_UP * asked:
+        worst = max(g.max_lag_ms for g in generators)
         reasons.append(
-            f"{late / due:.1%} of requests were dispatched late (it fell behind its schedule)"
+            f"{late / due:.1%} of requests were dispatched more than {LATE_AFTER * 1000:g} ms "
+            f"after they were due, up to {worst:.1f} ms (it fell behind its schedule)"
         )
     return reasons
 
@@ -165,6 +168,7 @@ def summarize(result: RunResult) -> Summary:
         generator_cpu=max((g.cpu for g in generators), default=0.0),
         asked_rps=asked,
         sent_rps=sent,
+        due=due,
         late=sum(g.late for g in generators),
         waited=sum(g.waited for g in generators),
         paths=paths,
