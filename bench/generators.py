@@ -1,0 +1,224 @@
+"""Load generators side by side: `interpserve bench`, locust and wrk, against the same server in
+the same run.
+
+    python -m bench.generators [--seconds S] [--rates 40,80] [--overhead-rate 5000]
+
+Run it from the repository root (locust comes with the `compare` extra). Three parts:
+
+1. Open loop, the same schedule from two tools: interpserve's interpreter kind xN serves
+   bench.apps:app, whose /cpu is calibrated to about 5 ms here; at each rate of --rates
+   (below its capacity), `interpserve bench --rate R` (constant arrivals) and locust
+   (FastHttpUser users with constant_throughput, together R requests/s) in turn, then wrk and
+   `interpserve bench` closed loop at 2xN connections for reference. Rate and p50/p99 side by
+   side.
+2. The generator's own overhead: `interpserve bench --rate 5000` against bench.bare_server (one
+   fixed reply per read, nothing parsed: its own latency is a few tens of microseconds), so the
+   latency measured is the generator's and the loopback's.
+3. The generator's top rate: GET / of interpserve x N, wrk closed loop against one and two
+   `interpserve bench` generator processes, each's CPU.
+
+Writes bench/results/GENERATORS.md (the tables) and generators.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench import load
+from bench.servers import HOST, ROOT, RunningServer, ServerSpec, catalogue, running
+from bench.settings import cores
+
+HANDLER_S = 0.005
+# Each locust user sends this many requests/s: enough users that one slow answer does not hold
+# back the schedule, few enough for one locust process.
+LOCUST_USER_RATE = 5.0
+LOCUSTFILE = """
+import os
+from locust import FastHttpUser, constant_throughput, task
+
+class Client(FastHttpUser):
+    wait_time = constant_throughput(float(os.environ["BENCH_USER_RATE"]))
+
+    @task
+    def get(self):
+        self.client.get(os.environ["BENCH_PATH"])
+"""
+
+
+def interpserve_bench(url: str, *args: str) -> dict[str, Any]:
+    """One `interpserve bench` run's result, from its --json."""
+    with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
+        out = Path(tmp) / "run.json"
+        argv = [sys.executable, "-m", "interpserve", "bench", url, *args, "--json", str(out)]
+        subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
+        run: dict[str, Any] = json.loads(out.read_text())["deployments"][0]["run"]
+    return run
+
+
+def _ours(run: dict[str, Any], tool: str, rate: float | None) -> dict[str, Any]:
+    latency = run["latency_ms"] or {}
+    cpus = [g["cpu"] for g in run["generators"]]
+    return {
+        "tool": tool, "asked": rate, "sent": run["sent_rps"], "rps": run["rps"],
+        "p50_ms": latency.get("p50"), "p99_ms": latency.get("p99"),
+        "errors": run["requests"] - run["successes"], "generator_cpu": cpus, "late": run["late"],
+    }  # fmt: skip
+
+
+def locust(url: str, path: str, rate: float, seconds: int) -> dict[str, Any]:
+    users = max(1, round(rate / LOCUST_USER_RATE))
+    with tempfile.TemporaryDirectory(prefix="bench-locust-") as tmp:
+        locustfile = Path(tmp) / "locustfile.py"
+        locustfile.write_text(LOCUSTFILE)
+        prefix = Path(tmp) / "stats"
+        argv = [
+            sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--host", url,
+            "-u", str(users), "-r", str(users), "-t", f"{seconds + 1}s", "--reset-stats",
+            "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
+        ]  # fmt: skip
+        env = os.environ | {"BENCH_USER_RATE": str(rate / users), "BENCH_PATH": path}
+        subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+        with open(f"{prefix}_stats.csv", newline="") as f:
+            total = next(row for row in csv.DictReader(f) if row["Name"] == "Aggregated")
+    return {
+        "tool": "locust", "asked": rate, "sent": None, "rps": float(total["Requests/s"]),
+        "p50_ms": float(total["50%"]), "p99_ms": float(total["99%"]),
+        "errors": int(total["Failure Count"]), "generator_cpu": None, "late": None,
+    }  # fmt: skip
+
+
+def wrk(url: str, connections: int, seconds: int) -> dict[str, Any]:
+    result = load.wrk(url, connections, seconds, latency=True)
+    return {
+        "tool": f"wrk -c{connections}", "asked": None, "sent": None, "rps": result.rps,
+        "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "errors": result.errors,
+        "generator_cpu": None, "late": None,
+    }  # fmt: skip
+
+
+@contextmanager
+def serving(spec: ServerSpec, env: dict[str, str], log_dir: Path) -> Iterator[RunningServer]:
+    with running(spec, env, log_dir) as server:
+        load.wrk(server.url("/"), 16, 1)  # warm-up: imports, caches
+        yield server
+
+
+def compare_open_loop(
+    server: RunningServer, rates: list[float], seconds: int, workers: int
+) -> list[dict[str, Any]]:
+    url = server.url("/cpu")
+    rows = []
+    for rate in rates:
+        args = ["--rate", str(rate), "-d", str(seconds), "--warmup", "1"]
+        rows.append(_ours(interpserve_bench(url, *args), "interpserve bench", rate))
+        rows.append(locust(server.url(""), "/cpu", rate, seconds))
+    connections = 2 * workers
+    rows.append(wrk(url, connections, seconds))
+    closed = interpserve_bench(url, "-c", str(connections), "-d", str(seconds), "--warmup", "1")
+    rows.append(_ours(closed, f"interpserve bench -c{connections}", None))
+    return rows
+
+
+def overhead(server: RunningServer, rate: float, seconds: int) -> list[dict[str, Any]]:
+    args = ["--rate", str(rate), "-d", str(seconds), "--warmup", "1"]
+    return [_ours(interpserve_bench(server.url("/"), *args), "interpserve bench", rate)]
+
+
+def top_rate(server: RunningServer, seconds: int) -> list[dict[str, Any]]:
+    url = server.url("/")
+    rows = [wrk(url, 64, seconds)]
+    for generators in (1, 2):
+        args = ["-c", "64", "-d", str(seconds), "--warmup", "1", "--generators", str(generators)]
+        rows.append(
+            _ours(interpserve_bench(url, *args), f"interpserve bench -c64 x{generators}", None)
+        )
+    return rows
+
+
+def _cell(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(f"{v:.0%}" for v in value)
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    headers = ["generator", "asked/s", "sent/s", "answered/s", "p50 ms", "p99 ms", "errors"]
+    headers += ["late", "generator CPU"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    for r in rows:
+        cells = [r["tool"], _cell(r["asked"]), _cell(r["sent"]), _cell(r["rps"]),
+                 _cell(r["p50_ms"], 2), _cell(r["p99_ms"], 2), _cell(r["errors"]),
+                 _cell(r["late"]), _cell(r["generator_cpu"])]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="of each measured load (10)")
+    parser.add_argument("--rates", default="40,80", help="open-loop rates on /cpu (40,80)")
+    parser.add_argument("--overhead-rate", type=float, default=5000.0, help="(5000)")
+    parser.add_argument("--workers", type=int, default=cores(), help="interpserve's (cores)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",")]
+    from bench import apps
+
+    # About HANDLER_S of CPU per /cpu request: bench.apps calibrates CPU_TARGET_S.
+    loops = round(apps.CPU_LOOPS * HANDLER_S / apps.CPU_TARGET_S)
+    env = os.environ | {"BENCH_CPU_LOOPS": str(loops)}
+    peers = {spec.key: spec for spec in catalogue(args.workers)}
+    bare = ServerSpec("bare-uvloop", "bare uvloop", "uvloop", 1,
+                      lambda port, workers: [sys.executable, "-m", "bench.bare_server",
+                                             "--host", HOST, "--port", str(port)])  # fmt: skip
+    results: dict[str, Any] = {"workers": args.workers, "seconds": args.seconds}
+    with tempfile.TemporaryDirectory(prefix="bench-gen-") as log_dir:
+        with serving(peers["interpserve-interpreter"], env, Path(log_dir)) as server:
+            print("open loop on /cpu ...", flush=True)
+            results["open_loop"] = compare_open_loop(server, rates, args.seconds, args.workers)
+            print("top rate on / ...", flush=True)
+            results["top_rate"] = top_rate(server, args.seconds)
+        with serving(bare, env, Path(log_dir)) as server:
+            print("overhead against the bare server ...", flush=True)
+            results["overhead"] = overhead(server, args.overhead_rate, args.seconds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "generators.json").write_text(json.dumps(results, indent=2) + "\n")
+    report = [
+        "# Load generators side by side",
+        "",
+        f"`python -m bench.generators --seconds {args.seconds} --rates {args.rates}` "
+        f"(interpserve interpreter x{args.workers}, the same server for every row of a table).",
+        "",
+        f"## Open loop: /cpu (about {HANDLER_S * 1000:g} ms of CPU), the same rates",
+        "",
+        table(results["open_loop"]),
+        "",
+        f"## The generator's overhead: {args.overhead_rate:,.0f} requests/s against bench.bare_server",
+        "",
+        table(results["overhead"]),
+        "",
+        "## Top rate: GET /, closed loop, 64 connections",
+        "",
+        table(results["top_rate"]),
+        "",
+    ]
+    (args.out / "GENERATORS.md").write_text("\n".join(report))
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()
