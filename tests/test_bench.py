@@ -9,6 +9,7 @@ import io
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -40,6 +41,7 @@ from interpserve.bench.schedule import due_times
 from interpserve.bench.search import Step, find_capacity, knee, rate_steps
 from interpserve.bench.slo import parse_slo, violations
 from interpserve.bench.stats import (
+    GeneratorSummary,
     Point,
     RunResult,
     Summary,
@@ -201,7 +203,10 @@ def test_generator_limits() -> None:
     behind = summarize(_result([[1.0] * 100], rate=200, due=400, sent_in_window=400, late=40))
     assert behind.generator_limits == []
     text = format_generator([busy, summarize(_result([[1.0]]))])
-    assert text[1].startswith("The load generator, not the server, may have limited 1 of 2 runs")
+    assert text[1].startswith("The load generator may have limited 1 of 2 runs: the load gen")
+    assert text[1].endswith("Try --generators, or a second machine.")
+    starved = format_generator([late])
+    assert starved[1].endswith("the latencies include that delay.")
 
 
 def test_summarize_no_successes() -> None:
@@ -317,6 +322,21 @@ def test_capacity_search_agrees_with_a_sweep(start: float) -> None:
     assert abs(found.rate - brute) <= 0.05 * brute
     assert found.best is not None and found.best.rate == found.rate
     assert not found.generator_limited
+
+
+def test_a_miss_within_the_generators_delay_makes_a_lower_bound() -> None:
+    slo = parse_slo("p99<50ms")
+    lagging = GeneratorSummary(0.1, late=50, waited=0, max_lag_ms=8.0, connections_opened=1,
+                               peak_connections=1)  # fmt: skip
+
+    def measure(rate: float) -> Summary:
+        p99 = 20 if rate <= 100 else 55  # just over the bound: the generator's 8 ms may be why
+        run = _run(p99, rate, asked=rate)
+        return replace(run, generators=[lagging], generator_limits=["late"])
+
+    found = find_capacity(measure, slo, 80.0)
+    assert found.rate is not None and found.generator_limited
+    assert not find_capacity(_server(100)[1], slo, 80.0).generator_limited
 
 
 def test_capacity_search_that_finds_nothing() -> None:

@@ -9,7 +9,15 @@ from interpserve.bench.deployment import TIMES, Deployment
 from interpserve.bench.load import Load
 from interpserve.bench.search import Capacity, Step
 from interpserve.bench.slo import Slo
-from interpserve.bench.stats import Point, Summary, curves, ideal_rps, knee, speedup
+from interpserve.bench.stats import (
+    BUSY_GENERATOR,
+    Point,
+    Summary,
+    curves,
+    ideal_rps,
+    knee,
+    speedup,
+)
 
 BAR_WIDTH = 40
 # A worker count is recommended once its capacity is this share of its kind's best.
@@ -91,11 +99,20 @@ def format_generator(summaries: Sequence[Summary]) -> list[str]:
     if not limited:
         return [line + " (not the bottleneck)"]
     runs = "the run" if len(summaries) == 1 else f"{len(limited)} of {len(summaries)} runs"
+    worst = max(limited, key=lambda s: max(g.cpu for g in s.generators))
+    if max(g.cpu for g in worst.generators) >= BUSY_GENERATOR:
+        advice = "Try --generators, or a second machine."
+    else:
+        # Behind its schedule with CPU to spare: the machine did not give it the CPU in time.
+        advice = (
+            "Its CPU was not busy: the server or other programs kept it waiting for a core; "
+            "the latencies include that delay."
+        )
     return [
         line,
-        f"The load generator, not the server, may have limited {runs}: "
-        + "; ".join(limited[0].generator_limits)
-        + ". Try --generators, a quieter machine or a second one.",
+        f"The load generator may have limited {runs}: "
+        + "; ".join(worst.generator_limits)
+        + f". {advice}",
     ]
 
 

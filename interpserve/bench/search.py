@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from interpserve.bench.slo import Slo, violations
-from interpserve.bench.stats import Summary
+from interpserve.bench.slo import SERVER_MISSES, Slo, violations
+from interpserve.bench.stats import BUSY_GENERATOR, Summary
 
 # The search stops when the highest rate that met the SLO is within this share of the lowest
 # that did not.
@@ -41,15 +41,33 @@ class Capacity:
 
     rate: float | None
     steps: list[Step] = field(default_factory=list)
+    # A step missed the SLO by no more than the generator's own delay (or with its CPU busy):
+    # the rate found is a lower bound.
+    generator_limited: bool = False
 
     @property
     def best(self) -> Step | None:
         return next((s for s in self.steps if s.met and s.rate == self.rate), None)
 
-    @property
-    def generator_limited(self) -> bool:
-        """A failed step that the generator may have caused: the rate found is a lower bound."""
-        return any(not s.met and s.summary.generator_limits for s in self.steps)
+
+def missed_for_the_generator(step: Step, slo: Slo) -> bool:
+    """Whether the generator could have caused the step's miss: its CPU was busy, or the
+    latency bounds would all hold without the generator's worst delay (errors, and a server
+    that did not keep up with the rate, are the server's)."""
+    summary = step.summary
+    if step.met or not summary.generator_limits:
+        return False
+    if summary.generator_cpu >= BUSY_GENERATOR:
+        return True
+    latency = summary.latency_ms
+    if latency is None or any(v.startswith(SERVER_MISSES) for v in step.violations):
+        return False
+    lag = max((g.max_lag_ms for g in summary.generators), default=0.0)
+    return all(
+        bound.holds(latency.at(bound.figure) - lag)
+        for bound in slo.bounds
+        if bound.figure != "errors"
+    )
 
 
 def find_capacity(
@@ -87,7 +105,8 @@ def find_capacity(
             low = rate
         else:
             high = rate
-    return Capacity(low or None, steps)
+    limited = any(missed_for_the_generator(step, slo) for step in steps)
+    return Capacity(low or None, steps, limited)
 
 
 def rate_steps(text: str) -> list[float]:

@@ -70,6 +70,10 @@ def parse_slo(text: str) -> Slo:
     return Slo(tuple(bounds))
 
 
+# How violations() words the misses that only the server can cause.
+SERVER_MISSES = ("errors ", "answered ", "no request succeeded")
+
+
 def violations(slo: Slo, summary: Summary) -> list[str]:
     """Why the run did not meet the SLO; empty if it did."""
     found = []
