@@ -20,10 +20,10 @@ Routes:
                            streams a chunk every 10 ms and never checks for http.disconnect;
                            when send() raises, writes the exception's class name to PATH
     /status?code=N         a response with status N and body "ok"
-    /block?ms=N            time.sleep(N ms) before answering "ok": it blocks its worker's event
-                           loop, so each worker serves one request at a time in N ms of wall
-                           time and almost no CPU (a capacity that a busy machine does not
-                           move, for tests/test_bench.py)
+    /block?ms=N            blocks its worker's event loop (time.sleep) until the end of the
+                           next free N ms slot, then answers "ok": a worker serves one request
+                           per slot, so it holds exactly 1000 / N requests/s whatever else the
+                           machine does (a fixed capacity, for tests/test_bench_load.py)
     anything else          200 "ok"
 """
 
@@ -39,6 +39,10 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+# When the worker's current /block slot ends (one per interpreter).
+_slot_free_at = 0.0
 
 
 async def _start(send: Send, length: int | None = None) -> None:
@@ -111,7 +115,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": int(query["code"]), "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
     elif path == "/block":
-        time.sleep(float(query.get("ms", "10")) / 1000)
+        global _slot_free_at
+        now, slot = time.monotonic(), float(query.get("ms", "10")) / 1000
+        # Slots follow each other on one grid while requests keep coming (less than a slot
+        # apart), so the time a busy machine adds between two requests is taken from the slot.
+        start = _slot_free_at if now - _slot_free_at < slot else now
+        _slot_free_at = start + slot
+        time.sleep(max(0.0, _slot_free_at - now))
         await _start(send, 2)
         await send({"type": "http.response.body", "body": b"ok"})
     elif path == "/bad-header":
