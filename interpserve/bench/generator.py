@@ -485,8 +485,12 @@ class _OpenLoop(_Run):
         super().lost(connection)
         with contextlib.suppress(ValueError):
             self.idle.remove(connection)
-        if self.queue and not self.stopping:
-            self._open()  # the queue still needs it
+        if (
+            self.queue
+            and not self.stopping
+            and len(self.connections) + self.connecting < self.limit
+        ):
+            self._open()  # the queue still needs a connection
 
     def connect_failed(self, kind: str) -> None:
         """A connection was being opened for the oldest queued request: that request fails."""
