@@ -19,7 +19,7 @@ from interpserve.bench.cli import main as bench_main
 from interpserve.bench.cli import parse_worker_counts, parse_worker_kinds
 from interpserve.bench.deployment import Deployment
 from interpserve.bench.export import CSV_COLUMNS, JSON_SCHEMA, report_csv, report_json
-from interpserve.bench.generator import Finished
+from interpserve.bench.generator import LATE_AFTER, Finished, Share, _OpenLoop
 from interpserve.bench.http1 import (
     ProtocolError,
     ResponseParser,
@@ -612,3 +612,18 @@ def test_parser_cut_short() -> None:
 def test_parser_rejects_garbage(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         ResponseParser().feed(data)
+
+
+def test_open_loop_counts_a_request_dispatched_after_its_due_time_as_late() -> None:
+    """Late (the generator fell behind its schedule) and waited (no connection was free) are
+    told apart on the dispatch times alone, without a server or a clock."""
+    spec = Share(0, "127.0.0.1", 1, (b"GET / HTTP/1.1\r\n\r\n",), (0,), False,
+                 Load(rate=100, duration=1, warmup=0, max_connections=1))
+    run = _OpenLoop(spec, report=None, start=0.0)  # type: ignore[arg-type]
+    opened: list[object] = []
+    run.connect = opened.append  # type: ignore[assignment,method-assign]
+    run.dispatch(due=0.010, now=0.010)
+    run.dispatch(due=0.020, now=0.020 + 2 * LATE_AFTER)
+    run.dispatch(due=0.030, now=0.030)
+    assert (run.due, run.late, run.waited, len(opened)) == (3, 1, 2, 1)
+    assert run.max_lag == pytest.approx(2 * LATE_AFTER)

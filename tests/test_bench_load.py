@@ -244,10 +244,12 @@ def test_requests_that_could_not_be_sent_on_time_are_counted(start_server: Start
     queued = _run(server.url + "/block?ms=50", Load(rate=50, duration=1, max_connections=1))
     assert queued.waited > 0 and queued.requests == queued.due == 50, _describe(queued)
     assert queued.latency_ms is not None and queued.latency_ms.max > 500
-    # Far more than one generator process can send: it falls behind, and says so.
+    # Far more than the server answers: whether the generator falls behind (late) or the
+    # connections are all busy (waited) depends on the machine; every request is accounted for.
     flood = Load(rate=50_000, duration=0.1, max_connections=16, timeout=20)
     behind = _run(server.url + "/", flood)
-    assert behind.late > 0 and behind.requests == behind.due, _describe(behind)
+    assert behind.late + behind.waited > 0, _describe(behind)
+    assert behind.requests == behind.due, _describe(behind)
 
 
 @pytest.mark.timeout(150)
