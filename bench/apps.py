@@ -9,6 +9,7 @@ Routes (any method):
     /cpu               a pure-Python loop of about CPU_TARGET_S seconds that holds the GIL
     /download?mib=N    N MiB (default 100) of b"x" streamed in 64 KiB chunks, with content-length
     /upload            reads the whole request body and answers its length in bytes
+    /sleep?ms=N        waits N ms (default 100) without using the CPU, then answers
 
 The /cpu loop count comes from BENCH_CPU_LOOPS when set: the runner calibrates once and passes it
 to every server, so every server does the same work even if the machine was busy while one of
@@ -17,6 +18,7 @@ them started. Without it the module calibrates itself at import.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -137,6 +139,11 @@ async def _upload(scope: Scope, receive: Receive, send: Send) -> None:
     await _respond(send, str(received).encode())
 
 
+async def _sleep(scope: Scope, receive: Receive, send: Send) -> None:
+    await asyncio.sleep(_query_int(scope, "ms", 100) / 1000)
+    await _respond(send, HELLO)
+
+
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await _respond(send, b"Not Found", status=404)
 
@@ -147,6 +154,7 @@ ROUTES: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
     "/cpu": _cpu,
     "/download": _download,
     "/upload": _upload,
+    "/sleep": _sleep,
 }
 
 

@@ -11,10 +11,14 @@ Run it from the repository root (locust comes with the `compare` extra). Three p
    (FastHttpUser users with constant_throughput, together R requests/s) in turn, then wrk and
    `interpserve bench` closed loop at 2xN connections for reference. Rate and p50/p99 side by
    side.
-2. Each generator's own latency: the same rates, and `interpserve bench --rate 5000`, against
+2. Open loop on /sleep?ms=SLEEP_MS, a handler that waits without using the CPU: the rates of
+   --slow-rates from both tools. Locust adds milliseconds of its own to each request on this
+   machine (part 3 measures it), more than a tenth of /cpu's 5 ms, so this is where the two
+   tools' percentiles can be compared.
+3. Each generator's own latency: the same rates, and `interpserve bench --rate 5000`, against
    bench.bare_server (one fixed reply per read, nothing parsed: its own latency is a few tens
    of microseconds), so what is measured is the generator's and the loopback's.
-3. The generator's top rate: GET / of interpserve x N, wrk closed loop against one and two
+4. The generator's top rate: GET / of interpserve x N, wrk closed loop against one and two
    `interpserve bench` generator processes, each's CPU.
 
 Writes bench/results/GENERATORS.md (the tables) and generators.json.
@@ -39,6 +43,7 @@ from bench.servers import HOST, ROOT, RunningServer, ServerSpec, catalogue, runn
 from bench.settings import cores
 
 HANDLER_S = 0.005
+SLEEP_MS = 100
 # Each locust user sends this many requests/s: enough users that one slow answer does not hold
 # back the schedule, few enough for one locust process.
 LOCUST_USER_RATE = 5.0
@@ -113,15 +118,23 @@ def serving(spec: ServerSpec, env: dict[str, str], log_dir: Path) -> Iterator[Ru
         yield server
 
 
+def side_by_side(
+    server: RunningServer, path: str, rates: list[float], seconds: int
+) -> list[dict[str, Any]]:
+    """`interpserve bench --rate R` and locust at R, in turn, for each rate."""
+    rows = []
+    for rate in rates:
+        args = ["--rate", str(rate), "-d", str(seconds), "--warmup", "1"]
+        rows.append(_ours(interpserve_bench(server.url(path), *args), "interpserve bench", rate))
+        rows.append(locust(server.url(""), path, rate, seconds))
+    return rows
+
+
 def compare_open_loop(
     server: RunningServer, rates: list[float], seconds: int, workers: int
 ) -> list[dict[str, Any]]:
     url = server.url("/cpu")
-    rows = []
-    for rate in rates:
-        args = ["--rate", str(rate), "-d", str(seconds), "--warmup", "1"]
-        rows.append(_ours(interpserve_bench(url, *args), "interpserve bench", rate))
-        rows.append(locust(server.url(""), "/cpu", rate, seconds))
+    rows = side_by_side(server, "/cpu", rates, seconds)
     connections = 2 * workers
     rows.append(wrk(url, connections, seconds))
     closed = interpserve_bench(url, "-c", str(connections), "-d", str(seconds), "--warmup", "1")
@@ -134,11 +147,7 @@ def overhead(
 ) -> list[dict[str, Any]]:
     """Each tool's own floor: the bare server answers in tens of microseconds, so what is
     measured is the generator's (and the loopback's) latency."""
-    rows = []
-    for rate in rates:
-        args = ["--rate", str(rate), "-d", str(seconds), "--warmup", "1"]
-        rows.append(_ours(interpserve_bench(server.url("/"), *args), "interpserve bench", rate))
-        rows.append(locust(server.url(""), "/", rate, seconds))
+    rows = side_by_side(server, "/", rates, seconds)
     args = ["--rate", str(top), "-d", str(seconds), "--warmup", "1"]
     rows.append(_ours(interpserve_bench(server.url("/"), *args), "interpserve bench", top))
     return rows
@@ -181,6 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="of each measured load (10)")
     parser.add_argument("--rates", default="40,80", help="open-loop rates on /cpu (40,80)")
+    parser.add_argument(
+        "--slow-rates", default="20,50", help=f"open-loop rates on /sleep?ms={SLEEP_MS} (20,50)"
+    )
     parser.add_argument("--overhead-rate", type=float, default=5000.0, help="(5000)")
     parser.add_argument("--workers", type=int, default=cores(), help="interpserve's (cores)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -200,6 +212,9 @@ def main(argv: list[str] | None = None) -> None:
         with serving(peers["interpserve-interpreter"], env, Path(log_dir)) as server:
             print("open loop on /cpu ...", flush=True)
             results["open_loop"] = compare_open_loop(server, rates, args.seconds, args.workers)
+            print(f"open loop on /sleep?ms={SLEEP_MS} ...", flush=True)
+            slow = [float(r) for r in args.slow_rates.split(",")]
+            results["slow"] = side_by_side(server, f"/sleep?ms={SLEEP_MS}", slow, args.seconds)
             print("top rate on / ...", flush=True)
             results["top_rate"] = top_rate(server, args.seconds)
         with serving(bare, env, Path(log_dir)) as server:
@@ -210,12 +225,17 @@ def main(argv: list[str] | None = None) -> None:
     report = [
         "# Load generators side by side",
         "",
-        f"`python -m bench.generators --seconds {args.seconds} --rates {args.rates}` "
+        f"`python -m bench.generators --seconds {args.seconds} --rates {args.rates} "
+        f"--slow-rates {args.slow_rates}` "
         f"(interpserve interpreter x{args.workers}, the same server for every row of a table).",
         "",
         f"## Open loop: /cpu (about {HANDLER_S * 1000:g} ms of CPU), the same rates",
         "",
         table(results["open_loop"]),
+        "",
+        f"## Open loop: /sleep?ms={SLEEP_MS} (no CPU), the same rates",
+        "",
+        table(results["slow"]),
         "",
         "## Each generator's own latency: against bench.bare_server",
         "",
