@@ -1,7 +1,8 @@
 /* Compiled versions of the few pure functions every request goes through, on both sides of a
  * worker's pipes: the wire codec's request and response-start frames and its frame loop
- * (wire.py), the parser's fast path (frontend/framing.py), the response head
- * (frontend/response.py) and a worker's check of an app's response headers (worker/asgi.py).
+ * (wire.py), the parser's fast path and its run over a chunked body's chunks
+ * (frontend/framing.py), the response head (frontend/response.py) and a worker's check of an
+ * app's response headers (worker/asgi.py).
  * Each does exactly what the Python it replaces does, which stays the reference (and the
  * fallback where this module is not built): tests/test_speedups.py holds the two to the same
  * output and the same errors on generated input.
@@ -1089,6 +1090,114 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* A chunked body's run of whole chunks: frontend/framing.py's skip_chunks */
+
+static int hex_digit(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static const unsigned char *past_token(const unsigned char *p, const unsigned char *end) {
+    while (p < end && is_tchar(*p)) p++;
+    return p;
+}
+
+/* Past a quoted string at p (framing.py's _QUOTED), or NULL if there is none whole there. */
+static const unsigned char *past_quoted(const unsigned char *p, const unsigned char *end) {
+    if (p >= end || *p != '"') return NULL;
+    for (p++; p < end; p++) {
+        unsigned char c = *p;
+        if (c == '"') return p + 1;
+        if (c == '\\') {
+            if (++p >= end) return NULL;
+            c = *p;
+            if (!(c == '\t' || (c >= 0x20 && c != 0x7f))) return NULL;
+        } else if (!(c == '\t' || (c >= 0x20 && c != 0x7f && c != '"' && c != '\\'))) {
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* A chunk size line at p (framing.py's _CHUNK_LINE): 1, with its size, the size of its
+ * extensions and the position after its CRLF; 0 if there is none whole and in the grammar. */
+static int chunk_line(const unsigned char *p, const unsigned char *end, uint64_t *size,
+                      Py_ssize_t *extensions, const unsigned char **after) {
+    uint64_t value = 0;
+    int digits = 0, digit;
+    while (p < end && digits < 16 && (digit = hex_digit(*p)) >= 0) {
+        value = value * 16 + (uint64_t)digit;
+        p++;
+        digits++;
+    }
+    if (!digits) return 0;
+    const unsigned char *first = p;
+    while (p < end && *p == ';') {
+        const unsigned char *name = p + 1, *q = past_token(name, end);
+        if (q == name) return 0;
+        if (q < end && *q == '=') {
+            const unsigned char *v = q + 1;
+            q = past_token(v, end);
+            if (q == v && (q = past_quoted(v, end)) == NULL) return 0;
+        }
+        p = q;
+    }
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return 0;
+    *size = value;
+    *extensions = p - first;
+    *after = p + 2;
+    return 1;
+}
+
+static PyObject *skip_chunks(PyObject *Py_UNUSED(module), PyObject *const *args,
+                             Py_ssize_t nargs) {
+    if (nargs != 6 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "expected (bytes, pos, remaining, crlf_next, extensions, max_extensions)");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) return NULL;
+    unsigned long long remaining = PyLong_AsUnsignedLongLong(args[2]);
+    if (remaining == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    int crlf_next = PyObject_IsTrue(args[3]);
+    if (crlf_next < 0) return NULL;
+    Py_ssize_t extensions = PyLong_AsSsize_t(args[4]);
+    if (extensions == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t max_extensions = PyLong_AsSsize_t(args[5]);
+    if (max_extensions == -1 && PyErr_Occurred()) return NULL;
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t end = PyBytes_GET_SIZE(args[0]);
+    while (pos >= 0 && pos < end) {
+        if (remaining) {
+            unsigned long long available = (unsigned long long)(end - pos);
+            unsigned long long take = remaining < available ? remaining : available;
+            pos += (Py_ssize_t)take;
+            remaining -= take;
+            crlf_next = 1;
+            continue;
+        }
+        const unsigned char *p = data + pos, *stop = data + end, *after;
+        if (crlf_next) {
+            if (stop - p < 2 || p[0] != '\r' || p[1] != '\n') break;
+            p += 2;
+        }
+        uint64_t size;
+        Py_ssize_t more;
+        if (!chunk_line(p, stop, &size, &more, &after) || !size ||
+            extensions + more > max_extensions)
+            break;
+        pos = after - data;
+        remaining = size;
+        crlf_next = 0;
+        extensions += more;
+    }
+    return Py_BuildValue("(nKOn)", pos, remaining, crlf_next ? Py_True : Py_False, extensions);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* A worker's check of an app's response headers: worker/asgi.py's checked_headers */
 
 /* Whether the bytes-like `obj` holds any of `forbidden`; -1 (with TypeError, as re's search
@@ -1240,6 +1349,8 @@ static PyMethodDef methods[] = {
      "from framing.py."},
     {"parse_plain_request", (PyCFunction)(void (*)(void))parse_plain_request, METH_FASTCALL,
      "framing.parse_plain_request, compiled."},
+    {"skip_chunks", (PyCFunction)(void (*)(void))skip_chunks, METH_FASTCALL,
+     "framing.skip_chunks, compiled."},
     {"encode_parts", encode_parts, METH_O, "wire.encode_parts, compiled."},
     {"checked_headers", checked_headers, METH_O, "worker.asgi.checked_headers, compiled."},
     {"decode_whole_frames", (PyCFunction)(void (*)(void))decode_whole_frames, METH_FASTCALL,

@@ -42,4 +42,13 @@ def setup_parser(
 def parse_plain_request(
     data: bytes, pos: int, limits: Limits, max_section: int, /
 ) -> tuple[RequestHead, int, int] | None: ...
+def skip_chunks(
+    data: bytes,
+    pos: int,
+    remaining: int,
+    crlf_next: bool,
+    extensions: int,
+    max_extensions: int,
+    /,
+) -> tuple[int, int, bool, int]: ...
 def checked_headers(raw: Any, /) -> ev.Headers: ...

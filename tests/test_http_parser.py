@@ -296,6 +296,17 @@ def test_chunked_body_split_across_feeds(parser: RequestParser) -> None:
     assert events[-1] is END_OF_REQUEST
 
 
+def test_a_body_is_one_event_per_read_however_it_is_chunked(parser: RequestParser) -> None:
+    """What a body costs the rest of the server follows its size, not the client's chunks."""
+    head = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = b"".join(b"1\r\n%c\r\n" % (i % 256) for i in range(10_000))
+    first = parser.feed(head + chunks[:30_001])  # (cut inside a chunk size line)
+    second = parser.feed(chunks[30_001:] + b"0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert [type(e) for e in first] == [RequestHead, BodyData]
+    assert [type(e) for e in second] == [BodyData, EndOfRequest, RequestHead, EndOfRequest]
+    assert body_of(first + second) == bytes(i % 256 for i in range(10_000))
+
+
 def test_chunked_body_with_trailers(parser: RequestParser) -> None:
     events = parser.feed(
         b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"

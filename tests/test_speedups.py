@@ -352,6 +352,67 @@ def test_a_plain_request_is_parsed_at_all() -> None:
     assert data[body:end] == b"ok"
 
 
+# The guard's run over a chunked body's chunks
+
+_CHUNK_EXTENSIONS = [b";a", b";a=b", b';a="q\\"x"', b";", b";a=", b';a="open', b";a b", b";\x80"]
+
+
+def _random_chunks(rng: random.Random) -> bytes:
+    """Chunks as a client would cut them, now and then with a fault or cut short."""
+    out = []
+    for _ in range(rng.randrange(8)):
+        size = rng.choice([0, 1, 2, 3, 16, rng.randrange(1, 300)])
+        digits = b"%x" % size
+        if rng.random() < 1 / 16:
+            digits = rng.choice([b"%X" % size, b"0" * 16 + digits, digits + b" ", b"g", b""])
+        extensions = b"".join(rng.choices(_CHUNK_EXTENSIONS, k=rng.randrange(3)))
+        crlf = b"\r\n" if rng.random() > 1 / 16 else rng.choice([b"\n", b"\r", b""])
+        after = b"\r\n" if rng.random() > 1 / 16 else rng.choice([b"\n", b"", b"x\r\n"])
+        out.append(digits + extensions + crlf + rng.randbytes(size) + after)
+    data = b"".join(out)
+    return data[: rng.randrange(len(data) + 1)] if rng.random() < 0.3 else data
+
+
+def test_the_same_runs_over_generated_chunks() -> None:
+    rng = random.Random(20261202)
+    moved = 0
+    for _ in range(20000):
+        data = _random_chunks(rng)
+        crlf_next = rng.random() < 0.3
+        data = (b"\r\n" if crlf_next else b"") + data
+        args = (
+            data,
+            rng.choice([0, 0, 0, 1, len(data)]),
+            rng.choice([0, 0, 0, 1, 5, 2**64 - 1]),
+            crlf_next,
+            rng.choice([0, 0, 5]),
+            rng.choice([8190, 8190, 3, 0]),
+        )
+        expected = outcome(framing.python_skip_chunks, *args)
+        assert outcome(speedups.skip_chunks, *args) == expected, args
+        moved += expected[0] > args[1]  # type: ignore[index]
+    assert moved > 5000  # (the generator makes whole chunks, not only faulty ones)
+
+
+@settings(max_examples=500)
+@given(
+    data=st.binary(max_size=60) | st.lists(st.sampled_from(list(b'0a;="\\\r\nx \t'))).map(bytes),
+    remaining=st.integers(min_value=0, max_value=2**64 - 1),
+    crlf_next=st.booleans(),
+)
+def test_property_the_same_chunk_runs_over_any_bytes(
+    data: bytes, remaining: int, crlf_next: bool
+) -> None:
+    args = (data, 0, remaining, crlf_next, 0, 10)
+    assert outcome(speedups.skip_chunks, *args) == outcome(framing.python_skip_chunks, *args)
+
+
+def test_a_run_of_tiny_chunks_stops_before_the_last_chunk() -> None:
+    data = b"1\r\nx\r\n" * 10_000 + b"0\r\n\r\n"
+    assert speedups.skip_chunks(data, 0, 0, False, 0, 10) == (len(data) - 7, 0, True, 0)
+    assert framing.python_skip_chunks(data, 0, 0, False, 0, 10) == (len(data) - 7, 0, True, 0)
+
+
 # A worker's check of the app's response headers
 
 _app_names = st.sampled_from([b"Content-Type", b"X-A", b"", b"a:b", b"a\rb", b"\0", b"SET-COOKIE"])

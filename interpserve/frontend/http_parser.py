@@ -6,6 +6,9 @@ so the rest of the server cannot tell them apart: those checks live in `http_rul
 requests (whole in one read, in the plainest form) need neither: the framing guard
 (`framing.py`) parses them itself, by the same rules.
 Responses are not written here: see `response.py`, shared by both.
+
+A body's bytes come out as one BodyData per read (per request), however many chunks the client
+cut them into: what a body costs the rest of the server follows its size, not its framing.
 """
 
 from __future__ import annotations
@@ -51,6 +54,26 @@ except ImportError:  # the optional, faster backend
 @dataclass(slots=True)
 class BodyData:
     data: bytes
+
+
+class _Body:
+    """A request body's bytes as a backend hands them over (a chunk at a time), gathered into
+    one BodyData per read, and counted against the body limit as it is."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self.parts: list[bytes | bytearray] = []
+        self.size = 0  # of this request's body so far
+
+    def gather(self, out: list[ParsedEvent]) -> None:
+        """What came since the last call, as one event (BadRequest if it is over the limit)."""
+        parts = self.parts
+        if parts:
+            data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)  # (h11: bytearray)
+            parts.clear()
+            self.size += len(data)
+            self._limits.check_body(self.size)
+            out.append(BodyData(data))
 
 
 class EndOfRequest:
@@ -134,7 +157,7 @@ class H11Parser(_GuardedParser):
         self._finished = False  # the last request is complete: nothing after it is parsed
         self._upgrade: RequestHead | None = None  # the request proposing a protocol switch
         self._fresh = True  # nothing but empty lines received since the last request
-        self._body_size = 0
+        self._body = _Body(limits)
 
     def _new_connection(self) -> h11.Connection:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
@@ -148,6 +171,7 @@ class H11Parser(_GuardedParser):
         self._receive(data)
         try:
             self._parse(out)
+            self._body.gather(out)
         except BadRequest as exc:
             exc.events = out
             raise
@@ -169,14 +193,13 @@ class H11Parser(_GuardedParser):
             except h11.RemoteProtocolError as exc:
                 raise BadRequest(str(exc), exc.error_status_hint) from None
             if isinstance(event, h11.Data):
-                self._body_size += len(event.data)
-                self._limits.check_body(self._body_size)
-                out.append(BodyData(bytes(event.data)))
+                self._body.parts.append(event.data)
             elif isinstance(event, h11.Request):
                 head = self._head(event)
                 self._upgrade = head if head.upgrade else None
                 out.append(head)
             elif isinstance(event, h11.EndOfMessage):
+                self._body.gather(out)
                 out.append(END_OF_REQUEST)
                 rest, _ = self._conn.trailing_data
                 if self._upgrade is not None:
@@ -192,7 +215,7 @@ class H11Parser(_GuardedParser):
                 return
 
     def _head(self, request: h11.Request) -> RequestHead:
-        self._body_size = 0
+        self._body.size = 0
         version = request.http_version.decode("ascii")
         target = without_fragment(request.target)
         head = make_head(request.method, target, version, list(request.headers), self._limits)
@@ -206,39 +229,58 @@ class HttptoolsParser(_GuardedParser):
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         assert httptools is not None
         super().__init__(limits)
-        self._parser = httptools.HttpRequestParser(self)
-        self._out: list[ParsedEvent] = []
-        self._target = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._body_size = 0
+        self._events = _LlhttpEvents(limits)
+        self._parser = httptools.HttpRequestParser(self._events)
         self._closed = False
-        self._last_head: RequestHead | None = None
 
     def _feed(self, data: bytes) -> list[ParsedEvent]:
+        events = self._events
         out: list[ParsedEvent] = []
-        self._out = out
+        events.out = out
         if self._closed:
             return out
+        events.parser = self._parser  # (for the time of the parse only: see _LlhttpEvents)
         try:
             self._parser.feed_data(data)
+            events.body.gather(out)
         except httptools.HttpParserUpgrade as exc:
             # llhttp parses nothing past a protocol switch; the rest is the new protocol's.
             self._closed = True
-            if self._last_head is not None:
-                out.append(Upgrade(self._last_head, data[exc.args[0] :]))
+            if events.last_head is not None:
+                out.append(Upgrade(events.last_head, data[exc.args[0] :]))
         except httptools.HttpParserError as exc:
             cause = exc.__context__
             error = cause if isinstance(cause, BadRequest) else BadRequest(str(exc))
             error.events = out
             raise error from None
+        except BadRequest as exc:  # (the body limit, from the last gather)
+            exc.events = out
+            raise
+        finally:
+            events.parser = None
         return out
 
-    # httptools callbacks
+
+class _LlhttpEvents:
+    """httptools' callbacks: what llhttp parses, made into events. Apart from the parser
+    object, which holds it, and holds no reference back to it but during a parse: the two are
+    freed with their connection, not left for the garbage collector."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self.parser: httptools.HttpRequestParser | None = None
+        self.out: list[ParsedEvent] = []
+        self.body = _Body(limits)
+        # Called by llhttp for every chunk of a body: a C call, with no Python frame.
+        self.on_body = self.body.parts.append
+        self.last_head: RequestHead | None = None
+        self._target = b""
+        self._headers: list[tuple[bytes, bytes]] = []
 
     def on_message_begin(self) -> None:
         self._target = b""
         self._headers = []
-        self._body_size = 0
+        self.body.size = 0
 
     def on_url(self, url: bytes) -> None:
         self._target += url
@@ -250,7 +292,8 @@ class HttptoolsParser(_GuardedParser):
         self._headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
-        parser = self._parser
+        parser = self.parser
+        assert parser is not None
         head = make_head(
             parser.get_method(),
             without_fragment(self._target),
@@ -261,16 +304,12 @@ class HttptoolsParser(_GuardedParser):
         # llhttp reports trailer fields through on_header too: they must not land in this
         # head's headers (the app would take them for request headers). Like h11, drop them.
         self._headers = []
-        self._last_head = head
-        self._out.append(head)
-
-    def on_body(self, body: bytes) -> None:
-        self._body_size += len(body)
-        self._limits.check_body(self._body_size)
-        self._out.append(BodyData(body))
+        self.last_head = head
+        self.out.append(head)
 
     def on_message_complete(self) -> None:
-        self._out.append(END_OF_REQUEST)
+        self.body.gather(self.out)
+        self.out.append(END_OF_REQUEST)
 
 
 def parser_factory(name: str) -> type[H11Parser] | type[HttptoolsParser]:
