@@ -140,6 +140,16 @@ class Config:
         None, "most requests in flight at once; more are answered 503"
     )
     backlog: int = option(2048, "most connections waiting to be accepted")
+    # The front end's memory for its clients' traffic, all connections together (what it
+    # protects against: docs/hardening.md; how: frontend/budget.py).
+    limit_buffers: int = option(
+        8 * 1024 * 1024,
+        "the most memory the front end holds for clients' traffic beyond each request's own "
+        "small window, across all connections: widened windows of fast transfers, bodies read "
+        "ahead, WebSocket messages being reassembled; when it is reached, sockets wait to be "
+        "read (TCP backpressure)",
+        metavar="BYTES",
+    )
     timeout_request: float | None = option(
         None,
         "answer 504 to a request still running after SECONDS, and replace its worker if the "
@@ -230,6 +240,7 @@ class Config:
             "limit_request_fields",
             "limit_request_field_size",
             "backlog",
+            "limit_buffers",
         ):
             value = getattr(self, name)
             if value is not None and value <= 0:

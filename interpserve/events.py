@@ -16,13 +16,17 @@ Headers = tuple[tuple[bytes, bytes], ...]
 Address = tuple[str, int]
 
 # How many request (or response) body bytes may be in flight for one request before the sender
-# waits for the receiver's Credit: it bounds memory per request in both directions. As much as a
-# worker's pipe holds, so that one big transfer keeps both interpreters busy at once: at 256 KiB
-# they took turns, and a 100 MiB download ran at 0.6x this speed.
+# waits for the receiver's Credit. Every request starts with the small window, which is all an
+# app that does not read (or a client that does not) ever holds; the front end widens it,
+# doubling, up to the large one while the transfer keeps going (frontend/budget.py says when).
+# The large one is as much as a worker's pipe holds, so that one big transfer keeps both
+# interpreters busy at once: at a quarter of it they took turns, and a big download ran slower.
+BODY_WINDOW_MIN = 16 * 1024
 BODY_WINDOW = 1024 * 1024
-# The same for a WebSocket's message bytes, smaller: its connections are many and long-lived,
-# and their messages small.
-WEBSOCKET_WINDOW = 256 * 1024
+# The same for a WebSocket's message bytes, with no widening: its connections are many and
+# long-lived, and their messages small. (A message crosses whole, so one bigger than the window
+# is still sent; the sender then waits.)
+WEBSOCKET_WINDOW = 64 * 1024
 
 
 # Front end -> worker
@@ -85,8 +89,14 @@ class Shutdown:
 
 @dataclass(slots=True)
 class Credit:
-    """The receiver consumed `size` body bytes of this request; the sender may send that many
-    more. A worker's first Credit for an expect-continue request is what sends 100 Continue."""
+    """The sender may send `size` more body bytes of this request.
+
+    From a worker: the app received `size` more of the request body (the front end decides
+    how far ahead of the app it reads). A worker's first Credit for an expect-continue request,
+    of size 0, is the app asking for the body: what sends 100 Continue.
+    From the front end: `size` more bytes of the response (or WebSocket messages) may come,
+    beyond the BODY_WINDOW_MIN (or WEBSOCKET_WINDOW) every response starts with: what the
+    client took, and more when the front end widens the window."""
 
     request_id: int
     size: int

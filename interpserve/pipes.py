@@ -57,10 +57,16 @@ class FramePipe(asyncio.Protocol):
         on_event: Callable[[ev.Event], None],
         on_closed: Callable[[], None],
         on_batch_end: Callable[[], None] = lambda: None,
+        on_backlog: Callable[[int], None] | None = None,
     ) -> None:
         self._on_event = on_event
         self._on_closed = on_closed
         self._on_batch_end = on_batch_end
+        # Told how much the bytes waiting in memory to be written (the other side is not
+        # reading) grew or shrank by: the front end counts them against its budget.
+        self._on_backlog = on_backlog
+        self._backlog = 0
+        self._write_paused = False
         self._decoder = FrameDecoder()
         self._reader: asyncio.ReadTransport | None = None
         self._writer: asyncio.WriteTransport | None = None
@@ -73,8 +79,11 @@ class FramePipe(asyncio.Protocol):
     async def connect(self, fd_in: int, fd_out: int) -> None:
         loop = self._loop = asyncio.get_running_loop()
         writer, _ = await loop.connect_write_pipe(
-            asyncio.BaseProtocol, os.fdopen(os.dup(fd_out), "wb", buffering=0)
+            lambda: _WriteSide(self), os.fdopen(os.dup(fd_out), "wb", buffering=0)
         )
+        if self._on_backlog is not None:
+            # Told as soon as anything waits in memory, and once all of it is written.
+            writer.set_write_buffer_limits(0)
         self._writer = writer
         reader, _ = await loop.connect_read_pipe(
             lambda: self, os.fdopen(os.dup(fd_in), "rb", buffering=0)
@@ -105,7 +114,22 @@ class FramePipe(asyncio.Protocol):
     def _flush(self) -> None:
         if self._pending and self._writer is not None and not self._writer.is_closing():
             self._writer.write(b"".join(self._pending))
+            if self._write_paused:
+                self._note_backlog()
         self._pending.clear()
+
+    def _writing_held(self, held: bool) -> None:
+        """From the writing pipe's protocol: bytes began, or stopped, waiting in memory."""
+        self._write_paused = held
+        self._note_backlog()
+
+    def _note_backlog(self) -> None:
+        if self._on_backlog is None or self._writer is None:
+            return
+        size = 0 if self.closed else self._writer.get_write_buffer_size()
+        if size != self._backlog:
+            self._on_backlog(size - self._backlog)
+            self._backlog = size
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -139,8 +163,22 @@ class FramePipe(asyncio.Protocol):
             return
         self._flush()
         self.closed = True
+        self._note_backlog()  # what is left to write no longer counts
         if self._reader is not None:
             self._reader.close()
         if self._writer is not None:
             self._writer.close()
         self._on_closed()
+
+
+class _WriteSide(asyncio.BaseProtocol):
+    """The writing pipe's protocol: tells the FramePipe when bytes start and stop waiting."""
+
+    def __init__(self, pipe: FramePipe) -> None:
+        self._pipe = pipe
+
+    def pause_writing(self) -> None:
+        self._pipe._writing_held(True)
+
+    def resume_writing(self) -> None:
+        self._pipe._writing_held(False)

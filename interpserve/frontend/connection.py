@@ -1,6 +1,13 @@
 """One client connection: bytes from the socket go through the parser into request cycles, and
 responses go back in request order (pipelining). This layer only moves bytes and applies
-backpressure; HTTP is decided in the parser, the cycle and `response.py`."""
+backpressure; HTTP is decided in the parser, the cycle and `response.py`.
+
+It reads into a buffer of its own (asyncio's BufferedProtocol), so that it, not the kernel,
+decides how much one read brings: between requests a head and a little after it; in a body
+what the request's window has room for (`budget.py`). An upload whose app does not read then
+costs its window, not what the client managed to send; and no single read, however hostile its
+content, makes more than a bounded slice of parsing for the loop every connection shares.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from typing import TYPE_CHECKING, cast
 
 from interpserve.config import Config
 from interpserve.events import Address
+from interpserve.frontend.budget import MemoryBudget
 from interpserve.frontend.cycle import RequestCycle
 from interpserve.frontend.http_parser import (
     BadRequest,
@@ -27,6 +35,7 @@ from interpserve.frontend.http_parser import (
 from interpserve.frontend.http_rules import is_websocket_upgrade
 from interpserve.frontend.proxy import TrustedProxies, parse_trusted
 from interpserve.frontend.response import DefaultHeaders, error_response, http_date
+from interpserve.memory import BurstWatch
 from interpserve.pool.pool import WorkerPool
 
 if TYPE_CHECKING:
@@ -34,10 +43,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("interpserve.error")
 
-# Stop reading from a client that has this many request body bytes, or this many pipelined
-# requests, waiting for a worker; resume once they have moved on.
-_READ_HIGH_WATER = 256 * 1024
+# The most one read brings: what bounds the parse (or decode) one read makes the loop do.
+READ_SIZE = 64 * 1024
+# What one read brings between requests (a head, and what follows it), and the most body bytes a
+# connection holds that no window has room for yet (a pipelined request's): beyond it, reading
+# waits for the requests before to move on.
+_READ_AHEAD = 16 * 1024
+# Stop reading from a client that has this many pipelined requests waiting behind the one being
+# answered; resume once they have moved on.
 _MAX_QUEUED_REQUESTS = 64
+# Memory is given back (interpserve/memory.py) once this many connections, or this many bytes
+# held for them, have come and mostly gone.
+_CONNECTION_BURST = 256
+_BUFFER_BURST = 16 * 1024 * 1024
 
 
 @dataclass
@@ -59,9 +77,20 @@ class ServerState:
     scheme: str = field(init=False)
     access_log: bool = field(init=False)
     _date_header: bool = field(init=False)
+    budget: MemoryBudget = field(init=False)
+    # Every connection reads into this buffer in turn (a read is copied out before the next).
+    read_buffer: memoryview = field(init=False)
+    bursts: tuple[BurstWatch, BurstWatch] = field(init=False)  # started by the server
 
     def __post_init__(self) -> None:
         config = self.config
+        self.budget = budget = MemoryBudget(config.limit_buffers, READ_SIZE)
+        self.pool.pipe_backlog = budget.change
+        self.read_buffer = memoryview(bytearray(READ_SIZE))
+        self.bursts = (
+            BurstWatch(lambda: len(self.connections), _CONNECTION_BURST),
+            BurstWatch(lambda: budget.held, _BUFFER_BURST),
+        )
         self.access_log = config.access_log
         self._date_header = config.date_header
         self.default_headers = DefaultHeaders.build(
@@ -86,7 +115,7 @@ class ServerState:
         return sum(conn.queued for conn in self.connections)
 
 
-class HTTPConnection(asyncio.Protocol):
+class HTTPConnection(asyncio.BufferedProtocol):
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self._parser = state.new_parser()
@@ -98,12 +127,14 @@ class HTTPConnection(asyncio.Protocol):
         self._waiting_for = ""  # what the read timer is timing: "idle", "head" or "body"
         self._deadline = 0.0  # when what is waited for is overdue (loop time)
         self._reading_paused = False
+        self._read_size = _READ_AHEAD
+        self._read_view = state.read_buffer[:_READ_AHEAD]
         self._closing = False
         # A WebSocket handshake waiting for the responses before it, then the session that has
         # taken the connection over: either way the connection carries no more HTTP.
         self._upgrade: Upgrade | None = None
         self._websocket: WebSocketSession | None = None
-        self.buffered = 0
+        self.buffered = 0  # request body bytes read, waiting in this connection's cycles
         self.writing_paused = False
         self.scheme = state.scheme
         self.client: Address | None = None
@@ -115,14 +146,26 @@ class HTTPConnection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, though they behave as one.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        # Told as soon as the socket takes less than it is given, and again once what it left
+        # is written: a response's credit is then withheld for exactly what waits in memory.
+        transport.set_write_buffer_limits(0)
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
-        self.state.connections.add(self)
+        connections = self.state.connections
+        connections.add(self)
+        self.state.bursts[0].note(len(connections))
         self._update_read_timer()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._read_view[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         if self._websocket is not None:
             self._websocket.data_received(data)
+            self.update_reading()
             return
         try:
             events = self._parser.feed(data)
@@ -131,7 +174,7 @@ class HTTPConnection(asyncio.Protocol):
             self._reject(exc)
             return
         self._handle(events)
-        self._apply_read_backpressure()
+        self.update_reading()
         self._update_read_timer()
 
     def _handle(self, events: list[ParsedEvent]) -> None:
@@ -145,8 +188,8 @@ class HTTPConnection(asyncio.Protocol):
                     continue  # the Upgrade event after it brings what follows
                 self._parsing = cycle = RequestCycle(self, event)
                 self._cycles.append(cycle)
-                if len(self._cycles) == 1:
-                    cycle.dispatch()
+                if len(self._cycles) == 1 and not self.writing_paused:
+                    cycle.dispatch()  # (else once the client takes what it was sent)
             elif isinstance(event, EndOfRequest) and self._parsing is not None:
                 self._parsing.end_body()
             elif isinstance(event, Upgrade):
@@ -155,10 +198,13 @@ class HTTPConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._cancel_read_timer()
-        self.state.connections.discard(self)
-        if self._cycles:
-            self._cycles[0].disconnect()
+        state = self.state
+        state.connections.discard(self)
+        state.budget.forget(self)
+        for cycle in self._cycles:
+            cycle.disconnect()  # (the first's app is told; those behind it let go their bodies)
         self._cycles.clear()
+        self._parsing = None
         if self._websocket is not None:
             self._websocket.connection_lost()
 
@@ -168,9 +214,17 @@ class HTTPConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.writing_paused = False
         if self._cycles:
-            self._cycles[0].writable()
+            first = self._cycles[0]
+            if first.queued:
+                first.dispatch()  # it waited for the client to take the responses before
+            else:
+                first.writable()
         elif self._websocket is not None:
             self._websocket.writable()
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._reading_paused
 
     @property
     def queued(self) -> int:
@@ -183,9 +237,15 @@ class HTTPConnection(asyncio.Protocol):
         if self._transport is not None and not self._closing:
             self._transport.write(data)
 
+    def hold(self, size: int) -> None:
+        """A cycle holds `size` more body bytes (it gives them back to the budget once the app
+        has received them, or they are dropped)."""
+        self.buffered += size
+        self.state.budget.reserve(size)
+
     def body_sent(self, size: int) -> None:
+        """A cycle no longer holds `size` body bytes here: sent to its worker, or dropped."""
         self.buffered -= size
-        self._apply_read_backpressure()
 
     def cycle_done(self, cycle: RequestCycle) -> None:
         """The first cycle's response is complete: answer the next request, or wait for one."""
@@ -193,13 +253,18 @@ class HTTPConnection(asyncio.Protocol):
             self.close()
             return
         self._cycles.popleft()
+        if cycle is self._parsing and cycle.body_complete:
+            self._parsing = None
         if self._cycles:
-            self._cycles[0].dispatch()
+            if not self.writing_paused:
+                # (Else once the client has taken this response: resume_writing. A client that
+                # pipelines requests and reads no answer holds its answers back, not a pile.)
+                self._cycles[0].dispatch()
         elif self._upgrade is not None:
             self._start_websocket()
         elif self._bad_request is not None:
             self._reject(self._bad_request)
-        self._apply_read_backpressure()
+        self.update_reading()
         self._update_read_timer()
 
     def close(self) -> None:
@@ -254,16 +319,49 @@ class HTTPConnection(asyncio.Protocol):
         self.write(error_response(exc.status, message, self.state.default_headers))
         self.close()
 
-    def _apply_read_backpressure(self) -> None:
-        if self._bad_request is not None or self._closing or self._upgrade or self._websocket:
-            return
-        too_much = self.buffered > _READ_HIGH_WATER or len(self._cycles) > _MAX_QUEUED_REQUESTS
-        if too_much:
+    def update_reading(self) -> None:
+        """Read on, as much as there is room for now; or stop until there is room: a window
+        opens, the responses before a pipelined request go, the budget has room again."""
+        if self._bad_request is not None or self._closing or self._upgrade:
+            return  # reading stays paused: see _reject and _on_upgrade
+        websocket = self._websocket
+        room = websocket.read_room() if websocket is not None else self._read_room()
+        if room <= 0:
             self._pause_reading()
-        elif self._reading_paused:
+            return
+        room = min(room, READ_SIZE)
+        if room != self._read_size:
+            self._read_size = room
+            self._read_view = self.state.read_buffer[:room]
+        if self._reading_paused and self._transport is not None:
             self._reading_paused = False
-            assert self._transport is not None
             self._transport.resume_reading()
+
+    def budget_available(self) -> None:
+        self.update_reading()
+
+    def wait_for_budget(self) -> bool:
+        """Whether reading must wait for the budget to have room (it then resumes this)."""
+        budget = self.state.budget
+        if budget.spent:
+            budget.wait(self)
+            return True
+        return False
+
+    def _read_room(self) -> int:
+        if len(self._cycles) > _MAX_QUEUED_REQUESTS:
+            return 0
+        parsing = self._parsing
+        if parsing is not None and not parsing.body_complete:
+            room = parsing.read_room()
+            if room is not None:
+                return room  # what its window takes now (no budget: the window is its own)
+        # A head and what comes after it, or a body no window takes yet: a little, unless the
+        # connection holds some already and the budget is spent.
+        room = _READ_AHEAD - self.buffered
+        if room <= 0 or (self.buffered and self.wait_for_budget()):
+            return 0
+        return room
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
@@ -355,11 +453,9 @@ class HTTPConnection(asyncio.Protocol):
 
         upgrade, self._upgrade = self._upgrade, None
         assert upgrade is not None and self._transport is not None
-        if self._reading_paused:
-            self._reading_paused = False
-            self._transport.resume_reading()
-        self._websocket = WebSocketSession(self, self._transport, upgrade.head)
+        self._websocket = WebSocketSession(self, upgrade.head)
         self._websocket.start(upgrade.data)
+        self.update_reading()
 
 
 def _address(info: object) -> Address | None:

@@ -1,5 +1,14 @@
 """One request's trip through the front end: sent to a worker, its body streamed after it as the
-worker grants credit, and the worker's response written back to the client."""
+app receives it, and the worker's response written back to the client as the client takes it.
+
+Both bodies move in windows (events.BODY_WINDOW_MIN to BODY_WINDOW): the request's is what the
+worker may hold that the app has not received yet, the response's what the worker may send that
+the client's socket has not taken yet. Each starts small and doubles, as the budget allows
+(`budget.py`), each time a whole window has gone through: a transfer that keeps moving soon has
+the large one, and an app that never reads (or a client that never does) holds the small one.
+The budget counts a request body's bytes from the socket until the app has received them, and a
+streamed response's whole window until the response is complete.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ import asyncio
 import http
 import logging
 import time
+from enum import Enum, auto
 from typing import TYPE_CHECKING
 
 from interpserve import events as ev
@@ -59,26 +69,45 @@ def request_event(
     )
 
 
+class Stage(Enum):
+    """Where a request is on its way (the app's own life, and the client's, are apart)."""
+
+    QUEUED = auto()  # behind the responses before it on its connection
+    DISPATCHED = auto()  # with a worker, or waiting for one; no response yet
+    RESPONDING = auto()  # the response has started
+    COMPLETE = auto()  # the response is complete
+
+
 class RequestCycle:
     def __init__(self, conn: HTTPConnection, head: RequestHead) -> None:
         self._conn = conn
         self.head = head
         self.keep_alive = head.keep_alive
+        self.stage = Stage.QUEUED
         self._channel: WorkerChannel | None = None
         self._request_id = 0
-        # Request body received from the client, not yet sent to the worker.
+        # Request body received from the client, not yet sent to the worker, and its size; and
+        # how much was sent that the app has not received yet.
         self._body: list[bytes] = []
+        self._held = 0
+        self._in_flight = 0
         self.body_complete = not head.has_body
         self._end_sent = not head.has_body
-        # How many body bytes the worker will take now; none before "100 Continue".
-        self._credit = 0 if head.expect_continue else ev.BODY_WINDOW
+        # The request body's window (none before "100 Continue": the app has not asked yet),
+        # how much of it the worker takes now, and what the app received since it widened.
+        self._window = 0 if head.expect_continue else ev.BODY_WINDOW_MIN
+        self._credit = self._window
+        self._taken = 0
         self._continue_sent = False
         self._plan: ResponsePlan | None = None
         self._head = b""  # the response head, until it can leave with the first body bytes
         self._written = 0
+        # The response's window (0 until the response streams: a whole one needs none), what
+        # the client took since it widened, and the credit kept back while the client's socket
+        # has not taken what it was given.
+        self._response_window = 0
+        self._response_taken = 0
         self._withheld_credit = 0
-        self.response_started = False
-        self.response_complete = False
         self._finished = False
         self._disconnected = False
         self.status = 0
@@ -87,9 +116,23 @@ class RequestCycle:
         self._timeout: asyncio.TimerHandle | None = None
         self._waiting_for_worker: asyncio.Task[None] | None = None
 
+    @property
+    def queued(self) -> bool:
+        return self.stage is Stage.QUEUED
+
+    @property
+    def response_started(self) -> bool:
+        return self.stage is Stage.RESPONDING or self.stage is Stage.COMPLETE
+
+    @property
+    def response_complete(self) -> bool:
+        return self.stage is Stage.COMPLETE
+
     # Toward the worker
 
     def dispatch(self) -> None:
+        if self.stage is Stage.QUEUED:
+            self.stage = Stage.DISPATCHED
         conn = self._conn
         pool = conn.state.pool
         if is_probe(conn.state.config.health_path, self.head.target):
@@ -120,9 +163,9 @@ class RequestCycle:
         if self._finished or self._channel is None:
             return
         self._conn.state.pool.request_timed_out(self._channel, self._request_id)
-        if self.response_complete:
+        if self.stage is Stage.COMPLETE:
             return  # the app runs on after its response (a background task): the client has it
-        if self.response_started:
+        if self.stage is Stage.RESPONDING:
             self._conn.abort()
         else:
             self.respond(504, b"Gateway Timeout")
@@ -132,11 +175,26 @@ class RequestCycle:
             self._timeout.cancel()
             self._timeout = None
 
+    def read_room(self) -> int | None:
+        """How many more body bytes to read for this request now: what its window takes, less
+        what it holds, and none while the budget is spent unless the app has received all it
+        was sent (so that it always moves); None while no window is open for it (no worker has
+        it yet)."""
+        if self.stage is Stage.COMPLETE or self._disconnected or self._finished:
+            return ev.BODY_WINDOW  # nobody will read it: it is dropped as fast as it comes
+        if self._channel is None:
+            return None
+        room = self._credit - self._held
+        if room > 0 and (self._held or self._in_flight) and self._conn.wait_for_budget():
+            return 0
+        return room
+
     def add_body(self, data: bytes) -> None:
-        if self.response_complete or self._disconnected:
+        if self.stage is Stage.COMPLETE or self._disconnected:
             return  # nobody will read it: discard, so the next request can be parsed
         self._body.append(data)
-        self._conn.buffered += len(data)
+        self._held += len(data)
+        self._conn.hold(len(data))
         self._flush_body()
 
     def end_body(self) -> None:
@@ -149,7 +207,7 @@ class RequestCycle:
             return
         sent = 0
         while self._body and self._credit > 0:
-            data = b"".join(self._body)
+            data = b"".join(self._body) if len(self._body) > 1 else self._body[0]
             data, rest = data[: self._credit], data[self._credit :]
             self._body = [rest] if rest else []
             self._credit -= len(data)
@@ -161,6 +219,8 @@ class RequestCycle:
             channel.send(ev.RequestBody(self._request_id, b"", False))
             self._end_sent = True
         if sent:
+            self._held -= sent
+            self._in_flight += sent
             self._conn.body_sent(sent)
 
     def disconnect(self) -> None:
@@ -170,6 +230,23 @@ class RequestCycle:
             self._waiting_for_worker.cancel()
         if self._channel is not None and not self._finished:
             self._channel.send(ev.Disconnect(self._request_id))
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Nothing more moves: give back to the budget the body held here and sent, and the
+        response's window."""
+        budget = self._conn.state.budget
+        if self._held:
+            self._body.clear()
+            self._conn.body_sent(self._held)
+            budget.release(self._held)
+            self._held = 0
+        if self._in_flight:
+            budget.release(self._in_flight)  # (the worker drops what the app did not take)
+            self._in_flight = 0
+        if self._response_window:
+            budget.release(self._response_window)
+            self._response_window = 0
 
     def writable(self) -> None:
         """The client's socket has drained: give the app the credit withheld meanwhile."""
@@ -180,11 +257,28 @@ class RequestCycle:
     # From the worker (pool.channel.ResponseSink)
 
     def on_credit(self, size: int) -> None:
-        if self.head.expect_continue and not self._continue_sent and not self.response_started:
-            self._continue_sent = True
-            self._conn.write(CONTINUE)
-        self._credit += size
+        """The app received `size` more bytes of the body (0: it asks for it, after the client
+        said it would wait for "100 Continue")."""
+        if not self._window:
+            if not self._continue_sent and self.stage is Stage.DISPATCHED:
+                self._continue_sent = True
+                self._conn.write(CONTINUE)
+            self._window = self._credit = ev.BODY_WINDOW_MIN
+        else:
+            size = min(size, self._in_flight)  # (after _let_go, nothing is counted any more)
+            self._in_flight -= size
+            self._credit += size
+            budget = self._conn.state.budget
+            budget.release(size)
+            self._taken += size
+            if self._taken >= self._window and not self._end_sent:
+                self._taken = 0
+                wider = min(2 * self._window, ev.BODY_WINDOW)
+                if budget.has_room(wider - self._window):
+                    self._credit += wider - self._window
+                    self._window = wider
         self._flush_body()
+        self._conn.update_reading()
 
     def on_response_start(self, status: int, headers: ev.Headers) -> None:
         if self._disconnected:
@@ -193,7 +287,7 @@ class RequestCycle:
         if head.expect_continue and not self._continue_sent:
             # The client may never send the body it announced; it cannot be skipped safely.
             self.keep_alive = False
-        self.response_started = True
+        self.stage = Stage.RESPONDING
         self.status = status
         # (Positional: keyword arguments cost more to pass.)
         self._plan = plan = plan_response(
@@ -215,7 +309,7 @@ class RequestCycle:
 
     def on_response_body(self, data: bytes, more_body: bool) -> None:
         plan = self._plan
-        if self._disconnected or self.response_complete or plan is None:
+        if self._disconnected or plan is None or self.stage is Stage.COMPLETE:
             return
         size = len(data)
         framing = plan.framing
@@ -225,7 +319,7 @@ class RequestCycle:
                 out += LAST_CHUNK
         elif framing is Framing.LENGTH:
             remaining = plan.content_length - self._written
-            if size > remaining or (not more_body and size < remaining):
+            if size > remaining >= 0 or (not more_body and size < remaining):
                 # More (or less) than the app's Content-Length: the client cannot tell where
                 # this response ends, so it is the last one on the connection.
                 self.keep_alive = False
@@ -241,25 +335,44 @@ class RequestCycle:
         if out:
             self._conn.write(out)
         if more_body:
-            if self._conn.writing_paused:
-                self._withheld_credit += size
-            elif self._channel is not None:
-                self._channel.send(ev.Credit(self._request_id, size))
+            self._response_sent(size)
         else:
             self._complete()
+
+    def _response_sent(self, size: int) -> None:
+        """`size` more response bytes were written: the app may send as many more once the
+        client's socket has taken them, and more again when a whole window has gone."""
+        budget = self._conn.state.budget
+        if not self._response_window:
+            # It streams: the window the worker has had from the start counts from now.
+            self._response_window = ev.BODY_WINDOW_MIN
+            budget.reserve(ev.BODY_WINDOW_MIN)
+        if self._conn.writing_paused:
+            self._withheld_credit += size  # (given in writable(), once the socket took them)
+            return
+        self._response_taken += size
+        if self._response_taken >= self._response_window:
+            self._response_taken = 0
+            window = self._response_window
+            self._response_window = budget.widen(window, ev.BODY_WINDOW)
+            size += self._response_window - window
+        if self._channel is not None:
+            self._channel.send(ev.Credit(self._request_id, size))
 
     def on_finished(self) -> None:
         self._finished = True
         self._cancel_timeout()
-        if not self.response_complete and not self._disconnected:
+        if self.stage is not Stage.COMPLETE and not self._disconnected:
+            self._let_go()
             self._conn.abort()  # the app returned mid-response: the client must not wait
 
     def on_worker_lost(self) -> None:
         self._finished = True
         self._cancel_timeout()
-        if self._disconnected or self.response_complete:
+        if self._disconnected or self.stage is Stage.COMPLETE:
             return
-        if self.response_started:
+        if self.stage is Stage.RESPONDING:
+            self._let_go()
             self._conn.abort()
         else:
             self.respond(502, b"Bad Gateway")
@@ -270,12 +383,11 @@ class RequestCycle:
         self.on_response_body(body, False)
 
     def _complete(self) -> None:
-        self.response_complete = True
-        if self._body:
-            # Body the app never took (or a request answered without a worker): it is dropped,
-            # and must stop counting against the connection's read budget.
-            self._conn.body_sent(sum(map(len, self._body)))
-            self._body.clear()
+        self.stage = Stage.COMPLETE
+        if self._held or self._in_flight or self._response_window:
+            # Body the app never took (or a request answered without a worker) is dropped, and
+            # the window of a streamed response given back.
+            self._let_go()
         state = self._conn.state
         if state.observe_request is not None:
             state.observe_request(self.status, time.perf_counter() - self._started_at)

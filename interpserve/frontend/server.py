@@ -82,6 +82,8 @@ class Server:
             await self.bind()
         assert self._server is not None
         await self._server.start_serving()
+        for watch in self._state.bursts:
+            watch.start()
         config = self._config
         name = self._server.sockets[0].getsockname()
         if isinstance(name, str):  # a Unix socket, from --uds or --fd
@@ -95,6 +97,8 @@ class Server:
     async def shutdown(self, timeout: float | None) -> None:
         """Stop accepting, let in-flight responses finish (up to `timeout`), close the rest."""
         self._state.draining = True
+        for watch in self._state.bursts:
+            watch.stop()
         if self._server is not None:
             self._server.close()
             if self._config.uds is not None:

@@ -6,6 +6,12 @@ Messages cross the pipes whole: the frames of a fragmented message are reassembl
 --ws-max-size (beyond it the connection closes with 1009). Both directions are flow-controlled
 with Credit, as request and response bodies are: a client that sends faster than the app
 receives stops being read, and an app that sends faster than the client reads waits in send().
+What a connection holds of the messages counts against the front end's budget (`budget.py`):
+the client's, from the socket until the app has received them (a big one being reassembled,
+those sent on to the worker), and the app's, until the client's socket has taken them. While
+the budget is spent, a connection that holds some does not begin to read another message. (The
+one under way is read to its end, which --ws-max-size bounds: two half-read messages must never
+wait for each other's room.)
 """
 
 from __future__ import annotations
@@ -108,9 +114,8 @@ class BoundedDeflate(PerMessageDeflate):
 
 
 class WebSocketSession:
-    def __init__(self, conn: HTTPConnection, transport: asyncio.Transport, head: RequestHead):
+    def __init__(self, conn: HTTPConnection, head: RequestHead):
         self._conn = conn
-        self._transport = transport
         self._head = head
         self._config = conn.state.config
         self._ws = WSConnection(ConnectionType.SERVER)
@@ -123,8 +128,8 @@ class WebSocketSession:
         self._parts: list[bytes | bytearray | str] = []
         self._size = 0
         self._in_flight = 0  # sent to the worker, not yet received by the app
-        self._withheld_credit = 0
-        self._reading_paused = False
+        self._withheld_credit = 0  # the app's, written while the client's socket is full
+        self._reserved = 0  # of the budget, for those three
         self._finished = False  # the app returned: the worker takes no more events for it
         self._app_told_closed = False
         self._shutting_down = False
@@ -175,14 +180,29 @@ class WebSocketSession:
     def data_received(self, data: bytes) -> None:
         if self._state is _State.HANDSHAKE:
             self._early += data
-            if len(self._early) > _MAX_EARLY_DATA:
-                self._pause_reading()
         elif self._state in (_State.OPEN, _State.CLOSING):
             self._ws.receive_data(data)
             self._process()
 
+    def read_room(self) -> int:
+        """How much the connection may read now; 0 to wait (for the app to accept, or to
+        receive what it was sent, or for the budget)."""
+        state = self._state
+        if state is _State.HANDSHAKE:
+            return _MAX_EARLY_DATA - len(self._early)
+        if state is _State.OPEN or state is _State.CLOSING:
+            if self._in_flight > ev.WEBSOCKET_WINDOW:
+                return 0
+            between = not self._size
+            if between and self._reserved and self._conn.wait_for_budget():
+                return 0
+        return ev.WEBSOCKET_WINDOW
+
     def connection_lost(self) -> None:
         self._state = _State.CLOSED
+        self._in_flight = self._size = self._withheld_credit = 0
+        self._parts.clear()
+        self._account()
         if self._waiting_for_worker is not None:
             self._waiting_for_worker.cancel()
         for timer in (self._ping_timer, self._pong_timer, self._close_timer):
@@ -195,6 +215,7 @@ class WebSocketSession:
         if self._withheld_credit:
             self._send_to_worker(ev.Credit(self._request_id, self._withheld_credit))
             self._withheld_credit = 0
+            self._account()
 
     def shutdown(self) -> None:
         """The server is stopping: close with 1012 (a handshake still with the app is closed
@@ -221,8 +242,8 @@ class WebSocketSession:
     def on_credit(self, size: int) -> None:
         """The app received `size` more of what the client sent."""
         self._in_flight -= size
-        if self._in_flight <= ev.WEBSOCKET_WINDOW and self._state is not _State.HANDSHAKE:
-            self._resume_reading()
+        self._account()
+        self._conn.update_reading()
 
     def on_response_start(self, status: int, headers: ev.Headers) -> None:
         if self._state is not _State.HANDSHAKE:
@@ -279,7 +300,7 @@ class WebSocketSession:
         self._log_access(101)
         self._schedule_ping()
         early, self._early = bytes(self._early), bytearray()
-        self._resume_reading()
+        self._conn.update_reading()
         if early:
             self._ws.receive_data(early)
             self._process()
@@ -357,11 +378,14 @@ class WebSocketSession:
             self._size += len(data)
         if self._size > self._config.ws_max_size:
             self._parts.clear()
+            self._size = 0
+            self._account()
             self._tell_app_closed(MESSAGE_TOO_BIG, "")
             self._close(MESSAGE_TOO_BIG, "message too big")
             return
         self._parts.append(data)
         if not event.message_finished:
+            self._account()
             return
         parts, self._parts, self._size = self._parts, [], 0
         message: bytes | str
@@ -369,12 +393,17 @@ class WebSocketSession:
             message = "".join(cast("list[str]", parts))
         else:
             message = b"".join(cast("list[bytes]", parts))
-        if self._finished:
-            return
-        self._send_to_worker(ev.WebSocketMessage(self._request_id, message))
-        self._in_flight += len(message)
-        if self._in_flight > ev.WEBSOCKET_WINDOW:
-            self._pause_reading()  # until the app has received enough of them
+        if not self._finished:
+            self._send_to_worker(ev.WebSocketMessage(self._request_id, message))
+            self._in_flight += len(message)  # (reading waits while it is above the window)
+        self._account()
+
+    def _account(self) -> None:
+        """Hold of the budget what the messages on their way take now."""
+        held = self._in_flight + self._size + self._withheld_credit
+        if held != self._reserved:
+            self._conn.state.budget.change(held - self._reserved)
+            self._reserved = held
 
     def _send_message(self, data: bytes | str) -> None:
         if self._state is not _State.OPEN:
@@ -388,6 +417,7 @@ class WebSocketSession:
         is full, in which case the credit waits for it to drain."""
         if self._conn.writing_paused:
             self._withheld_credit += size
+            self._account()
         else:
             self._send_to_worker(ev.Credit(self._request_id, size))
 
@@ -438,7 +468,7 @@ class WebSocketSession:
         if self._state is not _State.OPEN:
             return
         # Paused reading would hide the pong: then the client is not the one to blame.
-        if not self._reading_paused:
+        if not self._conn.reading_paused:
             self._write(self._ws.send(Ping()))
             timeout = self._config.ws_ping_timeout
             if timeout > 0 and self._pong_timer is None:
@@ -460,16 +490,6 @@ class WebSocketSession:
     def _write(self, data: bytes) -> None:
         if data:
             self._conn.write(data)
-
-    def _pause_reading(self) -> None:
-        if not self._reading_paused:
-            self._reading_paused = True
-            self._transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self._reading_paused and self._in_flight <= ev.WEBSOCKET_WINDOW:
-            self._reading_paused = False
-            self._transport.resume_reading()
 
     def _log_access(self, status: int) -> None:
         if not self._conn.state.access_log:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from interpserve import events as ev
@@ -38,7 +39,12 @@ class WorkerChannel:
         self.worker_id = worker_id
         self._sinks: dict[int, ResponseSink] = {}
         self._next_id = 0
-        self._pipe = FramePipe(self._on_event, self._on_closed, self._on_batch_end)
+        self._pipe = FramePipe(
+            self._on_event, self._on_closed, self._on_batch_end, self._on_backlog
+        )
+        # Told how much more (or less) waits in memory to be written to the worker: set by
+        # the pool, for the front end's budget.
+        self.pipe_backlog: Callable[[int], None] | None = None
         self._started: list[ResponseSink] = []
         self._ready: asyncio.Future[ev.WorkerReady | ev.WorkerFailed] | None = None
         self._pongs: dict[int, asyncio.Future[None]] = {}
@@ -143,6 +149,10 @@ class WorkerChannel:
                     self.lost.set()
             case _:
                 logger.error("Worker %d sent an unexpected event: %r", self.worker_id, event)
+
+    def _on_backlog(self, delta: int) -> None:
+        if self.pipe_backlog is not None:
+            self.pipe_backlog(delta)
 
     def _on_batch_end(self) -> None:
         """A response's head waits for its first body chunk, to leave in one write with it;

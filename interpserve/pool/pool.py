@@ -63,6 +63,8 @@ class WorkerPool:
         self.restarts = 0
         # How many workers should serve: the configured count, moved by SIGTTIN/SIGTTOU.
         self.target = config.worker_count
+        # Given to every worker's channel: see WorkerChannel.pipe_backlog.
+        self.pipe_backlog: Callable[[int], None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -285,6 +287,7 @@ class WorkerPool:
         if limit is not None:
             limit += random.randint(0, self._config.limit_max_requests_jitter)
         worker.channel.request_limit = limit
+        worker.channel.pipe_backlog = self.pipe_backlog
         self.workers.append(worker)
         self._tasks.spawn(self._watch(worker))
         self._wake_waiting()

@@ -99,7 +99,9 @@ class HTTPCycle:
         # Inside the task's eager first step (see Worker._start_request): what is held then is
         # sent when the step ends, not by a callback scheduled per request.
         self._first_step = True
-        self._unacknowledged = 0
+        # How many more response body bytes the front end takes now: the window every response
+        # starts with, then what the front end grants as the client takes them.
+        self._send_credit = ev.BODY_WINDOW_MIN
         # What receive() and send() wait on, made only when they wait: most requests never do.
         self._wakeup: asyncio.Event | None = None
         self._credit: asyncio.Event | None = None
@@ -118,9 +120,8 @@ class HTTPCycle:
         _wake(self._credit)
 
     def credit(self, size: int) -> None:
-        self._unacknowledged -= size
-        if self._unacknowledged <= ev.BODY_WINDOW:
-            _wake(self._credit)
+        self._send_credit += size
+        _wake(self._credit)
 
     # ASGI
 
@@ -182,7 +183,7 @@ class HTTPCycle:
             # The first receive() is the app asking for the body: only now may the client send
             # it, and the front end answers "100 Continue" when this credit arrives.
             self._wants_continue = False
-            self._send_event(ev.Credit(self._id, ev.BODY_WINDOW))
+            self._send_event(ev.Credit(self._id, 0))
         while True:
             if self._disconnected:
                 return {"type": "http.disconnect"}
@@ -227,25 +228,44 @@ class HTTPCycle:
             self._response_complete = not more_body
             if self._response_complete:
                 _wake(self._wakeup)
-            start = self._start
-            if start is not None:
-                start.body, start.more_body = body, more_body
-                if more_body:
-                    self._start = None
-                    self._send_event(start)
-                # else the whole response waits for the app's return (or the pass's end)
-            else:
-                self._send_event(ev.ResponseBody(self._id, body, more_body))
-            if more_body:
-                # Backpressure: a client that reads slowly slows the app's send().
-                self._unacknowledged += len(body)
-                while self._unacknowledged > ev.BODY_WINDOW and not self._disconnected:
-                    if self._credit is None:
-                        self._credit = asyncio.Event()
-                    self._credit.clear()
-                    await self._credit.wait()
+            if len(body) > self._send_credit:
+                body = await self._send_beyond_credit(body)
+                if self._disconnected:
+                    return
+            self._send_body(body, more_body)
         else:
             raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
+
+    def _send_body(self, body: bytes, more_body: bool) -> None:
+        self._send_credit -= len(body)
+        start = self._start
+        if start is not None:
+            start.body, start.more_body = body, more_body
+            if more_body:
+                self._start = None
+                self._send_event(start)
+            # else the whole response waits for the app's return (or the pass's end)
+        else:
+            self._send_event(ev.ResponseBody(self._id, body, more_body))
+
+    async def _send_beyond_credit(self, body: bytes) -> bytes:
+        """Backpressure: send what the credit allows of a chunk bigger than it, waiting for more
+        as the client takes it; the rest, which the credit now allows, is returned. A client
+        that reads slowly slows the app's send(), and never has more than its window of the
+        response waiting for it."""
+        view = memoryview(body)
+        while len(view) > self._send_credit and not self._disconnected:
+            if self._send_credit > 0:
+                piece, view = view[: self._send_credit], view[self._send_credit :]
+                self._send_body(piece.tobytes(), True)
+            await self._credit_given()
+        return view.tobytes()
+
+    async def _credit_given(self) -> None:
+        if self._credit is None:
+            self._credit = asyncio.Event()
+        self._credit.clear()
+        await self._credit.wait()
 
     def _send_start(self) -> None:
         """Send the held response start without a body chunk: none came in time."""

@@ -12,6 +12,7 @@ from typing import Any
 from interpserve import events as ev
 from interpserve.errors import AppLoadError, LifespanFailed
 from interpserve.logs import configure_logging
+from interpserve.memory import BurstWatch
 from interpserve.pipes import FramePipe
 from interpserve.worker.app import ASGIApp, load_app, refusal
 from interpserve.worker.asgi import HTTPCycle
@@ -19,6 +20,10 @@ from interpserve.worker.lifespan import Lifespan
 from interpserve.worker.websocket import WebSocketCycle
 
 logger = logging.getLogger("interpserve.error")
+
+# Memory is given back (interpserve/memory.py) once this many requests in flight at once have
+# mostly finished.
+_REQUEST_BURST = 64
 
 
 def run_worker(fd_in: int, fd_out: int, settings_json: str) -> None:
@@ -54,7 +59,10 @@ class Worker:
         if lifespan is None:
             return
         self._pipe.send(ev.WorkerReady())
+        bursts = BurstWatch(lambda: len(self._tasks), _REQUEST_BURST)
+        bursts.start()
         await self._stopping.wait()
+        bursts.stop()
         if self._fatal_error is not None:
             logger.error("Worker stopping: the app raised %r.", self._fatal_error)
             return

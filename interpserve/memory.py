@@ -1,0 +1,87 @@
+"""Giving memory back once a burst of clients is over, in the front end and in each worker.
+
+What a burst leaves behind when nothing is done about it:
+- garbage in reference cycles (an exception's traceback and its frames, a framework's objects
+  that point at each other) outlives the burst: the collector's oldest generation, where it
+  ends up, is seldom collected once allocations have stopped;
+- glibc keeps what was freed in its heaps (the main one, and one per thread: every interpreter
+  worker has its own) for later allocations, and returns only the top of a heap by itself.
+
+So once a burst is over (`BurstWatch`), each interpreter runs a full collection, and the main
+interpreter of each process then calls glibc's malloc_trim(0), which returns the free pages of
+every heap of the process (its interpreter workers' too) to the system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Callable
+from functools import cache
+
+from interpserve.interpreters import current_id
+
+# How often a watch looks at what is in use. A burst is over when that has fallen to a quarter of
+# its peak and stayed there for one more look: long enough for the interpreter workers, which
+# look as often, to have collected their own garbage before the process trims its heaps.
+CHECK_INTERVAL = 1.0
+_FALLEN = 4
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS). Loaded on the
+    first burst: ctypes costs memory that a server with no burst need not pay."""
+    import ctypes
+
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+def release_memory() -> None:
+    """Collect this interpreter's garbage in cycles; in a process's main interpreter, return
+    the C heaps' free pages to the system as well."""
+    gc.collect()
+    if current_id() == 0 and (trim := _malloc_trim()) is not None:
+        trim(0)
+
+
+class BurstWatch:
+    """Calls release_memory() once a burst is over: when what `in_use` counts (connections,
+    bytes buffered, requests in flight) has risen to `burst` or more, then fallen to a quarter
+    of that peak and stayed there for one look. It looks every CHECK_INTERVAL seconds rather
+    than at every change, so the request path pays nothing for it; `note` tells it of a peak
+    between two looks."""
+
+    def __init__(self, in_use: Callable[[], int], burst: int) -> None:
+        self._in_use = in_use
+        self._burst = burst
+        self._peak = 0
+        self._fallen = False  # at the last look
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(CHECK_INTERVAL, self._look)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def note(self, in_use: int) -> None:
+        if in_use > self._peak:
+            self._peak = in_use
+
+    def _look(self) -> None:
+        in_use = self._in_use()
+        self.note(in_use)
+        fallen = self._peak >= self._burst and in_use * _FALLEN <= self._peak
+        if fallen and self._fallen:
+            self._peak = in_use
+            fallen = False
+            release_memory()
+        self._fallen = fallen
+        self.start()
