@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from interpserve.frontend.connection import HTTPConnection
 
 access_logger = logging.getLogger("interpserve.access")
+logger = logging.getLogger("interpserve.error")
 
 _TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
 
@@ -323,6 +324,7 @@ class RequestCycle:
                 # More (or less) than the app's Content-Length: the client cannot tell where
                 # this response ends, so it is the last one on the connection.
                 self.keep_alive = False
+                self._log_length_mismatch(self._written + size)
             out = data[: max(remaining, 0)]  # (a negative end would cut from the end instead)
         elif framing is Framing.CLOSE:
             out = data
@@ -358,6 +360,27 @@ class RequestCycle:
             size += self._response_window - window
         if self._channel is not None:
             self._channel.send(ev.Credit(self._request_id, size))
+
+    def _log_length_mismatch(self, sent: int) -> None:
+        """The app's mistake, named: its client sees a response cut short, or cut."""
+        assert self._plan is not None
+        length = self._plan.content_length
+        request = f"{self.head.method} {escape(self.head.target.decode('latin-1'))}"
+        if sent > length:
+            logger.error(
+                'Response to "%s" is longer than its Content-Length of %d bytes: cut there, '
+                "and the connection closed.",
+                request,
+                length,
+            )
+        else:
+            logger.error(
+                'Response to "%s" ended after %d of its Content-Length of %d bytes: the '
+                "connection is closed.",
+                request,
+                sent,
+                length,
+            )
 
     def on_finished(self) -> None:
         self._finished = True

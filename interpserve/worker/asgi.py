@@ -207,6 +207,11 @@ class HTTPCycle:
         kind = message["type"]
         if kind == "http.response.start":
             if self._response_started:
+                if self._start is not None:
+                    # The first start has not left yet: the client can still be told, with a
+                    # 500, once the app's error is logged (see run()).
+                    self._start = None
+                    self._response_started = False
                 raise RuntimeError("Expected ASGI message 'http.response.body', got 'start'.")
             status = checked_status(message["status"])
             headers = checked_headers(message.get("headers", ()))

@@ -102,11 +102,19 @@ class WebSocketCycle:
             await app(self.scope, self.receive, self.send)
         except asyncio.CancelledError:
             raise
+        except Exception as exc:
+            if self._closed is None:
+                logger.error("Exception in ASGI application", exc_info=exc)
+                self._fail()
+            else:
+                # Most likely the disconnect itself, from send() or as the framework re-raised
+                # it: nothing has gone wrong but the client left (or broke the protocol).
+                logger.debug("The app stopped with %r after the WebSocket closed.", exc)
         except BaseException as exc:
+            # SystemExit and the like: the app wants this worker gone.
             logger.error("Exception in ASGI application", exc_info=exc)
             self._fail()
-            if not isinstance(exc, Exception):
-                self._on_fatal(exc)  # SystemExit and the like: the app wants this worker gone
+            self._on_fatal(exc)
         else:
             if self._state is _State.CONNECTING:
                 logger.error("ASGI callable returned without accepting or denying the WebSocket.")
