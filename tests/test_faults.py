@@ -236,13 +236,16 @@ def test_app_sends_after_completion(faults_server: ServerProcess) -> None:
 @pytest.mark.parametrize("path", ["/too-long", "/too-long?chunks=3"])
 def test_app_body_longer_than_its_content_length(faults_server: ServerProcess, path: str) -> None:
     """Nothing past the app's Content-Length reaches the client, however the body is split: the
-    excess could read as the response to the next request."""
+    excess could read as the response to the next request. The operator is told whose it is."""
     with RawConnection(faults_server) as conn:
         conn.send(get(path) + get("/"))
         head = conn.read_head()
         assert head.header("content-length") == "5"
         rest = read_to_eof(conn)
     assert rest == b"01234", "exactly Content-Length bytes, then the connection closes"
+    assert faults_server.wait_for_output(
+        f'ERROR:    Response to "GET {path}" is longer than its Content-Length of 5 bytes'
+    )
 
 
 def test_app_body_shorter_than_its_content_length(faults_server: ServerProcess) -> None:
@@ -252,6 +255,9 @@ def test_app_body_shorter_than_its_content_length(faults_server: ServerProcess) 
         assert head.header("content-length") == "10"
         rest = read_to_eof(conn)
     assert rest == b"01234", "the client sees the response end early, with the connection"
+    assert faults_server.wait_for_output(
+        'ERROR:    Response to "GET /too-short" ended after 5 of its Content-Length of 10 bytes'
+    )
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ from interpserve.frontend.http_parser import (
     Upgrade,
 )
 from interpserve.frontend.http_rules import Limits, is_websocket_upgrade, make_head
-from interpserve.testing import ServerProcess
+from interpserve.testing import ServerProcess, wait_until
 
 StartServer = Callable[..., ServerProcess]
 
@@ -271,6 +271,26 @@ async def test_client_ping_is_answered(ws_server: ServerProcess) -> None:
 
 
 # Closing -------------------------------------------------------------------------------------
+
+
+def test_a_client_that_breaks_the_protocol_is_no_error_of_the_app(
+    ws_server: ServerProcess, tmp_path: Path
+) -> None:
+    """One invalid frame: the server closes with 1002, the app's next send() raises the
+    disconnect (as ASGI asks), and that is not logged as an application error."""
+    marker = tmp_path / "raised"
+    ws = RawWebSocket(ws_server)
+    try:
+        ws.open(f"/send-forever?marker={marker}")
+        assert ws.read_frame() == (0x1, b"tick")
+        ws.sock.sendall(client_frame(0x3, b"?"))  # a reserved opcode
+        assert wait_until(marker.exists)
+    finally:
+        ws.close()
+    assert marker.read_text() == "ClientDisconnected"
+    assert httpx.get(ws_server.url + "/after", timeout=TIMEOUT).text == "http"
+    assert ws_server.wait_for_output('"GET /after HTTP/1.1" 200')
+    assert "Exception in ASGI application" not in ws_server.output
 
 
 async def test_client_close_code_reaches_the_app(ws_server: ServerProcess, tmp_path: Path) -> None:

@@ -15,6 +15,9 @@ WebSocket routes (query parameters in brackets):
                      and reason to the marker file as JSON
     /flood           [n, size, marker] accept, send n binary messages of size bytes, writing how
                      many have been sent to the marker file as it goes
+    /send-forever    [marker] accept, then send a message every 10 ms without receiving; when
+                     send() raises, write the exception's class name to the marker file and
+                     raise it on (as a framework that does not catch it would)
     /slow-reader     [seconds] accept, wait, then receive until disconnect and send back how
                      many bytes arrived, as text
     /whoami          accept, send {"pid", "interpreter"}, then wait for the client to leave
@@ -139,6 +142,15 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             with open(query["marker"], "w") as f:
                 f.write(str(sent))
         await _until_closed(receive)
+    elif path == "/send-forever":
+        try:
+            while True:
+                await send({"type": "websocket.send", "text": "tick"})
+                await asyncio.sleep(0.01)
+        except Exception as exc:
+            with open(query["marker"], "w") as f:
+                f.write(type(exc).__name__)
+            raise
     elif path == "/slow-reader":
         await asyncio.sleep(float(query["seconds"]))
         total = 0
