@@ -7,9 +7,11 @@ Routes (any method):
     /                  200 text/plain "Hello, world!"
     /json              about 1 KB of JSON, serialised per request as a real endpoint would
     /cpu               a pure-Python loop of about CPU_TARGET_S seconds that holds the GIL
-    /download?mib=N    N MiB (default 100) of b"x" streamed in 64 KiB chunks, with content-length
+    /download?mib=N    N MiB (default 100) of b"x" streamed in 64 KiB chunks, with content-length;
+                       with &fresh=1 each chunk is a new bytes object, as a file's reads are
     /upload            reads the whole request body and answers its length in bytes
     /sleep?ms=N        waits N ms (default 100) without using the CPU, then answers
+    /sleep-upload?ms=N sleeps N ms (default 6000) before it does what /upload does
 
 The /cpu loop count comes from BENCH_CPU_LOOPS when set: the runner calibrates once and passes it
 to every server, so every server does the same work even if the machine was busy while one of
@@ -121,8 +123,12 @@ async def _download(scope: Scope, receive: Receive, send: Send) -> None:
         (b"content-length", str(remaining).encode()),
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
+    # One object sent again and again is one a server may hold many times at the cost of one:
+    # fresh chunks are what a server holds for a real app (a file, a database) instead.
+    fresh = _query_int(scope, "fresh", 0)
     while remaining > len(CHUNK):
-        await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
+        body = CHUNK[:-1] + b"x" if fresh else CHUNK
+        await send({"type": "http.response.body", "body": body, "more_body": True})
         remaining -= len(CHUNK)
     await send({"type": "http.response.body", "body": CHUNK[:remaining]})
 
@@ -144,6 +150,11 @@ async def _sleep(scope: Scope, receive: Receive, send: Send) -> None:
     await _respond(send, HELLO)
 
 
+async def _sleep_upload(scope: Scope, receive: Receive, send: Send) -> None:
+    await asyncio.sleep(_query_int(scope, "ms", 6000) / 1000)
+    await _upload(scope, receive, send)
+
+
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await _respond(send, b"Not Found", status=404)
 
@@ -155,6 +166,7 @@ ROUTES: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
     "/download": _download,
     "/upload": _upload,
     "/sleep": _sleep,
+    "/sleep-upload": _sleep_upload,
 }
 
 

@@ -13,6 +13,13 @@ FAST_CONNECTIONS = 4
 # Two per worker of N keeps every worker busy with one more queued, without burying the fast
 # requests under a deep queue that would make every server's latency the same queue length.
 MIXED_CPU_CONNECTIONS_PER_WORKER = 2
+# The hostile scenario's loads (bench/hostile.py runs them).
+HOSTILE_UPLOAD_CLIENTS = (500, 1000)
+HOSTILE_TINY_CLIENTS = 4
+HOSTILE_TINY_CHUNKS = 1_000_000
+HOSTILE_SLOW_READERS = 1000
+HOSTILE_DOWNLOAD_MIB = 10
+HOSTILE_PIPELINED = 100_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,24 @@ class ScenarioInfo:
     title: str
     what: str  # one sentence for the report
     metrics: tuple[Metric, ...]
+
+
+def _hostile_metrics() -> tuple[Metric, ...]:
+    uploads = []
+    for clients in HOSTILE_UPLOAD_CLIENTS:
+        what = f"{clients} unread uploads"
+        uploads += [
+            Metric(f"hostile.uploads_{clients}_peak_mib", f"{what}: peak RSS", "MiB", False, 1),
+            Metric(f"hostile.uploads_{clients}_after_idle", f"{what}: RSS after / idle", "x",
+                   False, 3),
+        ]  # fmt: skip
+    return (
+        *uploads,
+        Metric("hostile.tiny_cpu_s", "server CPU per tiny-chunk upload", "s", False, 2),
+        Metric("hostile.tiny_get_p99_ms", "GET p99 during tiny-chunk uploads", "ms", False, 1),
+        Metric("hostile.slow_readers_peak_mib", "slow readers: peak RSS", "MiB", False, 1),
+        Metric("hostile.pipelined_peak_mib", "unread pipelined GETs: peak RSS", "MiB", False, 1),
+    )
 
 
 SCENARIOS: tuple[ScenarioInfo, ...] = (
@@ -87,6 +112,21 @@ SCENARIOS: tuple[ScenarioInfo, ...] = (
             Metric("stream.download_mib_s", "download", "MiB/s", True),
             Metric("stream.upload_mib_s", "upload", "MiB/s", True),
         ),
+    ),
+    ScenarioInfo(
+        "hostile",
+        "Hostile and heavy clients",
+        "Total VmRSS of the server's process tree, its peak sampled every 50 ms, under loads run "
+        "one after the other on one server (bench/hostile.py): N clients each POST 1 MiB to a "
+        "handler that sleeps 6 s before it reads it (N = 500, then 1,000), and the RSS once all "
+        "have gone (5 s after, then settled), as a multiple of the RSS idle before them; "
+        f"{HOSTILE_TINY_CLIENTS} clients each upload {HOSTILE_TINY_CHUNKS:,} one-byte chunks "
+        "while a plain GET / goes every 10 ms on another connection (the server's CPU per upload, "
+        "and the GETs' p99); "
+        f"{HOSTILE_SLOW_READERS:,} clients each GET a {HOSTILE_DOWNLOAD_MIB} MiB download of "
+        "fresh 64 KiB chunks with a 16 KiB receive buffer, reading 4 KiB every 100 ms for 5 s; "
+        f"one client sends {HOSTILE_PIPELINED:,} pipelined GET / and reads no answer for 5 s.",
+        _hostile_metrics(),
     ),
     ScenarioInfo(
         "memory",

@@ -18,6 +18,7 @@ from bench.targets import physical_limit
 
 OURS = {"interpserve-interpreter": "#d95f02", "interpserve-process": "#fdae61"}
 THEIRS, LIMIT_COLOUR = "#7570b3", "#1b9e77"
+PER_ROW = 4  # charts side by side; a scenario with more figures takes more rows
 
 
 def _colour(server: str) -> str:
@@ -50,9 +51,14 @@ def scenario_charts(results: Results, out_dir: Path) -> list[Path]:
         metrics = [m for m in scenario.metrics if m.key in results.samples]
         if not metrics:
             continue
-        fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.5), squeeze=False)
-        for ax, metric in zip(axes[0], metrics, strict=True):
+        columns = min(len(metrics), PER_ROW)
+        rows = -(-len(metrics) // PER_ROW)
+        fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4.5 * rows), squeeze=False)
+        cells = [ax for row in axes for ax in row]
+        for ax, metric in zip(cells, metrics, strict=False):
             _bars(ax, results, metric)
+        for ax in cells[len(metrics) :]:
+            ax.set_visible(False)
         fig.suptitle(scenario.title)
         fig.tight_layout()
         path = out_dir / f"{scenario.name}.png"

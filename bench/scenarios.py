@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import load
 from bench.apps import MIB
@@ -14,6 +19,12 @@ from bench.metrics import (
     CPU_CONNECTIONS,
     FAST_CONNECTIONS,
     HELLO_CONNECTIONS,
+    HOSTILE_DOWNLOAD_MIB,
+    HOSTILE_PIPELINED,
+    HOSTILE_SLOW_READERS,
+    HOSTILE_TINY_CHUNKS,
+    HOSTILE_TINY_CLIENTS,
+    HOSTILE_UPLOAD_CLIENTS,
     JSON_CONNECTIONS,
     MIXED_CPU_CONNECTIONS_PER_WORKER,
 )
@@ -31,6 +42,12 @@ MIXED_MIN_S = 5
 RSS_INTERVAL_S = 0.25
 RSS_SETTLE_MAX_S = 5.0
 TRANSFER_TIMEOUT_S = 300.0
+# The hostile loads: how often the peak is sampled, how long a server has to give memory back
+# once the clients of a burst have gone (the same for every server), and how long a load may
+# take at most.
+PEAK_INTERVAL_S = 0.05
+AFTER_BURST_S = 5.0
+HOSTILE_TIMEOUT_S = 240.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +173,82 @@ def memory(server: RunningServer, ctx: Context) -> Outcome:
     return outcome
 
 
+def _hostile_load(server: RunningServer, kind: str, *args: str) -> tuple[dict[str, Any], float]:
+    """Run one load of bench.hostile against the server: what it reports, and the peak RSS of
+    the server's tree meanwhile (MiB)."""
+    argv = [sys.executable, "-m", "bench.hostile", kind, "--port", str(server.port), *args]
+    peak = tree_rss_bytes(server.pid)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(PEAK_INTERVAL_S):
+            peak = max(peak, tree_rss_bytes(server.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        finished = subprocess.run(
+            argv, capture_output=True, text=True, timeout=HOSTILE_TIMEOUT_S, check=False
+        )
+    finally:
+        done.set()
+        sampler.join()
+    if finished.returncode != 0:
+        raise _load_error(f"bench.hostile {kind}", finished)
+    return json.loads(finished.stdout), peak / MIB
+
+
+def _load_error(what: str, finished: subprocess.CompletedProcess[str]) -> load.LoadFailed:
+    tail = (finished.stderr or finished.stdout).strip().splitlines()[-3:]
+    return load.LoadFailed(f"{what} exited with code {finished.returncode}: {' | '.join(tail)}")
+
+
+def _count_failures(outcome: Outcome, what: str, result: dict[str, Any]) -> None:
+    if result.get("failed"):
+        outcome.errors += result["failed"]
+        outcome.warnings.append(f"{what}: {result['failed']} failed: {result.get('errors')}")
+
+
+def hostile(server: RunningServer, ctx: Context) -> Outcome:
+    """The loads of bench.hostile, one after the other on one server."""
+    idle = settled_rss(server.pid)
+    outcome = Outcome()
+    for clients in HOSTILE_UPLOAD_CLIENTS:
+        result, peak = _hostile_load(server, "uploads", "--clients", str(clients))
+        _count_failures(outcome, f"{clients} unread uploads", result)
+        time.sleep(AFTER_BURST_S)
+        outcome.figures[f"hostile.uploads_{clients}_peak_mib"] = peak
+        outcome.figures[f"hostile.uploads_{clients}_after_idle"] = settled_rss(server.pid) / idle
+    cpu_before = tree_cpu_seconds(server.pid)
+    result, _ = _hostile_load(
+        server,
+        "tiny-chunks",
+        "--clients",
+        str(HOSTILE_TINY_CLIENTS),
+        "--chunks",
+        str(HOSTILE_TINY_CHUNKS),
+    )
+    cpu = tree_cpu_seconds(server.pid) - cpu_before
+    _count_failures(outcome, "tiny-chunk uploads", result)
+    outcome.figures["hostile.tiny_cpu_s"] = cpu / HOSTILE_TINY_CLIENTS
+    if result.get("gets"):
+        outcome.figures["hostile.tiny_get_p99_ms"] = result["get_p99_ms"]
+    result, peak = _hostile_load(
+        server,
+        "slow-readers",
+        "--clients",
+        str(HOSTILE_SLOW_READERS),
+        "--mib",
+        str(HOSTILE_DOWNLOAD_MIB),
+    )
+    _count_failures(outcome, "slow readers", result)
+    outcome.figures["hostile.slow_readers_peak_mib"] = peak
+    result, peak = _hostile_load(server, "pipelined", "--requests", str(HOSTILE_PIPELINED))
+    outcome.figures["hostile.pipelined_peak_mib"] = peak
+    return outcome
+
+
 def startup(server: RunningServer, ctx: Context) -> Outcome:
     return Outcome({"startup.ms": server.startup_s * 1000})
 
@@ -167,5 +260,6 @@ RUNNERS: dict[str, Callable[[RunningServer, Context], Outcome]] = {
     "mixed": mixed,
     "stream": stream,
     "memory": memory,
+    "hostile": hostile,
     "startup": startup,
 }

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.metrics import METRICS
+from bench.metrics import HOSTILE_UPLOAD_CLIENTS, METRICS
 from bench.results import Results
 
 LIMIT = "physical limit"  # the peer of targets against the CPU-bound ceiling, not a server
+AS_MEASURED = "1"  # the peer of targets on a figure that is a ratio already
 SUBJECTS = ("interpserve-interpreter", "interpserve-process")
 
 
 @dataclass(frozen=True)
 class Target:
     metric: str
-    peer: str  # a server key, or LIMIT
+    peer: str  # a server key, LIMIT, or AS_MEASURED
     factor: float  # at least factor x peer if higher is better, else at most
 
     def describe(self, labels: dict[str, str]) -> str:
         metric = METRICS[self.metric]
         sign = ">=" if metric.higher_is_better else "<="
+        if self.peer == AS_MEASURED:
+            return f"{metric.key} {sign} {self.factor:g}"
         peer = labels.get(self.peer, self.peer)
         return f"{metric.key} {sign} {self.factor:g} x {peer}"
 
@@ -32,6 +35,18 @@ TARGETS: tuple[Target, ...] = (
     Target("memory.idle_mib", "uvicorn-n", 0.5),
     Target("memory.loaded_mib", "uvicorn-n", 0.5),
     Target("mixed.p99_ms", "uvicorn-n", 1.0),
+    *(
+        target
+        for clients in HOSTILE_UPLOAD_CLIENTS
+        for target in (
+            Target(f"hostile.uploads_{clients}_peak_mib", "uvicorn-n", 0.5),
+            Target(f"hostile.uploads_{clients}_after_idle", AS_MEASURED, 1.1),
+        )
+    ),
+    Target("hostile.tiny_cpu_s", "uvicorn-n", 1.0),
+    Target("hostile.tiny_get_p99_ms", "uvicorn-n", 1.0),
+    Target("hostile.slow_readers_peak_mib", "uvicorn-n", 0.5),
+    Target("hostile.pipelined_peak_mib", "uvicorn-n", 0.5),
 )
 
 
@@ -52,6 +67,8 @@ def limit_ratio(results: Results, server: str) -> float | None:
 def ratio(results: Results, target: Target, server: str) -> float | None:
     if target.peer == LIMIT:
         return limit_ratio(results, server)
+    if target.peer == AS_MEASURED:
+        return results.median(target.metric, server)
     return results.ratio(target.metric, server, target.peer)
 
 
