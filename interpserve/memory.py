@@ -22,8 +22,7 @@ from functools import cache
 from interpserve.interpreters import current_id
 
 # How often a watch looks at what is in use. A burst is over when that has fallen to a quarter of
-# its peak and stayed there for one more look: long enough for the interpreter workers, which
-# look as often, to have collected their own garbage before the process trims its heaps.
+# its peak and stayed there for a look or more (see BurstWatch).
 CHECK_INTERVAL = 1.0
 _FALLEN = 4
 
@@ -52,15 +51,18 @@ def release_memory() -> None:
 class BurstWatch:
     """Calls release_memory() once a burst is over: when what `in_use` counts (connections,
     bytes buffered, requests in flight) has risen to `burst` or more, then fallen to a quarter
-    of that peak and stayed there for one look. It looks every CHECK_INTERVAL seconds rather
-    than at every change, so the request path pays nothing for it; `note` tells it of a peak
-    between two looks."""
+    of that peak and stayed there for `quiet_looks` more looks. (The front end waits a look
+    longer than its interpreter workers: they have collected their garbage by the time the
+    process trims its heaps.) It looks every CHECK_INTERVAL seconds rather than at every
+    change, so the request path pays nothing for it; `note` tells it of a peak between two
+    looks."""
 
-    def __init__(self, in_use: Callable[[], int], burst: int) -> None:
+    def __init__(self, in_use: Callable[[], int], burst: int, quiet_looks: int = 1) -> None:
         self._in_use = in_use
         self._burst = burst
+        self._quiet_looks = quiet_looks
         self._peak = 0
-        self._fallen = False  # at the last look
+        self._fallen = 0  # looks in a row that found it fallen
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -78,10 +80,11 @@ class BurstWatch:
     def _look(self) -> None:
         in_use = self._in_use()
         self.note(in_use)
-        fallen = self._peak >= self._burst and in_use * _FALLEN <= self._peak
-        if fallen and self._fallen:
-            self._peak = in_use
-            fallen = False
+        if self._peak >= self._burst and in_use * _FALLEN <= self._peak:
+            self._fallen += 1
+        else:
+            self._fallen = 0
+        if self._fallen > self._quiet_looks:
+            self._peak, self._fallen = in_use, 0
             release_memory()
-        self._fallen = fallen
         self.start()

@@ -45,6 +45,14 @@ logger = logging.getLogger("interpserve.error")
 
 # The most one read brings: what bounds the parse (or decode) one read makes the loop do.
 READ_SIZE = 64 * 1024
+# A connection whose reads take longer than this to parse (or decode) reads less at once, down to
+# the least, until they are quick again, and gives the other connections their turn after each
+# such read (libuv would read on from it many times in a row): no client's bytes, however costly
+# to take apart (a body of one-byte chunks), hold the loop every connection shares for long.
+# Reads smaller than the check are not timed: they are quick, and most requests come in one.
+_SLICE_SECONDS = 0.0005
+_READ_LEAST = 1024
+_SLICE_CHECK = 4096
 # What one read brings between requests (a head, and what follows it), and the most body bytes a
 # connection holds that no window has room for yet (a pipelined request's): beyond it, reading
 # waits for the requests before to move on.
@@ -88,8 +96,8 @@ class ServerState:
         self.pool.pipe_backlog = budget.change
         self.read_buffer = memoryview(bytearray(READ_SIZE))
         self.bursts = (
-            BurstWatch(lambda: len(self.connections), _CONNECTION_BURST),
-            BurstWatch(lambda: budget.held, _BUFFER_BURST),
+            BurstWatch(lambda: len(self.connections), _CONNECTION_BURST, quiet_looks=2),
+            BurstWatch(lambda: budget.held, _BUFFER_BURST, quiet_looks=2),
         )
         self.access_log = config.access_log
         self._date_header = config.date_header
@@ -129,6 +137,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self._reading_paused = False
         self._read_size = _READ_AHEAD
         self._read_view = state.read_buffer[:_READ_AHEAD]
+        self._read_most = READ_SIZE  # less while its reads are slow to take apart
         self._closing = False
         # A WebSocket handshake waiting for the responses before it, then the session that has
         # taken the connection over: either way the connection carries no more HTTP.
@@ -160,7 +169,24 @@ class HTTPConnection(asyncio.BufferedProtocol):
         return self._read_view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._read_view[:nbytes].tobytes())
+        data = self._read_view[:nbytes].tobytes()
+        if nbytes < _SLICE_CHECK:
+            self.data_received(data)
+            return
+        started = time.perf_counter()
+        self.data_received(data)
+        spent = time.perf_counter() - started
+        most = self._read_most
+        if spent > _SLICE_SECONDS:
+            self._read_most = max(most // 2, _READ_LEAST)
+            if not self._reading_paused:
+                self._pause_reading()  # (until the loop's next pass: the others' turn)
+                asyncio.get_running_loop().call_soon(self.update_reading)
+            return
+        if spent < _SLICE_SECONDS / 4:
+            self._read_most = min(most * 2, READ_SIZE)
+        if self._read_most != most:
+            self.update_reading()
 
     def data_received(self, data: bytes) -> None:
         if self._websocket is not None:
@@ -329,7 +355,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         if room <= 0:
             self._pause_reading()
             return
-        room = min(room, READ_SIZE)
+        room = min(room, self._read_most)
         if room != self._read_size:
             self._read_size = room
             self._read_view = self.state.read_buffer[:room]
