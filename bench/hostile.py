@@ -5,11 +5,13 @@ process of its own, so that the runner samples the server's memory and CPU meanw
     python -m bench.hostile tiny-chunks --port P [--clients 4] [--chunks 1000000]
     python -m bench.hostile slow-readers --port P [--clients 1000] [--mib 10] [--seconds 5]
     python -m bench.hostile pipelined --port P [--requests 100000] [--seconds 5]
+    python -m bench.hostile probe --port P     (until its standard input closes)
 
 - uploads: N clients each POST a body of MIB MiB to /sleep-upload, whose handler sleeps
   HOLD_MS before it reads the body; every answer must count the whole body.
 - tiny-chunks: N clients each upload CHUNKS one-byte chunks (chunked encoding) to /upload,
-  while one more connection sends a plain GET / every 10 ms and times each answer.
+  while one more connection sends a plain GET / every 10 ms and times each answer (from a
+  process of its own, `probe`, so that the uploaders' work does not delay it).
 - slow-readers: N clients each GET /download?mib=MIB with a small receive buffer and read
   4 KiB every 100 ms, for SECONDS; then they all leave.
 - pipelined: one client sends REQUESTS pipelined GET / and reads none of the answers, for
@@ -117,23 +119,33 @@ async def tiny_chunks(port: int, clients: int, chunks: int) -> dict[str, Any]:
         seconds.append(time.perf_counter() - started)
         return status == 200 and answer == b"%d" % chunks
 
-    done = asyncio.Event()
-    probe = asyncio.ensure_future(_probe(port, done))
+    prober = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.hostile", "probe", "--port", str(port),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert prober.stdin is not None
     try:
+        await prober.stdout.readline()  # (it has connected)
         results = await asyncio.gather(*(one() for _ in range(clients)), return_exceptions=True)
     finally:
-        done.set()
-    latencies = await probe
-    return _tally(results) | {"upload_s": seconds} | _latency(latencies)
+        prober.stdin.close()
+    probed, _ = await prober.communicate()
+    return _tally(results) | {"upload_s": seconds} | json.loads(probed)
 
 
-async def _probe(port: int, done: asyncio.Event) -> list[float]:
-    """Plain GETs on a connection of their own, one every PROBE_INTERVAL_S, until `done`: the
-    latency of each (a GET that waits counts its whole wait, and the next one starts on time
-    after it, so a stall is measured once, not hidden)."""
-    reader, writer = await _connect(port, asyncio.Semaphore(1))
-    latencies: list[float] = []
+async def probe(port: int) -> dict[str, Any]:
+    """Plain GETs on a connection of their own, one every PROBE_INTERVAL_S, until standard input
+    closes: the latency of each (a GET that waits counts its whole wait, and the next one starts
+    on time after it, so a stall is measured once, not hidden)."""
     loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    waiting = asyncio.ensure_future(stdin.read())
+    waiting.add_done_callback(lambda _: done.set())
+    reader, writer = await _connect(port, asyncio.Semaphore(1))
+    print("connected", flush=True)
+    latencies: list[float] = []
     next_at = loop.time()
     try:
         while not done.is_set():
@@ -147,7 +159,7 @@ async def _probe(port: int, done: asyncio.Event) -> list[float]:
             await asyncio.sleep(next_at - loop.time())
     finally:
         _close(writer)
-    return latencies
+    return _latency(latencies)
 
 
 def _latency(latencies: list[float]) -> dict[str, Any]:
@@ -211,7 +223,7 @@ def _tally(results: list[bool | BaseException]) -> dict[str, Any]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.hostile", description=__doc__)
     loads = parser.add_subparsers(dest="load", required=True)
-    for name in ("uploads", "tiny-chunks", "slow-readers", "pipelined"):
+    for name in ("uploads", "tiny-chunks", "slow-readers", "pipelined", "probe"):
         sub = loads.add_parser(name)
         sub.add_argument("--port", type=int, required=True)
     add = loads.choices["uploads"].add_argument
@@ -239,16 +251,17 @@ def _load(args: argparse.Namespace) -> Callable[[], Awaitable[dict[str, Any]]]:
             return lambda: tiny_chunks(args.port, args.clients, args.chunks)
         case "slow-readers":
             return lambda: slow_readers(args.port, args.clients, args.mib, args.seconds)
-        case _:
+        case "pipelined":
             return lambda: pipelined(args.port, args.requests, args.seconds)
+        case _:
+            return lambda: probe(args.port)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     load = _load(args)
     result = asyncio.run(asyncio.wait_for(load(), TIMEOUT_S))
-    json.dump(result, sys.stdout)
-    print()
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
