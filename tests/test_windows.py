@@ -1,0 +1,184 @@
+"""The front end's windows and budget in memory: a real connection and its request cycles, with
+a fake transport for the client's socket and a fake worker channel that records what would cross
+the pipes, so every step (a read, a credit, the socket filling) is taken one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from interpserve import events as ev
+from interpserve.config import Config
+from interpserve.frontend.connection import READ_SIZE, HTTPConnection, ServerState
+from interpserve.frontend.cycle import RequestCycle
+from interpserve.frontend.http_parser import H11Parser
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.reading = True
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else None
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+
+class FakeChannel:
+    """A worker's channel that keeps what the front end sends it."""
+
+    worker_id = 1
+
+    def __init__(self) -> None:
+        self.sent: list[ev.Event] = []
+        self.sinks: dict[int, RequestCycle] = {}
+        self._next = 0
+
+    def new_request_id(self) -> int:
+        self._next += 1
+        return self._next
+
+    def start_request(self, sink: RequestCycle, request: ev.Request) -> None:
+        self.sinks[request.request_id] = sink
+        self.sent.append(request)
+
+    def send(self, event: ev.Event) -> None:
+        self.sent.append(event)
+
+    def body_sent(self) -> int:
+        return sum(len(e.data) for e in self.sent if isinstance(e, ev.RequestBody))
+
+
+class FakePool:
+    ready = True
+
+    def __init__(self, channel: FakeChannel) -> None:
+        self.channel = channel
+        self.pipe_backlog = None
+
+    def choose(self) -> FakeChannel:
+        return self.channel
+
+
+def connection(**options: Any) -> tuple[HTTPConnection, FakeTransport, FakeChannel]:
+    channel = FakeChannel()
+    config = Config(app="a:b", **options)
+    state = ServerState(config, FakePool(channel), H11Parser)  # type: ignore[arg-type]
+    conn, transport = HTTPConnection(state), FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    return conn, transport, channel
+
+
+async def receive(conn: HTTPConnection, transport: FakeTransport, data: bytes) -> None:
+    """`data` arriving on the socket: read as the connection reads it, as much as its buffer
+    takes at a time, while it reads (a pass of the loop lets it read on after its turn)."""
+    while data:
+        if not transport.reading:
+            await asyncio.sleep(0)
+            if not transport.reading:
+                return
+        view = conn.get_buffer(-1)
+        size = min(len(view), len(data))
+        view[:size] = data[:size]
+        conn.buffer_updated(size)
+        data = data[size:]
+
+
+def post(size: int) -> bytes:
+    return b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size
+
+
+async def test_a_body_is_read_as_far_as_its_window_and_no_further() -> None:
+    conn, transport, channel = connection()
+    await receive(conn, transport, post(10 * ev.BODY_WINDOW_MIN) + b"x" * (3 * ev.BODY_WINDOW_MIN))
+    assert channel.body_sent() == ev.BODY_WINDOW_MIN
+    assert not transport.reading
+    assert conn.state.budget.held == ev.BODY_WINDOW_MIN  # until the app has received them
+    assert len(conn.get_buffer(-1)) <= READ_SIZE
+
+
+async def test_a_window_widens_while_the_app_keeps_receiving() -> None:
+    conn, transport, channel = connection()
+    size = 8 * ev.BODY_WINDOW
+    await receive(conn, transport, post(size))
+    cycle = channel.sinks[1]
+    windows = []
+    while channel.body_sent() < size:
+        sent = channel.body_sent()
+        view = conn.get_buffer(-1)
+        windows.append(len(view))
+        await receive(conn, transport, b"x" * min(size - sent, len(view)))
+        cycle.on_credit(channel.body_sent() - sent)  # the app received all of it
+    assert windows[0] <= ev.BODY_WINDOW_MIN
+    assert max(windows) == READ_SIZE  # (the window itself reached BODY_WINDOW)
+    assert conn.state.budget.held == 0
+
+
+async def test_a_spent_budget_stops_a_body_whose_app_has_not_received_all() -> None:
+    conn, transport, channel = connection(limit_buffers=4 * ev.BODY_WINDOW_MIN)
+    budget = conn.state.budget
+    await receive(conn, transport, post(10 * ev.BODY_WINDOW_MIN) + b"x" * 100)
+    cycle = channel.sinks[1]
+    assert transport.reading  # 100 bytes in its window: room for more
+    budget.reserve(budget.limit)  # the others spend the budget
+    conn.update_reading()
+    assert not transport.reading
+    cycle.on_credit(100)  # its app has received all it was sent: it may always read on
+    assert transport.reading
+    await receive(conn, transport, b"x" * 100)
+    assert not transport.reading
+    budget.release(budget.limit)  # room again: it is resumed
+    assert transport.reading
+
+
+async def test_pipelined_requests_wait_for_the_client_to_take_the_answers() -> None:
+    conn, transport, channel = connection()
+    await receive(conn, transport, b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n" * 3)
+    assert [e.raw_path for e in channel.sent if isinstance(e, ev.Request)] == [b"/a"]
+    conn.pause_writing()  # the client does not read
+    channel.sinks[1].on_response_start(200, ((b"content-length", b"2"),))
+    channel.sinks[1].on_response_body(b"ok", False)
+    assert sum(isinstance(e, ev.Request) for e in channel.sent) == 1
+    conn.resume_writing()
+    assert sum(isinstance(e, ev.Request) for e in channel.sent) == 2
+
+
+@pytest.mark.parametrize("paused", [False, True])
+async def test_a_streamed_response_gets_credit_as_the_client_takes_it(paused: bool) -> None:
+    conn, transport, channel = connection()
+    await receive(conn, transport, b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+    cycle = channel.sinks[1]
+    cycle.on_response_start(200, ())
+    if paused:
+        conn.pause_writing()
+    cycle.on_response_body(b"x" * ev.BODY_WINDOW_MIN, True)
+    credits = [e.size for e in channel.sent if isinstance(e, ev.Credit)]
+    if paused:
+        assert credits == []  # withheld while the bytes wait in memory
+        conn.resume_writing()
+        credits = [e.size for e in channel.sent if isinstance(e, ev.Credit)]
+        assert credits == [ev.BODY_WINDOW_MIN]
+    else:
+        assert credits == [2 * ev.BODY_WINDOW_MIN]  # a whole window went: it doubles
+    assert conn.state.budget.held == (1 if paused else 2) * ev.BODY_WINDOW_MIN
+    cycle.on_response_body(b"", False)
+    assert conn.state.budget.held == 0
