@@ -43,6 +43,7 @@ class PoolSnapshot:
     workers_target: int
     restarts: int
     queued: int
+    buffered: int  # bytes counted against --limit-buffers
 
 
 def take_snapshot(pool: WorkerPool, state: ServerState) -> PoolSnapshot:
@@ -51,6 +52,7 @@ def take_snapshot(pool: WorkerPool, state: ServerState) -> PoolSnapshot:
         workers_target=pool.target,
         restarts=pool.restarts,
         queued=state.queued_requests(),
+        buffered=state.budget.held,
     )
 
 
@@ -101,6 +103,11 @@ class PoolCollector:
             "interpserve_queued_requests",
             "Pipelined requests waiting behind the one their connection is answering",
             value=snapshot.queued,
+        )
+        yield GaugeMetricFamily(
+            "interpserve_buffered_bytes",
+            "What the front end holds for its clients' traffic, against --limit-buffers",
+            value=snapshot.buffered,
         )
 
 

@@ -232,6 +232,7 @@ def test_requests_by_status_and_latency(metrics_server: tuple[ServerProcess, str
     assert samples[("interpserve_workers_target", ())] == 2
     assert samples[("interpserve_worker_restarts_total", ())] == 0
     assert samples[("interpserve_queued_requests", ())] == 0
+    assert samples[("interpserve_buffered_bytes", ())] == 0
     assert ("process_resident_memory_bytes", ()) in samples
 
 
