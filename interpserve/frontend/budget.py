@@ -7,9 +7,10 @@ as nginx does.
 What counts against it (`reserve`, `release`):
 - request body bytes, from the socket until the app has received them (read ahead, on their
   way to the worker, waiting in it for the app's receive());
-- WebSocket message bytes the same way, and those written to a client whose socket has not
-  taken them yet;
-- a streamed response's window: what its worker may have sent that the client has not taken;
+- response bytes written to a client whose socket has not taken them yet, and WebSocket
+  message bytes both ways, the same way;
+- the part of a window widened beyond the small one it started with (`widen`): what its worker
+  may send on before the client, or its app, has taken it;
 - frames waiting to be written to a worker that does not read its pipe.
 
 When the budget is spent (`spent`), no window widens (`widen`, `has_room`), and a connection
@@ -80,8 +81,8 @@ class MemoryBudget:
         return self.held + size <= self.limit
 
     def widen(self, window: int, most: int) -> int:
-        """A window (held whole) doubled, up to `most`, if the budget has room for the
-        difference, which it then holds too; else the window as it is."""
+        """A window doubled, up to `most`, if the budget has room for the difference, which it
+        then holds (until the window's owner releases it); else the window as it is."""
         wider = min(2 * window, most)
         if wider > window and self.has_room(wider - window):
             self.reserve(wider - window)

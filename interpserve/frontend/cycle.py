@@ -6,8 +6,8 @@ worker may hold that the app has not received yet, the response's what the worke
 the client's socket has not taken yet. Each starts small and doubles, as the budget allows
 (`budget.py`), each time a whole window has gone through: a transfer that keeps moving soon has
 the large one, and an app that never reads (or a client that never does) holds the small one.
-The budget counts a request body's bytes from the socket until the app has received them, and a
-streamed response's whole window until the response is complete.
+The budget counts a request body's bytes from the socket until the app has received them, a
+response's bytes until the client's socket has taken them, and the widening of either window.
 """
 
 from __future__ import annotations
@@ -103,10 +103,9 @@ class RequestCycle:
         self._plan: ResponsePlan | None = None
         self._head = b""  # the response head, until it can leave with the first body bytes
         self._written = 0
-        # The response's window (0 until the response streams: a whole one needs none), what
-        # the client took since it widened, and the credit kept back while the client's socket
-        # has not taken what it was given.
-        self._response_window = 0
+        # The response's window, what the client took since it widened, and the credit kept
+        # back while the client's socket has not taken what it was given.
+        self._response_window = ev.BODY_WINDOW_MIN
         self._response_taken = 0
         self._withheld_credit = 0
         self._finished = False
@@ -245,15 +244,20 @@ class RequestCycle:
         if self._in_flight:
             budget.release(self._in_flight)  # (the worker drops what the app did not take)
             self._in_flight = 0
-        if self._response_window:
-            budget.release(self._response_window)
-            self._response_window = 0
+        if self._withheld_credit:
+            budget.release(self._withheld_credit)
+            self._withheld_credit = 0
+        if self._response_window > ev.BODY_WINDOW_MIN:
+            budget.release(self._response_window - ev.BODY_WINDOW_MIN)
+            self._response_window = ev.BODY_WINDOW_MIN
 
     def writable(self) -> None:
         """The client's socket has drained: give the app the credit withheld meanwhile."""
-        if self._withheld_credit and self._channel is not None and not self._finished:
-            self._channel.send(ev.Credit(self._request_id, self._withheld_credit))
-        self._withheld_credit = 0
+        withheld, self._withheld_credit = self._withheld_credit, 0
+        if withheld:
+            self._conn.state.budget.release(withheld)
+            if self._channel is not None and not self._finished:
+                self._channel.send(ev.Credit(self._request_id, withheld))
 
     # From the worker (pool.channel.ResponseSink)
 
@@ -345,12 +349,10 @@ class RequestCycle:
         """`size` more response bytes were written: the app may send as many more once the
         client's socket has taken them, and more again when a whole window has gone."""
         budget = self._conn.state.budget
-        if not self._response_window:
-            # It streams: the window the worker has had from the start counts from now.
-            self._response_window = ev.BODY_WINDOW_MIN
-            budget.reserve(ev.BODY_WINDOW_MIN)
         if self._conn.writing_paused:
-            self._withheld_credit += size  # (given in writable(), once the socket took them)
+            # They wait in memory: the credit is given in writable(), once the socket took them.
+            self._withheld_credit += size
+            budget.reserve(size)
             return
         self._response_taken += size
         if self._response_taken >= self._response_window:
@@ -407,7 +409,12 @@ class RequestCycle:
 
     def _complete(self) -> None:
         self.stage = Stage.COMPLETE
-        if self._held or self._in_flight or self._response_window:
+        if (
+            self._held
+            or self._in_flight
+            or self._withheld_credit
+            or self._response_window > ev.BODY_WINDOW_MIN
+        ):
             # Body the app never took (or a request answered without a worker) is dropped, and
             # the window of a streamed response given back.
             self._let_go()
