@@ -156,8 +156,9 @@ class HTTPConnection(asyncio.BufferedProtocol):
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         # Told as soon as the socket takes less than it is given, and again once what it left
-        # is written: a response's credit is then withheld for exactly what waits in memory.
-        transport.set_write_buffer_limits(0)
+        # is written: a response's credit is then withheld for what waits in memory. (Not 0:
+        # TLS transports pause at a buffer as large as that, so they would pause when empty.)
+        transport.set_write_buffer_limits(1, 0)
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
         connections = self.state.connections
