@@ -125,33 +125,32 @@ def test_many_unread_uploads_hold_little(buffers_server: ServerProcess, tmp_path
 async def test_the_budget_stops_reads_and_resumes_them(
     start_server: StartServer, tmp_path: Path
 ) -> None:
-    """Three WebSocket apps do not receive their clients' 100 KiB messages yet, which holds the
-    front end's whole budget (256 KiB). A fourth client, whose app has not received its first
-    message either, then has its second message left unread (its ping goes unanswered), until
-    the apps receive: then everything arrives, whole."""
+    """Four WebSocket apps do not receive their clients' 60 kB messages yet (each within its
+    window, so each is read whole: its ping is answered). A fifth client's message takes the
+    front end past its budget of 256 KiB: that connection is read no further (its next ping goes
+    unanswered) until the apps receive; then everything arrives, whole."""
     server = start_server(APP, "--workers", "2", "--limit-buffers", "262144")
-    marker, log, fourth = tmp_path / "go", tmp_path / "log", tmp_path / "fourth"
-    message = os.urandom(100 * 1024)
+    marker, log, fifth = tmp_path / "go", tmp_path / "log", tmp_path / "fifth"
     base = f"ws://{server.host}:{server.port}/hold?marker={marker}"
     options: dict[str, Any] = {"open_timeout": TIMEOUT, "max_size": None, "compression": None}
-    holders = [await connect(f"{base}&log={log}", **options) for _ in "abc"]
+    holders = [await connect(f"{base}&log={log}", **options) for _ in range(4)]
     try:
         for ws in holders:
-            await ws.send(message)
-        assert await asyncio.to_thread(server.wait_for_output, "--limit-buffers")
-        async with connect(f"{base}&log={fourth}", **options) as ws:
-            await ws.send(message[:50_000])
-            await asyncio.wait_for(await ws.ping(), TIMEOUT)  # (read: it held nothing before)
-            await ws.send(message[:50_000])
+            await ws.send(os.urandom(60_000))
+            await asyncio.wait_for(await ws.ping(), TIMEOUT)
+        assert "--limit-buffers" not in server.output
+        async with connect(f"{base}&log={fifth}", **options) as ws:
+            await ws.send(os.urandom(30_000))
+            assert await asyncio.to_thread(server.wait_for_output, "--limit-buffers")
             pong = await ws.ping()
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(pong), 1.0)
             marker.touch()
             await asyncio.wait_for(pong, TIMEOUT)
-            assert wait_until(lambda: fourth.exists() and len(fourth.read_text().split()) == 4)
-        assert wait_until(lambda: log.exists() and len(log.read_text().split()) == 6)
-        assert [line.split()[0] for line in log.read_text().splitlines()] == ["102400"] * 3
-        assert [line.split()[0] for line in fourth.read_text().splitlines()] == ["50000"] * 2
+            assert wait_until(lambda: fifth.exists() and fifth.read_text().count("\n") == 1)
+        assert wait_until(lambda: log.exists() and log.read_text().count("\n") == 4)
+        assert [line.split()[0] for line in log.read_text().splitlines()] == ["60000"] * 4
+        assert fifth.read_text().split()[0] == "30000"
     finally:
         for ws in holders:
             await ws.close()
