@@ -123,14 +123,18 @@ async def tiny_chunks(port: int, clients: int, chunks: int) -> dict[str, Any]:
         sys.executable, "-m", "bench.hostile", "probe", "--port", str(port),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert prober.stdin is not None
+    assert prober.stdin is not None and prober.stdout is not None
     try:
         await prober.stdout.readline()  # (it has connected)
         results = await asyncio.gather(*(one() for _ in range(clients)), return_exceptions=True)
     finally:
         prober.stdin.close()
     probed, _ = await prober.communicate()
-    return _tally(results) | {"upload_s": seconds} | json.loads(probed)
+    try:
+        latency: dict[str, Any] = json.loads(probed)
+    except ValueError:
+        latency = {"gets": 0, "get_errors": 1, "get_error": ["the prober failed"]}
+    return _tally(results) | {"upload_s": seconds} | latency
 
 
 async def probe(port: int) -> dict[str, Any]:
@@ -143,23 +147,31 @@ async def probe(port: int) -> dict[str, Any]:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
     waiting = asyncio.ensure_future(stdin.read())
     waiting.add_done_callback(lambda _: done.set())
-    reader, writer = await _connect(port, asyncio.Semaphore(1))
+    gate = asyncio.Semaphore(1)
+    reader, writer = await _connect(port, gate)
     print("connected", flush=True)
     latencies: list[float] = []
+    errors: list[str] = []
     next_at = loop.time()
     try:
         while not done.is_set():
             started = time.perf_counter()
-            writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
-            status, _ = await _response(reader)
-            if status != 200:
-                raise RuntimeError(f"a plain GET got {status}")
-            latencies.append(time.perf_counter() - started)
+            try:
+                writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+                status, _ = await _response(reader)
+                if status != 200:
+                    raise RuntimeError(f"a plain GET got {status}")
+            except (OSError, EOFError, RuntimeError) as exc:  # (IncompleteReadError is one)
+                errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                _close(writer)
+                reader, writer = await _connect(port, gate)
+            else:
+                latencies.append(time.perf_counter() - started)
             next_at = max(next_at + PROBE_INTERVAL_S, loop.time())
             await asyncio.sleep(next_at - loop.time())
     finally:
         _close(writer)
-    return _latency(latencies)
+    return _latency(latencies) | {"get_errors": len(errors), "get_error": errors[:1]}
 
 
 def _latency(latencies: list[float]) -> dict[str, Any]:

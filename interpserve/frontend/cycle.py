@@ -256,8 +256,8 @@ class RequestCycle:
         withheld, self._withheld_credit = self._withheld_credit, 0
         if withheld:
             self._conn.state.budget.release(withheld)
-            if self._channel is not None and not self._finished:
-                self._channel.send(ev.Credit(self._request_id, withheld))
+            if not self._finished:
+                self._give_credit(withheld)
 
     # From the worker (pool.channel.ResponseSink)
 
@@ -348,17 +348,21 @@ class RequestCycle:
     def _response_sent(self, size: int) -> None:
         """`size` more response bytes were written: the app may send as many more once the
         client's socket has taken them, and more again when a whole window has gone."""
-        budget = self._conn.state.budget
         if self._conn.writing_paused:
             # They wait in memory: the credit is given in writable(), once the socket took them.
             self._withheld_credit += size
-            budget.reserve(size)
-            return
+            self._conn.state.budget.reserve(size)
+        else:
+            self._give_credit(size)
+
+    def _give_credit(self, size: int) -> None:
+        """The client took `size` response bytes: the app may send as many more, and more
+        again each time a whole window has gone."""
         self._response_taken += size
         if self._response_taken >= self._response_window:
             self._response_taken = 0
             window = self._response_window
-            self._response_window = budget.widen(window, ev.BODY_WINDOW)
+            self._response_window = self._conn.state.budget.widen(window, ev.BODY_WINDOW)
             size += self._response_window - window
         if self._channel is not None:
             self._channel.send(ev.Credit(self._request_id, size))
