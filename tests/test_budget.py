@@ -15,7 +15,7 @@ class Reader:
         self.name = name
         self._resumed = resumed
 
-    def budget_available(self) -> None:
+    def room_available(self) -> None:
         self._resumed.append(self.name)
 
 

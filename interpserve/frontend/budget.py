@@ -41,7 +41,7 @@ _WARN_INTERVAL = 60.0
 class Waiter(Protocol):
     """A connection that stopped reading for want of room."""
 
-    def budget_available(self) -> None:
+    def room_available(self) -> None:
         """There is room again: read on (and wait again if that fills it)."""
         ...
 
@@ -113,4 +113,4 @@ class MemoryBudget:
             waiter = next(iter(self._waiting))
             del self._waiting[waiter]
             room -= self._read_size
-            waiter.budget_available()
+            waiter.room_available()

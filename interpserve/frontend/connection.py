@@ -46,12 +46,19 @@ logger = logging.getLogger("interpserve.error")
 # The most one read brings: what bounds the parse (or decode) one read makes the loop do.
 READ_SIZE = 64 * 1024
 # A connection whose reads take longer than this to parse (or decode) reads less at once, down to
-# the least, until they are quick again, and gives the other connections their turn after each
-# such read (libuv would read on from it many times in a row): no client's bytes, however costly
-# to take apart (a body of one-byte chunks), hold the loop every connection shares for long.
-# Reads smaller than the check are not timed: they are quick, and most requests come in one.
+# the least, until they are quick again: no client's bytes, however costly to take apart (a body
+# of one-byte chunks), hold the loop every connection shares for long.
 _SLICE_SECONDS = 0.0005
 _READ_LEAST = 1024
+# A read that costs more than this a byte (and more than the least) is costly: its connection
+# then waits, before it reads again, as long as the read took, after the other costly reads
+# (libuv would read on from it many times in a row). All such reads together then take at most
+# half of the loop's time, whatever their number: plain requests find it free. Bodies of plain
+# bytes cost a fraction of that; a body of one-byte chunks, or a flood of pipelined requests,
+# far more. Reads smaller than the check are not timed: they are quick, and most requests
+# come in one.
+_COSTLY_PER_BYTE = 5e-9
+_COSTLY_LEAST = 0.0001
 _SLICE_CHECK = 4096
 # What one read brings between requests (a head, and what follows it), and the most body bytes a
 # connection holds that no window has room for yet (a pipelined request's): beyond it, reading
@@ -89,6 +96,8 @@ class ServerState:
     # Every connection reads into this buffer in turn (a read is copied out before the next).
     read_buffer: memoryview = field(init=False)
     bursts: tuple[BurstWatch, BurstWatch] = field(init=False)  # started by the server
+    # When the costly reads scheduled so far have had their turn (loop time): see _COSTLY_*.
+    costly_until: float = 0.0
 
     def __post_init__(self) -> None:
         config = self.config
@@ -180,14 +189,22 @@ class HTTPConnection(asyncio.BufferedProtocol):
         most = self._read_most
         if spent > _SLICE_SECONDS:
             self._read_most = max(most // 2, _READ_LEAST)
-            if not self._reading_paused:
-                self._pause_reading()  # (until the loop's next pass: the others' turn)
-                asyncio.get_running_loop().call_soon(self.update_reading)
-            return
-        if spent < _SLICE_SECONDS / 4:
+        elif spent < _SLICE_SECONDS / 4:
             self._read_most = min(most * 2, READ_SIZE)
-        if self._read_most != most:
+        if spent > _COSTLY_LEAST and spent > nbytes * _COSTLY_PER_BYTE:
+            self._wait_turn(spent)
+        elif self._read_most != most:
             self.update_reading()
+
+    def _wait_turn(self, spent: float) -> None:
+        """After a costly read: read again once the loop has had as long for the rest."""
+        if self._reading_paused or self._transport is None:
+            return  # (it waits for something else already, and reads no sooner)
+        state = self.state
+        loop = asyncio.get_running_loop()
+        state.costly_until = max(state.costly_until, loop.time()) + spent
+        self._pause_reading()
+        loop.call_at(state.costly_until, self.update_reading)
 
     def data_received(self, data: bytes) -> None:
         if self._websocket is not None:
@@ -364,7 +381,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
             self._reading_paused = False
             self._transport.resume_reading()
 
-    def budget_available(self) -> None:
+    def room_available(self) -> None:
         self.update_reading()
 
     def wait_for_budget(self) -> bool:

@@ -177,14 +177,18 @@ class RequestCycle:
 
     def read_room(self) -> int | None:
         """How many more body bytes to read for this request now: what its window takes, less
-        what it holds, and none while the budget is spent unless the app has received all it
-        was sent (so that it always moves); None while no window is open for it (no worker has
-        it yet)."""
+        what it holds; none while its worker's pipe is full, nor while the budget is spent
+        unless the app has received all it was sent (so that it always moves); None while no
+        window is open for it (no worker has it yet)."""
         if self.stage is Stage.COMPLETE or self._disconnected or self._finished:
             return ev.BODY_WINDOW  # nobody will read it: it is dropped as fast as it comes
-        if self._channel is None:
+        channel = self._channel
+        if channel is None:
             return None
         room = self._credit - self._held
+        if room > 0 and channel.backed_up:
+            channel.when_drained(self._conn)  # (what it reads would wait in memory for it)
+            return 0
         if room > 0 and (self._held or self._in_flight) and self._conn.wait_for_budget():
             return 0
         return room

@@ -27,6 +27,12 @@ class ResponseSink(Protocol):
     def on_worker_lost(self) -> None: ...
 
 
+class DrainWaiter(Protocol):
+    """A connection that stopped reading a body while the worker's pipe was full."""
+
+    def room_available(self) -> None: ...
+
+
 @runtime_checkable
 class WebSocketSink(Protocol):
     """A sink for a WebSocket request (the front end's WebSocket session) also takes these."""
@@ -45,6 +51,8 @@ class WorkerChannel:
         # Told how much more (or less) waits in memory to be written to the worker: set by
         # the pool, for the front end's budget.
         self.pipe_backlog: Callable[[int], None] | None = None
+        self._backlog = 0
+        self._drain_waiters: dict[DrainWaiter, None] = {}
         self._started: list[ResponseSink] = []
         self._ready: asyncio.Future[ev.WorkerReady | ev.WorkerFailed] | None = None
         self._pongs: dict[int, asyncio.Future[None]] = {}
@@ -150,9 +158,24 @@ class WorkerChannel:
             case _:
                 logger.error("Worker %d sent an unexpected event: %r", self.worker_id, event)
 
+    @property
+    def backed_up(self) -> bool:
+        """The worker's pipe is full, and frames wait in memory to be written to it."""
+        return self._backlog > 0
+
+    def when_drained(self, waiter: DrainWaiter) -> None:
+        """Tell `waiter` once nothing waits in memory for the pipe any more: a body read
+        meanwhile would only wait there too."""
+        self._drain_waiters[waiter] = None
+
     def _on_backlog(self, delta: int) -> None:
+        self._backlog += delta
         if self.pipe_backlog is not None:
             self.pipe_backlog(delta)
+        if not self._backlog and self._drain_waiters:
+            waiters, self._drain_waiters = self._drain_waiters, {}
+            for waiter in waiters:
+                waiter.room_available()
 
     def _on_batch_end(self) -> None:
         """A response's head waits for its first body chunk, to leave in one write with it;
