@@ -31,6 +31,7 @@ from test_http import MB, TIMEOUT, RawConnection, get, raw_request, rss_bytes
 from websockets.asyncio.client import connect
 
 from interpserve import events as ev
+from interpserve.frontend.connection import _READ_LEAST
 from interpserve.testing import ServerProcess, wait_until
 
 StartServer = Callable[..., ServerProcess]
@@ -162,8 +163,9 @@ async def test_the_budget_stops_reads_and_resumes_them(
 def test_a_body_of_tiny_chunks_arrives_whole_in_few_messages(
     buffers_server: ServerProcess,
 ) -> None:
-    """200,000 one-byte chunks: every byte arrives, and the app receives them in a few dozen
-    messages (one per read from the socket at most), not one per chunk."""
+    """200,000 one-byte chunks: every byte arrives, and the app receives them in few messages
+    (one per read from the socket at most), not one per chunk. (A loaded machine makes the
+    reads smaller, down to the least a connection reads: the bound holds for those too.)"""
     data = os.urandom(200_000)
     body = b"".join(b"1\r\n%s\r\n" % data[i : i + 1] for i in range(len(data))) + b"0\r\n\r\n"
     with RawConnection(buffers_server, timeout=30) as conn:
@@ -171,7 +173,7 @@ def test_a_body_of_tiny_chunks_arrives_whole_in_few_messages(
         answer = json.loads(conn.read_response().body)
     assert answer["size"] == len(data)
     assert answer["sha256"] == hashlib.sha256(data).hexdigest()
-    assert answer["messages"] <= len(body) // 4096
+    assert answer["messages"] <= len(body) // _READ_LEAST
 
 
 # The app's mistakes ----------------------------------------------------------------------------

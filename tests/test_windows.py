@@ -5,13 +5,14 @@ the pipes, so every step (a read, a credit, the socket filling) is taken one at 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
 from interpserve import events as ev
 from interpserve.config import Config
-from interpserve.frontend.connection import READ_SIZE, HTTPConnection, ServerState
+from interpserve.frontend.connection import _READ_LEAST, READ_SIZE, HTTPConnection, ServerState
 from interpserve.frontend.cycle import RequestCycle
 from interpserve.frontend.http_parser import H11Parser
 
@@ -134,6 +135,49 @@ async def test_a_window_widens_while_the_app_keeps_receiving() -> None:
     assert windows[0] <= ev.BODY_WINDOW_MIN
     assert max(windows) == READ_SIZE  # (the window itself reached BODY_WINDOW)
     assert conn.state.budget.held == 0
+
+
+class ReadClock:
+    """time.perf_counter for the connection, under the test's control: every reading of it is
+    `cost` seconds after the one before."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.cost = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.cost
+        return self.now
+
+
+async def test_a_connection_whose_reads_were_slow_reads_the_most_again_once_they_are_quick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Slow reads shrink a connection's reads to the least; quick ones, however small, widen
+    them again (reads below the size that is timed at the most are timed while it reads less)."""
+    clock = ReadClock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    conn, transport, channel = connection()
+    size = 16 * ev.BODY_WINDOW
+    await receive(conn, transport, post(size))
+    cycle = channel.sinks[1]
+
+    async def read_on(reads: int) -> list[int]:
+        sizes = []
+        for _ in range(reads):
+            sent = channel.body_sent()
+            view = conn.get_buffer(-1)
+            sizes.append(len(view))
+            await receive(conn, transport, b"x" * min(size - sent, len(view)))
+            cycle.on_credit(channel.body_sent() - sent)
+        return sizes
+
+    await read_on(8)  # the window widens
+    clock.cost = 0.01
+    assert (await read_on(12))[-1] == _READ_LEAST
+    clock.cost = 0.0
+    assert (await read_on(12))[-1] == READ_SIZE
+    assert channel.body_sent() < size
 
 
 async def test_a_spent_budget_stops_a_body_whose_app_has_not_received_all() -> None:

@@ -55,8 +55,9 @@ _READ_LEAST = 1024
 # (libuv would read on from it many times in a row). All such reads together then take at most
 # half of the loop's time, whatever their number: plain requests find it free. Bodies of plain
 # bytes cost a fraction of that; a body of one-byte chunks, or a flood of pipelined requests,
-# far more. Reads smaller than the check are not timed: they are quick, and most requests
-# come in one.
+# far more. Reads smaller than the check are not timed (they are quick, and most requests
+# come in one), unless the connection reads less than the most: then they are, or it would
+# never find them quick again and read the most once more.
 _COSTLY_PER_BYTE = 5e-9
 _COSTLY_LEAST = 0.0001
 _SLICE_CHECK = 4096
@@ -180,7 +181,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         data = self._read_view[:nbytes].tobytes()
-        if nbytes < _SLICE_CHECK:
+        if nbytes < _SLICE_CHECK and self._read_most == READ_SIZE:
             self.data_received(data)
             return
         started = time.perf_counter()
