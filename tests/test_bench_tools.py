@@ -2,20 +2,26 @@
 
 - bench/worker_cpu.py measures a worker alone, fed requests over its real pipes;
 - bench/cpu_split.py splits a plaintext request's CPU by server and thread, beside the bare
-  uvloop floor.
+  uvloop floor;
+- bench/hostile.py's loads, small, against a real server.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from interpserve.testing import ServerProcess
+
 ROOT = Path(__file__).resolve().parent.parent
+StartServer = Callable[..., ServerProcess]
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -71,3 +77,22 @@ def test_cpu_split_refuses_bad_arguments() -> None:
     result = run("bench.cpu_split", "--servers", "bare-uvloop,gunicorn")
     assert result.returncode == 2
     assert "--servers takes keys among" in result.stderr
+
+
+@pytest.mark.timeout(180)
+def test_hostile_loads_report_against_a_real_server(start_server: StartServer) -> None:
+    """bench/hostile.py's loads, each made small, against the bench's app: each says it did
+    what it says (every answer whole), so the scenario's figures measure what they name."""
+    server = start_server("bench.apps:app", "--workers", "1", "--no-access-log")
+    port = str(server.port)
+    loads = [
+        ("uploads", "--clients", "3", "--hold-ms", "50"),
+        ("tiny-chunks", "--clients", "1", "--chunks", "2000"),
+        ("slow-readers", "--clients", "2", "--mib", "1", "--seconds", "0.5"),
+        ("pipelined", "--requests", "100", "--seconds", "0.5"),
+    ]
+    for kind, *args in loads:
+        result = run("bench.hostile", kind, "--port", port, *args)
+        assert result.returncode == 0, result.stderr[-2000:]
+        report = json.loads(result.stdout)
+        assert report["ok"] >= 1 and not report["failed"], (kind, report)
