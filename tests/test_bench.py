@@ -617,8 +617,15 @@ def test_parser_rejects_garbage(data: bytes) -> None:
 def test_open_loop_counts_a_request_dispatched_after_its_due_time_as_late() -> None:
     """Late (the generator fell behind its schedule) and waited (no connection was free) are
     told apart on the dispatch times alone, without a server or a clock."""
-    spec = Share(0, "127.0.0.1", 1, (b"GET / HTTP/1.1\r\n\r\n",), (0,), False,
-                 Load(rate=100, duration=1, warmup=0, max_connections=1))
+    spec = Share(
+        0,
+        "127.0.0.1",
+        1,
+        (b"GET / HTTP/1.1\r\n\r\n",),
+        (0,),
+        False,
+        Load(rate=100, duration=1, warmup=0, max_connections=1),
+    )
     run = _OpenLoop(spec, report=None, start=0.0)  # type: ignore[arg-type]
     opened: list[object] = []
     run.connect = opened.append  # type: ignore[assignment,method-assign]
