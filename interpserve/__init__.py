@@ -19,7 +19,7 @@ def run(app: str, **options: Any) -> None:
     """
     from interpserve.config import Config, load_env_file
     from interpserve.logs import configure_logging
-    from interpserve.supervisor import run_config
+    from interpserve.serving import run_config
 
     config = Config.from_options(app=app, **options)
     if config.env_file:

@@ -125,7 +125,7 @@ def _config_from(
 
 def serve_main(argv: Sequence[str] | None) -> None:
     from interpserve.errors import StartupError
-    from interpserve.supervisor import run_config
+    from interpserve.serving import run_config
 
     try:
         config = config_from_args(argv)

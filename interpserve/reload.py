@@ -1,4 +1,4 @@
-"""--reload: watch the source tree and say when it changed (the supervisor reloads workers)."""
+"""--reload: watch the source tree and say when it changed (the serving process reloads workers)."""
 
 from __future__ import annotations
 

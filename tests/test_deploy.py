@@ -31,7 +31,7 @@ from dockerfile_parse import DockerfileParser
 
 from interpserve import cli
 from interpserve.config import Config
-from interpserve.supervisor import MIN_WORKER_STOP
+from interpserve.serving import MIN_WORKER_STOP
 from interpserve.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -134,7 +134,7 @@ def generate(spec: Share, report: Connection) -> None:
     # little.
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, GENERATOR_NICE)
-    from interpserve.supervisor import loop_factory
+    from interpserve.serving import loop_factory
 
     try:
         report.send(Ready(spec.index))

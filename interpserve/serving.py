@@ -1,6 +1,7 @@
-"""The server's life in the main interpreter: pick the worker kind, start the workers, accept
-connections, and act on signals: SIGINT/SIGTERM drain and stop, SIGHUP reloads the workers,
-SIGTTIN/SIGTTOU add or remove one. With --reload, file changes reload the workers too."""
+"""A serving process's life (the front end and the pool, in the main interpreter): pick the
+worker kind, start the workers, accept connections, and act on signals: SIGINT/SIGTERM drain
+and stop, SIGHUP reloads the workers, SIGTTIN/SIGTTOU add or remove one. With --reload, file
+changes reload the workers too."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ async def resolve_worker_kind(config: Config) -> str:
     return "interpreter"
 
 
-class Supervisor:
+class ServingProcess:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.pool: WorkerPool | None = None
@@ -210,9 +211,9 @@ def run_config(config: Config) -> None:
     """Serve until SIGINT or SIGTERM; raises StartupError if the workers cannot start."""
 
     async def main() -> bool:
-        supervisor = Supervisor(config)
-        supervisor.install_signal_handlers()
-        return await supervisor.serve()
+        serving = ServingProcess(config)
+        serving.install_signal_handlers()
+        return await serving.serve()
 
     with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
         clean = runner.run(main())
