@@ -10,6 +10,7 @@ import random
 from collections.abc import Callable
 
 from interpserve import events as ev
+from interpserve.backoff import CrashLoop
 from interpserve.config import Config
 from interpserve.errors import NoWorkerYet, StartupError, WorkerGone
 from interpserve.pool.channel import WorkerChannel
@@ -28,9 +29,6 @@ WORKER_KINDS: dict[str, type[InterpreterWorker] | type[ProcessWorker]] = {
 # How long a worker's event loop may take to answer a ping after one of its requests timed out
 # before it counts as stuck (in CPU-bound code that never yields).
 STUCK_AFTER = 1.0
-# A worker that dies sooner than this after it became ready is part of a crash loop.
-CRASH_LOOP_UPTIME = 5.0
-MAX_RESTART_DELAY = 30.0
 # Added to the load of a worker past --limit-max-requests, so that dispatch avoids it.
 _EXHAUSTED = 1 << 30
 # How long a request waits for a worker when none is in rotation (the only one died and its
@@ -58,7 +56,7 @@ class WorkerPool:
         self._recycling: set[Worker] = set()  # a recycle is under way or waiting for the lock
         self._starting: set[Worker] = set()  # being started: see abort()
         self._checking: set[WorkerChannel] = set()  # see request_timed_out
-        self._crash_streak = 0
+        self._crash_loop = CrashLoop()
         self._worker_joined: list[asyncio.Future[None]] = []  # see when_worker_ready
         self.restarts = 0
         # How many workers should serve: the configured count, moved by SIGTTIN/SIGTTOU.
@@ -308,8 +306,7 @@ class WorkerPool:
         if self._stopping or not self._deactivate(worker):
             return
         uptime = loop.time() - ready_at
-        self._crash_streak = self._crash_streak + 1 if uptime < CRASH_LOOP_UPTIME else 0
-        delay = _restart_delay(self._crash_streak)
+        delay = self._crash_loop.crashed(uptime)
         logger.error(
             "Worker %d stopped unexpectedly after %.1f s; its requests in flight get 502.%s",
             worker.worker_id,
@@ -331,8 +328,7 @@ class WorkerPool:
                 try:
                     (replacement,) = await self._start_workers(1)
                 except StartupError as exc:
-                    self._crash_streak += 1
-                    delay = _restart_delay(self._crash_streak)
+                    delay = self._crash_loop.start_failed()
                     logger.error(
                         "Replacement for worker %d failed (%s); retrying in %.1f s.",
                         worker.worker_id,
@@ -443,9 +439,3 @@ class WorkerPool:
         self._abandoned.remove(worker)
         logger.info("Worker %d finally stopped and was cleaned up.", worker.worker_id)
 
-
-def _restart_delay(crash_streak: int) -> float:
-    """No wait for a first crash; then 0.5 s, 1 s, 2 s ... up to MAX_RESTART_DELAY."""
-    if crash_streak <= 1:
-        return 0.0
-    return float(min(MAX_RESTART_DELAY, 0.5 * 2 ** (crash_streak - 2)))
