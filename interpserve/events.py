@@ -84,6 +84,19 @@ class Shutdown:
     """Finish what is in flight, run lifespan shutdown, and stop."""
 
 
+@dataclass(slots=True)
+class CancelAll:
+    """The graceful shutdown's deadline has passed: cancel every app task still running."""
+
+
+@dataclass(slots=True)
+class MemoryQuery:
+    """Answer with MemoryReport(sequence, ...): how much this worker's own allocator holds
+    (--limit-max-memory)."""
+
+    sequence: int
+
+
 # Both ways
 
 
@@ -108,6 +121,14 @@ class Credit:
 @dataclass(slots=True)
 class Pong:
     sequence: int
+
+
+@dataclass(slots=True)
+class MemoryReport:
+    """The bytes the interpreter's own allocator holds, or -1 where that cannot be known."""
+
+    sequence: int
+    size: int
 
 
 @dataclass(slots=True)
@@ -198,6 +219,9 @@ Event = (
     | Ping
     | Pong
     | Shutdown
+    | CancelAll
+    | MemoryQuery
+    | MemoryReport
     | Credit
     | WorkerReady
     | WorkerFailed

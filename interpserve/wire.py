@@ -27,6 +27,7 @@ HEADER_SIZE = _HEADER.size
 # A list of fields: their count, and the size of the list (see _pack_fields)
 _FIELDS = struct.Struct("!HI")
 _CREDIT = struct.Struct("!I")
+_MEMORY = struct.Struct("!q")
 _STATUS = struct.Struct("!H")
 # flags, client port, server port
 _REQUEST_FIXED = struct.Struct("!BHH")
@@ -60,6 +61,10 @@ WEBSOCKET_CLOSE = 19
 RESPONSE_START_END = 20
 # The same from an app that has returned: the usual answer, in one frame.
 RESPONSE_START_FINISHED = 21
+# Recycling and shutdown (26-29 are this part's numbers).
+CANCEL_ALL = 26
+MEMORY_QUERY = 27
+MEMORY_REPORT = 28
 
 _MORE_BODY = 1
 _EXPECT_CONTINUE = 2
@@ -211,6 +216,9 @@ _ENCODERS: dict[type, Callable[[Any], Frame]] = {
     ev.Ping: lambda e: _frame(PING, e.sequence),
     ev.Pong: lambda e: _frame(PONG, e.sequence),
     ev.Shutdown: lambda e: _frame(SHUTDOWN, 0),
+    ev.CancelAll: lambda e: _frame(CANCEL_ALL, 0),
+    ev.MemoryQuery: lambda e: _frame(MEMORY_QUERY, e.sequence),
+    ev.MemoryReport: lambda e: _frame(MEMORY_REPORT, e.sequence, _MEMORY.pack(e.size)),
     ev.WorkerReady: lambda e: _frame(WORKER_READY, 0),
     ev.WorkerFailed: _encode_worker_failed,
     ev.WebSocketMessage: _encode_websocket_message,
@@ -290,6 +298,9 @@ _DECODERS: dict[int, Callable[[int, bytes], ev.Event]] = {
     REQUEST_BODY_END: lambda rid, p: ev.RequestBody(rid, p, False),
     DISCONNECT: lambda rid, _: ev.Disconnect(rid),
     SHUTDOWN: lambda _, __: ev.Shutdown(),
+    CANCEL_ALL: lambda _, __: ev.CancelAll(),
+    MEMORY_QUERY: lambda seq, _: ev.MemoryQuery(seq),
+    MEMORY_REPORT: lambda seq, p: ev.MemoryReport(seq, _MEMORY.unpack(p)[0]),
     CREDIT: _decode_credit,
     WORKER_READY: lambda _, __: ev.WorkerReady(),
     WORKER_FAILED: _decode_worker_failed,

@@ -64,6 +64,10 @@ SAMPLE_EVENTS: list[ev.Event] = [
     ev.WebSocketAccept(1, "chat", ((b"x-a", b"1"),)),
     ev.WebSocketAccept(2, "", ()),
     ev.WebSocketClose(1, 4999, "bye ✓"),
+    ev.CancelAll(),
+    ev.MemoryQuery(U32),
+    ev.MemoryReport(3, 2**40),
+    ev.MemoryReport(4, -1),
 ]
 # Control events that are newer than the rest: covered when this tree has them.
 for _name, _args in [("Cancel", (5,)), ("Ping", (U32,)), ("Pong", (0,)), ("Pong", (17,))]:
@@ -425,6 +429,9 @@ events_strategy: st.SearchStrategy[ev.Event] = st.one_of(
     st.builds(ev.ResponseStart, _ids, st.integers(min_value=0, max_value=U16), _headers),
     st.builds(ev.ResponseBody, _ids, st.binary(max_size=200), st.booleans()),
     st.builds(ev.RequestFinished, _ids),
+    st.just(ev.CancelAll()),
+    st.builds(ev.MemoryQuery, _ids),
+    st.builds(ev.MemoryReport, _ids, st.integers(min_value=-1, max_value=2**62)),
 )
 
 

@@ -128,11 +128,11 @@ class HTTPCycle:
     async def run(self, app: ASGIApp) -> None:
         try:
             await app(self.scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            # The front end gave up on it (--timeout-request) and has answered the client.
-            logger.warning(
-                "Cancelled %s %s: it ran too long.", self.scope["method"], self.scope["path"]
-            )
+        except asyncio.CancelledError as exc:
+            # The front end gave up on it (--timeout-request, or the shutdown's deadline) and
+            # answers the client itself.
+            why = exc.args[0] if exc.args else "cancelled"
+            logger.warning("Cancelled %s %s: %s.", self.scope["method"], self.scope["path"], why)
             raise
         except Exception as exc:
             if not self._disconnected:

@@ -14,6 +14,7 @@ from interpserve.errors import AppLoadError, LifespanFailed
 from interpserve.logs import configure_logging
 from interpserve.memory import BurstWatch
 from interpserve.pipes import FramePipe
+from interpserve.worker.allocator import held_bytes
 from interpserve.worker.app import ASGIApp, load_app, refusal
 from interpserve.worker.asgi import HTTPCycle
 from interpserve.worker.lifespan import Lifespan
@@ -124,7 +125,12 @@ class Worker:
                     cycle.disconnect()
             case ev.Cancel(request_id):
                 if task := self._tasks.get(request_id):
-                    task.cancel()
+                    task.cancel("it ran too long (--timeout-request)")
+            case ev.CancelAll():
+                for task in list(self._tasks.values()):
+                    task.cancel("the graceful shutdown's deadline passed")
+            case ev.MemoryQuery(sequence):
+                self._pipe.send(ev.MemoryReport(sequence, held_bytes()))
             case ev.Ping(sequence):
                 self._pipe.send(ev.Pong(sequence))
             case ev.Shutdown():
