@@ -55,7 +55,7 @@ class WorkerChannel:
         self._drain_waiters: dict[DrainWaiter, None] = {}
         self._started: list[ResponseSink] = []
         self._ready: asyncio.Future[ev.WorkerReady | ev.WorkerFailed] | None = None
-        self._pongs: dict[int, asyncio.Future[None]] = {}
+        self._answers: dict[int, asyncio.Future[ev.Pong | ev.MemoryReport | None]] = {}
         self.closed = asyncio.Event()
         # Set when the worker leaves: it said it is going down, or its pipe closed. (It may
         # take a while to exit after saying so: its replacement need not wait for that.)
@@ -98,16 +98,29 @@ class WorkerChannel:
     async def ping(self, timeout: float) -> bool:
         """Whether the worker's event loop answers within `timeout`: False means it is stuck
         (or gone)."""
+        return await self._ask(ev.Ping, timeout) is not None
+
+    async def memory(self, timeout: float) -> int | None:
+        """The bytes the worker's own allocator holds; None if it does not say in time."""
+        report = await self._ask(ev.MemoryQuery, timeout)
+        if isinstance(report, ev.MemoryReport) and report.size >= 0:
+            return report.size
+        return None
+
+    async def _ask(
+        self, question: type[ev.Ping | ev.MemoryQuery], timeout: float
+    ) -> ev.Pong | ev.MemoryReport | None:
+        """Send a question and wait for its answer from the worker's event loop (None if it
+        does not come within `timeout`, or the worker is gone)."""
         sequence = self.new_request_id()
-        pong = self._pongs[sequence] = asyncio.get_running_loop().create_future()
-        self._pipe.send(ev.Ping(sequence))
+        answer = self._answers[sequence] = asyncio.get_running_loop().create_future()
+        self._pipe.send(question(sequence))
         try:
-            await asyncio.wait_for(pong, timeout)
+            return await asyncio.wait_for(answer, timeout)
         except TimeoutError:
-            return False
+            return None
         finally:
-            self._pongs.pop(sequence, None)
-        return not self.closed.is_set()
+            self._answers.pop(sequence, None)
 
     def shutdown(self) -> None:
         self._pipe.send(ev.Shutdown())
@@ -144,9 +157,9 @@ class WorkerChannel:
             case ev.Credit(request_id, size):
                 if sink := self._sinks.get(request_id):
                     sink.on_credit(size)
-            case ev.Pong(sequence):
-                if (pong := self._pongs.get(sequence)) and not pong.done():
-                    pong.set_result(None)
+            case ev.Pong(sequence) | ev.MemoryReport(sequence):
+                if (answer := self._answers.get(sequence)) and not answer.done():
+                    answer.set_result(event)
             case ev.WorkerReady() | ev.WorkerFailed():
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(event)
@@ -192,8 +205,8 @@ class WorkerChannel:
         sinks, self._sinks = self._sinks, {}
         for sink in sinks.values():
             sink.on_worker_lost()
-        for pong in self._pongs.values():
-            if not pong.done():
-                pong.set_result(None)
+        for answer in self._answers.values():
+            if not answer.done():
+                answer.set_result(None)
         self.closed.set()
         self.lost.set()

@@ -85,8 +85,13 @@ class InterpreterWorker:
     def running(self) -> bool:
         return self._stopped is not None and not self._stopped.done()
 
-    def close(self, *, destroy: bool = True) -> None:
-        """Release the pipes and, if its thread has returned, the interpreter.
+    async def memory(self, timeout: float) -> int | None:
+        """What its own allocator holds (it says so over its pipe)."""
+        return await self.channel.memory(timeout)
+
+    def close(self, *, destroy: bool = True) -> bool:
+        """Release the pipes and, if its thread has returned, the interpreter; whether the
+        interpreter was destroyed.
 
         `destroy=False` keeps the interpreter: CPython 3.13.0 can abort the process when it
         destroys interpreters in which extension imports failed.
@@ -100,6 +105,8 @@ class InterpreterWorker:
             self._thread.join()  # it has returned from the interpreter already
             self._interpreter.close()
             self._interpreter = None
+            return True
+        return False
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

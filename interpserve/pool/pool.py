@@ -1,12 +1,12 @@
 """The worker pool: starts N workers side by side, hands each request to the least busy one,
-and keeps N serving: a worker that dies or gets stuck is replaced, one that has served its
-quota is recycled, and a reload swaps in new workers before the old ones drain."""
+and keeps N serving: a worker that dies or gets stuck is replaced, one that has reached a
+recycling limit (requests, lifetime, memory: recycling.py) is swapped for a successor started
+ahead of time, and a reload swaps in new workers before the old ones drain."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 
 from interpserve import events as ev
@@ -16,6 +16,7 @@ from interpserve.errors import NoWorkerYet, StartupError, WorkerGone
 from interpserve.pool.channel import WorkerChannel
 from interpserve.pool.interpreter_worker import InterpreterWorker
 from interpserve.pool.process_worker import ProcessWorker
+from interpserve.pool.recycling import Ending, Tenure
 from interpserve.tasks import BackgroundTasks
 
 logger = logging.getLogger("interpserve.error")
@@ -29,8 +30,13 @@ WORKER_KINDS: dict[str, type[InterpreterWorker] | type[ProcessWorker]] = {
 # How long a worker's event loop may take to answer a ping after one of its requests timed out
 # before it counts as stuck (in CPU-bound code that never yields).
 STUCK_AFTER = 1.0
-# Added to the load of a worker past --limit-max-requests, so that dispatch avoids it.
-_EXHAUSTED = 1 << 30
+# What the apps' tasks get to finish once they are cancelled at the graceful shutdown's
+# deadline (their `finally` blocks, lifespan shutdown), before a worker is given up.
+STOP_GRACE = 1.0
+# How often --limit-max-memory looks at each worker's memory.
+MEMORY_CHECK = 5.0
+# How long a worker may take to say how much memory it holds.
+MEMORY_REPORT_TIMEOUT = 1.0
 # How long a request waits for a worker when none is in rotation (the only one died and its
 # replacement is starting), as it would wait in the listen backlog in front of a pool of
 # processes, before it is answered 503.
@@ -53,7 +59,13 @@ class WorkerPool:
         # SIGTTIN/SIGTTOU): one change at a time, each starting from what the last one left.
         self._changing = asyncio.Lock()
         self._reload_waiting = False  # a reload waits for the lock: more SIGHUPs join it
-        self._recycling: set[Worker] = set()  # a recycle is under way or waiting for the lock
+        self._recycling: set[Worker] = set()  # a successor is starting, or ready and waiting
+        self._tenures: dict[Worker, Tenure] = {}  # of those in rotation
+        self._spares: set[Worker] = set()  # successors ready, waiting for their tenure to end
+        # How long starting a worker takes, as last measured: successors start this early.
+        self._start_seconds = 0.0
+        # Called after an interpreter worker is destroyed (see ServingProcess._check_leftovers).
+        self.on_interpreter_destroyed: Callable[[], None] | None = None
         self._starting: set[Worker] = set()  # being started: see abort()
         self._checking: set[WorkerChannel] = set()  # see request_timed_out
         self._crash_loop = CrashLoop()
@@ -79,6 +91,8 @@ class WorkerPool:
         workers = await self._start_workers(self.target)
         for worker in workers:
             self._activate(worker)
+        if self._config.limit_max_memory is not None:
+            self._tasks.spawn(self._watch_memory(self._config.limit_max_memory * 1024 * 1024))
 
     def choose(self) -> WorkerChannel:
         """The worker with the fewest requests in flight: a slow request on one worker never
@@ -94,11 +108,10 @@ class WorkerPool:
             channel = worker.channel
             if not channel.accepting:
                 continue  # gone, or going: until the pool notices, it must get nothing
-            load = channel.outstanding
             limit = channel.request_limit
             if limit is not None and channel.requests_taken >= limit:
-                # Its replacement is starting: it serves on only if no other worker can.
-                load += _EXHAUSTED
+                continue  # it has taken its last request: its successor takes over
+            load = channel.outstanding
             if best is None or load < best_load:
                 best, best_load = worker, load
                 if not load:
@@ -107,11 +120,9 @@ class WorkerPool:
             if self._stopping:
                 raise WorkerGone("no worker is running")
             raise NoWorkerYet("no worker is running yet")
-        channel = best.channel
-        limit = channel.request_limit
-        if limit is not None and channel.requests_taken + 1 >= limit:
-            self._start_recycle(best)
-        return channel
+        if best.channel.request_limit is not None:
+            self._count_request(best)
+        return best.channel
 
     def when_worker_ready(self, retry: Callable[[], None]) -> asyncio.Task[None]:
         """Call `retry` (a dispatch that met NoWorkerYet) once a worker is in rotation again,
@@ -127,7 +138,7 @@ class WorkerPool:
     async def _wait_for_worker(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WORKER_WAIT
-        while not self._stopping and not any(w.channel.accepting for w in self.workers):
+        while not self._stopping and not any(map(_takes_requests, self.workers)):
             joined = loop.create_future()
             self._worker_joined.append(joined)
             try:
@@ -213,12 +224,14 @@ class WorkerPool:
         self._wake_waiting()
 
     async def stop(self, timeout: float | None) -> bool:
-        """Drain and stop every worker (lifespan shutdown included). False if one could not be
+        """Drain and stop every worker (lifespan shutdown included) within `timeout`, then
+        cancel what the apps still run and give them STOP_GRACE. False if one could not be
         stopped: an interpreter stuck in code that never returns."""
         self.begin_stop()
         await self._tasks.cancel_all()
-        # Those in rotation, and those a cancelled reload or recycle was draining.
-        retiring = [*self.workers, *self._retiring]
+        # Those in rotation, those a cancelled reload or recycle was draining, and successors
+        # that were waiting to take over.
+        retiring = [*self.workers, *self._retiring, *self._spares]
         await asyncio.gather(*(self._retire(worker, timeout) for worker in retiring))
         busy = [worker for worker in self._abandoned if worker.running]
         for worker in busy:
@@ -227,10 +240,17 @@ class WorkerPool:
             )
         return not busy
 
+    def cancel_requests(self) -> None:
+        """The graceful shutdown's deadline: every app task still running is cancelled (it
+        sees CancelledError, its `finally` runs)."""
+        for worker in [*self.workers, *self._retiring, *self._spares]:
+            worker.channel.send(ev.CancelAll())
+
     def abort(self) -> None:
         """The server exits at once (a second Ctrl+C): kill every worker process, so that none
         outlives it. (Interpreters end with the process.)"""
-        for worker in [*self.workers, *self._retiring, *self._starting, *self._abandoned]:
+        everyone = [*self.workers, *self._retiring, *self._spares, *self._starting]
+        for worker in [*everyone, *self._abandoned]:
             if worker.kind == "process":
                 worker.terminate()
 
@@ -245,6 +265,7 @@ class WorkerPool:
             workers.append(self._make_worker(self._last_id, settings))
         self._starting.update(workers)
         timeout = self._config.timeout_worker_start
+        started_at = asyncio.get_running_loop().time()
         try:
             for worker in workers:
                 await worker.start()
@@ -268,6 +289,7 @@ class WorkerPool:
             raise
         finally:
             self._starting.difference_update(workers)
+        self._start_seconds = asyncio.get_running_loop().time() - started_at
         failures = [result for result in results if isinstance(result, ev.WorkerFailed)]
         if failures:
             # The first reason is the one to show: usually they are all the same.
@@ -276,16 +298,21 @@ class WorkerPool:
                 worker.channel.shutdown()
             await asyncio.gather(*(worker.wait_stopped(5.0) for worker in workers))
             for worker in workers:
-                worker.close(destroy=not failure.incompatible_module)
+                self._close(worker, destroy=not failure.incompatible_module)
             raise StartupError(failure.message, failure.incompatible_module)
         return workers
 
     def _activate(self, worker: Worker) -> None:
-        limit = self._config.limit_max_requests
-        if limit is not None:
-            limit += random.randint(0, self._config.limit_max_requests_jitter)
-        worker.channel.request_limit = limit
+        loop = asyncio.get_running_loop()
+        self._tenures[worker] = tenure = Tenure(self._config, loop.time())
+        worker.channel.request_limit = tenure.request_limit
         worker.channel.pipe_backlog = self.pipe_backlog
+        if (start_at := tenure.successor_starts_at(self._start_seconds)) is not None:
+            assert tenure.ends_at is not None
+            tenure.timers = [
+                loop.call_at(start_at, self._start_recycle, worker),
+                loop.call_at(tenure.ends_at, tenure.end, Ending.LIFETIME),
+            ]
         self.workers.append(worker)
         self._tasks.spawn(self._watch(worker))
         self._wake_waiting()
@@ -295,7 +322,22 @@ class WorkerPool:
         if worker not in self.workers:
             return False
         self.workers.remove(worker)
+        self._tenures.pop(worker).end(Ending.LEFT)
         return True
+
+    def _count_request(self, worker: Worker) -> None:
+        """A request is about to be sent to a worker with a request limit: its successor
+        starts early enough to be ready when the worker has taken its last one."""
+        taken = worker.channel.requests_taken + 1
+        tenure = self._tenures[worker]
+        assert tenure.request_limit is not None
+        if taken >= tenure.request_limit:
+            tenure.end(Ending.REQUESTS)
+            self._start_recycle(worker)
+        elif worker not in self._recycling:
+            now = asyncio.get_running_loop().time()
+            if tenure.successor_due(taken, now, self._start_seconds):
+                self._start_recycle(worker)
 
     async def _watch(self, worker: Worker) -> None:
         """Replace a worker that leaves while in rotation: it crashed or was killed. The
@@ -315,7 +357,7 @@ class WorkerPool:
         )
         self._tasks.spawn(self._replace(worker, delay))
         await worker.wait_stopped(5.0)
-        worker.close()
+        self._close(worker)
 
     async def _replace(self, worker: Worker, delay: float) -> None:
         """Start a worker in place of one that left the rotation, retrying with backoff; no
@@ -342,37 +384,71 @@ class WorkerPool:
             return
 
     def _start_recycle(self, worker: Worker) -> None:
-        """Recycle a worker, once: every dispatch to it until the recycle is done asks again,
-        and each recycle starts a worker."""
-        if worker not in self._recycling and not self._stopping:
+        """Start a worker's successor, once: each recycle starts a worker."""
+        if worker not in self._recycling and worker in self._tenures and not self._stopping:
             self._recycling.add(worker)
             self._tasks.spawn(self._recycle(worker))
 
     async def _recycle(self, worker: Worker) -> None:
-        """Swap a worker that reached its request limit for a fresh one, without a gap."""
-        channel = worker.channel
+        """Start a successor while the worker serves on, and swap them when its tenure ends:
+        no gap in the rotation, and no request past the worker's limit. Successors start side
+        by side (not one change at a time): workers that reach their limits together are
+        replaced together."""
+        tenure = self._tenures[worker]
         try:
+            try:
+                (successor,) = await self._start_workers(1)
+            except StartupError as exc:
+                logger.error("Could not recycle worker %d: %s", worker.worker_id, exc)
+                worker.channel.request_limit = None  # it serves on: better than nobody
+                return
+            self._spares.add(successor)
+            ending = await tenure.ended
             async with self._changing:
-                if self._stopping or worker not in self.workers:
-                    return  # it left the rotation (a reload, a crash) meanwhile
-                try:
-                    (replacement,) = await self._start_workers(1)
-                except StartupError as exc:
-                    logger.error("Could not recycle worker %d: %s", worker.worker_id, exc)
-                    channel.request_limit = None
+                self._spares.discard(successor)
+                if self._stopping or (ending is Ending.LEFT and len(self.workers) >= self.target):
+                    # The server is stopping, or another took the place it would have taken.
+                    self._tasks.spawn(self._retire(successor))
+                    return
+                if ending is Ending.LEFT:
+                    self._activate(successor)
+                    logger.info(
+                        "Worker %d replaces worker %d.", successor.worker_id, worker.worker_id
+                    )
                     return
                 self._deactivate(worker)
-                self._activate(replacement)
+                self._activate(successor)
             logger.info(
-                "Recycling worker %d after %d requests (worker %d takes over).",
+                "Recycling worker %d after %d requests (%s; worker %d takes over).",
                 worker.worker_id,
-                channel.requests_taken,
-                replacement.worker_id,
+                worker.channel.requests_taken,
+                ending.value,
+                successor.worker_id,
             )
             self.restarts += 1
             await self._retire(worker)
         finally:
             self._recycling.discard(worker)
+
+    async def _watch_memory(self, limit: int) -> None:
+        """--limit-max-memory: every MEMORY_CHECK seconds, a worker over the limit is recycled
+        (its successor takes over as soon as it is ready)."""
+        while True:
+            await asyncio.sleep(MEMORY_CHECK)
+            for worker in list(self.workers):
+                tenure = self._tenures.get(worker)
+                if tenure is None or tenure.ended.done():
+                    continue
+                held = await worker.memory(MEMORY_REPORT_TIMEOUT)
+                if held is not None and held > limit and worker in self.workers:
+                    logger.info(
+                        "Worker %d holds %.0f MiB (--limit-max-memory %d).",
+                        worker.worker_id,
+                        held / (1024 * 1024),
+                        self._config.limit_max_memory,
+                    )
+                    tenure.end(Ending.MEMORY)
+                    self._start_recycle(worker)
 
     async def _retire(self, worker: Worker, timeout: float | None = None) -> None:
         """Out of rotation, then finish its requests, run lifespan shutdown, and stop. If this
@@ -381,8 +457,14 @@ class WorkerPool:
         self._retiring.add(worker)
         worker.channel.shutdown()
         timeout = self._config.timeout_graceful_shutdown if timeout is None else timeout
-        if await worker.wait_stopped(timeout):
-            worker.close()
+        stopped = await worker.wait_stopped(timeout)
+        if not stopped:
+            # Its apps' tasks see CancelledError, and get a moment for their `finally` blocks
+            # (and then lifespan shutdown).
+            worker.channel.send(ev.CancelAll())
+            stopped = await worker.wait_stopped(STOP_GRACE)
+        if stopped:
+            self._close(worker)
         else:
             logger.warning("Worker %d did not stop within %s s.", worker.worker_id, timeout)
             self._give_up(worker)
@@ -426,6 +508,10 @@ class WorkerPool:
             channel.accepting = True
             self._wake_waiting()
 
+    def _close(self, worker: Worker, *, destroy: bool = True) -> None:
+        if worker.close(destroy=destroy) and self.on_interpreter_destroyed is not None:
+            self.on_interpreter_destroyed()
+
     def _give_up(self, worker: Worker) -> None:
         """Stop a worker that does not stop when asked: a process is killed; an interpreter
         cannot be, so it is disconnected and destroyed once its code returns, if ever."""
@@ -435,7 +521,13 @@ class WorkerPool:
 
     async def _reap(self, worker: Worker) -> None:
         await worker.wait_stopped(None)
-        worker.close()
+        self._close(worker)
         self._abandoned.remove(worker)
         logger.info("Worker %d finally stopped and was cleaned up.", worker.worker_id)
 
+
+def _takes_requests(worker: Worker) -> bool:
+    """In rotation and able to take a request now: not going, not at its request limit."""
+    channel = worker.channel
+    limit = channel.request_limit
+    return channel.accepting and (limit is None or channel.requests_taken < limit)

@@ -10,6 +10,7 @@ import sys
 
 from interpserve.pipes import open_pipe
 from interpserve.pool.channel import WorkerChannel
+from interpserve.rss import rss_bytes
 
 
 def spawn(settings: str, fd_in: int, fd_out: int) -> subprocess.Popen[bytes]:
@@ -68,8 +69,15 @@ class ProcessWorker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def close(self, *, destroy: bool = True) -> None:
-        """Release the pipes; kill the process if it is still running."""
+    async def memory(self, timeout: float) -> int | None:
+        """Its resident memory, as the OS counts it."""
+        if self._process is None or self._process.poll() is not None:
+            return None
+        return rss_bytes(self._process.pid) or None
+
+    def close(self, *, destroy: bool = True) -> bool:
+        """Release the pipes; kill the process if it is still running. (No interpreter of
+        this process is destroyed: False.)"""
         self.channel.close()
         for fd in self._main_fds:
             os.close(fd)
@@ -77,3 +85,4 @@ class ProcessWorker:
         if self._process and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+        return False
