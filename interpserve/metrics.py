@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import threading
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
     ProcessCollector,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import Metric
 
-from interpserve.errors import StartupError
 from interpserve.frontend.connection import ServerState
 from interpserve.pool.pool import WorkerPool
 
@@ -135,16 +137,21 @@ class Metrics:
         self._requests.labels(str(status)).inc()
         self._latency.observe(seconds)
 
-    def serve(self, host: str, port: int) -> int:
-        """Serve /metrics on a thread; return the port (port 0 picks a free one)."""
-        try:
-            self._httpd, _ = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            raise StartupError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
-        bound = int(self._httpd.server_address[1])
+    def serve(self, sock: socket.socket) -> None:
+        """Serve /metrics on a thread, on a socket bound for it (listen.bind_metrics): bound
+        by the supervisor, it stays the same across serving processes."""
+        httpd = _BoundServer(("", 0), _QuietHandler, bind_and_activate=False)
+        httpd.socket.close()
+        httpd.socket = sock
+        httpd.server_bind()
+        httpd.set_app(make_wsgi_app(self.registry))
+        threading.Thread(
+            target=httpd.serve_forever, name="interpserve-metrics", daemon=True
+        ).start()
+        self._httpd = httpd
+        host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        logger.info("Metrics on http://%s:%d/metrics", shown, bound)
-        return bound
+        logger.info("Metrics on http://%s:%d/metrics", shown, port)
 
     def close(self) -> None:
         if self._httpd is not None:
@@ -153,9 +160,23 @@ class Metrics:
             self._httpd = None
 
 
-def start_metrics(host: str, port: int, pool: WorkerPool, state: ServerState) -> Metrics:
-    """Count every completed request from now on, and serve the metrics on `host`:`port`."""
+class _BoundServer(ThreadingWSGIServer):
+    def server_bind(self) -> None:
+        # The socket is bound and listening already: only what binding would have set.
+        self.server_address = self.socket.getsockname()
+        host, self.server_port = self.server_address[:2]
+        self.server_name = str(host)
+        self.setup_environ()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Scrapes are not logged (nor were they by prometheus_client's own server)."""
+
+
+def start_metrics(sock: socket.socket, pool: WorkerPool, state: ServerState) -> Metrics:
+    """Count every completed request from now on, and serve the metrics on `sock`."""
     metrics = Metrics(pool, state)
     state.observe_request = metrics.observe
-    metrics.serve(host, port)
+    metrics.serve(sock)
     return metrics

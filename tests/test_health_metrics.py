@@ -25,6 +25,7 @@ from interpserve.config import Config
 from interpserve.errors import ConfigError
 from interpserve.frontend.health import is_probe, probe_response
 from interpserve.frontend.server import Server
+from interpserve.listen import bind
 from interpserve.pool.pool import WorkerPool
 from interpserve.testing import ServerFailed, ServerProcess
 
@@ -125,7 +126,8 @@ async def test_health_503_until_the_workers_are_ready_and_while_draining() -> No
         log_level="warning",
     )
     pool = WorkerPool(config, "process")
-    server = Server(config, pool)
+    listeners = bind(config)
+    server = Server(config, pool, listeners.sockets)
     await server.start()
     url = f"http://127.0.0.1:{server.port}/healthz"
     try:
@@ -137,6 +139,7 @@ async def test_health_503_until_the_workers_are_ready_and_while_draining() -> No
             assert (ready.status_code, ready.text) == (200, "ok")
     finally:
         await server.shutdown(1.0)
+        listeners.close()
         assert server.state.draining
         assert await pool.stop(5.0)
 

@@ -336,6 +336,16 @@ class HTTPConnection(asyncio.BufferedProtocol):
             for cycle in self._cycles:
                 cycle.keep_alive = False
 
+    def give_up(self) -> None:
+        """The drain's deadline: a request with no response started yet is answered 503
+        (then the connection closes), a response under way is cut off."""
+        if self._websocket is None and self._cycles and not self._cycles[0].response_started:
+            cycle = self._cycles[0]
+            cycle.keep_alive = False
+            cycle.respond(503, b"Service Unavailable")
+        else:
+            self.abort()
+
     # Internals
 
     def _reject(self, exc: BadRequest) -> None:

@@ -290,8 +290,8 @@ class RequestCycle:
         self._conn.update_reading()
 
     def on_response_start(self, status: int, headers: ev.Headers) -> None:
-        if self._disconnected:
-            return
+        if self._disconnected or self.response_complete:
+            return  # (answered already on the app's behalf: a 504, or a 503 at shutdown)
         head = self.head
         if head.expect_continue and not self._continue_sent:
             # The client may never send the body it announced; it cannot be skipped safely.
