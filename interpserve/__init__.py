@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+# Not typing.TYPE_CHECKING: the supervisor imports this package, and typing would cost it
+# memory (mypy takes any TYPE_CHECKING for true).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from interpserve.config import Config
     from interpserve.errors import ConfigError, StartupError
 
@@ -18,6 +21,7 @@ def run(app: str, **options: Any) -> None:
     Options are Config's fields (host, port, workers, ...); misspelled ones raise ConfigError.
     """
     from interpserve.config import Config, load_env_file
+    from interpserve.launch import supervise_here
     from interpserve.logs import configure_logging
     from interpserve.serving import run_config
 
@@ -25,7 +29,11 @@ def run(app: str, **options: Any) -> None:
     if config.env_file:
         load_env_file(config.env_file)
     configure_logging(config.log_level)
-    run_config(config)
+    if not config.supervisor:
+        run_config(config)
+    elif code := supervise_here(config):
+        # As uvicorn.run does when the server cannot start.
+        raise SystemExit(code)
 
 
 def __getattr__(name: str) -> Any:

@@ -125,7 +125,8 @@ def _config_from(
 
 def serve_main(argv: Sequence[str] | None) -> None:
     from interpserve.errors import StartupError
-    from interpserve.serving import run_config
+    from interpserve.launch import become_supervisor
+    from interpserve.serving import exit_for, run_config
 
     try:
         config = config_from_args(argv)
@@ -135,15 +136,11 @@ def serve_main(argv: Sequence[str] | None) -> None:
         sys.exit(f"interpserve: error: {exc}")
     configure_logging(config.log_level)
     try:
+        if config.supervisor:
+            become_supervisor(config)
         run_config(config)
     except StartupError as exc:
-        sys.stderr.write(f"ERROR:    {exc}\n")
-        sys.stderr.flush()
-        if exc.incompatible_module:
-            # Interpreters in which an extension import failed are left as they are: CPython
-            # 3.13.0 can abort when it finalizes them, so the process ends without finalizing.
-            os._exit(1)
-        sys.exit(1)
+        exit_for(exc)
     except KeyboardInterrupt:
         pass
 

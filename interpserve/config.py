@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from interpserve.cpus import default_workers
+from interpserve.cpus import default_processes, default_workers
 from interpserve.errors import ConfigError
 from interpserve.wire import MAX_PAYLOAD
 
@@ -168,6 +168,40 @@ class Config:
         "add a random 0..N to --limit-max-requests per worker, so they do not recycle at once",
         aliases=("--max-requests-jitter",),
     )
+    # The process model and recycling: the supervisor above the serving processes, how many
+    # of those, and the limits that recycle workers and replace serving processes.
+    supervisor: bool = option(
+        True,
+        "run a supervisor that holds the sockets and restarts, reloads and replaces the "
+        "serving processes on them; --no-supervisor serves in the process started, for a "
+        "process manager that restarts it itself",
+    )
+    processes: int | None = option(
+        None,
+        "serving processes, each a front end with its share of --workers, all accepting on "
+        "the same sockets (default: one per 8 CPUs available to this process)",
+    )
+    limit_max_lifetime: float | None = option(
+        None, "recycle each worker after SECONDS in rotation", metavar="SECONDS"
+    )
+    limit_max_lifetime_jitter: float = option(
+        0.0,
+        "add a random 0..SECONDS to --limit-max-lifetime per worker, so they do not recycle "
+        "at once",
+        metavar="SECONDS",
+    )
+    limit_max_memory: int | None = option(
+        None,
+        "recycle a worker holding more than MIB: a process worker by its RSS, an interpreter "
+        "worker by what its own allocator holds",
+        metavar="MIB",
+    )
+    limit_max_leftover: int = option(
+        64,
+        "replace a serving process (without downtime) once the interpreter workers it "
+        "destroyed have left MIB behind in it (CPython keeps a few MB of each); 0: never",
+        metavar="MIB",
+    )
     reload: bool = option(False, "restart the workers when source files change (development)")
     reload_dirs: tuple[str, ...] = option(
         (), "watch this directory (repeatable; default: the app directory)", flag="--reload-dir"
@@ -212,6 +246,7 @@ class Config:
                 raise ConfigError(f"{f.name} must be one of {', '.join(kind)}, not {value!r}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
+        self._check_process_options()
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
         if self.fd is not None and self.fd < 0:
@@ -264,6 +299,26 @@ class Config:
             raise ConfigError(f'app must be given as "MODULE:ATTRIBUTE", not {self.app!r}')
         self._check_transport_options()
 
+    def _check_process_options(self) -> None:
+        """--processes, --no-supervisor and the recycling limits."""
+        if self.processes is not None:
+            if self.processes < 1:
+                raise ConfigError(f"processes must be at least 1, not {self.processes}")
+            if self.workers is not None and self.workers < self.processes:
+                raise ConfigError(
+                    f"workers ({self.workers}) must be at least processes ({self.processes}): "
+                    "each serving process runs its share of the workers"
+                )
+            if self.processes > 1 and not self.supervisor:
+                raise ConfigError("processes above 1 need the supervisor (not --no-supervisor)")
+        for name in ("limit_max_lifetime", "limit_max_memory"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, not {value}")
+        for name in ("limit_max_lifetime_jitter", "limit_max_leftover"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, not {getattr(self, name)}")
+
     def _check_transport_options(self) -> None:
         """--uds, --ssl-*, --forwarded-allow-ips and --header (files are read at startup)."""
         from interpserve.frontend.proxy import parse_trusted
@@ -292,8 +347,33 @@ class Config:
         return cls(**options)
 
     @property
+    def process_count(self) -> int:
+        """Serving processes: --processes, or one per 8 CPUs (see cpus.default_processes)."""
+        if self.processes is not None:
+            return self.processes
+        return default_processes() if self.supervisor else 1
+
+    @property
     def worker_count(self) -> int:
-        return self.workers or default_workers().workers
+        """Workers in all: --workers, or one per CPU (and one per serving process at least)."""
+        return self.workers or max(default_workers().workers, self.process_count)
+
+    def worker_shares(self) -> tuple[int, ...]:
+        """How many workers each serving process runs: --workers split as evenly as it goes."""
+        count, total = self.process_count, self.worker_count
+        return tuple(total // count + (i < total % count) for i in range(count))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as JSON can carry them (to a serving process): see from_dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], **changes: Any) -> Config:
+        options = {**values, **changes}
+        for f in dataclasses.fields(cls):
+            if str(f.type).startswith("tuple[") and f.name in options:
+                options[f.name] = tuple(options[f.name])
+        return cls.from_options(**options)
 
     def worker_settings(self, worker_id: int) -> str:
         """What a worker needs, as JSON: it crosses into a subinterpreter or a child process."""

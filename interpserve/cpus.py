@@ -118,3 +118,14 @@ def default_workers() -> CPUBudget:
     affinity = os.process_cpu_count() or 1
     proc_self_cgroup = _read(PROC_SELF_CGROUP) or ""
     return budget(affinity, cpu_quota(CGROUP_ROOT, proc_self_cgroup), os.cpu_count() or affinity)
+
+
+# A serving process's front end is one event loop on one core; it keeps this many CPUs of
+# workers busy with requests that do real work, and falls behind only on the lightest ones.
+CPUS_PER_PROCESS = 8
+
+
+def default_processes() -> int:
+    """The default --processes: one serving process per CPUS_PER_PROCESS usable CPUs (1 on
+    small machines)."""
+    return max(1, default_workers().workers // CPUS_PER_PROCESS)

@@ -1,7 +1,12 @@
 """A serving process's life (the front end and the pool, in the main interpreter): pick the
 worker kind, start the workers, accept connections, and act on signals: SIGINT/SIGTERM drain
 and stop, SIGHUP reloads the workers, SIGTTIN/SIGTTOU add or remove one. With --reload, file
-changes reload the workers too."""
+changes reload the workers too.
+
+Under a supervisor (the usual case) it serves on the sockets the supervisor holds, and tells it
+when it is ready, when --reload sees a change, and when the memory that destroyed interpreters
+left behind calls for a fresh process: the supervisor then replaces the whole process, without
+downtime. With --no-supervisor it binds the sockets itself and reloads its workers in place."""
 
 from __future__ import annotations
 
@@ -11,17 +16,22 @@ import logging
 import os
 import platform
 import signal
+import socket
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from interpserve.check import check_app
 from interpserve.compiled import missing_warning
 from interpserve.config import Config
 from interpserve.cpus import default_workers
 from interpserve.errors import StartupError
-from interpserve.frontend.server import Server, listen_address
+from interpserve.frontend.server import Server
+from interpserve.listen import Listeners, bind, bind_metrics, listening_on
+from interpserve.logs import configure_logging
 from interpserve.pool.pool import WorkerPool
+from interpserve.rss import rss_bytes
+from interpserve.serving_link import SupervisorLink
 from interpserve.tasks import BackgroundTasks
 
 if TYPE_CHECKING:
@@ -29,8 +39,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("interpserve.error")
 
-# Seconds the workers get to stop (lifespan shutdown) even when the drain used up its budget.
-MIN_WORKER_STOP = 5.0
+MIB = 1024 * 1024
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -66,16 +75,31 @@ async def resolve_worker_kind(config: Config) -> str:
 
 
 class ServingProcess:
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        link: SupervisorLink | None = None,
+        sockets: list[socket.socket] | None = None,
+        metrics_socket: socket.socket | None = None,
+        watch_files: bool = True,
+    ) -> None:
         self.config = config
         self.pool: WorkerPool | None = None
         self._server: Server | None = None
+        # Under a supervisor: what it gave and how it is told. Without one: bound here.
+        self._link = link
+        self._sockets = sockets
+        self._metrics_socket = metrics_socket
+        self._listeners: Listeners | None = None
+        self._watch_files = watch_files  # --reload: under a supervisor, one process watches
+        self._rss_when_ready = 0
+        self._leftover_warned = False
         self._should_exit = asyncio.Event()
         self._tasks = BackgroundTasks()
 
     async def serve(self) -> bool:
         """Serve until asked to exit; False if a stuck worker could not be stopped."""
-        loop = asyncio.get_running_loop()
         starting = asyncio.ensure_future(self._start())
         exit_asked = asyncio.ensure_future(self._should_exit.wait())
         await asyncio.wait([starting, exit_asked], return_when=asyncio.FIRST_COMPLETED)
@@ -86,41 +110,50 @@ class ServingProcess:
             # are ready, and never listen. The workers being started are given up as it is
             # cancelled (see WorkerPool._start_workers).
             starting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            metrics = await starting  # a StartupError goes up from here
-        if not starting.cancelled():
-            await self._should_exit.wait()
-        logger.info("Shutting down")
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                metrics = await starting  # a StartupError goes up from here
+            if not starting.cancelled():
+                await self._should_exit.wait()
+            logger.info("Shutting down")
+            clean = await self._stop()
+        finally:
+            if self._listeners is not None:
+                self._listeners.close()
+            if metrics is not None:
+                metrics.close()
+        logger.info("Finished server process [%d]", os.getpid())
+        return clean
+
+    async def _stop(self) -> bool:
+        """Drain within --timeout-graceful-shutdown: the connections first, then the workers
+        (lifespan shutdown included) in what is left of it. At the deadline the apps' tasks
+        still running are cancelled, and the pool gives them STOP_GRACE to finish."""
         await self._tasks.cancel_all()
-        # One budget for the whole drain: what the connections leave of it goes to the workers
-        # (lifespan shutdown included), with a few seconds at least for that.
+        loop = asyncio.get_running_loop()
         timeout = self.config.timeout_graceful_shutdown
         deadline = None if timeout is None else loop.time() + timeout
-        clean = True
         if self.pool is not None:
             self.pool.begin_stop()
         if self._server is not None:
             await self._server.shutdown(timeout)
-        remaining = None if deadline is None else max(deadline - loop.time(), MIN_WORKER_STOP)
-        if self.pool is not None:
-            clean = await self.pool.stop(remaining)
-        if metrics is not None:
-            metrics.close()
-        logger.info("Finished server process [%d]", os.getpid())
-        return clean
+        if self.pool is None:
+            return True
+        return await self.pool.stop(None if deadline is None else max(deadline - loop.time(), 0))
 
     async def _start(self) -> Metrics | None:
         """Everything before serving: probe the app, start the workers, listen."""
         config = self.config
         loop = asyncio.get_running_loop()
         started_at = loop.time()
+        logger.info("Started server process [%d]", os.getpid())
         if not config.reload and (
             config.reload_dirs or config.reload_includes or config.reload_excludes
         ):
             logger.warning(
                 "--reload-dir, --reload-include and --reload-exclude do nothing without --reload."
             )
-        if config.reload:
+        if config.reload and self._watch_files:
             from interpserve.reload import check_watcher
 
             await check_watcher(config)
@@ -136,24 +169,32 @@ class ServingProcess:
             platform.python_version(),
             os.getpid(),
         )
+        sockets = self._sockets
+        if sockets is None:
+            # Before the workers start: a taken port fails at once.
+            self._listeners = bind(config)
+            sockets = self._listeners.sockets
         self.pool = pool = WorkerPool(config, kind)
-        # Before the workers start: it checks the TLS files, and a taken port fails at once.
-        self._server = server = Server(config, pool)
-        try:
-            await server.bind()
-        except OSError as exc:
-            where = listen_address(config)
-            raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        pool.on_interpreter_destroyed = self._check_leftovers
+        # Before the workers start too: it checks the TLS files.
+        self._server = server = Server(config, pool, sockets)
         await pool.start()
         logger.info("Workers ready in %.0f ms", (loop.time() - started_at) * 1000)
         await server.start()
+        self._rss_when_ready = rss_bytes(os.getpid())
+        if self._link is not None:
+            self._link.ready(kind, pool.target)
+        else:
+            logger.info(listening_on(config, sockets[0]))
         metrics = None
         if config.metrics_port is not None:
             from interpserve.metrics import start_metrics  # the optional `metrics` extra
 
-            metrics = start_metrics(config.host, config.metrics_port, pool, server.state)
-        if config.reload:
-            self._tasks.spawn(self._watch_files())
+            if self._metrics_socket is None:
+                (self._metrics_socket,) = bind_metrics(config, 1)
+            metrics = start_metrics(self._metrics_socket, pool, server.state)
+        if config.reload and self._watch_files:
+            self._tasks.spawn(self._watch_files_changes())
         return metrics
 
     def install_signal_handlers(self) -> None:
@@ -167,19 +208,28 @@ class ServingProcess:
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler, sig)
+        if self._link is not None:
+            self._link.when_lost(self._supervisor_lost)
 
     def _handle_exit(self, sig: signal.Signals) -> None:
         if not self._should_exit.is_set():
             self._should_exit.set()
         elif sig == signal.SIGINT:
             # Ctrl+C again: the operator does not want to wait for the drain. (Not a second
-            # SIGTERM, as in uvicorn: `timeout` and process managers often send two.)
+            # SIGTERM, as in uvicorn: `timeout` and process managers may send two.)
             logger.warning("Received SIGINT again: exiting now.")
             if self.pool is not None:
                 self.pool.abort()
             os._exit(1)
-        else:
+        elif self._link is None:
+            # (Under a supervisor it says so: a Ctrl+C reaches this process and the supervisor,
+            # which passes it on as SIGTERM.)
             logger.info("Received %s again: still draining (Ctrl+C exits at once).", sig.name)
+
+    def _supervisor_lost(self) -> None:
+        if not self._should_exit.is_set():
+            logger.warning("The supervisor is gone: shutting down.")
+            self._should_exit.set()
 
     def _handle_hup(self, sig: signal.Signals) -> None:
         if self.pool is not None:
@@ -188,18 +238,43 @@ class ServingProcess:
 
     def _handle_ttin(self, sig: signal.Signals) -> None:
         if self.pool is not None:
-            self._tasks.spawn(self.pool.add_worker())
+            self._tasks.spawn(self._resize(self.pool.add_worker()))
 
     def _handle_ttou(self, sig: signal.Signals) -> None:
         if self.pool is not None:
-            self._tasks.spawn(self.pool.remove_worker())
+            self._tasks.spawn(self._resize(self.pool.remove_worker()))
 
-    async def _watch_files(self) -> None:
+    async def _resize(self, change: Coroutine[Any, Any, None]) -> None:
+        await change
+        if self._link is not None and self.pool is not None:
+            self._link.workers(self.pool.target)
+
+    def _check_leftovers(self) -> None:
+        """An interpreter was destroyed (CPython 3.13 keeps part of each): once the process has
+        grown by --limit-max-leftover since it was ready, ask for a fresh one."""
+        limit = self.config.limit_max_leftover
+        if not limit or not self._rss_when_ready:
+            return
+        grown = rss_bytes(os.getpid()) - self._rss_when_ready
+        if grown <= limit * MIB:
+            return
+        why = f"destroyed interpreters left {grown / MIB:.0f} MiB behind (--limit-max-leftover)"
+        if self._link is not None:
+            self._link.replace(why)
+        elif not self._leftover_warned:
+            self._leftover_warned = True
+            logger.warning("%s; without the supervisor, nothing replaces this process.", why)
+
+    async def _watch_files_changes(self) -> None:
         from interpserve.reload import watch_changes
 
         assert self.pool is not None
         try:
             async for changed in watch_changes(self.config):
+                if self._link is not None:
+                    logger.warning("Changes detected in %s: reloading.", ", ".join(changed))
+                    self._link.reload("changes")
+                    continue
                 logger.warning("Changes detected in %s: reloading the workers.", ", ".join(changed))
                 await self.pool.reload()
         except Exception as exc:
@@ -208,14 +283,56 @@ class ServingProcess:
 
 
 def run_config(config: Config) -> None:
-    """Serve until SIGINT or SIGTERM; raises StartupError if the workers cannot start."""
+    """Serve in this process until SIGINT or SIGTERM (--no-supervisor); raises StartupError if
+    the workers cannot start."""
+    _run(ServingProcess(config))
 
+
+def supervised_main(payload: dict[str, Any], args: list[str]) -> NoReturn:
+    """A serving process started by the supervisor (see supervisor._SERVING)."""
+    messages, lifeline, slot, workers, kind, metrics_fd = args
+    changes: dict[str, Any] = {"workers": int(workers), "processes": 1}
+    if kind != "-":
+        changes["worker_kind"] = kind  # as the first serving process found it: no probe
+    config = Config.from_dict(payload["config"], **changes)
+    configure_logging(config.log_level)
+    # Inherited, but for this process alone: not for the app's own child processes.
+    for fd in (*payload["listen_fds"], int(messages), int(lifeline), int(metrics_fd)):
+        if fd >= 0:
+            os.set_inheritable(fd, False)
+    serving = ServingProcess(
+        config,
+        link=SupervisorLink(int(messages), int(lifeline)),
+        sockets=[socket.socket(fileno=fd) for fd in payload["listen_fds"]],
+        metrics_socket=socket.socket(fileno=int(metrics_fd)) if int(metrics_fd) >= 0 else None,
+        watch_files=slot == "0",
+    )
+    try:
+        _run(serving)
+    except StartupError as exc:
+        exit_for(exc)
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+def exit_for(exc: StartupError) -> NoReturn:
+    """The server could not start: one line, and exit code 1."""
+    sys.stderr.write(f"ERROR:    {exc}\n")
+    sys.stderr.flush()
+    if exc.incompatible_module:
+        # Interpreters in which an extension import failed are left as they are: CPython
+        # 3.13.0 can abort when it finalizes them, so the process ends without finalizing.
+        os._exit(1)
+    sys.exit(1)
+
+
+def _run(serving: ServingProcess) -> None:
     async def main() -> bool:
-        serving = ServingProcess(config)
         serving.install_signal_handlers()
         return await serving.serve()
 
-    with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(serving.config.loop)) as runner:
         clean = runner.run(main())
     if not clean:
         # A stuck interpreter still runs on its thread; finalizing the process would wait for

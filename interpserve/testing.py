@@ -2,6 +2,10 @@
 
 The server binds port 0 and the port it got is read from its "Listening on" line, so there is
 no race for a free port. Its output is collected for assertions; `stop` always reaps it.
+
+The process started is the supervisor (`supervisor_pid`), unless --no-supervisor is given;
+`pid` is the serving process's, read from its "Started server process" line (the latest one:
+it changes when the supervisor replaces the serving process).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from signal import SIGKILL, SIGTERM
 from types import TracebackType
 
 _LISTENING = re.compile(r"Listening on (?:(https?)://([^\s]+):(\d+)|unix:(\S+))")
+_SERVING = re.compile(r"Started server process \[(\d+)\]")
 
 
 class ServerFailed(Exception):
@@ -56,8 +61,22 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
+        """The serving process's pid: the latest started that still runs (one that failed to
+        start, on a reload, does not count), else the latest started."""
+        pids = self.serving_pids()
+        return next((pid for pid in reversed(pids) if running(pid)), pids[-1])
+
+    def serving_pids(self) -> list[int]:
+        """Every serving process started so far, in the order they started."""
+        pids = [int(pid) for pid in _SERVING.findall(self.output)]
+        assert pids, f"no serving process has started; the output:\n{self.output}"
+        return pids
+
+    @property
+    def supervisor_pid(self) -> int | None:
+        """The process started, when it is the supervisor (None with --no-supervisor)."""
         assert self.process is not None
-        return self.process.pid
+        return None if "--no-supervisor" in self.args else self.process.pid
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         args = [*self.command, self.app, *self.args]
@@ -138,6 +157,16 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def running(pid: int) -> bool:
+    """Whether the process runs, from Linux's /proc: exited but not reaped yet (a zombie)
+    does not count."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -31,7 +31,8 @@ from dockerfile_parse import DockerfileParser
 
 from interpserve import cli
 from interpserve.config import Config
-from interpserve.serving import MIN_WORKER_STOP
+from interpserve.pool.pool import STOP_GRACE
+from interpserve.supervisor import KILL_AFTER
 from interpserve.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -404,15 +405,16 @@ def unit_environment(service: Unit) -> dict[str, str]:
 
 
 def drain_limit(env: dict[str, str], args: list[str]) -> float:
-    """The longest a drain takes: the graceful timeout, then at least MIN_WORKER_STOP for the
-    workers' lifespan shutdown."""
+    """The longest a stop takes: the graceful timeout, then STOP_GRACE for the apps' cancelled
+    tasks; the supervisor kills a serving process still running KILL_AFTER past the timeout."""
     timeout = Config().timeout_graceful_shutdown
     if "INTERPSERVE_TIMEOUT_GRACEFUL_SHUTDOWN" in env:
         timeout = float(env["INTERPSERVE_TIMEOUT_GRACEFUL_SHUTDOWN"])
     if "--timeout-graceful-shutdown" in args:
         timeout = float(args[args.index("--timeout-graceful-shutdown") + 1])
     assert timeout is not None, "no graceful timeout: nothing bounds the drain"
-    return timeout + MIN_WORKER_STOP
+    assert STOP_GRACE < KILL_AFTER
+    return timeout + KILL_AFTER
 
 
 def test_systemd_units() -> None:

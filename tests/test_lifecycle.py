@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_supervision import _alive, child_pids
+from test_supervision import child_pids
 
-from interpserve.testing import ServerFailed, ServerProcess, wait_until
+from interpserve.testing import ServerFailed, ServerProcess, running, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10.0
@@ -256,24 +256,6 @@ def test_idle_keep_alive_connection_does_not_delay_shutdown(start_server) -> Non
             assert sock.recv(4096) == b""  # closed by the server
 
 
-def test_graceful_shutdown_timeout_cancels_long_requests(start_server) -> None:
-    server = start_server(
-        "examples.hello:app", "--workers", "2", "--timeout-graceful-shutdown", "1"
-    )
-    results: list[httpx.Response | BaseException] = []
-    thread = get_in_thread(server.url + "/sleep?s=20", results)
-    time.sleep(0.5)
-    started = time.monotonic()
-    server.signal(signal.SIGTERM)
-    thread.join(30)
-    assert len(results) == 1
-    assert isinstance(results[0], httpx.TransportError), repr(results[0])
-    code = server.wait(timeout=25)
-    assert time.monotonic() - started < 15, "the 20 s request held up the shutdown"
-    assert code == 0, server.output
-    assert "Cancelling 1 request(s)" in server.output
-
-
 def test_second_sigterm_does_not_cut_the_drain_short(start_server) -> None:
     """`timeout` and process managers may send SIGTERM twice: the drain goes on, as uvicorn's
     does (only a second Ctrl+C is the operator's impatience)."""
@@ -341,4 +323,4 @@ def test_signal_during_start_up_stops_at_once(
     assert "Traceback" not in output
     if kind != "interpreter":
         assert children, "the probe or the process workers should have been running"
-    assert wait_until(lambda: not any(_alive(pid) for pid in children), 5), output
+    assert wait_until(lambda: not any(running(pid) for pid in children), 5), output
