@@ -181,11 +181,6 @@ class ServingProcess:
         await pool.start()
         logger.info("Workers ready in %.0f ms", (loop.time() - started_at) * 1000)
         await server.start()
-        self._rss_when_ready = rss_bytes(os.getpid())
-        if self._link is not None:
-            self._link.ready(kind, pool.target)
-        else:
-            logger.info(listening_on(config, sockets[0]))
         metrics = None
         if config.metrics_port is not None:
             from interpserve.metrics import start_metrics  # the optional `metrics` extra
@@ -193,6 +188,11 @@ class ServingProcess:
             if self._metrics_socket is None:
                 (self._metrics_socket,) = bind_metrics(config, 1)
             metrics = start_metrics(self._metrics_socket, pool, server.state)
+        self._rss_when_ready = rss_bytes(os.getpid())
+        if self._link is not None:
+            self._link.ready(kind, pool.target)
+        else:
+            logger.info(listening_on(config, sockets[0]))
         if config.reload and self._watch_files:
             self._tasks.spawn(self._watch_files_changes())
         return metrics

@@ -128,7 +128,7 @@ def concurrently(server: ServerProcess, paths: list[str]) -> tuple[list[httpx.Re
 
 class Load:
     """Background clients that send GET `path` until stopped (bounded in count and time) and
-    record every outcome: a status code, or the exception's type name."""
+    record every outcome: a status code, or the exception's type name (ConnectError: refused)."""
 
     def __init__(
         self,
@@ -137,8 +137,12 @@ class Load:
         clients: int = 2,
         max_requests: int = 3000,
         max_seconds: float = 30.0,
+        *,
+        keep_alive: bool = True,
     ) -> None:
         self._url = server.url + path
+        # Without keep-alive, each request comes on a new connection.
+        self._limits = httpx.Limits(max_keepalive_connections=None if keep_alive else 0)
         self._max_requests = max_requests
         self._max_seconds = max_seconds
         self._stop = threading.Event()
@@ -151,7 +155,7 @@ class Load:
 
     def _run(self) -> None:
         deadline = time.monotonic() + self._max_seconds
-        with httpx.Client(timeout=TIMEOUT) as client:
+        with httpx.Client(timeout=TIMEOUT, limits=self._limits) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 if not self._running.wait(0.05):
                     continue

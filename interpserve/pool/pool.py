@@ -219,8 +219,11 @@ class WorkerPool:
 
     def begin_stop(self) -> None:
         """The server is shutting down: start no more workers, and let the requests waiting
-        for one have their 503 now; the workers in rotation serve on until stop()."""
+        for one have their 503 now; the workers in rotation serve on until stop(), past their
+        request limits too (no successor will come to take what still arrives)."""
         self._stopping = True
+        for worker in self.workers:
+            worker.channel.request_limit = None
         self._wake_waiting()
 
     async def stop(self, timeout: float | None) -> bool:

@@ -10,6 +10,10 @@ Routes:
     /crash         raise SystemExit(3): the worker must stop and the pool replace it; with
                    ?linger=S the worker's exit then takes S seconds more (an executor job
                    that asyncio.run waits for as it closes the worker's event loop)
+    /exit          os._exit(1), or with ?segv=1 a segmentation fault: the process ends at
+                   once (for an interpreter worker, the serving process and all its workers)
+    /partial?s=X   a response's start and first chunk, then asyncio.sleep(X) (default 30)
+    /grow?mib=N    keep about N MiB more of small objects, for as long as the worker lives
 
 Environment:
     CONTROL_VERSION_FILE   VERSION is this file's content, read once at import (so a reload,
@@ -17,15 +21,18 @@ Environment:
                            makes the import fail (a worker that cannot start), "slow" makes
                            it take 60 s
     CONTROL_SHUTDOWN_LOG   lifespan shutdown appends "shutdown <pid> <interpreter id>" to it
+    CONTROL_CANCEL_LOG     /sleep and /partial append "cancelled" to it when they are
+                           cancelled, and "finally" as they end however they end
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -49,6 +56,7 @@ def _read_version() -> str:
 
 
 VERSION = _read_version()
+_HELD: list[str] = []  # what /grow keeps
 
 
 def _interpreter_id() -> int:
@@ -100,6 +108,25 @@ def _number(scope: Scope, name: str, default: float) -> float:
         return default
 
 
+@contextlib.asynccontextmanager
+async def _recorded() -> AsyncIterator[None]:
+    """CONTROL_CANCEL_LOG: whether the app saw its cancellation, and whether `finally` ran."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        _record("cancelled")
+        raise
+    finally:
+        _record("finally")
+
+
+def _record(word: str) -> None:
+    log = os.environ.get("CONTROL_CANCEL_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{word}\n")
+
+
 def _forever() -> None:
     x = 0
     while True:
@@ -123,8 +150,28 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/forever":
         _forever()
     elif path == "/sleep":
-        await asyncio.sleep(max(0.0, _number(scope, "s", 1.0)))
+        async with _recorded():
+            await asyncio.sleep(max(0.0, _number(scope, "s", 1.0)))
         await _text(send, "slept")
+    elif path == "/partial":
+        async with _recorded():
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"started", "more_body": True})
+            await asyncio.sleep(max(0.0, _number(scope, "s", 30.0)))
+            await send({"type": "http.response.body", "body": b""})
+    elif path == "/exit":
+        if _number(scope, "segv", 0):
+            import ctypes
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file left behind
+            ctypes.string_at(0)
+        os._exit(1)
+    elif path == "/grow":
+        # Strings of about 64 bytes: objects that an interpreter's own allocator holds.
+        count = int(_number(scope, "mib", 1) * 1024 * 1024 / 64)
+        _HELD.extend(f"{i:015d}" for i in range(count))
+        await _text(send, f"holding {len(_HELD)}")
     elif path == "/after":
         # Answers at once, then works on (like a background task) for s seconds.
         await _text(send, "answered")
