@@ -72,6 +72,10 @@ _MAX_QUEUED_REQUESTS = 64
 # held for them, have come and mostly gone.
 _CONNECTION_BURST = 256
 _BUFFER_BURST = 16 * 1024 * 1024
+# When the server starts draining, an idle keep-alive connection may have a request on its way
+# already (a client sends the next one as soon as it has the last response): it is given this
+# long for it, answered with "connection: close", rather than closed under the client's feet.
+DRAIN_IDLE = 0.5
 
 
 @dataclass
@@ -82,7 +86,8 @@ class ServerState:
     pool: WorkerPool
     new_parser: Callable[[], RequestParser]
     connections: set[HTTPConnection] = field(default_factory=set)
-    draining: bool = False  # shutting down: health probes answer 503
+    # Shutting down: health probes answer 503, and every response closes its connection.
+    draining: bool = False
     # Told each completed response's status and duration in seconds (--metrics-port).
     observe_request: Callable[[int, float], None] | None = None
     _date: bytes = b""
@@ -175,6 +180,8 @@ class HTTPConnection(asyncio.BufferedProtocol):
         connections.add(self)
         self.state.bursts[0].note(len(connections))
         self._update_read_timer()
+        if self.state.draining:  # accepted just before the listening socket closed
+            self.shutdown()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._read_view
@@ -232,6 +239,8 @@ class HTTPConnection(asyncio.BufferedProtocol):
                     self._parsing = None
                     continue  # the Upgrade event after it brings what follows
                 self._parsing = cycle = RequestCycle(self, event)
+                if self.state.draining:
+                    cycle.keep_alive = False
                 self._cycles.append(cycle)
                 if len(self._cycles) == 1 and not self.writing_paused:
                     cycle.dispatch()  # (else once the client takes what it was sent)
@@ -327,10 +336,14 @@ class HTTPConnection(asyncio.BufferedProtocol):
     # Called by the server
 
     def shutdown(self) -> None:
-        """Finish the response under way, if any, then close."""
+        """Finish the response under way, if any, then close; an idle connection waits
+        DRAIN_IDLE for a request that may be on its way (see ServerState.draining)."""
         if self._websocket is not None:
             self._websocket.shutdown()
-        elif not self._cycles or self._cycles[0].response_complete:
+        elif not self._cycles:
+            if self._waiting_for == "idle":
+                self._set_read_timer("idle", DRAIN_IDLE)
+        elif self._cycles[0].response_complete:
             self.close()
         else:
             for cycle in self._cycles:
