@@ -55,5 +55,5 @@ EXPOSE 8000
 # not with --port after the image name, or the probe asks the wrong port.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s%s' % (os.environ.get('INTERPSERVE_PORT', '8000'), os.environ.get('INTERPSERVE_HEALTH_PATH', '/healthz')), timeout=2)"]
-# Exec form: interpserve is PID 1 and gets SIGTERM itself, and drains before exiting.
+# Exec form: interpserve's supervisor is PID 1 and gets SIGTERM itself, and drains before exiting.
 ENTRYPOINT ["interpserve"]

@@ -8,8 +8,9 @@ x1 (httptools, uvloop) and interpserve's interpreter kind xN, all answering GET 
 bench.apps, and drives each with wrk (64 connections, one thread) for S seconds after a second
 of warm-up. From the CPU time of every thread of the server's process tree, read before and
 after, it prints the rate and the CPU per request; for interpserve, also how much of it is the
-main interpreter's (the main thread, the front end) and how much the workers' (every other
-thread). Compare the rows of one round: the machine's speed drifts between runs.
+main interpreter's (the main thread of each serving process: the front end) and how much the
+workers' (every other thread). Compare the rows of one round: the machine's speed drifts
+between runs.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import argparse
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import load
 from bench.metrics import HELLO_CONNECTIONS
-from bench.procs import thread_cpu_seconds, tree
+from bench.procs import children, thread_cpu_seconds, tree
 from bench.servers import HOST, RunningServer, ServerSpec, catalogue, running
 from bench.settings import cores
 
@@ -49,8 +51,24 @@ def _cpu_by_thread(root: int) -> dict[tuple[int, int], float]:
     }
 
 
-def measure(server: RunningServer, seconds: int) -> str:
-    """One line: the rate, the CPU per request, and the main thread's share of it."""
+@dataclass(frozen=True)
+class Split:
+    rps: float
+    total_us: float  # the whole tree's CPU per request
+    main_us: float  # the main threads' share: interpserve's front ends (and its supervisor)
+
+    def describe(self, spec: ServerSpec) -> str:
+        line = f"{spec.label}: {self.rps:,.0f} req/s, {self.total_us:.1f} us a request"
+        if spec.family == "interpserve":
+            workers = self.total_us - self.main_us
+            line += f" (main interpreter {self.main_us:.1f}, workers {workers:.1f})"
+        return line
+
+
+def measure(server: RunningServer, seconds: int) -> Split:
+    """The rate, the CPU per request, and the main threads' share of it. interpserve's main
+    interpreter is the main thread of each serving process (the supervisor's children) and of
+    the supervisor, which sleeps."""
     url = server.url("/")
     load.wrk(url, HELLO_CONNECTIONS, 1)  # warm-up
     before = _cpu_by_thread(server.pid)
@@ -58,12 +76,9 @@ def measure(server: RunningServer, seconds: int) -> str:
     after = _cpu_by_thread(server.pid)
     used = {key: after[key] - before.get(key, 0.0) for key in after}
     us = 1e6 / result.requests
-    total = sum(used.values()) * us
-    main = used.get((server.pid, server.pid), 0.0) * us
-    line = f"{server.spec.label}: {result.rps:,.0f} req/s, {total:.1f} us a request"
-    if server.spec.family == "interpserve":
-        line += f" (main interpreter {main:.1f}, workers {total - main:.1f})"
-    return line
+    mains = [server.pid, *children(server.pid)] if server.spec.family == "interpserve" else []
+    main = sum(used.get((pid, pid), 0.0) for pid in mains) * us
+    return Split(result.rps, sum(used.values()) * us, main)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"round {round_}:", flush=True)
             for spec in chosen:
                 with running(spec, env, Path(log_dir)) as server:
-                    print("  " + measure(server, args.seconds), flush=True)
+                    print("  " + measure(server, args.seconds).describe(spec), flush=True)
 
 
 if __name__ == "__main__":

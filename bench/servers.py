@@ -28,12 +28,12 @@ class ServerFailed(RuntimeError):
     """The server exited or never answered; the message ends with the tail of its log."""
 
 
-def _interpserve(kind: str) -> Command:
+def _interpserve(kind: str, flags: tuple[str, ...] = ()) -> Command:
     def command(port: int, workers: int) -> list[str]:
         return [
             sys.executable, "-m", "interpserve", APP, "--workers", str(workers),
             "--worker-kind", kind, "--no-access-log", "--log-level", "warning",
-            "--host", HOST, "--port", str(port),
+            "--host", HOST, "--port", str(port), *flags,
         ]  # fmt: skip
 
     return command
@@ -75,9 +75,13 @@ class ServerSpec:
         return f"{self.name} x{self.workers}"
 
     @classmethod
-    def interpserve(cls, kind: str, workers: int) -> ServerSpec:
-        return cls(f"interpserve-{kind}", f"interpserve {kind}", "interpserve", workers,
-                   _interpserve(kind))  # fmt: skip
+    def interpserve(
+        cls, kind: str, workers: int, flags: tuple[str, ...] = (), what: str = ""
+    ) -> ServerSpec:
+        """interpserve with `kind` workers; `flags` added, named by `what` ("recycling")."""
+        key = f"interpserve-{kind}" + (f"-{what.replace(' ', '-')}" if what else "")
+        name = f"interpserve {kind}" + (f", {what}" if what else "")
+        return cls(key, name, "interpserve", workers, _interpserve(kind, flags))
 
     def with_workers(self, workers: int) -> ServerSpec:
         return dataclasses.replace(self, workers=workers)

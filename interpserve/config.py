@@ -76,7 +76,9 @@ class Config:
         metavar="CIPHERS",
     )
     workers: int | None = option(
-        None, "number of workers (default: the CPUs available to this process)"
+        None,
+        "number of workers in all, shared among the serving processes (default: the CPUs "
+        "available to this process)",
     )
     worker_kind: WorkerKind = option(
         "auto",
@@ -202,7 +204,9 @@ class Config:
         "destroyed have left MIB behind in it (CPython keeps a few MB of each); 0: never",
         metavar="MIB",
     )
-    reload: bool = option(False, "restart the workers when source files change (development)")
+    reload: bool = option(
+        False, "reload (a new serving process) when source files change (development)"
+    )
     reload_dirs: tuple[str, ...] = option(
         (), "watch this directory (repeatable; default: the app directory)", flag="--reload-dir"
     )

@@ -202,7 +202,7 @@ class Supervisor:
         self._children: dict[int, Child] = {}  # by pid
         self._by_fd: dict[int, Child] = {}  # by the fd of its messages
         self._poll = select.poll()
-        self._wakeup = -1
+        self._signals = -1  # the pipe signal numbers arrive on (signal.set_wakeup_fd)
         self._kind = "-"  # the worker kind, once the first serving process has said it
         self._stopping = False
         self._listening = False  # every slot has served: the "Listening on" line was said
@@ -429,18 +429,17 @@ class Supervisor:
     # The loop
 
     def _install_signals(self) -> None:
-        wakeup_r, self._wakeup = os.pipe()
-        os.set_blocking(self._wakeup, False)
-        signal.set_wakeup_fd(self._wakeup)
+        self._signals, wakeup = os.pipe()
+        os.set_blocking(wakeup, False)
+        signal.set_wakeup_fd(wakeup)
         for number in _SIGNALS:
             signal.signal(number, _queued)
-        self._poll.register(wakeup_r, select.POLLIN)
-        self._wakeup_r = wakeup_r
+        self._poll.register(self._signals, select.POLLIN)
 
     def _wait(self) -> None:
         timeout = self._next_due()
         for fd, _ in self._poll.poll(None if timeout is None else max(timeout, 0.0) * 1000):
-            if fd == self._wakeup_r:
+            if fd == self._signals:
                 for number in os.read(fd, 256):
                     getattr(self, f"handle_{_SIGNALS[number]}")()
             elif (child := self._by_fd.get(fd)) is not None:
@@ -457,10 +456,23 @@ class Supervisor:
             self._message(child, line)
 
     def _reap(self) -> None:
-        for child in list(self._children.values()):
-            pid, status = os.waitpid(child.pid, os.WNOHANG)
-            if pid:
-                self._exited(child, status)
+        if os.getpid() != 1:
+            for child in list(self._children.values()):
+                pid, status = os.waitpid(child.pid, os.WNOHANG)
+                if pid:
+                    self._exited(child, status)
+            return
+        # A container's init: processes orphaned below it (a killed serving process's workers,
+        # on their way out) are its children too, and must not stay zombies.
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if not pid:
+                return
+            if (exited := self._children.get(pid)) is not None:
+                self._exited(exited, status)
 
     def _next_due(self) -> float | None:
         """Seconds until the next timed step (a restart, a kill), None if there is none."""
