@@ -41,6 +41,17 @@ BOTH_KINDS = pytest.mark.parametrize("kind", ["interpreter", "process"])
 _RECYCLED = re.compile(r"Recycling worker (\d+) after (\d+) requests \(([^;]+);")
 
 
+def control_server(
+    start_server: StartServer,
+    kind: str,
+    workers: int,
+    *flags: str,
+    env: dict[str, str] | None = None,
+) -> ServerProcess:
+    """The control app (tests/apps/control.py) with `workers` workers of `kind`."""
+    return start_server(CONTROL, "--worker-kind", kind, "--workers", str(workers), *flags, env=env)
+
+
 def errors_of(outcomes: Counter[int | str]) -> Counter[int | str]:
     return Counter({outcome: n for outcome, n in outcomes.items() if outcome != 200})
 
@@ -55,7 +66,7 @@ def test_a_crashed_serving_process_is_replaced_on_the_same_socket(
     """os._exit() or a segfault in a handler of an interpreter worker ends its serving
     process: a new one starts at once on the socket the supervisor holds. Connections made
     meanwhile wait in the backlog (none is refused); only the requests in flight are lost."""
-    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "2")
+    server = control_server(start_server, "interpreter", 2)
     crashed = server.pid
     with (
         Load(server, clients=3, max_requests=20_000) as load,
@@ -77,7 +88,7 @@ def test_a_crashed_serving_process_is_replaced_on_the_same_socket(
 
 
 def test_a_crash_loop_backs_off(start_server: StartServer) -> None:
-    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "1")
+    server = control_server(start_server, "interpreter", 1)
     for _ in range(2):
         crashed = server.pid
         with contextlib.suppress(httpx.HTTPError):
@@ -89,7 +100,7 @@ def test_a_crash_loop_backs_off(start_server: StartServer) -> None:
 
 
 def test_serving_processes_stop_when_the_supervisor_is_gone(start_server: StartServer) -> None:
-    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "1")
+    server = control_server(start_server, "process", 1)
     serving, workers = server.pid, child_pids(server.pid)
     assert server.supervisor_pid is not None
     os.kill(server.supervisor_pid, signal.SIGKILL)
@@ -139,12 +150,10 @@ def test_recycled_workers_take_no_request_past_their_limit(
     limit answered exactly that many requests (the successor, started ahead of time, takes
     over at the limit), and nothing failed meanwhile."""
     limit = 40
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
+    server = control_server(
+        start_server,
         kind,
-        "--workers",
-        "2",
+        2,
         "--limit-max-requests",
         str(limit),
         "--limit-max-leftover",
@@ -166,9 +175,7 @@ def test_recycled_workers_take_no_request_past_their_limit(
 
 @BOTH_KINDS
 def test_workers_are_recycled_after_their_lifetime(start_server: StartServer, kind: str) -> None:
-    server = start_server(
-        CONTROL, "--worker-kind", kind, "--workers", "1", "--limit-max-lifetime", "1.5"
-    )
+    server = control_server(start_server, kind, 1, "--limit-max-lifetime", "1.5")
     with Load(server, clients=2, max_seconds=40) as load:
         assert server.wait_for_output("(--limit-max-lifetime; worker 3 takes over)", timeout=20)
         outcomes = load.stop()
@@ -178,9 +185,7 @@ def test_workers_are_recycled_after_their_lifetime(start_server: StartServer, ki
 
 @BOTH_KINDS
 def test_a_worker_over_its_memory_limit_is_recycled(start_server: StartServer, kind: str) -> None:
-    server = start_server(
-        CONTROL, "--worker-kind", kind, "--workers", "1", "--limit-max-memory", "60"
-    )
+    server = control_server(start_server, kind, 1, "--limit-max-memory", "60")
     assert get(server, "/grow?mib=90", timeout=30).status_code == 200
     assert server.wait_for_output("(--limit-max-memory; worker 2 takes over)", timeout=20), (
         server.output
@@ -195,12 +200,10 @@ def test_memory_left_by_destroyed_interpreters_replaces_the_serving_process(
     """Each destroyed interpreter leaves a few MB behind (CPython 3.13): past
     --limit-max-leftover the supervisor replaces the whole serving process, without a failed
     request."""
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
+    server = control_server(
+        start_server,
         "interpreter",
-        "--workers",
-        "1",
+        1,
         "--limit-max-requests",
         "10",
         "--limit-max-leftover",
@@ -238,12 +241,10 @@ def test_the_shutdown_deadline_cancels_the_apps_and_answers_503(
     CancelledError, its finally runs), clients with no response started get 503, a response
     under way is cut off, and the server exits within the deadline and about a second."""
     cancel_log = tmp_path / "cancel.log"
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
+    server = control_server(
+        start_server,
         kind,
-        "--workers",
-        "2",
+        2,
         "--timeout-graceful-shutdown",
         "2",
         env={"CONTROL_CANCEL_LOG": str(cancel_log)},
@@ -285,12 +286,10 @@ def test_the_shutdown_deadline_cancels_the_apps_and_answers_503(
 
 
 def test_the_shutdown_deadline_holds_with_a_stuck_interpreter(start_server: StartServer) -> None:
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
+    server = control_server(
+        start_server,
         "interpreter",
-        "--workers",
-        "2",
+        2,
         "--timeout-graceful-shutdown",
         "1",
     )
@@ -337,7 +336,7 @@ def _connections(server: ServerProcess) -> int:
 def test_several_serving_processes_share_the_socket_and_the_workers(
     start_server: StartServer,
 ) -> None:
-    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "3", "--processes", "2")
+    server = control_server(start_server, "process", 3, "--processes", "2")
     assert server.supervisor_pid is not None
     assert wait_until(lambda: len(child_pids(server.supervisor_pid or 0)) == 2, 10)
     serving = sorted(child_pids(server.supervisor_pid))
@@ -427,5 +426,5 @@ def test_messages_are_one_line_each() -> None:
 
 
 def test_whoami_answers_from_the_serving_process(start_server: StartServer) -> None:
-    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "1")
+    server = control_server(start_server, "interpreter", 1)
     assert json.loads(get(server, "/whoami").text)["pid"] == server.pid != server.supervisor_pid
