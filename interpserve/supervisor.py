@@ -238,7 +238,7 @@ class Supervisor:
         self._exit_code = 1
         for child in self._children.values():
             self._signal(child, signal.SIGINT)
-            child.kill_at = time.monotonic() + FORCED_EXIT
+            child.kill_at = self._now() + FORCED_EXIT
 
     def handle_term(self) -> None:
         if not self._stopping:
@@ -290,13 +290,13 @@ class Supervisor:
         try:
             for fd in (messages_w, lifeline_r):
                 os.set_inheritable(fd, True)
-            pid = os.posix_spawn(sys.executable, args, os.environ)
+            pid = self._spawn(args)
         except OSError as exc:
             os.close(messages_r)
             os.close(lifeline_w)
             delay = slot.crash_loop.start_failed()
             self._log(ERROR, f"Cannot start a serving process ({exc}); retrying in {delay:.1f} s.")
-            slot.restart_at = time.monotonic() + delay
+            slot.restart_at = self._now() + delay
             return
         finally:
             os.close(messages_w)
@@ -312,7 +312,7 @@ class Supervisor:
         if child is not slot.starting:
             return
         child.phase = Phase.SERVING
-        child.ready_at = time.monotonic()
+        child.ready_at = self._now()
         self._kind = kind
         slot.workers = workers
         old, slot.serving, slot.starting = slot.serving, child, None
@@ -342,7 +342,7 @@ class Supervisor:
         slot = child.slot
         if self._stopping or child is not slot.serving or slot.starting:
             return
-        if time.monotonic() < slot.replace_after:
+        if self._now() < slot.replace_after:
             return
         self._log(INFO, f"Replacing serving process [{child.pid}]: {why}.")
         self._start(slot, Why.REPLACE)
@@ -350,7 +350,7 @@ class Supervisor:
     def _retire(self, child: Child, sig: int = signal.SIGTERM) -> None:
         child.phase = Phase.RETIRING
         graceful = self._plan.graceful
-        child.kill_at = None if graceful is None else time.monotonic() + graceful + KILL_AFTER
+        child.kill_at = None if graceful is None else self._now() + graceful + KILL_AFTER
         self._signal(child, sig)
 
     def _stop(self) -> None:
@@ -382,13 +382,13 @@ class Supervisor:
         if phase is Phase.STARTING:
             self._start_failed(child, how, status)
             return
-        uptime = time.monotonic() - child.ready_at
+        uptime = self._now() - child.ready_at
         delay = slot.crash_loop.crashed(uptime)
         restart = f"crash loop: restarting it in {delay:.1f} s" if delay else "starting another"
         level = WARNING if how == _how(0) else ERROR  # (stopped by someone else: not a crash)
         self._log(level, f"Serving process [{child.pid}] {how} after {uptime:.1f} s; {restart}.")
         if slot.starting is None:
-            slot.restart_at = time.monotonic() + delay
+            slot.restart_at = self._now() + delay
 
     def _start_failed(self, child: Child, how: str, status: int) -> None:
         slot = child.slot
@@ -405,14 +405,14 @@ class Supervisor:
                     ERROR, f"Reload failed: the new serving process {how}; [{old}] serves on."
                 )
             else:
-                slot.replace_after = time.monotonic() + delay
+                slot.replace_after = self._now() + delay
                 self._log(
                     ERROR,
                     f"The serving process started to replace [{old}] {how}; [{old}] serves on.",
                 )
             return
         self._log(ERROR, f"Serving process [{child.pid}] {how}; retrying in {delay:.1f} s.")
-        slot.restart_at = time.monotonic() + delay
+        slot.restart_at = self._now() + delay
 
     def _message(self, child: Child, line: bytes) -> None:
         word, rest = control.decode(line)
@@ -478,10 +478,10 @@ class Supervisor:
         """Seconds until the next timed step (a restart, a kill), None if there is none."""
         times = [slot.restart_at for slot in self._slots if slot.restart_at is not None]
         times += [c.kill_at for c in self._children.values() if c.kill_at is not None]
-        return min(times) - time.monotonic() if times else None
+        return min(times) - self._now() if times else None
 
     def _due(self) -> None:
-        now = time.monotonic()
+        now = self._now()
         for slot in self._slots:
             if slot.restart_at is not None and now >= slot.restart_at and not self._stopping:
                 slot.restart_at = None
@@ -495,9 +495,17 @@ class Supervisor:
     def _restart_pending(self) -> bool:
         return any(slot.restart_at is not None for slot in self._slots)
 
+    # What it does to other processes, and its clock: tests replace these.
+
+    def _spawn(self, args: list[str]) -> int:
+        return os.posix_spawn(sys.executable, args, os.environ)
+
     def _signal(self, child: Child, sig: int) -> None:
         # (It is not reaped yet, so its pid is still its own even if it has exited.)
         os.kill(child.pid, sig)
+
+    def _now(self) -> float:
+        return time.monotonic()
 
     def _close_listeners(self) -> None:
         for fd in self._listen_fds:
