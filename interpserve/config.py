@@ -198,10 +198,11 @@ class Config:
         "worker by what its own allocator holds",
         metavar="MIB",
     )
-    limit_max_leftover: int = option(
-        64,
+    limit_max_leftover: int | None = option(
+        None,
         "replace a serving process (without downtime) once the interpreter workers it "
-        "destroyed have left MIB behind in it (CPython keeps a few MB of each); 0: never",
+        "destroyed have left MIB behind in it (CPython keeps a few MB of each; default: a "
+        "tenth of what the process held when it became ready); 0: never",
         metavar="MIB",
     )
     reload: bool = option(
@@ -320,8 +321,9 @@ class Config:
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, not {value}")
         for name in ("limit_max_lifetime_jitter", "limit_max_leftover"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be 0 or more, not {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be 0 or more, not {value}")
 
     def _check_transport_options(self) -> None:
         """--uds, --ssl-*, --forwarded-allow-ips and --header (files are read at startup)."""

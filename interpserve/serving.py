@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("interpserve.error")
 
 MIB = 1024 * 1024
+# --limit-max-leftover's default, as a share of the process's RSS when it became ready: over
+# any number of recycles, memory stays within this of where it started.
+LEFTOVER_SHARE = 0.1
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -253,10 +256,11 @@ class ServingProcess:
         """An interpreter was destroyed (CPython 3.13 keeps part of each): once the process has
         grown by --limit-max-leftover since it was ready, ask for a fresh one."""
         limit = self.config.limit_max_leftover
-        if not limit or not self._rss_when_ready:
+        if limit == 0 or not self._rss_when_ready:
             return
+        allowed = self._rss_when_ready * LEFTOVER_SHARE if limit is None else limit * MIB
         grown = rss_bytes(os.getpid()) - self._rss_when_ready
-        if grown <= limit * MIB:
+        if grown <= allowed:
             return
         why = f"destroyed interpreters left {grown / MIB:.0f} MiB behind (--limit-max-leftover)"
         if self._link is not None:
