@@ -1,7 +1,7 @@
 """The process model's figures: what the supervisor costs, what recycling and reloading leave
 behind, memory against uvicorn --workers N, and plaintext with several serving processes.
 
-    python -m bench.process_model [--quick] [--rounds R] [--only NAMES] [--out FILE]
+    python -m bench.process_model [--quick] [--rounds R] [--seconds S] [--only NAMES] [--out FILE]
 
 Run it from the repository root, on a quiet machine: every figure is compared with a baseline
 or a peer measured in the same run. Each measurement starts its own servers (bench.servers):

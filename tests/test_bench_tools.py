@@ -3,7 +3,9 @@
 - bench/worker_cpu.py measures a worker alone, fed requests over its real pipes;
 - bench/cpu_split.py splits a plaintext request's CPU by server and thread, beside the bare
   uvloop floor;
-- bench/hostile.py's loads, small, against a real server.
+- bench/hostile.py's loads, small, against a real server;
+- bench/process_model.py measures the supervisor, recycling, reloads and --processes (its runs
+  take minutes: only its arguments are checked here).
 """
 
 from __future__ import annotations
@@ -96,3 +98,11 @@ def test_hostile_loads_report_against_a_real_server(start_server: StartServer) -
         assert result.returncode == 0, result.stderr[-2000:]
         report = json.loads(result.stdout)
         assert report["ok"] >= 1 and not report["failed"], (kind, report)
+
+
+def test_process_model_refuses_unknown_measurements() -> None:
+    result = run("bench.process_model", "--only", "recycles,nope")
+    assert result.returncode == 2
+    assert "--only takes names among ['recycles', 'reloads', 'memory', 'processes']" in (
+        result.stderr
+    )
