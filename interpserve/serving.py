@@ -294,7 +294,8 @@ def run_config(config: Config) -> None:
 
 def supervised_main(payload: dict[str, Any], args: list[str]) -> NoReturn:
     """A serving process started by the supervisor (see supervisor._SERVING)."""
-    messages, lifeline, slot, workers, kind, metrics_fd = args
+    payload_fd, messages, lifeline, slot, workers, kind, metrics_fd = args
+    os.close(int(payload_fd))  # read: the app's child processes need not inherit it
     changes: dict[str, Any] = {"workers": int(workers), "processes": 1}
     if kind != "-":
         changes["worker_kind"] = kind  # as the first serving process found it: no probe

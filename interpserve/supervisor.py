@@ -44,7 +44,7 @@ _SERVING = (
     "import json, os, sys; fd = int(sys.argv[1]); "
     "payload = json.loads(os.pread(fd, os.fstat(fd).st_size, 0)); "
     "sys.path[:] = payload['sys_path']; "
-    "from interpserve.serving import supervised_main; supervised_main(payload, sys.argv[2:])"
+    "from interpserve.serving import supervised_main; supervised_main(payload, sys.argv[1:])"
 )
 
 
@@ -394,7 +394,7 @@ class Supervisor:
         slot = child.slot
         if not self._listening and slot.why is Why.FIRST:
             # The server cannot start (it has said why): stop, with its exit code.
-            self._exit_code = os.waitstatus_to_exitcode(status) or 1
+            self._exit_code = max(os.waitstatus_to_exitcode(status), 1)
             self._stop()
             return
         delay = slot.crash_loop.start_failed()

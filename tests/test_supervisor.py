@@ -13,6 +13,9 @@ from interpserve import control
 from interpserve.supervisor import FORCED_EXIT, KILL_AFTER, Child, Phase, Plan, Supervisor, Why
 
 LISTENING = "Listening on http://127.0.0.1:8000 (Press CTRL+C to quit)"
+# Where a serving process's command line has its worker count and its worker kind: after the
+# interpreter, -c and its code, the options file, its two pipes and its slot.
+WORKERS, KIND = 7, 8
 
 
 class Recorded(Supervisor):
@@ -86,7 +89,10 @@ def supervisor() -> Recorded:
 def test_listening_is_said_once_every_serving_process_is_ready() -> None:
     supervisor = Recorded(workers=(2, 1))
     first, second = supervisor.begin()
-    assert supervisor.after_start(first, 7) == "2" and supervisor.after_start(second, 7) == "1"
+    assert (
+        supervisor.after_start(first, WORKERS) == "2"
+        and supervisor.after_start(second, WORKERS) == "1"
+    )
     supervisor.ready(first)
     assert LISTENING not in supervisor.lines
     supervisor.ready(second, 1)
@@ -95,11 +101,11 @@ def test_listening_is_said_once_every_serving_process_is_ready() -> None:
 
 def test_the_worker_kind_found_first_is_given_to_the_next(supervisor: Recorded) -> None:
     (first,) = supervisor.begin()
-    assert supervisor.after_start(first, 8) == "-"  # unknown yet: it probes the app
+    assert supervisor.after_start(first, KIND) == "-"  # unknown yet: it probes the app
     supervisor.says(first, control.READY, "process", 2)
     supervisor.handle_hup()
     (_, second) = supervisor.pids()
-    assert supervisor.after_start(second, 8) == "process"
+    assert supervisor.after_start(second, KIND) == "process"
 
 
 def test_a_crash_is_restarted_at_once_and_a_crash_loop_waits(supervisor: Recorded) -> None:
@@ -262,7 +268,7 @@ def test_sigttin_and_sigttou_reach_the_serving_process_with_the_fewest_and_most_
     supervisor.handle_ttou()
     assert supervisor.signals[1:] == [(first, signal.SIGTTIN), (first, signal.SIGTTOU)]
     supervisor.handle_hup()  # the next serving processes keep the counts
-    assert [supervisor.started[-2][7], supervisor.started[-1][7]] == ["2", "2"]
+    assert [supervisor.started[-2][WORKERS], supervisor.started[-1][WORKERS]] == ["2", "2"]
 
 
 def test_a_reload_from_a_serving_process_not_serving_yet_is_ignored(supervisor: Recorded) -> None:
