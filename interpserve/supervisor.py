@@ -29,6 +29,10 @@ import time
 from interpserve import control
 from interpserve.backoff import CrashLoop
 
+TYPE_CHECKING = False  # (typing would cost memory; mypy takes any TYPE_CHECKING for true)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # A serving process still running this long after the graceful timeout is killed: its own
 # shutdown keeps the deadline (plus a second for cancelled tasks), so it is hung.
 KILL_AFTER = 5.0
@@ -212,7 +216,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Serve until stopped; the exit code."""
-        self._install_signals()
+        restore = self._install_signals()
         self._log(INFO, f"Started supervisor process [{os.getpid()}]")
         for slot in self._slots:
             self._start(slot, Why.FIRST)
@@ -220,6 +224,7 @@ class Supervisor:
             self._wait()
             self._reap()
             self._due()
+        restore()
         self._close_listeners()
         if self._plan.uds:
             try:  # noqa: SIM105 (contextlib would cost the supervisor memory)
@@ -428,13 +433,24 @@ class Supervisor:
 
     # The loop
 
-    def _install_signals(self) -> None:
+    def _install_signals(self) -> Callable[[], None]:
+        """Queue the signals it handles on a pipe; returns what puts things back as they were
+        (for interpserve.run(), whose caller's process goes on)."""
         self._signals, wakeup = os.pipe()
         os.set_blocking(wakeup, False)
-        signal.set_wakeup_fd(wakeup)
-        for number in _SIGNALS:
-            signal.signal(number, _queued)
+        previous_wakeup = signal.set_wakeup_fd(wakeup)
+        previous = {number: signal.signal(number, _queued) for number in _SIGNALS}
         self._poll.register(self._signals, select.POLLIN)
+
+        def restore() -> None:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            signal.set_wakeup_fd(previous_wakeup)
+            self._poll.unregister(self._signals)
+            os.close(self._signals)
+            os.close(wakeup)
+
+        return restore
 
     def _wait(self) -> None:
         timeout = self._next_due()

@@ -117,6 +117,23 @@ def test_without_the_supervisor_the_process_started_serves(start_server: StartSe
     assert get(server, "/").text == "ok"
 
 
+def test_interpserve_run_supervises_in_the_callers_process_and_returns() -> None:
+    """interpserve.run() keeps the caller's process (no new program): the supervisor runs in
+    it, and gives its signal handlers back when the server has stopped."""
+    code = (
+        "import signal, interpserve; "
+        "interpserve.run('tests.apps.control:app', workers=1, port=0); "
+        "print('run returned; SIGTERM as before:', signal.getsignal(signal.SIGTERM) == 0)"
+    )
+    server = ServerProcess("", command=[sys.executable, "-c", code], cwd=str(ROOT)).start()
+    try:
+        assert get(server, "/").text == "ok"
+        assert server.supervisor_pid is not None and server.pid != server.supervisor_pid
+    finally:
+        assert server.stop() == 0, server.output
+    assert "run returned; SIGTERM as before: True" in server.output  # SIG_DFL
+
+
 def test_the_supervisor_imports_nothing_it_does_not_need() -> None:
     """What the supervisor's own interpreter loads (launch.py starts it with -I -S)."""
     code = (
