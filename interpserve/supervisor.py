@@ -19,19 +19,24 @@ multiprocess supervisor does; a serving process's messages come on a pipe (contr
 
 from __future__ import annotations
 
-import enum
-import os
+import posix
 import select
-import signal
 import sys
 import time
 
 from interpserve import control
 from interpserve.backoff import CrashLoop
 
-TYPE_CHECKING = False  # (typing would cost memory; mypy takes any TYPE_CHECKING for true)
+# posix and _signal, not os and signal: what those add on top of them (path helpers, enums) is a
+# megabyte the supervisor does not need; so its states are named constants, as h11's are. And
+# typing.TYPE_CHECKING would import typing (mypy takes any TYPE_CHECKING for true).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Callable
+    from typing import ClassVar
+else:
+    import _signal as signal
 
 # A serving process still running this long after the graceful timeout is killed: its own
 # shutdown keeps the deadline (plus a second for cancelled tasks), so it is hung.
@@ -126,19 +131,37 @@ class Plan:
         )
 
 
-class Phase(enum.Enum):
-    STARTING = "starting"  # started, not ready yet
-    SERVING = "serving"  # accepting connections
-    RETIRING = "retiring"  # told to stop: draining
+class _Named:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
 
 
-class Why(enum.Enum):
+class Phase(_Named):
+    """A serving process's state."""
+
+    STARTING: ClassVar[Phase]  # started, not ready yet
+    SERVING: ClassVar[Phase]  # accepting connections
+    RETIRING: ClassVar[Phase]  # told to stop: draining
+
+
+class Why(_Named):
     """Why a serving process was started."""
 
-    FIRST = "first"
-    RESTART = "restart"  # the one before it died
-    RELOAD = "reload"
-    REPLACE = "replace"  # the one before it asked (control.REPLACE)
+    FIRST: ClassVar[Why]
+    RESTART: ClassVar[Why]  # the one before it died
+    RELOAD: ClassVar[Why]
+    REPLACE: ClassVar[Why]  # the one before it asked (control.REPLACE)
+
+
+Phase.STARTING, Phase.SERVING, Phase.RETIRING = map(Phase, ("STARTING", "SERVING", "RETIRING"))
+Why.FIRST, Why.RESTART, Why.RELOAD, Why.REPLACE = map(
+    Why, ("FIRST", "RESTART", "RELOAD", "REPLACE")
+)
 
 
 class Child:
@@ -217,7 +240,7 @@ class Supervisor:
     def run(self) -> int:
         """Serve until stopped; the exit code."""
         restore = self._install_signals()
-        self._log(INFO, f"Started supervisor process [{os.getpid()}]")
+        self._log(INFO, f"Started supervisor process [{posix.getpid()}]")
         for slot in self._slots:
             self._start(slot, Why.FIRST)
         while self._children or (not self._stopping and self._restart_pending()):
@@ -228,7 +251,7 @@ class Supervisor:
         self._close_listeners()
         if self._plan.uds:
             try:  # noqa: SIM105 (contextlib would cost the supervisor memory)
-                os.unlink(self._plan.uds)
+                posix.unlink(self._plan.uds)
             except FileNotFoundError:
                 pass
         return self._exit_code
@@ -278,8 +301,8 @@ class Supervisor:
 
     def _start(self, slot: Slot, why: Why) -> None:
         """Start a serving process in the slot: once ready, it takes over from the one there."""
-        messages_r, messages_w = os.pipe()
-        lifeline_r, lifeline_w = os.pipe()
+        messages_r, messages_w = posix.pipe()
+        lifeline_r, lifeline_w = posix.pipe()
         args = [
             sys.executable,
             "-c",
@@ -294,18 +317,18 @@ class Supervisor:
         ]
         try:
             for fd in (messages_w, lifeline_r):
-                os.set_inheritable(fd, True)
+                posix.set_inheritable(fd, True)
             pid = self._spawn(args)
         except OSError as exc:
-            os.close(messages_r)
-            os.close(lifeline_w)
+            posix.close(messages_r)
+            posix.close(lifeline_w)
             delay = slot.crash_loop.start_failed()
             self._log(ERROR, f"Cannot start a serving process ({exc}); retrying in {delay:.1f} s.")
             slot.restart_at = self._now() + delay
             return
         finally:
-            os.close(messages_w)
-            os.close(lifeline_r)
+            posix.close(messages_w)
+            posix.close(lifeline_r)
         child = Child(pid, slot, messages_r, lifeline_w)
         slot.starting, slot.why = child, why
         self._children[pid] = child
@@ -372,8 +395,8 @@ class Supervisor:
         del self._by_fd[child.messages]
         if child.polled:
             self._poll.unregister(child.messages)
-        os.close(child.messages)
-        os.close(child.lifeline)
+        posix.close(child.messages)
+        posix.close(child.lifeline)
         slot = child.slot
         slot.last_pid = child.pid
         phase = child.phase
@@ -383,7 +406,7 @@ class Supervisor:
             slot.starting = None
         if phase is Phase.RETIRING or self._stopping:
             return
-        how = _how(os.waitstatus_to_exitcode(status))
+        how = _how(posix.waitstatus_to_exitcode(status))
         if phase is Phase.STARTING:
             self._start_failed(child, how, status)
             return
@@ -399,7 +422,7 @@ class Supervisor:
         slot = child.slot
         if not self._listening and slot.why is Why.FIRST:
             # The server cannot start (it has said why): stop, with its exit code.
-            self._exit_code = max(os.waitstatus_to_exitcode(status), 1)
+            self._exit_code = max(posix.waitstatus_to_exitcode(status), 1)
             self._stop()
             return
         delay = slot.crash_loop.start_failed()
@@ -436,8 +459,8 @@ class Supervisor:
     def _install_signals(self) -> Callable[[], None]:
         """Queue the signals it handles on a pipe; returns what puts things back as they were
         (for interpserve.run(), whose caller's process goes on)."""
-        self._signals, wakeup = os.pipe()
-        os.set_blocking(wakeup, False)
+        self._signals, wakeup = posix.pipe()
+        posix.set_blocking(wakeup, False)
         previous_wakeup = signal.set_wakeup_fd(wakeup)
         previous = {number: signal.signal(number, _queued) for number in _SIGNALS}
         self._poll.register(self._signals, select.POLLIN)
@@ -447,8 +470,8 @@ class Supervisor:
                 signal.signal(number, handler)
             signal.set_wakeup_fd(previous_wakeup)
             self._poll.unregister(self._signals)
-            os.close(self._signals)
-            os.close(wakeup)
+            posix.close(self._signals)
+            posix.close(wakeup)
 
         return restore
 
@@ -456,13 +479,13 @@ class Supervisor:
         timeout = self._next_due()
         for fd, _ in self._poll.poll(None if timeout is None else max(timeout, 0.0) * 1000):
             if fd == self._signals:
-                for number in os.read(fd, 256):
+                for number in posix.read(fd, 256):
                     getattr(self, f"handle_{_SIGNALS[number]}")()
             elif (child := self._by_fd.get(fd)) is not None:
                 self._read(child)
 
     def _read(self, child: Child) -> None:
-        data = os.read(child.messages, 4096)
+        data = posix.read(child.messages, 4096)
         if not data:
             self._poll.unregister(child.messages)  # it is exiting: reaped on SIGCHLD
             child.polled = False
@@ -472,9 +495,9 @@ class Supervisor:
             self._message(child, line)
 
     def _reap(self) -> None:
-        if os.getpid() != 1:
+        if posix.getpid() != 1:
             for child in list(self._children.values()):
-                pid, status = os.waitpid(child.pid, os.WNOHANG)
+                pid, status = posix.waitpid(child.pid, posix.WNOHANG)
                 if pid:
                     self._exited(child, status)
             return
@@ -482,7 +505,7 @@ class Supervisor:
         # on their way out) are its children too, and must not stay zombies.
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status = posix.waitpid(-1, posix.WNOHANG)
             except ChildProcessError:
                 return
             if not pid:
@@ -514,18 +537,18 @@ class Supervisor:
     # What it does to other processes, and its clock: tests replace these.
 
     def _spawn(self, args: list[str]) -> int:
-        return os.posix_spawn(sys.executable, args, os.environ)
+        return posix.posix_spawn(sys.executable, args, posix.environ)
 
     def _signal(self, child: Child, sig: int) -> None:
         # (It is not reaped yet, so its pid is still its own even if it has exited.)
-        os.kill(child.pid, sig)
+        posix.kill(child.pid, sig)
 
     def _now(self) -> float:
         return time.monotonic()
 
     def _close_listeners(self) -> None:
         for fd in self._listen_fds:
-            os.close(fd)
+            posix.close(fd)
         self._listen_fds = []
 
     def _log(self, level: int, message: str) -> None:
@@ -549,9 +572,16 @@ def _queued(number: int, frame: object) -> None:
     """Signals are handled in the loop: set_wakeup_fd has queued the number already."""
 
 
+_SIGNAL_NAMES = {
+    number: name
+    for name, number in vars(signal).items()
+    if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(number, int)
+}
+
+
 def _how(code: int) -> str:
     if code < 0:
-        return f"was killed by {signal.Signals(-code).name}"
+        return f"was killed by {_SIGNAL_NAMES.get(-code, f'signal {-code}')}"
     return f"exited with code {code}"
 
 

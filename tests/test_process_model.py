@@ -154,6 +154,7 @@ def test_the_supervisor_imports_nothing_it_does_not_need() -> None:
     }, ours
     for heavy in ("asyncio", "uvloop", "_interpreters", "socket", "logging", "typing", "json"):
         assert heavy not in modules, heavy
+    assert not {"os", "enum", "signal"} & modules  # posix and _signal do
 
 
 # Recycling -----------------------------------------------------------------------------------
