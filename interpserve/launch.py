@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -18,7 +19,7 @@ from typing import NoReturn
 from interpserve.config import Config
 from interpserve.listen import bind, bind_metrics, listening_on
 from interpserve.logs import LEVELS
-from interpserve.supervisor import Plan, Supervisor
+from interpserve.supervisor import HANDLED, Plan, Supervisor
 
 # The supervisor's program: isolated (-I: no environment variables read, no working directory
 # on the path) and without site (-S: nothing imported at start, no .pth files run), so it
@@ -35,6 +36,9 @@ def become_supervisor(config: Config) -> NoReturn:
     package_root = str(Path(__file__).resolve().parent.parent)
     sys.stdout.flush()
     sys.stderr.flush()
+    # Held back across the exec (the mask is kept): a signal sent while the new program starts
+    # waits for the supervisor's handlers instead of killing it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     os.execv(
         sys.executable,
         [sys.executable, "-I", "-S", "-c", _SUPERVISOR, package_root, *plan.to_args()],

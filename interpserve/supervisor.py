@@ -463,6 +463,9 @@ class Supervisor:
         posix.set_blocking(wakeup, False)
         previous_wakeup = signal.set_wakeup_fd(wakeup)
         previous = {number: signal.signal(number, _queued) for number in _SIGNALS}
+        # launch.py held them back while this program started; they come now, and the
+        # serving processes start with none held back.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         self._poll.register(self._signals, select.POLLIN)
 
         def restore() -> None:
@@ -566,6 +569,7 @@ _SIGNALS: dict[int, str] = {
     signal.SIGTTOU: "ttou",
     signal.SIGCHLD: "chld",
 }
+HANDLED = frozenset(_SIGNALS)
 
 
 def _queued(number: int, frame: object) -> None:

@@ -26,7 +26,15 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import StartServer
-from test_supervision import CONTROL, TIMEOUT, Load, access_worker_ids, child_pids, get
+from test_supervision import (
+    CONTROL,
+    ONE_SERVING_PROCESS,
+    TIMEOUT,
+    Load,
+    access_worker_ids,
+    child_pids,
+    get,
+)
 
 from interpserve import control
 from interpserve.config import Config
@@ -174,8 +182,7 @@ def test_recycled_workers_take_no_request_past_their_limit(
         2,
         "--limit-max-requests",
         str(limit),
-        "--limit-max-leftover",
-        "0",  # one serving process throughout: worker numbers count from 1 in each
+        *ONE_SERVING_PROCESS,
     )
     with Load(server, clients=6, max_requests=600, max_seconds=60) as load:
         assert load.wait_for(600, timeout=60), "the load did not finish"
@@ -193,7 +200,9 @@ def test_recycled_workers_take_no_request_past_their_limit(
 
 @BOTH_KINDS
 def test_workers_are_recycled_after_their_lifetime(start_server: StartServer, kind: str) -> None:
-    server = control_server(start_server, kind, 1, "--limit-max-lifetime", "1.5")
+    server = control_server(
+        start_server, kind, 1, "--limit-max-lifetime", "1.5", *ONE_SERVING_PROCESS
+    )
     with Load(server, clients=2, max_seconds=40) as load:
         assert server.wait_for_output("(--limit-max-lifetime; worker 3 takes over)", timeout=20)
         outcomes = load.stop()
@@ -203,7 +212,7 @@ def test_workers_are_recycled_after_their_lifetime(start_server: StartServer, ki
 
 @BOTH_KINDS
 def test_a_worker_over_its_memory_limit_is_recycled(start_server: StartServer, kind: str) -> None:
-    server = control_server(start_server, kind, 1, "--limit-max-memory", "60")
+    server = control_server(start_server, kind, 1, "--limit-max-memory", "60", *ONE_SERVING_PROCESS)
     assert get(server, "/grow?mib=90", timeout=30).status_code == 200
     assert server.wait_for_output("(--limit-max-memory; worker 2 takes over)", timeout=20), (
         server.output

@@ -466,7 +466,9 @@ def test_an_install_without_them_says_so_once_at_start() -> None:
         "main()\n"
     )
     command = [sys.executable, "-c", hide]
-    args = ("--workers", "1", "--worker-kind", "process")
+    # In this process, which the import hook is in: not under a supervisor, whose serving
+    # process would be a fresh interpreter without it.
+    args = ("--workers", "1", "--worker-kind", "process", "--no-supervisor")
     with ServerProcess("examples.hello:app", *args, command=command, cwd=str(ROOT)) as server:
         assert httpx.get(server.url + "/", timeout=10).status_code == 200
     assert server.output.count("_speedups is not built") == 1
