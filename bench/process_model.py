@@ -10,12 +10,18 @@ or a peer measured in the same run. Each measurement starts its own servers (ben
   end of the recycling and reloading runs.
 - recycles: 2 interpreter workers with --limit-max-requests 100 under wrk until 200 recycles;
   the tree's settled RSS before and after, with --limit-max-leftover as default and off (0).
+- recycling: 20 s of wrk -c32 with --limit-max-requests 100 (2 workers): the tree's RSS over
+  time, interpserve as it is, interpserve as it was (--no-supervisor --limit-max-leftover 0:
+  every destroyed interpreter's leftovers kept in the one process) and uvicorn --workers 2.
+- shutdown: 50 requests sleeping 10 s, then SIGTERM with --timeout-graceful-shutdown 3: the
+  time to exit and what the clients got, interpserve against uvicorn --workers 2.
 - reloads: 20 SIGHUPs, each followed by a little load; the tree's settled RSS before and after,
   and the same with --no-supervisor (the workers reloaded inside one process).
 - memory: the tree's RSS idle and after load (bench's memory scenario) at 2 and 8 workers,
   against uvicorn --workers N.
-- processes: plaintext requests/s and CPU per request with --processes 2 against 1 (in turns,
-  R rounds), and the main interpreter's CPU per request, which sets one front end's ceiling.
+- processes: plaintext requests/s and CPU per request with --processes 2 against 1 and
+  uvicorn --workers 2 (in turns, R rounds), and the main interpreter's CPU per request, which
+  sets one front end's ceiling.
 
 Prints each figure as it comes, and writes them all to --out (JSON).
 """
@@ -23,6 +29,7 @@ Prints each figure as it comes, and writes them all to --out (JSON).
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -30,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,9 +49,10 @@ from bench.cpu_split import measure as cpu_split
 from bench.metrics import HELLO_CONNECTIONS
 from bench.procs import rss_bytes, tree_rss_bytes
 from bench.scenarios import Context, memory, settled_rss
-from bench.servers import RunningServer, ServerSpec, catalogue, running
+from bench.servers import HOST, RunningServer, ServerSpec, catalogue, running
 from bench.settings import RESULTS_DIR, Settings
 from bench.suite import precompile, server_env
+from interpserve.testing import running as process_runs
 
 RECYCLES = 200
 RELOADS = 20
@@ -52,6 +61,12 @@ LOAD_CHUNK_S = 2
 RECYCLING_MAX_S = 300.0
 RELOAD_TIMEOUT_S = 60.0
 PEAK_INTERVAL_S = 0.1
+RECYCLING_S = 20
+RECYCLING_CONNECTIONS = 32
+SHUTDOWN_CLIENTS = 50
+SHUTDOWN_SLEEP_S = 10
+SHUTDOWN_GRACE = "3"
+SHUTDOWN_MAX_S = 60.0
 
 Figures = dict[str, Any]
 
@@ -124,6 +139,106 @@ def recycles(run: Run, leftover: str | None) -> Figures:
         }
 
 
+def recycling(run: Run) -> Figures:
+    """RSS over RECYCLING_S of load with a request limit of 100, three ways."""
+    limit = ("--limit-max-requests", RECYCLE_LIMIT)
+    logged = ("--log-level", "info")
+    specs = {
+        "now": ServerSpec.interpserve("interpreter", 2, limit + logged, "recycling"),
+        "before": ServerSpec.interpserve(
+            "interpreter",
+            2,
+            limit + logged + ("--no-supervisor", "--limit-max-leftover", "0"),
+            "recycling in one process",
+        ),
+        "uvicorn": ServerSpec.uvicorn(2, limit, "recycling"),
+    }
+    figures: Figures = {}
+    for name, spec in specs.items():
+        with run.server(spec) as (server, log_file):
+            idle = settled_rss(server.pid)
+            series, requests, errors = [], 0, 0
+            with _peak_rss(server.pid) as peak:
+                for _ in range(RECYCLING_S // LOAD_CHUNK_S):
+                    result = load.wrk(server.url("/"), RECYCLING_CONNECTIONS, LOAD_CHUNK_S)
+                    requests, errors = requests + result.requests, errors + result.errors
+                    series.append(round(tree_rss_bytes(server.pid) / MIB, 1))
+            after = settled_rss(server.pid)
+            figures[name] = {
+                "server": spec.label,
+                "idle_mib": idle,
+                "rss_mib_every_2_s": series,
+                "peak_mib": peak[0],
+                "after_mib": after,
+                "after_vs_idle": after / idle,
+                "requests": requests,
+                "errors": errors,
+                "recycles": _lines(log_file, "Recycling worker"),
+                "serving_processes_replaced": _lines(log_file, "takes over from"),
+            }
+    for name in ("now", "before"):
+        figures[f"{name}_after_vs_uvicorn"] = (
+            figures[name]["after_mib"] / figures["uvicorn"]["after_mib"]
+        )
+    figures["now_after_vs_before"] = figures["now"]["after_mib"] / figures["before"]["after_mib"]
+    return figures
+
+
+def _established(port: int) -> int:
+    """Connections to `port` on loopback the server has accepted (Linux's /proc/net/tcp)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as lines:
+            for line in list(lines)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                count += int(local.rsplit(":", 1)[1], 16) == port and state == "01"
+    return count
+
+
+def _shutdown_under_load(server: RunningServer) -> Figures:
+    outcomes: Counter[str] = Counter()
+
+    def request() -> None:
+        conn = http.client.HTTPConnection(HOST, server.port, timeout=SHUTDOWN_MAX_S)
+        try:
+            conn.request("GET", f"/sleep?ms={SHUTDOWN_SLEEP_S * 1000}")
+            outcomes[str(conn.getresponse().status)] += 1
+        except (OSError, http.client.HTTPException) as exc:
+            outcomes[type(exc).__name__] += 1
+        finally:
+            conn.close()
+
+    clients = [threading.Thread(target=request) for _ in range(SHUTDOWN_CLIENTS)]
+    for client in clients:
+        client.start()
+    deadline = time.monotonic() + SHUTDOWN_MAX_S
+    while _established(server.port) < SHUTDOWN_CLIENTS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # for the requests to reach the apps
+    started = time.monotonic()
+    os.kill(server.pid, signal.SIGTERM)
+    while process_runs(server.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    exit_s = time.monotonic() - started
+    for client in clients:
+        client.join(SHUTDOWN_MAX_S)
+    return {"exit_s": exit_s, "outcomes": dict(outcomes)}
+
+
+def shutdown(run: Run) -> Figures:
+    grace = ("--timeout-graceful-shutdown", SHUTDOWN_GRACE)
+    specs = {
+        "interpserve": ServerSpec.interpserve("interpreter", 2, grace, "shutdown"),
+        "uvicorn": ServerSpec.uvicorn(2, grace, "shutdown"),
+    }
+    figures: Figures = {"deadline_s": float(SHUTDOWN_GRACE), "clients": SHUTDOWN_CLIENTS}
+    for name, spec in specs.items():
+        with run.server(spec) as (server, _):
+            figures[name] = _shutdown_under_load(server)
+    figures["exit_vs_uvicorn"] = figures["interpserve"]["exit_s"] / figures["uvicorn"]["exit_s"]
+    return figures
+
+
 def reloads(run: Run, supervised: bool) -> Figures:
     flags = ("--log-level", "info") + (() if supervised else ("--no-supervisor",))
     what = "reloading" if supervised else "reloading in place"
@@ -166,9 +281,11 @@ def memory_against_uvicorn(run: Run, workers: int) -> Figures:
 def processes(run: Run, rounds: int, seconds: int) -> Figures:
     one = ServerSpec.interpserve("interpreter", 2)
     two = ServerSpec.interpserve("interpreter", 2, ("--processes", "2"), "2 processes")
-    samples: dict[str, list[dict[str, float]]] = {one.key: [], two.key: []}
+    uvicorn = {spec.key: spec for spec in catalogue(2)}["uvicorn-n"]
+    order = (one, two, uvicorn)
+    samples: dict[str, list[dict[str, float]]] = {spec.key: [] for spec in order}
     for round_ in range(rounds):
-        for spec in (one, two) if round_ % 2 == 0 else (two, one):
+        for spec in order if round_ % 2 == 0 else order[::-1]:
             with run.server(spec) as (server, _):
                 split = cpu_split(server, seconds)
             log("  " + split.describe(spec))
@@ -185,6 +302,8 @@ def processes(run: Run, rounds: int, seconds: int) -> Figures:
         "connections": HELLO_CONNECTIONS,
         "samples": samples,
         "rps_2_vs_1": median(two.key, "rps") / median(one.key, "rps"),
+        "rps_1_vs_uvicorn_2": median(one.key, "rps") / median(uvicorn.key, "rps"),
+        "rps_2_vs_uvicorn_2": median(two.key, "rps") / median(uvicorn.key, "rps"),
         "main_interpreter_us": main_us,
         "one_process_ceiling_rps": 1e6 / main_us,
     }
@@ -195,6 +314,8 @@ MEASUREMENTS: dict[str, Callable[[Run, argparse.Namespace], Figures]] = {
         "default": recycles(run, None),
         "off": recycles(run, "0"),
     },
+    "recycling": lambda run, args: recycling(run),
+    "shutdown": lambda run, args: shutdown(run),
     "reloads": lambda run, args: {
         "supervisor": reloads(run, supervised=True),
         "in_place": reloads(run, supervised=False),

@@ -47,6 +47,10 @@ def _uvicorn(port: int, workers: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _uvicorn_with(flags: tuple[str, ...]) -> Command:
+    return lambda port, workers: [*_uvicorn(port, workers), *flags]
+
+
 def _granian(port: int, workers: int) -> list[str]:
     return [
         sys.executable, "-m", "granian", "--interface", "asgi", "--workers", str(workers),
@@ -82,6 +86,12 @@ class ServerSpec:
         key = f"interpserve-{kind}" + (f"-{what.replace(' ', '-')}" if what else "")
         name = f"interpserve {kind}" + (f", {what}" if what else "")
         return cls(key, name, "interpserve", workers, _interpserve(kind, flags))
+
+    @classmethod
+    def uvicorn(cls, workers: int, flags: tuple[str, ...], what: str) -> ServerSpec:
+        """uvicorn --workers `workers` with `flags` added, named by `what`."""
+        key = f"uvicorn-n-{what.replace(' ', '-')}"
+        return cls(key, f"uvicorn, {what}", "uvicorn", workers, _uvicorn_with(flags))
 
     def with_workers(self, workers: int) -> ServerSpec:
         return dataclasses.replace(self, workers=workers)
