@@ -157,11 +157,14 @@ def recycling(run: Run) -> Figures:
     for name, spec in specs.items():
         with run.server(spec) as (server, log_file):
             idle = settled_rss(server.pid)
-            series, requests, errors = [], 0, 0
+            series, requests, errors, stalled = [], 0, 0, 0
             with _peak_rss(server.pid) as peak:
                 for _ in range(RECYCLING_S // LOAD_CHUNK_S):
-                    result = load.wrk(server.url("/"), RECYCLING_CONNECTIONS, LOAD_CHUNK_S)
-                    requests, errors = requests + result.requests, errors + result.errors
+                    try:
+                        result = load.wrk(server.url("/"), RECYCLING_CONNECTIONS, LOAD_CHUNK_S)
+                        requests, errors = requests + result.requests, errors + result.errors
+                    except load.LoadFailed:  # not one answer: every worker was restarting
+                        stalled += 1
                     series.append(round(tree_rss_bytes(server.pid) / MIB, 1))
             after = settled_rss(server.pid)
             figures[name] = {
@@ -173,6 +176,7 @@ def recycling(run: Run) -> Figures:
                 "after_vs_idle": after / idle,
                 "requests": requests,
                 "errors": errors,
+                "stalled_2_s": stalled,
                 "recycles": _lines(log_file, "Recycling worker"),
                 "serving_processes_replaced": _lines(log_file, "takes over from"),
             }

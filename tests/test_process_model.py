@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import StartServer
+from test_http import rss_bytes
 from test_supervision import (
     CONTROL,
     ONE_SERVING_PROCESS,
@@ -47,6 +48,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BOTH_KINDS = pytest.mark.parametrize("kind", ["interpreter", "process"])
 
 _RECYCLED = re.compile(r"Recycling worker (\d+) after (\d+) requests \(([^;]+);")
+# Recycles enough for what destroyed interpreters leave to show, and the leftover that bounds it.
+RECYCLES = 20
+LEFTOVER_MIB = 16
+MIB = 1 << 20
 # What the apps of the shutdown tests would take, far past the deadline.
 SLEEP_S = 30
 
@@ -228,7 +233,8 @@ def test_memory_left_by_destroyed_interpreters_replaces_the_serving_process(
 ) -> None:
     """Each destroyed interpreter leaves a few MB behind (CPython 3.13): past
     --limit-max-leftover the supervisor replaces the whole serving process, without a failed
-    request."""
+    request, and what a serving process holds stays near where the first one started, over
+    any number of recycles."""
     server = control_server(
         start_server,
         "interpreter",
@@ -236,17 +242,21 @@ def test_memory_left_by_destroyed_interpreters_replaces_the_serving_process(
         "--limit-max-requests",
         "10",
         "--limit-max-leftover",
-        "1",
+        str(LEFTOVER_MIB),
     )
     first = server.pid
-    with Load(server, clients=2, max_requests=5000, max_seconds=40) as load:
-        assert server.wait_for_output(f"takes over from [{first}]", timeout=30), server.output
-        assert load.wait_for(load.count() + 30)
+    started_with = rss_bytes(first)
+    with Load(server, clients=2, max_requests=5000, max_seconds=90) as load:
+        assert server.wait_for_output(f"takes over from [{first}]", timeout=60), server.output
+        assert wait_until(lambda: server.output.count("Recycling worker") >= RECYCLES, 60)
         outcomes = load.stop()
+        holds = rss_bytes(server.pid)
     assert outcomes == {200: sum(outcomes.values())}, outcomes
     line = next(li for li in server.output.splitlines() if "Replacing serving process" in li)
     assert f"[{first}]: destroyed interpreters left" in line and "(--limit-max-leftover)" in line
     assert server.pid != first
+    # In one process, RECYCLES destroyed interpreters would have left several times the bound.
+    assert holds - started_with < 2 * LEFTOVER_MIB * MIB, (holds, started_with)
 
 
 async def test_successors_start_ahead_of_the_limit_at_the_rate_requests_come() -> None:
