@@ -149,7 +149,7 @@ class Config:
         "the most memory the front end holds for clients' traffic beyond each request's own "
         "small window, across all connections: widened windows of fast transfers, bodies read "
         "ahead, WebSocket messages being reassembled; when it is reached, sockets wait to be "
-        "read (TCP backpressure)",
+        "read (TCP backpressure). With --processes, shared among the serving processes",
         metavar="BYTES",
     )
     timeout_request: float | None = option(
@@ -368,6 +368,11 @@ class Config:
         """How many workers each serving process runs: --workers split as evenly as it goes."""
         count, total = self.process_count, self.worker_count
         return tuple(total // count + (i < total % count) for i in range(count))
+
+    def buffer_share(self) -> int:
+        """What each serving process's front end may hold: --limit-buffers split as --workers
+        is, so that it stays the server's bound whatever --processes."""
+        return max(1, self.limit_buffers // self.process_count)
 
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON can carry them (to a serving process): see from_dict."""

@@ -296,7 +296,12 @@ def supervised_main(payload: dict[str, Any], args: list[str]) -> NoReturn:
     """A serving process started by the supervisor (see supervisor._SERVING)."""
     payload_fd, messages, lifeline, slot, workers, kind, metrics_fd = args
     os.close(int(payload_fd))  # read: the app's child processes need not inherit it
-    changes: dict[str, Any] = {"workers": int(workers), "processes": 1}
+    shared = Config.from_dict(payload["config"])
+    changes: dict[str, Any] = {
+        "workers": int(workers),
+        "processes": 1,
+        "limit_buffers": shared.buffer_share(),
+    }
     if kind != "-":
         changes["worker_kind"] = kind  # as the first serving process found it: no probe
     config = Config.from_dict(payload["config"], **changes)

@@ -11,6 +11,7 @@ count and time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -22,10 +23,12 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from conftest import StartServer
+from test_buffers import APP as BUFFERS_APP
 from test_http import rss_bytes
 from test_supervision import (
     CONTROL,
@@ -36,6 +39,7 @@ from test_supervision import (
     child_pids,
     get,
 )
+from websockets.asyncio.client import connect
 
 from interpserve import control
 from interpserve.config import Config
@@ -398,6 +402,32 @@ def test_several_serving_processes_share_the_socket_and_the_workers(
     assert server.stop() == 0, server.output
 
 
+async def test_the_buffer_budget_is_shared_among_the_processes(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """--limit-buffers is the server's bound, as --workers is its count: with two serving
+    processes each front end holds half. Five clients' 60 kB messages that their apps do not
+    receive yet: at least three reach one serving process, past its half of 256 KiB (one front
+    end with all of it holds four without a word: tests/test_buffers.py)."""
+    budget = 256 * 1024
+    server = start_server(
+        BUFFERS_APP, "--processes", "2", "--workers", "2", "--limit-buffers", str(budget)
+    )
+    marker = tmp_path / "go"
+    url = f"ws://{server.host}:{server.port}/hold?marker={marker}&log={tmp_path / 'log'}"
+    options: dict[str, Any] = {"open_timeout": TIMEOUT, "max_size": None, "compression": None}
+    holders = [await connect(url, **options) for _ in range(5)]
+    try:
+        for ws in holders:
+            await ws.send(os.urandom(60_000))
+        assert await asyncio.to_thread(server.wait_for_output, "--limit-buffers"), server.output
+        assert f"The front end holds {budget // 2} bytes for its clients" in server.output
+    finally:
+        marker.touch()
+        for ws in holders:
+            await ws.close()
+
+
 def test_metrics_stay_on_their_port_across_a_reload(start_server: StartServer) -> None:
     pytest.importorskip("prometheus_client")
     server = start_server(CONTROL, "--workers", "1", "--metrics-port", "0")
@@ -420,6 +450,8 @@ def test_workers_are_shared_among_the_processes() -> None:
     assert Config(workers=2, processes=2).worker_shares() == (1, 1)
     assert Config(processes=4).worker_count >= 4  # one each at least by default
     assert Config(supervisor=False).process_count == 1
+    assert Config(workers=4, processes=2, limit_buffers=1000).buffer_share() == 500
+    assert Config(workers=4, processes=1, limit_buffers=1000).buffer_share() == 1000
 
 
 @pytest.mark.parametrize(
