@@ -105,6 +105,32 @@ class Config:
     ws_per_message_deflate: bool = option(
         True, "compress WebSocket messages (permessage-deflate) for clients that offer it"
     )
+    # HTTP/2 (frontend/http2*.py): what it is offered to, and the limits that protect the
+    # front end from one connection's frames.
+    http2: bool = option(
+        True,
+        "speak HTTP/2 to clients that open with its preface (prior knowledge, as proxies and "
+        "gRPC clients do) and, over TLS, to those that choose h2 by ALPN",
+    )
+    http2_max_concurrent_streams: int = option(
+        100, "most streams an HTTP/2 client may have open on one connection"
+    )
+    http2_max_header_list_size: int = option(
+        65536,
+        "largest HTTP/2 request header list in bytes (as RFC 9113 counts it); a bigger one "
+        "closes the connection (ENHANCE_YOUR_CALM)",
+        metavar="BYTES",
+    )
+    http2_header_table_size: int = option(
+        4096,
+        "HPACK dynamic table size each HTTP/2 connection keeps for its client",
+        metavar="BYTES",
+    )
+    http2_timeout_window: float = option(
+        30.0,
+        "reset an HTTP/2 stream whose response has waited SECONDS for the client's "
+        "flow-control window (the connection, if the client reads nothing at all)",
+    )
     loop: LoopImpl = option("auto", "front end event loop: auto picks uvloop when installed")
     lifespan: LifespanMode = option("auto", "run the app's lifespan events in each worker")
     timeout_keep_alive: float = option(5.0, "close idle keep-alive connections after SECONDS")
@@ -281,6 +307,9 @@ class Config:
             "limit_request_field_size",
             "backlog",
             "limit_buffers",
+            "http2_max_concurrent_streams",
+            "http2_max_header_list_size",
+            "http2_timeout_window",
         ):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -292,6 +321,8 @@ class Config:
         if not 0 < self.ws_max_size <= MAX_PAYLOAD:
             # A message crosses to its worker as one frame of the wire format.
             raise ConfigError(f"ws_max_size must be between 1 and {MAX_PAYLOAD}")
+        if self.http2_header_table_size < 0:
+            raise ConfigError("http2_header_table_size must be 0 or more")
         if self.ws_ping_interval < 0 or self.ws_ping_timeout < 0:
             raise ConfigError("ws_ping_interval and ws_ping_timeout must be 0 or more")
         if not isinstance(self.app, str):

@@ -7,7 +7,10 @@ decides how much one read brings: between requests a head and a little after it;
 what the request's window has room for (`budget.py`). An upload whose app does not read then
 costs its window, not what the client managed to send; and no single read, however hostile its
 content, makes more than a bounded slice of parsing for the loop every connection shares.
-"""
+
+Another protocol can take the connection over (a `Session`): a WebSocket after its handshake
+(websocket.py), or HTTP/2 from the first byte (http2.py), when a client opens with its preface
+or chose it by ALPN."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from interpserve.config import Config
 from interpserve.events import Address
@@ -37,9 +40,6 @@ from interpserve.frontend.proxy import TrustedProxies, parse_trusted
 from interpserve.frontend.response import DefaultHeaders, error_response, http_date
 from interpserve.memory import BurstWatch
 from interpserve.pool.pool import WorkerPool
-
-if TYPE_CHECKING:
-    from interpserve.frontend.websocket import WebSocketSession
 
 logger = logging.getLogger("interpserve.error")
 
@@ -76,6 +76,19 @@ _BUFFER_BURST = 16 * 1024 * 1024
 # already (a client sends the next one as soon as it has the last response): it is given this
 # long for it, answered with "connection: close", rather than closed under the client's feet.
 DRAIN_IDLE = 0.5
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class Session(Protocol):
+    """A protocol that has taken a connection over: the connection hands it what it gets."""
+
+    def data_received(self, data: bytes) -> None: ...
+    def writable(self) -> None: ...
+    def connection_lost(self) -> None: ...
+    def shutdown(self) -> None: ...
+    def read_room(self) -> int:
+        """How much the connection may read now; 0 to wait (the session resumes it)."""
+        ...
 
 
 @dataclass
@@ -155,9 +168,9 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self._read_most = READ_SIZE  # less while its reads are slow to take apart
         self._closing = False
         # A WebSocket handshake waiting for the responses before it, then the session that has
-        # taken the connection over: either way the connection carries no more HTTP.
+        # taken the connection over: either way the connection carries no more HTTP/1.1.
         self._upgrade: Upgrade | None = None
-        self._websocket: WebSocketSession | None = None
+        self._session: Session | None = None
         self.buffered = 0  # request body bytes read, waiting in this connection's cycles
         self.writing_paused = False
         self.scheme = state.scheme
@@ -180,6 +193,12 @@ class HTTPConnection(asyncio.BufferedProtocol):
         connections.add(self)
         self.state.bursts[0].note(len(connections))
         self._update_read_timer()
+        if self.state.config.http2:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                self._start_http2(b"")
+            else:
+                self._session = _PrefaceSniffer(self)
         if self.state.draining:  # accepted just before the listening socket closed
             self.shutdown()
 
@@ -215,8 +234,8 @@ class HTTPConnection(asyncio.BufferedProtocol):
         loop.call_at(state.costly_until, self.update_reading)
 
     def data_received(self, data: bytes) -> None:
-        if self._websocket is not None:
-            self._websocket.data_received(data)
+        if self._session is not None:
+            self._session.data_received(data)
             self.update_reading()
             return
         try:
@@ -259,8 +278,8 @@ class HTTPConnection(asyncio.BufferedProtocol):
             cycle.disconnect()  # (the first's app is told; those behind it let go their bodies)
         self._cycles.clear()
         self._parsing = None
-        if self._websocket is not None:
-            self._websocket.connection_lost()
+        if self._session is not None:
+            self._session.connection_lost()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -273,8 +292,8 @@ class HTTPConnection(asyncio.BufferedProtocol):
                 first.dispatch()  # it waited for the client to take the responses before
             else:
                 first.writable()
-        elif self._websocket is not None:
-            self._websocket.writable()
+        elif self._session is not None:
+            self._session.writable()
 
     @property
     def reading_paused(self) -> bool:
@@ -337,10 +356,15 @@ class HTTPConnection(asyncio.BufferedProtocol):
 
     def shutdown(self) -> None:
         """Finish the response under way, if any, then close; an idle connection waits
-        DRAIN_IDLE for a request that may be on its way (see ServerState.draining)."""
-        if self._websocket is not None:
-            self._websocket.shutdown()
-        elif not self._cycles:
+        DRAIN_IDLE for a request that may be on its way (see ServerState.draining). For
+        HTTP/2: GOAWAY, and the streams it names finish."""
+        if self._session is not None:
+            self._session.shutdown()
+        else:
+            self.shutdown_http1()
+
+    def shutdown_http1(self) -> None:
+        if not self._cycles:
             if self._waiting_for == "idle":
                 self._set_read_timer("idle", DRAIN_IDLE)
         elif self._cycles[0].response_complete:
@@ -392,8 +416,8 @@ class HTTPConnection(asyncio.BufferedProtocol):
         opens, the responses before a pipelined request go, the budget has room again."""
         if self._bad_request is not None or self._closing or self._upgrade:
             return  # reading stays paused: see _reject and _on_upgrade
-        websocket = self._websocket
-        room = websocket.read_room() if websocket is not None else self._read_room()
+        session = self._session
+        room = session.read_room() if session is not None else self._read_room()
         if room <= 0:
             self._pause_reading()
             return
@@ -442,7 +466,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         it byte by byte is cut off), or more of a request body (reset by every byte)."""
         config = self.state.config
         parsing = self._parsing
-        if self._closing or self._bad_request is not None or self._websocket is not None:
+        if self._closing or self._bad_request is not None or self._session is not None:
             self._waiting_for = ""
         elif self._parser.in_head:
             if self._waiting_for != "head":
@@ -521,9 +545,58 @@ class HTTPConnection(asyncio.BufferedProtocol):
 
         upgrade, self._upgrade = self._upgrade, None
         assert upgrade is not None and self._transport is not None
-        self._websocket = WebSocketSession(self, upgrade.head)
-        self._websocket.start(upgrade.data)
+        websocket = self._session = WebSocketSession(self, upgrade.head)
+        websocket.start(upgrade.data)
         self.update_reading()
+
+    # HTTP/2
+
+    def _start_http2(self, data: bytes) -> None:
+        # Imported on the first HTTP/2 connection, as wsproto is on the first WebSocket.
+        from interpserve.frontend.http2 import HTTP2Session
+
+        assert self._transport is not None
+        self._cancel_read_timer()  # the session keeps its own
+        http2 = self._session = HTTP2Session(self, self._transport)
+        http2.start(data)
+
+    def _end_sniffing(self, data: bytes) -> None:
+        """The first bytes decided: HTTP/2 by its preface, else HTTP/1.1 from them on."""
+        if data.startswith(_HTTP2_PREFACE):
+            self._start_http2(data)
+        else:
+            self._session = None
+            if data:
+                self.data_received(data)
+
+
+class _PrefaceSniffer:
+    """The connection's first bytes, held until they show whether they are HTTP/2's preface:
+    a client with prior knowledge (h2c) sends nothing else first. Any other first bytes are
+    HTTP/1.1, and after them it costs nothing more."""
+
+    def __init__(self, conn: HTTPConnection) -> None:
+        self._conn = conn
+        self._held = b""
+
+    def data_received(self, data: bytes) -> None:
+        held = self._held + data
+        if len(held) < len(_HTTP2_PREFACE) and _HTTP2_PREFACE.startswith(held):
+            self._held = held
+            return
+        self._conn._end_sniffing(held)
+
+    def writable(self) -> None:
+        pass
+
+    def connection_lost(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        self._conn.shutdown_http1()  # (what comes next, if anything, is HTTP/1.1's to drain)
+
+    def read_room(self) -> int:
+        return _READ_AHEAD
 
 
 def _address(info: object) -> Address | None:

@@ -17,7 +17,7 @@ import http
 import logging
 import time
 from enum import Enum, auto
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from interpserve import events as ev
 from interpserve.errors import NoWorkerYet, WorkerGone
@@ -36,7 +36,7 @@ from interpserve.logs import escape
 from interpserve.pool.channel import WorkerChannel
 
 if TYPE_CHECKING:
-    from interpserve.frontend.connection import HTTPConnection
+    from interpserve.frontend.connection import ServerState
 
 access_logger = logging.getLogger("interpserve.access")
 logger = logging.getLogger("interpserve.error")
@@ -44,8 +44,50 @@ logger = logging.getLogger("interpserve.error")
 _TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
 
 
+class CycleConnection(Protocol):
+    """What a request cycle needs of "its connection": an HTTP/1.1 connection (connection.py),
+    or one stream of an HTTP/2 connection (http2_stream.py)."""
+
+    @property
+    def state(self) -> ServerState: ...
+    @property
+    def client(self) -> ev.Address | None: ...
+    @property
+    def server(self) -> ev.Address | None: ...
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def writing_paused(self) -> bool:
+        """The client is not taking the response as fast as it comes: no more credit."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+    def hold(self, size: int) -> None:
+        """The cycle holds `size` more request body bytes (reserved in the budget)."""
+        ...
+
+    def body_sent(self, size: int) -> None:
+        """The cycle no longer holds `size` body bytes here: sent to its worker, or dropped."""
+        ...
+
+    def update_reading(self) -> None:
+        """Read on if there is room now (a window opened), or stop."""
+        ...
+
+    def wait_for_budget(self) -> bool:
+        """Whether reading must wait for the budget to have room (it resumes by itself)."""
+        ...
+
+    def room_available(self) -> None:
+        """The worker's pipe has drained (channel.DrainWaiter): read on."""
+        ...
+
+    def cycle_done(self, cycle: RequestCycle) -> None: ...
+    def abort(self) -> None: ...
+
+
 def request_event(
-    conn: HTTPConnection, head: RequestHead, request_id: int, *, websocket: bool = False
+    conn: CycleConnection, head: RequestHead, request_id: int, *, websocket: bool = False
 ) -> ev.Request:
     """What a worker is told of a request (or a WebSocket handshake): the client and scheme as
     a trusted proxy says they are, else as the connection has them."""
@@ -80,7 +122,11 @@ class Stage(Enum):
 
 
 class RequestCycle:
-    def __init__(self, conn: HTTPConnection, head: RequestHead) -> None:
+    """One request, whichever connection it came on. The response's framing is HTTP/1.1's
+    here (`_start_response`, `_write_body`, `_send_continue`); HTTP/2's cycle replaces those
+    three and nothing else."""
+
+    def __init__(self, conn: CycleConnection, head: RequestHead) -> None:
         self._conn = conn
         self.head = head
         self.keep_alive = head.keep_alive
@@ -271,7 +317,7 @@ class RequestCycle:
         if not self._window:
             if not self._continue_sent and self.stage is Stage.DISPATCHED:
                 self._continue_sent = True
-                self._conn.write(CONTINUE)
+                self._send_continue()
             self._window = self._credit = ev.BODY_WINDOW_MIN
         else:
             size = min(size, self._in_flight)  # (after _let_go, nothing is counted any more)
@@ -298,6 +344,13 @@ class RequestCycle:
             self.keep_alive = False
         self.stage = Stage.RESPONDING
         self.status = status
+        self._start_response(status, headers)
+
+    def _send_continue(self) -> None:
+        self._conn.write(CONTINUE)
+
+    def _start_response(self, status: int, headers: ev.Headers) -> None:
+        head = self.head
         # (Positional: keyword arguments cost more to pass.)
         self._plan = plan = plan_response(
             status,
@@ -317,9 +370,17 @@ class RequestCycle:
             self._head = b""
 
     def on_response_body(self, data: bytes, more_body: bool) -> None:
-        plan = self._plan
-        if self._disconnected or plan is None or self.stage is Stage.COMPLETE:
+        if self._disconnected or self.stage is not Stage.RESPONDING:
             return
+        self._write_body(data, more_body)
+        if more_body:
+            self._response_sent(len(data))
+        else:
+            self._complete()
+
+    def _write_body(self, data: bytes, more_body: bool) -> None:
+        plan = self._plan
+        assert plan is not None
         size = len(data)
         framing = plan.framing
         if framing is Framing.CHUNKED:
@@ -344,10 +405,6 @@ class RequestCycle:
             self._head = b""
         if out:
             self._conn.write(out)
-        if more_body:
-            self._response_sent(size)
-        else:
-            self._complete()
 
     def _response_sent(self, size: int) -> None:
         """`size` more response bytes were written: the app may send as many more once the

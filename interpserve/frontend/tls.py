@@ -34,6 +34,7 @@ def create_ssl_context(config: Config) -> ssl.SSLContext | None:
         reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
         raise StartupError(f"cannot set up TLS from {option}: {reason}") from None
     context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
-    # Only HTTP/1.1 is spoken: a client that offers h2 learns so in the handshake.
-    context.set_alpn_protocols(["http/1.1"])
+    # A client that offers both gets HTTP/2 (unless --no-http2); one that offers neither is
+    # served HTTP/1.1.
+    context.set_alpn_protocols(["h2", "http/1.1"] if config.http2 else ["http/1.1"])
     return context

@@ -1,0 +1,561 @@
+"""HTTP/2 on one client connection, with the h2 library driven sans-IO: bytes from the socket
+go into h2 in bounded slices, its events open streams (one request cycle each, to the pool
+like any HTTP/1.1 request: http2_stream.py), carry their bodies and the client's window
+updates, and what h2 has to send goes out in one write per loop pass.
+
+The connection takes over from HTTPConnection when a client opens with HTTP/2's preface
+(prior knowledge, "h2c") or chose "h2" by ALPN. What a peer can make it do for free is
+counted (http2_guard.py); the limits are Config's http2_* fields and the constants below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from contextlib import suppress
+from enum import Enum, auto
+from typing import TYPE_CHECKING
+
+import h2.events as h2e
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError, StreamClosedError
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
+
+from interpserve.frontend.http2_guard import (
+    IDLE_FRAME_BURST,
+    IDLE_FRAME_RATE,
+    RAPID_RESET_BURST,
+    RAPID_RESET_RATE,
+    BoundedFrameBuffer,
+    FloodMeter,
+)
+from interpserve.frontend.http2_rules import MalformedRequest, request_head
+from interpserve.frontend.http2_stream import STREAM_HIGH_WATER, HTTP2Stream, StreamState
+from interpserve.frontend.http_rules import BadRequest, Limits
+
+if TYPE_CHECKING:
+    from interpserve.config import Config
+    from interpserve.frontend.connection import HTTPConnection
+
+logger = logging.getLogger("interpserve.error")
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# Received bytes given to h2 at a time: one busy connection holds the loop for at most one
+# slice's frames before the others' turn (h2 parses a frame for each 9 bytes, at worst).
+SLICE = 16 * 1024
+# The flow-control windows the server offers: for each stream, and for the connection, which
+# bounds the request body bytes the connection holds for its workers at any time.
+STREAM_WINDOW = 256 * 1024
+CONNECTION_WINDOW = 1024 * 1024
+# Response bytes the connection may hold for its client's windows, all streams together,
+# beyond which every stream's app is given no more credit.
+OUTPUT_BUDGET = 1024 * 1024
+
+
+class SessionState(Enum):
+    OPEN = auto()
+    DRAINING = auto()  # our GOAWAY is out: streams under way finish, new ones are refused
+    CLOSED = auto()
+
+
+def new_h2_connection(config: Config) -> H2Connection:
+    """h2's connection object with the server's settings and protections."""
+    h2 = H2Connection(
+        H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            # http2_rules.py checks requests itself (stream errors, not connection errors)
+            # and the response fields are built valid.
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    )
+    h2.local_settings = Settings(
+        client=False,
+        initial_values={
+            SettingCodes.MAX_CONCURRENT_STREAMS: config.http2_max_concurrent_streams,
+            SettingCodes.MAX_HEADER_LIST_SIZE: config.http2_max_header_list_size,
+            SettingCodes.HEADER_TABLE_SIZE: config.http2_header_table_size,
+            SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+        },
+    )
+    h2.incoming_buffer = BoundedFrameBuffer(config.http2_max_header_list_size)
+    h2.decoder.max_header_list_size = config.http2_max_header_list_size
+    h2.decoder.max_allowed_table_size = config.http2_header_table_size
+    return h2
+
+
+class HTTP2Session:
+    def __init__(self, conn: HTTPConnection, transport: asyncio.Transport) -> None:
+        self.conn = conn
+        self._transport = transport
+        self._config = config = conn.state.config
+        self._limits = Limits(
+            request_line=config.limit_request_line,
+            fields=config.limit_request_fields,
+            field_size=config.limit_request_field_size,
+            body=config.limit_request_body,
+        )
+        self._loop = asyncio.get_running_loop()
+        self._h2 = new_h2_connection(config)
+        self._state = SessionState.OPEN
+        self._streams: dict[int, HTTP2Stream] = {}
+        # Streams with DATA waiting for the client's window, in the order they queued it.
+        self._sending: dict[int, HTTP2Stream] = {}
+        self._pending = 0  # their bytes, together
+        self._inbox = bytearray()  # received bytes not yet given to h2
+        self._reading_paused = False
+        self._slice_scheduled = False
+        self._flush_scheduled = False
+        self._last_stream_id = 0
+        self._resets = FloodMeter(RAPID_RESET_BURST, RAPID_RESET_RATE, self._loop.time)
+        self._idle_frames = FloodMeter(IDLE_FRAME_BURST, IDLE_FRAME_RATE, self._loop.time)
+        self._idle_since = self._loop.time()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._window_timer: asyncio.TimerHandle | None = None
+
+    # From the connection (connection.Session)
+
+    def start(self, data: bytes) -> None:
+        """Send the server's SETTINGS, then take what the client has sent so far."""
+        self._h2.initiate_connection()
+        self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self._arm_idle_timer()
+        self._flush()
+        if data:
+            self.data_received(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self._state is SessionState.CLOSED:
+            return
+        if not self._inbox and len(data) <= SLICE and not self._reading_paused:
+            self._receive(data)  # the usual read: no copy into the inbox
+            return
+        self._inbox += data
+        self._pause_reading()  # one read at a time waits here
+        self._schedule_slice()
+
+    def writable(self) -> None:
+        """The socket has drained: send what waited, and read again."""
+        if self._state is SessionState.CLOSED:
+            return
+        self._send_pending()
+        self._flush()
+        self._output_resumed()
+        if self._inbox:
+            self._schedule_slice()
+        else:
+            self._resume_reading()
+
+    def connection_lost(self) -> None:
+        self._state = SessionState.CLOSED
+        for timer in (self._idle_timer, self._window_timer):
+            if timer is not None:
+                timer.cancel()
+        streams, self._streams = self._streams, {}
+        self._sending.clear()
+        for stream in streams.values():
+            stream.phase = StreamState.CLOSED
+            if not stream.cycle.response_complete:
+                stream.cycle.disconnect()
+
+    def shutdown(self) -> None:
+        """Graceful: GOAWAY with the last stream id taken; those streams finish, then the
+        connection closes. (h2 would refuse to send anything after its own GOAWAY, so this
+        first one is written here, and h2's goes out at the end.)"""
+        if self._state is not SessionState.OPEN:
+            return
+        self._state = SessionState.DRAINING
+        self._flush()
+        frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=ErrorCodes.NO_ERROR)
+        self.conn.write(frame.serialize())
+        self._close_if_done()
+
+    # From the streams
+
+    @property
+    def output_paused(self) -> bool:
+        return self.conn.writing_paused or self._pending > OUTPUT_BUDGET
+
+    def send_headers(
+        self, stream: HTTP2Stream, fields: list[tuple[bytes, bytes]], end_stream: bool
+    ) -> None:
+        self._h2.send_headers(stream.stream_id, fields, end_stream=end_stream)
+        if end_stream:
+            self._answered_in_full(stream)
+        self._flush_soon()
+
+    def queue(self, stream: HTTP2Stream, size: int) -> None:
+        self._sending[stream.stream_id] = stream
+        self._pending += size
+        self._flush_soon()
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """`size` body bytes went on to the worker: the client may send as many more."""
+        if size and self._state is not SessionState.CLOSED:
+            self._h2.acknowledge_received_data(size, stream_id)
+            self._flush_soon()
+
+    def answered(self, stream: HTTP2Stream) -> None:
+        """The cycle's response is complete (it may still wait for the client's window)."""
+        self._resets.relieve()
+
+    def reset(self, stream: HTTP2Stream, code: ErrorCodes = ErrorCodes.INTERNAL_ERROR) -> None:
+        if stream.phase is StreamState.CLOSED or self._state is SessionState.CLOSED:
+            return
+        with suppress(StreamClosedError):  # h2 has closed it already
+            self._h2.reset_stream(stream.stream_id, code)
+        self._close_stream(stream)
+        self._flush_soon()
+
+    # Reading
+
+    def _schedule_slice(self) -> None:
+        if not self._slice_scheduled:
+            self._slice_scheduled = True
+            self._loop.call_soon(self._next_slice)
+
+    def _next_slice(self) -> None:
+        self._slice_scheduled = False
+        if self._state is SessionState.CLOSED or not self._inbox:
+            return
+        if self.conn.writing_paused:
+            return  # writable() goes on
+        data = bytes(self._inbox[:SLICE])
+        del self._inbox[:SLICE]
+        self._receive(data)
+        if self._inbox:
+            self._schedule_slice()
+        else:
+            self._resume_reading()
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            events = self._h2.receive_data(data)
+        except ProtocolError as exc:
+            # h2 has queued its GOAWAY, with the error's code.
+            logger.debug("HTTP/2 connection error from %s: %s", self.conn.client, exc)
+            self._abandon()
+            return
+        self._handle(events)
+        if self._state is not SessionState.CLOSED:
+            self._flush()
+            if self.conn.writing_paused:
+                self._pause_reading()  # the client is not reading what it asks for
+
+    def _handle(self, events: Iterable[h2e.Event]) -> None:
+        opened = 0  # the stream a HEADERS frame just opened: its PRIORITY flag is not idle
+        for event in events:
+            if self._state is SessionState.CLOSED:
+                return
+            if isinstance(event, h2e.RequestReceived):
+                opened = event.stream_id
+                self._open_stream(event)
+            elif isinstance(event, h2e.DataReceived):
+                self._data(event)
+            elif isinstance(event, h2e.StreamEnded):
+                if stream := self._streams.get(event.stream_id):
+                    stream.request_ended = True
+                    stream.cycle.end_body()
+                    self._close_if_answered(stream)
+            elif isinstance(event, h2e.WindowUpdated):
+                self._window_updated(event.stream_id)
+            elif isinstance(event, h2e.StreamReset):
+                self._stream_reset(event.stream_id)
+            elif isinstance(event, h2e.ConnectionTerminated):
+                self._abandon()  # the client's GOAWAY: h2 sends nothing after it
+            elif isinstance(event, h2e.PriorityUpdated) and event.stream_id == opened:
+                continue
+            elif isinstance(
+                event,
+                h2e.PingReceived
+                | h2e.RemoteSettingsChanged
+                | h2e.PriorityUpdated
+                | h2e.UnknownFrameReceived
+                | h2e.PingAckReceived,
+            ):
+                self._idle_frame("control frames")
+                if isinstance(event, h2e.RemoteSettingsChanged):
+                    self._flush_soon()  # the initial window may have grown
+
+    def _open_stream(self, event: h2e.RequestReceived) -> None:
+        stream_id = event.stream_id
+        h2 = self._h2
+        if self._state is not SessionState.OPEN:
+            h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY
+            return
+        self._last_stream_id = stream_id
+        fields = event.headers
+        try:
+            head = request_head(fields, event.stream_ended is not None, self._limits)
+        except MalformedRequest as exc:
+            logger.debug("Malformed HTTP/2 request from %s: %s", self.conn.client, exc)
+            h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._count_reset()
+            return
+        except BadRequest as exc:
+            h2.send_headers(stream_id, [(b":status", b"%d" % exc.status)], end_stream=True)
+            if event.stream_ended is None:
+                h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)  # its body is not wanted
+            return
+        stream = self._streams[stream_id] = HTTP2Stream(self, stream_id, head)
+        self._cancel_idle_timer()
+        stream.cycle.dispatch()
+
+    def _data(self, event: h2e.DataReceived) -> None:
+        stream_id = event.stream_id
+        data = event.data
+        flow = event.flow_controlled_length
+        if not data and event.stream_ended is None:
+            self._idle_frame("empty DATA frames")
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.cycle.response_complete:
+            self._h2.acknowledge_received_data(flow, stream_id)  # nobody will read it
+            return
+        if flow > len(data):
+            self._h2.acknowledge_received_data(flow - len(data), stream_id)  # padding
+        stream.received += len(data)
+        limit = self._limits.body
+        if limit is not None and stream.received > limit:
+            self._refuse_body(stream)
+            return
+        stream.cycle.add_body(data)
+
+    def _refuse_body(self, stream: HTTP2Stream) -> None:
+        """A body beyond --limit-request-body: 413 if the app has not answered yet, and the
+        stream ends there."""
+        if not stream.cycle.response_started:
+            stream.cycle.disconnect()
+            self._h2.send_headers(stream.stream_id, [(b":status", b"413")], end_stream=True)
+        self.reset(stream, ErrorCodes.CANCEL)
+
+    def _stream_reset(self, stream_id: int) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        unanswered = not stream.cycle.response_complete
+        self._close_stream(stream)
+        if unanswered:
+            self._count_reset()
+
+    def _count_reset(self) -> None:
+        if self._resets.add():
+            self._calm("streams reset faster than they are served")
+
+    def _idle_frame(self, what: str) -> None:
+        if self._idle_frames.add():
+            self._calm(f"too many {what}")
+
+    def _calm(self, why: str) -> None:
+        logger.warning(
+            "HTTP/2 client %s: %s; closing with ENHANCE_YOUR_CALM.", _peer(self.conn), why
+        )
+        self._h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self._last_stream_id)
+        self._abandon()
+
+    # Writing
+
+    def _window_updated(self, stream_id: int) -> None:
+        waiting = bool(self._sending) if stream_id == 0 else stream_id in self._sending
+        if not waiting:
+            self._idle_frame("window updates")
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if not self._flush_scheduled and self._state is not SessionState.CLOSED:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
+        if self._state is not SessionState.CLOSED:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send what the windows let through, then everything h2 has to send, in one write."""
+        self._send_pending()
+        data = self._h2.data_to_send()
+        if data:
+            self.conn.write(data)
+
+    def _send_pending(self) -> None:
+        """DATA for the waiting streams, a frame each in turn, while the windows and the
+        socket take it."""
+        max_frame = self._h2.max_outbound_frame_size
+        now = self._loop.time()
+        was_over = self._pending > OUTPUT_BUDGET
+        moved = True
+        while moved and self._sending and not self.conn.writing_paused:
+            moved = False
+            for stream in list(self._sending.values()):
+                moved = self._send_frame(stream, max_frame, now) or moved
+        if self.conn.writing_paused:
+            for stream in self._sending.values():  # held up by the client all the same
+                if stream.blocked_since is None:
+                    stream.blocked_since = now
+        if was_over and self._pending <= OUTPUT_BUDGET:
+            self._output_resumed()
+        if self._sending and self._window_timer is None:
+            self._arm_window_timer()
+
+    def _send_frame(self, stream: HTTP2Stream, max_frame: int, now: float) -> bool:
+        """One DATA frame of `stream`'s, if its window allows; whether anything was sent."""
+        h2 = self._h2
+        stream_id = stream.stream_id
+        out = stream.out
+        if out:
+            size = min(h2.local_flow_control_window(stream_id), max_frame)
+            if size <= 0:
+                if stream.blocked_since is None:
+                    stream.blocked_since = now
+                return False
+            chunk = out[0]
+            if len(chunk) > size:
+                piece, out[0] = chunk[:size], chunk[size:]
+            else:
+                piece = out.popleft()
+            stream.blocked_since = None
+            before = stream.pending
+            stream.pending -= len(piece)
+            self._pending -= len(piece)
+            last = stream.end_pending and not out
+            h2.send_data(stream_id, piece, end_stream=last)
+            if before > STREAM_HIGH_WATER >= stream.pending and not self.output_paused:
+                stream.cycle.writable()  # the credit withheld from its app
+        else:
+            last = stream.end_pending
+            if last:
+                h2.end_stream(stream_id)
+        if not out:
+            del self._sending[stream_id]
+            if last:
+                self._answered_in_full(stream)
+        return True
+
+    def _output_resumed(self) -> None:
+        """The connection takes output again: apps whose credit was withheld get it."""
+        if not self.output_paused:
+            for stream in list(self._streams.values()):
+                if not stream.writing_paused:
+                    stream.cycle.writable()
+
+    # Streams' ends
+
+    def _answered_in_full(self, stream: HTTP2Stream) -> None:
+        stream.phase = StreamState.ANSWERED
+        stream.end_pending = False
+        self._close_if_answered(stream)
+
+    def _close_if_answered(self, stream: HTTP2Stream) -> None:
+        if stream.phase is not StreamState.ANSWERED:
+            return
+        if not stream.request_ended:
+            # Answered before the client sent all of its body: it need send no more.
+            self._h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+        self._close_stream(stream)
+
+    def _close_stream(self, stream: HTTP2Stream) -> None:
+        """Forget a stream: its response is sent, or it was reset."""
+        if stream.phase is not StreamState.ANSWERED and not stream.cycle.response_complete:
+            stream.cycle.disconnect()
+        stream.phase = StreamState.CLOSED
+        if stream.buffered:
+            # Body the worker never took: the connection's window must not lose it.
+            self._h2.acknowledge_received_data(stream.buffered, stream.stream_id)
+            stream.buffered = 0
+        if self._sending.pop(stream.stream_id, None) is not None:
+            self._pending -= stream.pending
+        stream.out.clear()
+        stream.pending = 0
+        self._streams.pop(stream.stream_id, None)
+        if not self._streams:
+            self._idle_since = self._loop.time()
+            self._arm_idle_timer()
+        self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        if self._state is SessionState.DRAINING and not self._streams:
+            self._h2.close_connection(last_stream_id=self._last_stream_id)
+            self._flush()
+            self._state = SessionState.CLOSED
+            self.conn.close()
+
+    def _abandon(self) -> None:
+        """A connection error: send what h2 has (its GOAWAY), and close."""
+        if self._state is SessionState.CLOSED:
+            return
+        data = self._h2.data_to_send()
+        if data:
+            self.conn.write(data)
+        self.connection_lost()
+        self.conn.close()
+
+    # Timers
+
+    def _arm_idle_timer(self) -> None:
+        if self._idle_timer is None and self._state is not SessionState.CLOSED:
+            self._idle_timer = self._loop.call_at(
+                self._idle_since + self._config.timeout_keep_alive, self._idle_timer_due
+            )
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_timer_due(self) -> None:
+        self._idle_timer = None
+        if self._streams or self._state is SessionState.CLOSED:
+            return
+        if self._loop.time() < self._idle_since + self._config.timeout_keep_alive:
+            self._arm_idle_timer()  # streams came and went meanwhile
+            return
+        self._h2.close_connection(last_stream_id=self._last_stream_id)
+        self._abandon()
+
+    def _arm_window_timer(self) -> None:
+        blocked = [s.blocked_since for s in self._sending.values() if s.blocked_since is not None]
+        if blocked and self._state is not SessionState.CLOSED:
+            due = min(blocked) + self._config.http2_timeout_window
+            self._window_timer = self._loop.call_at(due, self._window_timer_due)
+
+    def _window_timer_due(self) -> None:
+        """Streams whose client has kept its window shut too long are reset; if it is the
+        connection's window, or the client reads nothing at all, the connection goes."""
+        self._window_timer = None
+        deadline = self._loop.time() - self._config.http2_timeout_window
+        overdue = [
+            stream
+            for stream in self._sending.values()
+            if stream.blocked_since is not None and stream.blocked_since <= deadline
+        ]
+        if overdue and (self.conn.writing_paused or self._h2.outbound_flow_control_window <= 0):
+            logger.info("HTTP/2 client %s stopped reading: closing.", _peer(self.conn))
+            self._abandon()
+            self.conn.abort()
+            return
+        for stream in overdue:
+            self.reset(stream, ErrorCodes.CANCEL)
+        self._arm_window_timer()
+
+    # Reading, paused and resumed
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self._state is not SessionState.CLOSED:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+
+def _peer(conn: HTTPConnection) -> str:
+    return f"{conn.client[0]}:{conn.client[1]}" if conn.client else "-"

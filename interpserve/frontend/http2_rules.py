@@ -1,0 +1,146 @@
+"""What an HTTP/2 request must look like before it reaches an app, and how a response's fields
+are written for HTTP/2 (RFC 9113 §8): pure functions, no I/O and no h2 connection.
+
+The h2 library's own header validation is off (it would make every malformed request a
+connection error, taking the connection's other streams with it): these checks make each a
+stream error instead, as RFC 9113 §8.1.1 says, and hold an HTTP/2 request to the same limits
+and the same `RequestHead` as an HTTP/1.1 one, so the request cycle cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from functools import cache
+
+from interpserve.events import Headers
+from interpserve.frontend.http_rules import BadRequest, Limits, RequestHead
+from interpserve.frontend.proxy import FORWARDING_FIELDS
+from interpserve.frontend.response import DefaultHeaders
+
+_REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":path", b":authority"))
+# Meaningful only hop by hop in HTTP/1.1: an HTTP/2 request that carries one is malformed
+# (RFC 9113 §8.2.2), and an app's response that has one gets it dropped.
+CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")  # a token, lowercase (RFC 9113 §8.2.1)
+_BAD_VALUE = re.compile(rb"[\0\r\n]|^[ \t]|[ \t]$")
+
+
+class MalformedRequest(Exception):
+    """The request breaks HTTP/2's rules: the stream is reset with PROTOCOL_ERROR."""
+
+
+class Framing(Enum):
+    NONE = "none"  # HEAD, 1xx, 204, 304: the HEADERS frame ends the stream
+    LENGTH = "length"  # the app's Content-Length: no more than that is sent
+    STREAM = "stream"  # DATA frames until the app's last chunk
+
+
+def request_head(
+    fields: list[tuple[bytes, bytes]], end_stream: bool, limits: Limits
+) -> RequestHead:
+    """The head of a request from its decoded header list. MalformedRequest breaks HTTP/2's
+    rules (a stream error); BadRequest is a request too large for the limits (answered with
+    its status, like HTTP/1.1's)."""
+    pseudo: dict[bytes, bytes] = {}
+    headers: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] = []
+    for name, value in fields:
+        if name[:1] == b":":
+            if headers:
+                raise MalformedRequest("a pseudo-header after a regular header")
+            if name not in _REQUEST_PSEUDO or name in pseudo:
+                raise MalformedRequest(f"unknown or repeated pseudo-header {name!r}")
+            pseudo[name] = value
+            continue
+        if not _NAME.fullmatch(name):
+            raise MalformedRequest(f"invalid header name {name!r}")
+        if _BAD_VALUE.search(value):
+            raise MalformedRequest(f"invalid value for header {name!r}")
+        if name in CONNECTION_SPECIFIC or (name == b"te" and value.lower() != b"trailers"):
+            raise MalformedRequest(f"connection-specific header {name!r}")
+        limits.check_field(len(headers) + 1, len(name) + len(value))
+        if name == b"cookie":
+            cookies.append(value)  # several, which HTTP/1.1 would have joined (§8.2.3)
+        else:
+            headers.append((name, value))
+    method = pseudo.get(b":method", b"")
+    path = pseudo.get(b":path", b"")
+    if not method or not pseudo.get(b":scheme") or not path:
+        raise MalformedRequest("a request needs :method, :scheme and :path")
+    if method == b"CONNECT":
+        raise BadRequest("CONNECT is for proxies, not supported here", status=501)
+    if not (path[:1] == b"/" or (path == b"*" and method == b"OPTIONS")):
+        raise MalformedRequest("the :path must be a path")
+    limits.check_target(len(path))
+    if cookies:
+        headers.append((b"cookie", b"; ".join(cookies)))
+    names = [name for name, _ in headers]
+    authority = pseudo.get(b":authority")
+    if authority is not None:
+        hosts = [value for name, value in headers if name == b"host"]
+        if hosts and hosts != [authority]:
+            raise MalformedRequest("a Host header that differs from :authority")
+        if not hosts:
+            headers.insert(0, (b"host", authority))  # where apps written for HTTP/1.1 look
+    for name, value in headers:
+        if name == b"content-length":
+            if not value.isdigit() or len(value) > 18:
+                raise MalformedRequest("invalid content-length")
+            limits.check_body(int(value))
+    expect_continue = not end_stream and any(
+        name == b"expect" and value.lower() == b"100-continue" for name, value in headers
+    )
+    return RequestHead(
+        method.decode("ascii", errors="replace"),
+        path,
+        "2",
+        headers,
+        True,
+        expect_continue,
+        not end_stream,
+        False,
+        not FORWARDING_FIELDS.isdisjoint(names),
+    )
+
+
+def response_fields(
+    status: int, headers: Headers, method: str, date: bytes, defaults: DefaultHeaders
+) -> tuple[list[tuple[bytes, bytes]], Framing, int]:
+    """An app's response start as an HTTP/2 header list, with its framing and Content-Length
+    (-1 for none). The same decisions as HTTP/1.1's `plan_response`, without what HTTP/2 does
+    in frames (chunking, Connection)."""
+    fields = [(b":status", b"%d" % status)]
+    content_length = -1
+    has_server = has_date = False
+    no_body_allowed = status < 200 or status == 204
+    for name, value in headers:
+        if name == b"content-length":
+            if content_length >= 0 or no_body_allowed or not value.strip().isdigit():
+                continue  # a second length, or an invalid or forbidden one, is dropped
+            content_length = int(value)
+        elif name in CONNECTION_SPECIFIC:
+            continue
+        elif name == b"server":
+            has_server = True
+        elif name == b"date":
+            has_date = True
+        fields.append((name, value))
+    fields += _default_fields(defaults, not has_server)
+    if date and not has_date:
+        fields.append((b"date", date))
+    if method == "HEAD" or no_body_allowed or status == 304:
+        framing = Framing.NONE
+    elif content_length >= 0:
+        framing = Framing.LENGTH
+    else:
+        framing = Framing.STREAM
+    return fields, framing, content_length
+
+
+@cache
+def _default_fields(defaults: DefaultHeaders, server: bool) -> list[tuple[bytes, bytes]]:
+    """The server's own header lines as fields, split once per configuration."""
+    return defaults.fields(server=server)

@@ -1,0 +1,128 @@
+"""One HTTP/2 stream in the front end: the "connection" its request cycle answers on
+(`cycle.CycleConnection`), and the cycle itself, which is HTTP/1.1's but for how a response is
+framed. Dispatch to a worker, body credit, timeouts, the access log and 502/503/504 are the
+cycle's, exactly as for HTTP/1.1.
+
+A response's DATA waits here for the client's flow-control window; the app gets no more credit
+while more than a little waits (or the connection as a whole holds too much), so a client
+that opens its window slowly slows the app's send(), as a slow HTTP/1.1 reader does.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import Enum, auto
+from typing import TYPE_CHECKING
+
+from interpserve import events as ev
+from interpserve.frontend.cycle import RequestCycle
+from interpserve.frontend.http2_rules import Framing, response_fields
+from interpserve.frontend.http_rules import RequestHead
+
+if TYPE_CHECKING:
+    from interpserve.frontend.connection import ServerState
+    from interpserve.frontend.http2 import HTTP2Session
+
+# Response bytes of one stream waiting for the client's window beyond which the app's credit
+# is withheld (it resumes once they are sent).
+STREAM_HIGH_WATER = 64 * 1024
+
+
+class StreamState(Enum):
+    OPEN = auto()  # the response is not complete yet
+    ANSWERED = auto()  # all of the response is handed to h2, END_STREAM with it
+    CLOSED = auto()  # reset, by either side, or the connection is gone
+
+
+class HTTP2Stream:
+    def __init__(self, session: HTTP2Session, stream_id: int, head: RequestHead) -> None:
+        conn = session.conn
+        self._session = session
+        self.stream_id = stream_id
+        self.state: ServerState = conn.state
+        self.client = conn.client
+        self.server = conn.server
+        self.scheme = conn.scheme
+        self.phase = StreamState.OPEN
+        self.buffered = 0  # request body bytes received, not yet sent to the worker
+        self.received = 0  # request body bytes so far (--limit-request-body)
+        self.request_ended = not head.has_body
+        # Response DATA not yet handed to h2, and whether the end of the response is in it.
+        self.out: deque[memoryview] = deque()
+        self.pending = 0
+        self.end_pending = False
+        self.blocked_since: float | None = None  # when the client's window last held it up
+        self.cycle = HTTP2Cycle(self, head)
+
+    @property
+    def writing_paused(self) -> bool:
+        return self.pending > STREAM_HIGH_WATER or self._session.output_paused
+
+    # For the cycle (cycle.CycleConnection)
+
+    def write(self, data: bytes) -> None:
+        """Response body bytes, sent as the client's window allows."""
+        if self.phase is not StreamState.OPEN or not data:
+            return
+        self.out.append(memoryview(data))
+        self.pending += len(data)
+        self._session.queue(self, len(data))
+
+    def finish(self) -> None:
+        """The response is complete: END_STREAM goes with its last DATA."""
+        if self.phase is StreamState.OPEN:
+            self.end_pending = True
+            self._session.queue(self, 0)
+
+    def send_headers(self, fields: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+        if self.phase is StreamState.OPEN:
+            self._session.send_headers(self, fields, end_stream)
+
+    def body_sent(self, size: int) -> None:
+        if self.phase is not StreamState.CLOSED:
+            self.buffered -= size
+            self._session.acknowledge(self.stream_id, size)
+
+    def cycle_done(self, cycle: RequestCycle) -> None:
+        self._session.answered(self)
+
+    def abort(self) -> None:
+        """The response cannot be completed: this stream is reset, the others go on."""
+        self._session.reset(self)
+
+
+class HTTP2Cycle(RequestCycle):
+    """A request cycle whose response goes out as HTTP/2 HEADERS and DATA frames."""
+
+    _conn: HTTP2Stream
+
+    def __init__(self, stream: HTTP2Stream, head: RequestHead) -> None:
+        super().__init__(stream, head)
+        self._framing = Framing.STREAM
+        self._length = -1
+
+    def _send_continue(self) -> None:
+        self._conn.send_headers([(b":status", b"100")], end_stream=False)
+
+    def _start_response(self, status: int, headers: ev.Headers) -> None:
+        state = self._conn.state
+        fields, self._framing, self._length = response_fields(
+            status, headers, self.head.method, state.date(), state.default_headers
+        )
+        self._conn.send_headers(fields, end_stream=self._framing is Framing.NONE)
+
+    def _write_body(self, data: bytes, more_body: bool) -> None:
+        framing = self._framing
+        size = len(data)
+        if framing is Framing.LENGTH:
+            remaining = self._length - self._written
+            if not more_body and size < remaining:
+                # Less than the app's Content-Length: the client must not take it for whole.
+                self._conn.abort()
+                return
+            data = data[: max(remaining, 0)]  # no more than it, either
+        self._written += size
+        if framing is not Framing.NONE:
+            self._conn.write(data)
+            if not more_body:
+                self._conn.finish()
