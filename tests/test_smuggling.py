@@ -266,7 +266,12 @@ def exchange(server: ServerProcess, data: bytes) -> bytes:
     return received
 
 
-@pytest.mark.parametrize(("data", "status"), VECTORS.values(), ids=VECTORS.keys())
+# The server speaks HTTP/2 to a client that opens with its preface (tests/test_http2.py, where
+# --no-http2 is shown to answer it with 505 as the parsers do).
+SERVER_VECTORS = {name: vector for name, vector in VECTORS.items() if name != "http-2-preface"}
+
+
+@pytest.mark.parametrize(("data", "status"), SERVER_VECTORS.values(), ids=SERVER_VECTORS.keys())
 def test_server_refuses_and_closes(server: ServerProcess, data: bytes, status: int) -> None:
     received = exchange(server, data)
     head, _, body = received.partition(b"\r\n\r\n")

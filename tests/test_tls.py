@@ -71,8 +71,8 @@ def test_https_with_scheme_in_scope(start_server, certs: Certs, http_impl: str) 
     assert echoed == body
 
 
-def test_only_http_1_1_is_offered(start_server, certs: Certs) -> None:
-    server = https_server(start_server, certs)
+def test_only_http_1_1_is_offered_without_http2(start_server, certs: Certs) -> None:
+    server = https_server(start_server, certs, "--no-http2")
     context = certs.client_context()
     context.set_alpn_protocols(["h2", "http/1.1"])
     with (
