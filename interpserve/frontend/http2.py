@@ -33,6 +33,7 @@ from interpserve.frontend.http2_guard import (
     BoundedFrameBuffer,
     FloodMeter,
 )
+from interpserve.frontend.http2_hpack import StaticEncoder
 from interpserve.frontend.http2_rules import MalformedRequest, request_head
 from interpserve.frontend.http2_stream import STREAM_HIGH_WATER, HTTP2Stream, StreamState
 from interpserve.frontend.http_rules import BadRequest, Limits
@@ -85,6 +86,7 @@ def new_h2_connection(config: Config) -> H2Connection:
             SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
         },
     )
+    h2.encoder = StaticEncoder()  # type: ignore[assignment]  # (the part of Encoder h2 uses)
     h2.incoming_buffer = BoundedFrameBuffer(config.http2_max_header_list_size)
     h2.decoder.max_header_list_size = config.http2_max_header_list_size
     h2.decoder.max_allowed_table_size = config.http2_header_table_size
@@ -134,12 +136,18 @@ class HTTP2Session:
     def data_received(self, data: bytes) -> None:
         if self._state is SessionState.CLOSED:
             return
-        if not self._inbox and len(data) <= SLICE and not self._reading_paused:
-            self._receive(data)  # the usual read: no copy into the inbox
-            return
-        self._inbox += data
-        self._pause_reading()  # one read at a time waits here
-        self._schedule_slice()
+        if not self._inbox and not self._reading_paused:
+            if len(data) <= SLICE:
+                self._receive(data)  # the usual read, at once and without a copy
+                return
+            self._inbox += memoryview(data)[SLICE:]
+            data = data[:SLICE]
+            self._receive(data)
+        else:
+            self._inbox += data
+        if self._inbox and not self.closed:  # (_receive may have closed it)
+            self._pause_reading()  # what is read waits here, a slice a loop pass
+            self._schedule_slice()
 
     def writable(self) -> None:
         """The socket has drained: send what waited, and read again."""
@@ -176,6 +184,10 @@ class HTTP2Session:
         frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=ErrorCodes.NO_ERROR)
         self.conn.write(frame.serialize())
         self._close_if_done()
+
+    @property
+    def closed(self) -> bool:
+        return self._state is SessionState.CLOSED
 
     # From the streams
 

@@ -1,0 +1,273 @@
+"""HTTP/2's pure parts and its connection in memory: the request and response rules, the flood
+meters on a controllable clock, the bounded header block, and the session's bounded slices
+on a fake transport (no socket, no worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any, cast
+
+import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.exceptions import DenialOfServiceError
+from hyperframe.frame import ContinuationFrame, HeadersFrame, SettingsFrame
+
+from interpserve.config import Config
+from interpserve.frontend.connection import HTTPConnection, ServerState
+from interpserve.frontend.http2 import PREFACE, SLICE, HTTP2Session
+from interpserve.frontend.http2_guard import BoundedFrameBuffer, FloodMeter
+from interpserve.frontend.http2_rules import (
+    Framing,
+    MalformedRequest,
+    request_head,
+    response_fields,
+)
+from interpserve.frontend.http_parser import parser_factory
+from interpserve.frontend.http_rules import BadRequest, Limits
+from interpserve.frontend.response import DefaultHeaders
+from interpserve.pool.pool import WorkerPool
+
+BASE = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/a?b=1"), (b":authority", b"h")]
+
+
+# Requests -----------------------------------------------------------------------------------
+
+
+def test_a_request_head_from_its_fields() -> None:
+    fields = [*BASE, (b"cookie", b"a=1"), (b"x-y", b"z"), (b"cookie", b"b=2")]
+    head = request_head(fields, end_stream=True, limits=Limits())
+    assert (head.method, head.target, head.http_version) == ("GET", b"/a?b=1", "2")
+    assert head.headers == [(b"host", b"h"), (b"x-y", b"z"), (b"cookie", b"a=1; b=2")]
+    assert not head.has_body and head.keep_alive and not head.expect_continue
+
+
+def test_a_body_and_100_continue() -> None:
+    fields = [*BASE, (b"expect", b"100-continue"), (b"x-forwarded-for", b"1.2.3.4")]
+    head = request_head(fields, end_stream=False, limits=Limits())
+    assert head.has_body and head.expect_continue and head.forwarded
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [*BASE, (b"connection", b"close")],
+        [*BASE, (b"keep-alive", b"5")],
+        [*BASE, (b"proxy-connection", b"x")],
+        [*BASE, (b"transfer-encoding", b"chunked")],
+        [*BASE, (b"upgrade", b"h2c")],
+        [*BASE, (b"te", b"gzip")],
+        [*BASE, (b"Upper", b"1")],
+        [*BASE, (b"x", b" padded")],
+        [*BASE, (b"x", b"a\0b")],
+        [*BASE, (b"host", b"other")],
+        [*BASE, (b"content-length", b"1x")],
+        [(b"x", b"1"), *BASE],
+        [*BASE, (b":method", b"GET")],
+        [*BASE, (b":status", b"200")],
+        BASE[1:],
+        [BASE[0], BASE[2]],
+        [BASE[0], BASE[1], (b":path", b"")],
+        [BASE[0], BASE[1], (b":path", b"a")],
+    ],
+)
+def test_malformed_requests(fields: list[tuple[bytes, bytes]]) -> None:
+    with pytest.raises(MalformedRequest):
+        request_head(fields, end_stream=True, limits=Limits())
+
+
+def test_te_trailers_and_options_star_are_allowed() -> None:
+    request_head([*BASE, (b"te", b"trailers")], end_stream=True, limits=Limits())
+    fields = [(b":method", b"OPTIONS"), (b":scheme", b"http"), (b":path", b"*")]
+    assert request_head(fields, end_stream=True, limits=Limits()).target == b"*"
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ([*BASE, *[(b"x-%d" % i, b"1") for i in range(3)]], 431),
+        ([*BASE, (b"x", b"y" * 100)], 431),
+        ([*BASE, (b"content-length", b"5000")], 413),
+        (
+            [
+                (b":method", b"CONNECT"),
+                (b":authority", b"h:443"),
+                (b":scheme", b"h"),
+                (b":path", b"/"),
+            ],
+            501,
+        ),
+        ([BASE[0], BASE[1], (b":path", b"/" + b"a" * 200)], 414),
+    ],
+)
+def test_limits_answer_like_http_1_1(fields: list[tuple[bytes, bytes]], status: int) -> None:
+    limits = Limits(request_line=100, fields=2, field_size=50, body=1000)
+    with pytest.raises(BadRequest) as caught:
+        request_head(fields, end_stream=False, limits=limits)
+    assert caught.value.status == status
+
+
+# Responses ----------------------------------------------------------------------------------
+
+
+def test_response_fields() -> None:
+    headers = ((b"content-length", b"5"), (b"connection", b"close"), (b"transfer-encoding", b"x"))
+    defaults = DefaultHeaders.build(server_header=True, headers=("x-a:b",))
+    fields, framing, length = response_fields(200, headers, "GET", b"D", defaults)
+    assert fields == [
+        (b":status", b"200"),
+        (b"content-length", b"5"),
+        (b"server", b"interpserve"),
+        (b"x-a", b"b"),
+        (b"date", b"D"),
+    ]
+    assert (framing, length) == (Framing.LENGTH, 5)
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "framing"),
+    [(200, "GET", Framing.STREAM), (200, "HEAD", Framing.NONE), (204, "GET", Framing.NONE),
+     (304, "GET", Framing.NONE)],
+)  # fmt: skip
+def test_response_framing(status: int, method: str, framing: Framing) -> None:
+    headers = ((b"server", b"app"), (b"date", b"mine"))
+    fields, got, _ = response_fields(status, headers, method, b"D", DefaultHeaders())
+    assert got is framing
+    assert [name for name, _ in fields] == [b":status", b"server", b"date"]  # the app's own
+
+
+def test_no_content_length_where_no_body_is_allowed() -> None:
+    fields, framing, length = response_fields(
+        204, ((b"content-length", b"3"),), "GET", b"", DefaultHeaders(b"")
+    )
+    assert (fields, framing, length) == ([(b":status", b"204")], Framing.NONE, -1)
+
+
+# Guards -------------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_flood_meter_overflows_and_drains_with_time() -> None:
+    clock = Clock()
+    meter = FloodMeter(10, 5.0, clock)
+    assert not any(meter.add() for _ in range(10))
+    assert meter.add()  # the 11th at once
+    clock.now += 1.0  # 5 drained
+    assert not any(meter.add() for _ in range(4))
+    assert meter.add()
+
+
+def test_flood_meter_relieved_by_answers() -> None:
+    meter = FloodMeter(3, 0.0, Clock())
+    for _ in range(3):
+        assert not meter.add()
+        meter.relieve()
+    assert not any(meter.add() for _ in range(3))
+    assert meter.add()
+
+
+def _client_frames(*frames: Any) -> bytes:
+    return PREFACE + b"".join(frame.serialize() for frame in frames)
+
+
+def test_a_header_block_is_bounded_before_it_is_complete() -> None:
+    buffer = BoundedFrameBuffer(max_block=1000)
+    buffer.max_frame_size = 16384
+    buffer.add_data(_client_frames(HeadersFrame(1, data=b"a" * 600)))
+    assert list(buffer) == []  # no END_HEADERS: held for its CONTINUATION frames
+    buffer.add_data(ContinuationFrame(1, data=b"b" * 300).serialize())
+    assert list(buffer) == []
+    buffer.add_data(ContinuationFrame(1, data=b"c" * 300).serialize())
+    with pytest.raises(DenialOfServiceError):
+        list(buffer)
+
+
+def test_a_header_block_within_the_bound_is_whole() -> None:
+    buffer = BoundedFrameBuffer(max_block=1000)
+    buffer.max_frame_size = 16384
+    headers = HeadersFrame(1, data=b"a" * 600)
+    buffer.add_data(_client_frames(headers, ContinuationFrame(1, data=b"b", flags=["END_HEADERS"])))
+    (frame,) = list(buffer)
+    assert isinstance(frame, HeadersFrame) and frame.data == b"a" * 600 + b"b"
+
+
+# The session on a fake transport ------------------------------------------------------------
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.reading = True
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 1234) if name in ("peername", "sockname") else None
+
+
+def _connection(config: Config) -> tuple[HTTPConnection, FakeTransport]:
+    # No stream is opened here, so no worker is ever asked for.
+    parser = parser_factory("h11")
+    state = ServerState(config, cast(WorkerPool, None), lambda: parser(Limits()))
+    conn = HTTPConnection(state)
+    transport = FakeTransport()
+    conn.connection_made(cast(asyncio.Transport, transport))
+    return conn, transport
+
+
+def _server_frames(data: bytes) -> list[Any]:
+    client = H2Connection(H2Configuration(client_side=True))
+    client.initiate_connection()
+    return client.receive_data(data)
+
+
+def _count(data: bytearray, kind: str) -> int:
+    return sum(type(event).__name__ == kind for event in _server_frames(bytes(data)))
+
+
+async def test_one_connection_holds_the_loop_for_a_slice_at_a_time() -> None:
+    conn, transport = _connection(Config())
+    # SETTINGS frames of a thousand entries each: few frames, many slices' worth of bytes.
+    payload = struct.pack("!HL", 2, 0) * 1000
+    big = struct.pack("!L", len(payload))[1:] + b"\x04\x00" + b"\x00" * 4 + payload
+    count = 3 * SLICE // len(big) + 1
+    conn.data_received(_client_frames(SettingsFrame(0)) + big * count)
+    assert isinstance(conn._session, HTTP2Session)
+    # The first slice now (the client's own SETTINGS, and the big ones it holds whole) ...
+    assert 0 < _count(transport.written, "SettingsAcknowledged") <= SLICE // len(big) + 1
+    assert not transport.reading  # ... and nothing more is read meanwhile
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert _count(transport.written, "SettingsAcknowledged") == count + 1 and transport.reading
+
+
+async def test_shutdown_sends_goaway_and_closes_an_idle_connection() -> None:
+    conn, transport = _connection(Config())
+    conn.data_received(_client_frames(SettingsFrame(0)))
+    conn.shutdown()
+    events = _server_frames(bytes(transport.written))
+    terminated = [e for e in events if type(e).__name__ == "ConnectionTerminated"]
+    assert terminated and terminated[0].error_code == 0 and terminated[0].last_stream_id == 0
+    assert transport.closed
