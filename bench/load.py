@@ -10,6 +10,7 @@ from pathlib import Path
 
 WRK = "wrk"
 CURL = "curl"
+H2LOAD = "h2load"
 # One wrk thread: on a 2-core machine every core wrk takes is a core the server loses, and one
 # epoll thread already drives far more requests per second than these servers answer.
 WRK_THREADS = 1
@@ -139,6 +140,38 @@ def upload(url: str, body: Path, timeout: float) -> float:
     if status != "200" or answer.strip() != str(expected):
         raise LoadFailed(f"upload got status {status}, app counted {answer!r} of {expected} bytes")
     return float(speed)
+
+
+def parse_h2load(output: str) -> WrkResult:
+    rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", output)
+    counts = re.search(
+        r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout",
+        output,
+    )
+    if not rps or not counts:
+        raise LoadFailed(f"unreadable h2load output:\n{output}")
+    _, succeeded, failed, errored, timeout = map(int, counts.groups())
+    statuses = re.search(r"status codes: \d+ 2xx, \d+ 3xx, (\d+) 4xx, (\d+) 5xx", output)
+    errors = failed + errored + timeout + (sum(map(int, statuses.groups())) if statuses else 0)
+    return WrkResult(float(rps[1]), succeeded, errors, None, None)
+
+
+def h2load(url: str, connections: int, streams: int, seconds: int) -> WrkResult:
+    """Requests/s over cleartext HTTP/2 with prior knowledge: `connections` connections, each
+    with `streams` requests in flight at once (one h2load thread, as with wrk)."""
+    seconds = max(1, seconds)
+    argv = [H2LOAD, "-t1", f"-c{connections}", f"-m{streams}", f"-D{seconds}", url]
+    done = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=seconds + SLACK_S
+    )
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise LoadFailed(f"h2load exited with code {done.returncode}:\n{output}")
+    result = parse_h2load(output)
+    if not result.requests:
+        raise LoadFailed(f"no request completed in {seconds} s:\n{output[-500:]}")
+    return result
 
 
 def wrk_version() -> str:

@@ -20,6 +20,13 @@ HOSTILE_TINY_CHUNKS = 1_000_000
 HOSTILE_SLOW_READERS = 1000
 HOSTILE_DOWNLOAD_MIB = 10
 HOSTILE_PIPELINED = 100_000
+# HTTP/2 (h2load): a few connections, each with many streams at once, as a proxy in front sends.
+H2_CONNECTIONS = 4
+H2_STREAMS = 32
+# The CPU-bound handler over HTTP/2: CPU_CONNECTIONS streams in all, on two connections.
+H2_CPU_CONNECTIONS = 2
+# Idle connections opened, of each protocol, to measure what one costs in memory.
+IDLE_CONNECTIONS = 200
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,33 @@ SCENARIOS: tuple[ScenarioInfo, ...] = (
         (
             Metric("memory.idle_mib", "RSS idle", "MiB", False, digits=1),
             Metric("memory.loaded_mib", "RSS after load", "MiB", False, digits=1),
+        ),
+    ),
+    ScenarioInfo(
+        "h2_hello",
+        "Plaintext hello over HTTP/2",
+        f"GET / over cleartext HTTP/2 (prior knowledge), {H2_CONNECTIONS} connections with "
+        f"{H2_STREAMS} streams each at once (h2load).",
+        (
+            Metric("h2_hello.rps", "requests/s", "req/s", True),
+            Metric("h2_hello.cpu_us", "server CPU per request", "us", False, digits=1),
+        ),
+    ),
+    ScenarioInfo(
+        "h2_cpu",
+        "CPU-bound handler over HTTP/2",
+        f"GET /cpu (as in the CPU-bound scenario) over HTTP/2, {CPU_CONNECTIONS} streams at once "
+        f"on {H2_CPU_CONNECTIONS} connections (h2load).",
+        (Metric("h2_cpu.rps", "requests/s", "req/s", True, digits=1, vs_limit=True),),
+    ),
+    ScenarioInfo(
+        "h2_memory",
+        "Memory per idle connection",
+        f"RSS growth of the server's tree per connection, {IDLE_CONNECTIONS} idle keep-alive "
+        "connections that each made one request: HTTP/1.1, then HTTP/2.",
+        (
+            Metric("h2_memory.h1_kib", "per idle HTTP/1.1 connection", "KiB", False, digits=1),
+            Metric("h2_memory.h2_kib", "per idle HTTP/2 connection", "KiB", False, digits=1),
         ),
     ),
     ScenarioInfo(

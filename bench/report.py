@@ -113,7 +113,7 @@ def _metric_table(results: Results, metric: Metric) -> list[str]:
         spread = f"{metric.format(min(values))}-{metric.format(max(values))}" if values else ""
         row = [label, metric.format(results.median(metric.key, key)), spread]
         row += [_ratio(results.ratio(metric.key, key, p)) for p in peers]
-        row += [_ratio(limit_ratio(results, key))] if metric.vs_limit else []
+        row += [_ratio(limit_ratio(results, key, metric.key))] if metric.vs_limit else []
         row += [_verdicts(results, targets, key)] if targets else []
         rows.append(row)
     return [f"**{metric.label}** ({metric.direction})", "", *_table(header, rows)]

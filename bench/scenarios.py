@@ -15,9 +15,13 @@ from typing import Any
 
 from bench import load
 from bench.apps import MIB
+from bench.idle import idle_connections
 from bench.metrics import (
     CPU_CONNECTIONS,
     FAST_CONNECTIONS,
+    H2_CONNECTIONS,
+    H2_CPU_CONNECTIONS,
+    H2_STREAMS,
     HELLO_CONNECTIONS,
     HOSTILE_DOWNLOAD_MIB,
     HOSTILE_PIPELINED,
@@ -25,11 +29,12 @@ from bench.metrics import (
     HOSTILE_TINY_CHUNKS,
     HOSTILE_TINY_CLIENTS,
     HOSTILE_UPLOAD_CLIENTS,
+    IDLE_CONNECTIONS,
     JSON_CONNECTIONS,
     MIXED_CPU_CONNECTIONS_PER_WORKER,
 )
 from bench.procs import tree_cpu_seconds, tree_rss_bytes
-from bench.servers import RunningServer
+from bench.servers import HOST, RunningServer
 from bench.settings import Settings
 
 # The CPU load of the mixed scenario starts this long before the latency run and ends this long
@@ -251,6 +256,48 @@ def startup(server: RunningServer, ctx: Context) -> Outcome:
     return Outcome({"startup.ms": server.startup_s * 1000})
 
 
+def _h2_rate(
+    path: str, connections: int, streams: int, scenario: str, *, cpu_per_request: bool = True
+) -> Callable[[RunningServer, Context], Outcome]:
+    """As _rate, over HTTP/2 with h2load: requests/s and the server's CPU per request."""
+
+    def measure(server: RunningServer, ctx: Context) -> Outcome:
+        if ctx.settings.warmup > 0:
+            with contextlib.suppress(load.LoadFailed):
+                load.h2load(server.url(path), connections, streams, ctx.settings.warmup)
+        outcome = Outcome()
+        cpu_before = tree_cpu_seconds(server.pid)
+        result = load.h2load(server.url(path), connections, streams, ctx.settings.duration)
+        cpu_used = tree_cpu_seconds(server.pid) - cpu_before
+        outcome.add_wrk(f"{scenario}.rps", result)
+        if cpu_per_request and result.requests:
+            outcome.figures[f"{scenario}.cpu_us"] = cpu_used / result.requests * 1e6
+        return outcome
+
+    return measure
+
+
+def h2_cpu(server: RunningServer, ctx: Context) -> Outcome:
+    streams = cpu_connections(server.spec.workers) // H2_CPU_CONNECTIONS
+    return _h2_rate("/cpu", H2_CPU_CONNECTIONS, streams, "h2_cpu", cpu_per_request=False)(
+        server, ctx
+    )
+
+
+def h2_memory(server: RunningServer, ctx: Context) -> Outcome:
+    """What one idle connection costs, HTTP/1.1 then HTTP/2, in KiB of the tree's RSS."""
+    outcome = Outcome()
+    for http2, key in ((False, "h2_memory.h1_kib"), (True, "h2_memory.h2_kib")):
+        before = settled_rss(server.pid)
+        with idle_connections(HOST, server.port, IDLE_CONNECTIONS, http2):
+            during = settled_rss(server.pid)
+        outcome.figures[key] = max(during - before, 0.0) * 1024 / IDLE_CONNECTIONS
+    return outcome
+
+
+# Measured only against servers that speak HTTP/2 with prior knowledge (ServerSpec.http2).
+HTTP2_SCENARIOS = frozenset(("h2_hello", "h2_cpu", "h2_memory"))
+
 RUNNERS: dict[str, Callable[[RunningServer, Context], Outcome]] = {
     "hello": _rate("/", HELLO_CONNECTIONS, "hello"),
     "json": _rate("/json", JSON_CONNECTIONS, "json"),
@@ -259,5 +306,8 @@ RUNNERS: dict[str, Callable[[RunningServer, Context], Outcome]] = {
     "stream": stream,
     "memory": memory,
     "hostile": hostile,
+    "h2_hello": _h2_rate("/", H2_CONNECTIONS, H2_STREAMS, "h2_hello"),
+    "h2_cpu": h2_cpu,
+    "h2_memory": h2_memory,
     "startup": startup,
 }

@@ -73,6 +73,7 @@ class ServerSpec:
     family: str  # the distribution, for its version
     workers: int
     command: Command
+    http2: bool = True  # serves HTTP/2 with prior knowledge (the h2_* scenarios)
 
     @property
     def label(self) -> str:
@@ -102,8 +103,8 @@ def catalogue(workers: int) -> list[ServerSpec]:
     return [
         ServerSpec.interpserve("interpreter", workers),
         ServerSpec.interpserve("process", workers),
-        ServerSpec("uvicorn-1", "uvicorn", "uvicorn", 1, _uvicorn),
-        ServerSpec("uvicorn-n", "uvicorn", "uvicorn", workers, _uvicorn),
+        ServerSpec("uvicorn-1", "uvicorn", "uvicorn", 1, _uvicorn, http2=False),
+        ServerSpec("uvicorn-n", "uvicorn", "uvicorn", workers, _uvicorn, http2=False),
         ServerSpec("granian-1", "granian", "granian", 1, _granian),
         ServerSpec("granian-n", "granian", "granian", workers, _granian),
         ServerSpec("hypercorn", "hypercorn", "hypercorn", 1, _hypercorn),

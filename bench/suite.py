@@ -17,7 +17,7 @@ import interpserve
 from bench import apps
 from bench.load import LoadFailed
 from bench.results import Results
-from bench.scenarios import RUNNERS, Context, Outcome, cpu
+from bench.scenarios import HTTP2_SCENARIOS, RUNNERS, Context, Outcome, cpu
 from bench.servers import ROOT, RunningServer, ServerFailed, ServerSpec, running
 from bench.settings import Settings, cores
 
@@ -134,6 +134,8 @@ class Suite:
             for rep in range(reps):
                 for name in scenarios:
                     for spec in rotated(self.specs, rep):
+                        if name in HTTP2_SCENARIOS and not spec.http2:
+                            continue
                         what = f"[{rep + 1}/{reps}] {name}"
                         outcome = self._cell(spec, what, RUNNERS[name], ctx)
                         for metric, value in (outcome.figures if outcome else {}).items():

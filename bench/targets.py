@@ -47,6 +47,9 @@ TARGETS: tuple[Target, ...] = (
     Target("hostile.tiny_get_p99_ms", "uvicorn-n", 1.0),
     Target("hostile.slow_readers_peak_mib", "uvicorn-n", 0.5),
     Target("hostile.pipelined_peak_mib", "uvicorn-n", 0.5),
+    Target("h2_hello.rps", "granian-1", 1.0),
+    Target("h2_cpu.rps", LIMIT, 0.9),
+    Target("h2_cpu.rps", "granian-n", 1.0),
 )
 
 
@@ -58,15 +61,15 @@ def physical_limit(results: Results, workers: int) -> float | None:
     return min(workers, int(calibration["cores"])) * 1000 / float(calibration["handler_ms"])
 
 
-def limit_ratio(results: Results, server: str) -> float | None:
-    median = results.median("cpu.rps", server)
+def limit_ratio(results: Results, server: str, metric: str = "cpu.rps") -> float | None:
+    median = results.median(metric, server)
     limit = physical_limit(results, results.info.get("settings", {}).get("workers", 1))
     return median / limit if median is not None and limit else None
 
 
 def ratio(results: Results, target: Target, server: str) -> float | None:
     if target.peer == LIMIT:
-        return limit_ratio(results, server)
+        return limit_ratio(results, server, target.metric)
     if target.peer == AS_MEASURED:
         return results.median(target.metric, server)
     return results.ratio(target.metric, server, target.peer)

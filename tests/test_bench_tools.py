@@ -105,3 +105,15 @@ def test_process_model_refuses_unknown_measurements() -> None:
     assert result.returncode == 2
     names = "['recycles', 'recycling', 'shutdown', 'reloads', 'memory', 'processes']"
     assert f"--only takes names among {names}" in (result.stderr)
+
+
+def test_h2load_output_is_read() -> None:
+    from bench.load import parse_h2load
+
+    output = """
+finished in 3.01s, 5355.67 req/s, 209.43KB/s
+requests: 16067 total, 16195 started, 16067 done, 16060 succeeded, 7 failed, 1 errored, 2 timeout
+status codes: 16060 2xx, 0 3xx, 3 4xx, 4 5xx
+"""
+    result = parse_h2load(output)
+    assert (result.rps, result.requests, result.errors) == (5355.67, 16060, 17)
