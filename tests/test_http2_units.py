@@ -5,6 +5,7 @@ on a fake transport (no socket, no worker)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 from typing import Any, cast
 
@@ -12,12 +13,14 @@ import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.exceptions import DenialOfServiceError
+from hpack import Decoder, Encoder
 from hyperframe.frame import ContinuationFrame, HeadersFrame, SettingsFrame
 
 from interpserve.config import Config
 from interpserve.frontend.connection import HTTPConnection, ServerState
 from interpserve.frontend.http2 import PREFACE, SLICE, HTTP2Session
 from interpserve.frontend.http2_guard import BoundedFrameBuffer, FloodMeter
+from interpserve.frontend.http2_hpack import CachingDecoder, StaticEncoder
 from interpserve.frontend.http2_rules import (
     Framing,
     MalformedRequest,
@@ -271,3 +274,39 @@ async def test_shutdown_sends_goaway_and_closes_an_idle_connection() -> None:
     terminated = [e for e in events if type(e).__name__ == "ConnectionTerminated"]
     assert terminated and terminated[0].error_code == 0 and terminated[0].last_stream_id == 0
     assert transport.closed
+
+
+# HPACK --------------------------------------------------------------------------------------
+
+
+def test_the_static_encoder_is_decoded_by_any_decoder() -> None:
+    encoder, decoder = StaticEncoder(), Decoder()
+    fields = [
+        (b":status", b"200"),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"13"),
+        (b"x-custom", b"\xff\x00 value"),
+        (b"date", b"Tue, 01 Dec 2026 22:39:42 GMT"),
+    ]
+    first = encoder.encode(fields)
+    assert first.startswith(b"\x20")  # the table size update, in the first block only
+    assert decoder.decode(first, raw=True) == fields
+    assert decoder.decode(encoder.encode(fields), raw=True) == fields
+    assert decoder.decode(encoder.encode(fields[1:2]), raw=True) == fields[1:2]
+    assert len(decoder.header_table.dynamic_entries) == 0
+
+
+def test_the_caching_decoder_decodes_as_hpack_does() -> None:
+    """Blocks that add to the table, index it, resize it and evict from it, in many orders:
+    the caching decoder's answers are the plain decoder's."""
+    rng = random.Random(20)
+    values = [(b"x-%d" % i, b"v" * rng.randrange(1, 300)) for i in range(40)]
+    encoder, plain, caching = Encoder(), Decoder(), CachingDecoder()
+    for round_ in range(400):
+        if round_ % 97 == 50:
+            encoder.header_table_size = rng.choice([0, 256, 4096])
+        fields = [(b":method", b"GET"), *rng.sample(values, rng.randrange(1, 6))]
+        block = encoder.encode(fields)
+        assert caching.decode(block, raw=True) == plain.decode(block, raw=True) == fields
+        again = encoder.encode(fields)  # indexed now, most often: the same bytes again
+        assert caching.decode(again, raw=True) == plain.decode(again, raw=True) == fields

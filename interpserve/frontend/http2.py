@@ -33,7 +33,7 @@ from interpserve.frontend.http2_guard import (
     BoundedFrameBuffer,
     FloodMeter,
 )
-from interpserve.frontend.http2_hpack import StaticEncoder
+from interpserve.frontend.http2_hpack import CachingDecoder, StaticEncoder
 from interpserve.frontend.http2_rules import MalformedRequest, request_head
 from interpserve.frontend.http2_stream import STREAM_HIGH_WATER, HTTP2Stream, StreamState
 from interpserve.frontend.http_rules import BadRequest, Limits
@@ -87,6 +87,7 @@ def new_h2_connection(config: Config) -> H2Connection:
         },
     )
     h2.encoder = StaticEncoder()  # type: ignore[assignment]  # (the part of Encoder h2 uses)
+    h2.decoder = CachingDecoder()
     h2.incoming_buffer = BoundedFrameBuffer(config.http2_max_header_list_size)
     h2.decoder.max_header_list_size = config.http2_max_header_list_size
     h2.decoder.max_allowed_table_size = config.http2_header_table_size

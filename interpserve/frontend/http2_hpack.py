@@ -1,5 +1,10 @@
-"""HPACK for the server's responses without a dynamic table, so that a field's encoding never
-depends on what came before it, and each distinct field is encoded once.
+"""HPACK, done with less Python than hpack does it per request.
+
+Responses are encoded without a dynamic table, so that a field's encoding never depends on
+what came before it, and each distinct field is encoded once (`StaticEncoder`). Requests are
+decoded by hpack, but a header block that changes nothing in the decoder's table (most, once
+a client has indexed its fields: the same few bytes for every request) is decoded once for as
+long as the table stays as it is (`CachingDecoder`).
 
 hpack's encoder looks every field up in its dynamic table, Huffman-codes it and maintains the
 table: per response, as much Python as the rest of the front end's work on it. Responses
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hpack.hpack import encode_integer
+from hpack.hpack import Decoder, encode_integer
 from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.table import HeaderTable
@@ -23,6 +28,8 @@ from hpack.table import HeaderTable
 # (a Date a second, a length per body size: it stays small for most apps, and cannot grow for
 # the others).
 MAX_CACHED_FIELDS = 4096
+# Header blocks a connection keeps decoded (they are dropped whenever its table changes).
+MAX_CACHED_BLOCKS = 16
 _TABLE_SIZE_ZERO = b"\x20"  # a dynamic table size update to 0 (RFC 7541 §6.3)
 
 _HUFFMAN = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
@@ -79,3 +86,47 @@ class StaticEncoder:
                 encoded = fields[name, value] = encode_field(name, value)
             out.append(encoded)
         return b"".join(out)
+
+
+class _CountedTable(HeaderTable):
+    """hpack's dynamic table, counting the changes made to it (an entry added, a resize)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changes = 0
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.changes += 1
+        super().add(name, value)
+
+    @property
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, newmax: int) -> None:
+        self.changes += 1
+        HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
+
+
+class CachingDecoder(Decoder):
+    """hpack's decoder, remembering the blocks that left its table as it was."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.header_table = self._table = _CountedTable()
+        self._changes = 0
+        self._blocks: dict[bytes, list[tuple[bytes, bytes]]] = {}
+
+    def decode(self, data: bytes, raw: bool = False) -> list[tuple[bytes, bytes]]:  # type: ignore[override]
+        table, blocks = self._table, self._blocks
+        if table.changes != self._changes:
+            blocks.clear()  # decoded against another table
+            self._changes = table.changes
+        elif (known := blocks.get(data)) is not None:
+            return list(known)
+        headers: list[tuple[bytes, bytes]] = list(super().decode(data, raw))
+        if table.changes == self._changes and len(blocks) < MAX_CACHED_BLOCKS:
+            blocks[bytes(data)] = headers
+            return list(headers)
+        return headers
