@@ -72,25 +72,35 @@ class Outcome:
         self.errors += result.errors
 
 
-def _warm(server: RunningServer, path: str, connections: int, ctx: Context) -> None:
+def _load(url: str, connections: int, seconds: int, streams: int) -> load.WrkResult:
+    """wrk; or h2load over HTTP/2, with `streams` requests in flight on each connection."""
+    if streams:
+        return load.h2load(url, connections, streams, seconds)
+    return load.wrk(url, connections, seconds)
+
+
+def _warm(
+    server: RunningServer, path: str, connections: int, ctx: Context, streams: int = 0
+) -> None:
     """Load not counted: lets lazy imports, caches and worker start-up finish first. A warm-up
     in which no slow request completed is fine; a broken server fails the measured run."""
     if ctx.settings.warmup > 0:
         with contextlib.suppress(load.LoadFailed):
-            load.wrk(server.url(path), connections, ctx.settings.warmup)
+            _load(server.url(path), connections, ctx.settings.warmup, streams)
 
 
 def _rate(
-    path: str, connections: int, scenario: str, *, cpu_per_request: bool = True
+    path: str, connections: int, scenario: str, *, streams: int = 0, cpu_per_request: bool = True
 ) -> Callable[[RunningServer, Context], Outcome]:
     """Requests/s, and the server's CPU time per request over the same run: on a noisy machine
-    the second is the steadier measure of how much work a server does for one request."""
+    the second is the steadier measure of how much work a server does for one request. Over
+    HTTP/2 with `streams` per connection."""
 
     def measure(server: RunningServer, ctx: Context) -> Outcome:
-        _warm(server, path, connections, ctx)
+        _warm(server, path, connections, ctx, streams)
         outcome = Outcome()
         cpu_before = tree_cpu_seconds(server.pid)
-        result = load.wrk(server.url(path), connections, ctx.settings.duration)
+        result = _load(server.url(path), connections, ctx.settings.duration, streams)
         cpu_used = tree_cpu_seconds(server.pid) - cpu_before
         outcome.add_wrk(f"{scenario}.rps", result)
         if cpu_per_request and result.requests:
@@ -256,32 +266,10 @@ def startup(server: RunningServer, ctx: Context) -> Outcome:
     return Outcome({"startup.ms": server.startup_s * 1000})
 
 
-def _h2_rate(
-    path: str, connections: int, streams: int, scenario: str, *, cpu_per_request: bool = True
-) -> Callable[[RunningServer, Context], Outcome]:
-    """As _rate, over HTTP/2 with h2load: requests/s and the server's CPU per request."""
-
-    def measure(server: RunningServer, ctx: Context) -> Outcome:
-        if ctx.settings.warmup > 0:
-            with contextlib.suppress(load.LoadFailed):
-                load.h2load(server.url(path), connections, streams, ctx.settings.warmup)
-        outcome = Outcome()
-        cpu_before = tree_cpu_seconds(server.pid)
-        result = load.h2load(server.url(path), connections, streams, ctx.settings.duration)
-        cpu_used = tree_cpu_seconds(server.pid) - cpu_before
-        outcome.add_wrk(f"{scenario}.rps", result)
-        if cpu_per_request and result.requests:
-            outcome.figures[f"{scenario}.cpu_us"] = cpu_used / result.requests * 1e6
-        return outcome
-
-    return measure
-
-
 def h2_cpu(server: RunningServer, ctx: Context) -> Outcome:
     streams = cpu_connections(server.spec.workers) // H2_CPU_CONNECTIONS
-    return _h2_rate("/cpu", H2_CPU_CONNECTIONS, streams, "h2_cpu", cpu_per_request=False)(
-        server, ctx
-    )
+    measure = _rate("/cpu", H2_CPU_CONNECTIONS, "h2_cpu", streams=streams, cpu_per_request=False)
+    return measure(server, ctx)
 
 
 def h2_memory(server: RunningServer, ctx: Context) -> Outcome:
@@ -306,7 +294,7 @@ RUNNERS: dict[str, Callable[[RunningServer, Context], Outcome]] = {
     "stream": stream,
     "memory": memory,
     "hostile": hostile,
-    "h2_hello": _h2_rate("/", H2_CONNECTIONS, H2_STREAMS, "h2_hello"),
+    "h2_hello": _rate("/", H2_CONNECTIONS, "h2_hello", streams=H2_STREAMS),
     "h2_cpu": h2_cpu,
     "h2_memory": h2_memory,
     "startup": startup,

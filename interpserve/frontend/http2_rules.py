@@ -112,24 +112,21 @@ def response_fields(
     """An app's response start as an HTTP/2 header list, with its framing and Content-Length
     (-1 for none). The same decisions as HTTP/1.1's `plan_response`, without what HTTP/2 does
     in frames (chunking, Connection)."""
+    no_body_allowed = status < 200 or status == 204
     fields = [(b":status", b"%d" % status)]
     content_length = -1
-    has_server = has_date = False
-    no_body_allowed = status < 200 or status == 204
     for name, value in headers:
-        if name == b"content-length":
-            if content_length >= 0 or no_body_allowed or not value.strip().isdigit():
-                continue  # a second length, or an invalid or forbidden one, is dropped
-            content_length = int(value)
-        elif name in CONNECTION_SPECIFIC:
+        if name in CONNECTION_SPECIFIC:
             continue
-        elif name == b"server":
-            has_server = True
-        elif name == b"date":
-            has_date = True
+        if name == b"content-length":
+            # Only the first valid one, where a body is allowed (as for HTTP/1.1).
+            if content_length >= 0 or no_body_allowed or not value.strip().isdigit():
+                continue
+            content_length = int(value)
         fields.append((name, value))
-    fields += _default_fields(defaults, not has_server)
-    if date and not has_date:
+    names = {name for name, _ in fields}
+    fields += _default_fields(defaults, b"server" not in names)
+    if date and b"date" not in names:
         fields.append((b"date", date))
     if method == "HEAD" or no_body_allowed or status == 304:
         framing = Framing.NONE
