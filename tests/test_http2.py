@@ -413,6 +413,19 @@ def test_a_client_that_never_opens_its_window(start_server) -> None:
     assert_serves(server)
 
 
+def test_a_stalled_request_body_gets_408(start_server) -> None:
+    server = start_server("examples.hello:app", "--workers", "1", "--timeout-body-read", "1")
+    with RawH2(server) as raw:
+        raw.request(1, "/echo", method="POST", end_stream=False)
+        raw.send(DataFrame(1, data=b"part"))
+        raw.request(3, "/sleep?s=3", method="POST", end_stream=False)
+        assert raw.stream(3).status == 408  # no body at all
+        seen = raw.stream(1)  # echo had started its response: reset only
+        assert seen.status == 200 and seen.reset == ErrorCodes.CANCEL
+        raw.request(5)
+        assert raw.stream(5).status == 200
+
+
 MALFORMED = {
     "connection": [("connection", "keep-alive")],
     "transfer-encoding": [("transfer-encoding", "chunked")],

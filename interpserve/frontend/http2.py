@@ -121,7 +121,7 @@ class HTTP2Session:
         self._idle_frames = FloodMeter(IDLE_FRAME_BURST, IDLE_FRAME_RATE, self._loop.time)
         self._idle_since = self._loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._window_timer: asyncio.TimerHandle | None = None
+        self._stream_timer: asyncio.TimerHandle | None = None
 
     # From the connection (connection.Session)
 
@@ -164,7 +164,7 @@ class HTTP2Session:
 
     def connection_lost(self) -> None:
         self._state = SessionState.CLOSED
-        for timer in (self._idle_timer, self._window_timer):
+        for timer in (self._idle_timer, self._stream_timer):
             if timer is not None:
                 timer.cancel()
         streams, self._streams = self._streams, {}
@@ -185,6 +185,9 @@ class HTTP2Session:
         frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=ErrorCodes.NO_ERROR)
         self.conn.write(frame.serialize())
         self._close_if_done()
+
+    def now(self) -> float:
+        return self._loop.time()
 
     @property
     def closed(self) -> bool:
@@ -214,6 +217,7 @@ class HTTP2Session:
         if size and self._state is not SessionState.CLOSED:
             self._h2.acknowledge_received_data(size, stream_id)
             self._flush_soon()
+            self._arm_stream_timer()  # its body may be the client's to send again
 
     def answered(self, stream: HTTP2Stream) -> None:
         """The cycle's response is complete (it may still wait for the client's window)."""
@@ -275,6 +279,7 @@ class HTTP2Session:
             elif isinstance(event, h2e.StreamEnded):
                 if stream := self._streams.get(event.stream_id):
                     stream.request_ended = True
+                    stream.body_since = None
                     stream.cycle.end_body()
                     self._close_if_answered(stream)
             elif isinstance(event, h2e.WindowUpdated):
@@ -320,6 +325,8 @@ class HTTP2Session:
         stream = self._streams[stream_id] = HTTP2Stream(self, stream_id, head)
         self._cancel_idle_timer()
         stream.cycle.dispatch()
+        if stream.body_since is not None:
+            self._arm_stream_timer()
 
     def _data(self, event: h2e.DataReceived) -> None:
         stream_id = event.stream_id
@@ -336,16 +343,17 @@ class HTTP2Session:
         stream.received += len(data)
         limit = self._limits.body
         if limit is not None and stream.received > limit:
-            self._refuse_body(stream)
+            self._refuse_body(stream, 413)
             return
+        stream.body_since = None if event.stream_ended is not None else self._loop.time()
         stream.cycle.add_body(data)
 
-    def _refuse_body(self, stream: HTTP2Stream) -> None:
-        """A body beyond --limit-request-body: 413 if the app has not answered yet, and the
-        stream ends there."""
+    def _refuse_body(self, stream: HTTP2Stream, status: int) -> None:
+        """A body beyond --limit-request-body (413), or one that stalled (408): that status
+        if the app has not answered yet, and the stream ends there."""
         if not stream.cycle.response_started:
             stream.cycle.disconnect()
-            self._h2.send_headers(stream.stream_id, [(b":status", b"413")], end_stream=True)
+            self._h2.send_headers(stream.stream_id, [(b":status", b"%d" % status)], end_stream=True)
         self.reset(stream, ErrorCodes.CANCEL)
 
     def _stream_reset(self, stream_id: int) -> None:
@@ -414,8 +422,8 @@ class HTTP2Session:
                     stream.blocked_since = now
         if was_over and self._pending <= OUTPUT_BUDGET:
             self._output_resumed()
-        if self._sending and self._window_timer is None:
-            self._arm_window_timer()
+        if self._sending:
+            self._arm_stream_timer()
 
     def _send_frame(self, stream: HTTP2Stream, max_frame: int, now: float) -> bool:
         """One DATA frame of `stream`'s, if its window allows; whether anything was sent."""
@@ -532,30 +540,52 @@ class HTTP2Session:
         self._h2.close_connection(last_stream_id=self._last_stream_id)
         self._abandon()
 
-    def _arm_window_timer(self) -> None:
-        blocked = [s.blocked_since for s in self._sending.values() if s.blocked_since is not None]
-        if blocked and self._state is not SessionState.CLOSED:
-            due = min(blocked) + self._config.http2_timeout_window
-            self._window_timer = self._loop.call_at(due, self._window_timer_due)
+    def _overdue_at(self, stream: HTTP2Stream) -> float | None:
+        """When the client will have kept `stream` waiting too long: for its window, with a
+        response waiting, or for its body, with none of it held back for the worker (then the
+        app is the one not taking it)."""
+        config = self._config
+        due = None
+        if stream.blocked_since is not None:
+            due = stream.blocked_since + config.http2_timeout_window
+        if stream.body_since is not None and not stream.buffered:
+            body_due = stream.body_since + config.timeout_body_read
+            due = body_due if due is None else min(due, body_due)
+        return due
 
-    def _window_timer_due(self) -> None:
-        """Streams whose client has kept its window shut too long are reset; if it is the
-        connection's window, or the client reads nothing at all, the connection goes."""
-        self._window_timer = None
-        deadline = self._loop.time() - self._config.http2_timeout_window
+    def _arm_stream_timer(self) -> None:
+        if self._stream_timer is not None or self._state is SessionState.CLOSED:
+            return
+        dues = [due for s in self._streams.values() if (due := self._overdue_at(s)) is not None]
+        if dues:
+            self._stream_timer = self._loop.call_at(min(dues), self._stream_timer_due)
+
+    def _stream_timer_due(self) -> None:
+        """Streams whose client has kept its window shut too long are reset (if it is the
+        connection's window, or the client reads nothing at all, the connection goes); those
+        whose body stalled get 408, as in HTTP/1.1."""
+        self._stream_timer = None
+        now = self._loop.time()
+        window_deadline = now - self._config.http2_timeout_window
         overdue = [
-            stream
-            for stream in self._sending.values()
-            if stream.blocked_since is not None and stream.blocked_since <= deadline
+            s
+            for s in self._streams.values()
+            if (due := self._overdue_at(s)) is not None and due <= now
         ]
-        if overdue and (self.conn.writing_paused or self._h2.outbound_flow_control_window <= 0):
+        shut = [
+            s for s in overdue if s.blocked_since is not None and s.blocked_since <= window_deadline
+        ]
+        if shut and (self.conn.writing_paused or self._h2.outbound_flow_control_window <= 0):
             logger.info("HTTP/2 client %s stopped reading: closing.", _peer(self.conn))
             self._abandon()
             self.conn.abort()
             return
         for stream in overdue:
-            self.reset(stream, ErrorCodes.CANCEL)
-        self._arm_window_timer()
+            if stream in shut:
+                self.reset(stream, ErrorCodes.CANCEL)
+            else:
+                self._refuse_body(stream, 408)
+        self._arm_stream_timer()
 
     # Reading, paused and resumed
 

@@ -52,6 +52,8 @@ class HTTP2Stream:
         self.pending = 0
         self.end_pending = False
         self.blocked_since: float | None = None  # when the client's window last held it up
+        # While more of the request body is due: when the last of it came.
+        self.body_since = session.now() if head.has_body else None
         self.cycle = HTTP2Cycle(self, head)
 
     @property
