@@ -13,6 +13,7 @@ import json
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -522,9 +523,10 @@ def test_alpn_h2_and_http_1_1(start_server, tmp_path) -> None:
         "examples.hello:app", "--workers", "1",
         "--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key_file),
     )  # fmt: skip
-    with httpx.Client(http2=True, verify=str(ca_file), timeout=TIMEOUT) as client:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    with httpx.Client(http2=True, verify=context, timeout=TIMEOUT) as client:
         h2 = client.get(server.url + "/scope")
-    with httpx.Client(verify=str(ca_file), timeout=TIMEOUT) as client:
+    with httpx.Client(verify=context, timeout=TIMEOUT) as client:
         h1 = client.get(server.url + "/scope")
     assert (h2.http_version, h2.json()["http_version"], h2.json()["scheme"]) == (
         "HTTP/2",
