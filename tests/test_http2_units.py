@@ -18,7 +18,13 @@ from hyperframe.frame import ContinuationFrame, HeadersFrame, SettingsFrame
 
 from interpserve.config import Config
 from interpserve.frontend.connection import HTTPConnection, ServerState
-from interpserve.frontend.http2 import PREFACE, SLICE, HTTP2Session
+from interpserve.frontend.http2 import (
+    CLOSED_STREAMS_KEPT,
+    PREFACE,
+    SLICE,
+    HTTP2Session,
+    new_h2_connection,
+)
 from interpserve.frontend.http2_guard import BoundedFrameBuffer, FloodMeter
 from interpserve.frontend.http2_hpack import CachingDecoder, StaticEncoder
 from interpserve.frontend.http2_rules import (
@@ -310,3 +316,19 @@ def test_the_caching_decoder_decodes_as_hpack_does() -> None:
         assert caching.decode(block, raw=True) == plain.decode(block, raw=True) == fields
         again = encoder.encode(fields)  # indexed now, most often: the same bytes again
         assert caching.decode(again, raw=True) == plain.decode(again, raw=True) == fields
+
+
+def test_a_long_lived_connection_remembers_a_bounded_number_of_closed_streams() -> None:
+    server = new_h2_connection(Config())
+    server.initiate_connection()
+    client = H2Connection(H2Configuration(client_side=True))
+    client.initiate_connection()
+    server.receive_data(client.data_to_send())
+    request = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a")]
+    for stream_id in range(1, 2 * (CLOSED_STREAMS_KEPT + 500), 2):
+        client.send_headers(stream_id, request, end_stream=True)
+        server.receive_data(client.data_to_send())
+        server.send_headers(stream_id, [(b":status", b"204")], end_stream=True)
+        client.receive_data(server.data_to_send())
+    assert server.open_inbound_streams == 0
+    assert len(server._closed_streams) <= CLOSED_STREAMS_KEPT  # (h2's own record of them)

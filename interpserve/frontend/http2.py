@@ -55,6 +55,10 @@ CONNECTION_WINDOW = 1024 * 1024
 # Response bytes the connection may hold for its client's windows, all streams together,
 # beyond which every stream's app is given no more credit.
 OUTPUT_BUDGET = 1024 * 1024
+# Closed streams h2 remembers (to tell a late frame on a reset stream, a stream error, from one
+# on a finished stream, a connection error). h2 keeps 65,536: several MiB for a long-lived
+# connection, which a proxy's connection is.
+CLOSED_STREAMS_KEPT = 1024
 
 
 class SessionState(Enum):
@@ -63,9 +67,13 @@ class SessionState(Enum):
     CLOSED = auto()
 
 
+class _ServerConnection(H2Connection):
+    MAX_CLOSED_STREAMS = CLOSED_STREAMS_KEPT
+
+
 def new_h2_connection(config: Config) -> H2Connection:
     """h2's connection object with the server's settings and protections."""
-    h2 = H2Connection(
+    h2 = _ServerConnection(
         H2Configuration(
             client_side=False,
             header_encoding=None,
