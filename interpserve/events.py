@@ -171,6 +171,16 @@ class ResponseBody:
 
 
 @dataclass(slots=True)
+class ResponseTrailers:
+    """The response's trailer fields (ASGI's http.response.trailers extension), all of them,
+    after its last body chunk: they complete the response. Only for a request whose scope
+    offered the extension (HTTP/2, with "te: trailers")."""
+
+    request_id: int
+    headers: Headers
+
+
+@dataclass(slots=True)
 class RequestFinished:
     """The app's coroutine for this request returned (or raised). A response not completed by
     then is aborted. Until this, the request counts against the worker's load."""
@@ -227,6 +237,7 @@ Event = (
     | WorkerFailed
     | ResponseStart
     | ResponseBody
+    | ResponseTrailers
     | RequestFinished
     | WebSocketEvent
 )

@@ -65,6 +65,8 @@ RESPONSE_START_FINISHED = 21
 CANCEL_ALL = 26
 MEMORY_QUERY = 27
 MEMORY_REPORT = 28
+# HTTP/2 (30-33 are this part's numbers).
+RESPONSE_TRAILERS = 30
 
 _MORE_BODY = 1
 _EXPECT_CONTINUE = 2
@@ -209,6 +211,9 @@ _ENCODERS: dict[type, Callable[[Any], Frame]] = {
     ev.ResponseBody: lambda e: _frame(
         RESPONSE_BODY if e.more_body else RESPONSE_BODY_END, e.request_id, e.data
     ),
+    ev.ResponseTrailers: lambda e: _frame(
+        RESPONSE_TRAILERS, e.request_id, _pack_fields(_pack_headers(e.headers))
+    ),
     ev.RequestFinished: lambda e: _frame(REQUEST_FINISHED, e.request_id),
     ev.Credit: lambda e: _frame(CREDIT, e.request_id, _CREDIT.pack(e.size)),
     ev.Disconnect: lambda e: _frame(DISCONNECT, e.request_id),
@@ -309,6 +314,7 @@ _DECODERS: dict[int, Callable[[int, bytes], ev.Event]] = {
     RESPONSE_START_FINISHED: _response_start_decoder(more_body=False, finished=True),
     RESPONSE_BODY: lambda rid, p: ev.ResponseBody(rid, p, True),
     RESPONSE_BODY_END: lambda rid, p: ev.ResponseBody(rid, p, False),
+    RESPONSE_TRAILERS: lambda rid, p: ev.ResponseTrailers(rid, _unpack_headers(_only_fields(p))),
     REQUEST_FINISHED: lambda rid, _: ev.RequestFinished(rid),
     CANCEL: lambda rid, _: ev.Cancel(rid),
     PING: lambda seq, _: ev.Ping(seq),

@@ -507,6 +507,23 @@ def test_graceful_shutdown_goaway_then_in_flight_streams_finish(h2_server: Serve
     assert h2_server.wait() == 0
 
 
+def test_response_trailers_when_the_client_takes_them(start_server) -> None:
+    server = start_server("tests.apps.trailers_app:app", "--workers", "1", "--lifespan", "off")
+    with RawH2(server) as raw:
+        raw.request(1, "/", extra=[("te", "trailers")])
+        raw.request(3, "/")
+        raw.request(5, "/scope", extra=[("te", "trailers")])
+        with_trailers, without, scope = raw.stream(1), raw.stream(3), raw.stream(5)
+    assert with_trailers.body == without.body == b"part1,part2"
+    assert with_trailers.headers[1] == [(b"x-checksum", b"abc"), (b"grpc-status", b"0")]
+    assert len(without.headers) == 1 and without.ended
+    assert json.loads(scope.body) == ["http.response.trailers"]
+    # HTTP/1.1 is not offered them: the body alone.
+    response = httpx.get(server.url + "/", timeout=TIMEOUT)
+    assert response.text == "part1,part2"
+    assert json.loads(httpx.get(server.url + "/scope", timeout=TIMEOUT).text) == []
+
+
 # TLS ----------------------------------------------------------------------------------------
 
 

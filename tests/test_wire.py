@@ -57,6 +57,8 @@ SAMPLE_EVENTS: list[ev.Event] = [
     ev.ResponseStart(7, 200, ((b"content-length", b"2"),), b"ok", False, finished=True),
     ev.ResponseBody(1, b"world", True),
     ev.ResponseBody(1, b"", False),
+    ev.ResponseTrailers(1, ((b"grpc-status", b"0"), (b"x-a", b""))),
+    ev.ResponseTrailers(2, ()),
     ev.RequestFinished(1),
     ev.RequestFinished(U32),
     ev.WebSocketMessage(1, "text ✓"),

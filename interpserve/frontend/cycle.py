@@ -123,8 +123,8 @@ class Stage(Enum):
 
 class RequestCycle:
     """One request, whichever connection it came on. The response's framing is HTTP/1.1's
-    here (`_start_response`, `_write_body`, `_send_continue`); HTTP/2's cycle replaces those
-    three and nothing else."""
+    here (`_start_response`, `_write_body`, `_write_trailers`, `_send_continue`); HTTP/2's
+    cycle replaces those and nothing else."""
 
     def __init__(self, conn: CycleConnection, head: RequestHead) -> None:
         self._conn = conn
@@ -448,6 +448,16 @@ class RequestCycle:
                 sent,
                 length,
             )
+
+    def on_response_trailers(self, headers: ev.Headers) -> None:
+        if self._disconnected or self.stage is not Stage.RESPONDING:
+            return
+        self._write_trailers(headers)
+        self._complete()
+
+    def _write_trailers(self, headers: ev.Headers) -> None:
+        """HTTP/1.1 sends none (the extension is offered over HTTP/2 only): the body ends."""
+        self._write_body(b"", False)
 
     def on_finished(self) -> None:
         self._finished = True

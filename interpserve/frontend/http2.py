@@ -454,16 +454,18 @@ class HTTP2Session:
             stream.pending -= len(piece)
             self._pending -= len(piece)
             last = stream.end_pending and not out
-            h2.send_data(stream_id, piece, end_stream=last)
+            h2.send_data(stream_id, piece, end_stream=last and not stream.trailers)
             if before > STREAM_HIGH_WATER >= stream.pending and not self.output_paused:
                 stream.cycle.writable()  # the credit withheld from its app
         else:
             last = stream.end_pending
-            if last:
+            if last and not stream.trailers:
                 h2.end_stream(stream_id)
         if not out:
             del self._sending[stream_id]
             if last:
+                if stream.trailers:
+                    h2.send_headers(stream_id, stream.trailers, end_stream=True)
                 self._answered_in_full(stream)
         return True
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from interpserve import events as ev
 from interpserve.frontend.cycle import RequestCycle
-from interpserve.frontend.http2_rules import Framing, response_fields
+from interpserve.frontend.http2_rules import CONNECTION_SPECIFIC, Framing, response_fields
 from interpserve.frontend.http_rules import RequestHead
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class HTTP2Stream:
         self.out: deque[memoryview] = deque()
         self.pending = 0
         self.end_pending = False
+        self.trailers: list[tuple[bytes, bytes]] = []  # sent after the DATA, ending the stream
         self.blocked_since: float | None = None  # when the client's window last held it up
         # While more of the request body is due: when the last of it came.
         self.body_since = session.now() if head.has_body else None
@@ -70,10 +71,12 @@ class HTTP2Stream:
         self.pending += len(data)
         self._session.queue(self, len(data))
 
-    def finish(self) -> None:
-        """The response is complete: END_STREAM goes with its last DATA."""
+    def finish(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """The response is complete: END_STREAM goes with its last DATA, or with the HEADERS
+        frame of its trailers after it."""
         if self.phase is StreamState.OPEN:
             self.end_pending = True
+            self.trailers = trailers or []
             self._session.queue(self, 0)
 
     def send_headers(self, fields: list[tuple[bytes, bytes]], end_stream: bool) -> None:
@@ -128,3 +131,10 @@ class HTTP2Cycle(RequestCycle):
             self._conn.write(data)
             if not more_body:
                 self._conn.finish()
+
+    def _write_trailers(self, headers: ev.Headers) -> None:
+        if self._framing is Framing.LENGTH and self._written < self._length:
+            self._conn.abort()  # less than the app's Content-Length, as in _write_body
+        elif self._framing is not Framing.NONE:
+            fields = [(name, value) for name, value in headers if name not in CONNECTION_SPECIFIC]
+            self._conn.finish(fields)

@@ -40,6 +40,13 @@ class WebSocketSink(Protocol):
     def on_websocket(self, event: ev.WebSocketEvent) -> None: ...
 
 
+@runtime_checkable
+class TrailersSink(Protocol):
+    """A sink for an HTTP request (the request cycle) also takes the response's trailers."""
+
+    def on_response_trailers(self, headers: ev.Headers) -> None: ...
+
+
 class WorkerChannel:
     def __init__(self, worker_id: int) -> None:
         self.worker_id = worker_id
@@ -151,6 +158,9 @@ class WorkerChannel:
             case ev.ResponseBody(request_id, data, more_body):
                 if sink := self._sinks.get(request_id):
                     sink.on_response_body(data, more_body)
+            case ev.ResponseTrailers(request_id, headers):
+                if isinstance(sink := self._sinks.get(request_id), TrailersSink):
+                    sink.on_response_trailers(headers)
             case ev.WebSocketMessage() | ev.WebSocketAccept() | ev.WebSocketClose():
                 if isinstance(sink := self._sinks.get(event.request_id), WebSocketSink):
                     sink.on_websocket(event)

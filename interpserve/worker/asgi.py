@@ -86,6 +86,13 @@ class HTTPCycle:
         self._on_fatal = on_fatal
         self.scope = connection_scope("http", request, root_path, state)
         self.scope["method"] = request.method
+        # Trailers reach a client only over HTTP/2, and only one that said it takes them.
+        self._trailers_offered = request.http_version == "2" and any(
+            name == b"te" and b"trailers" in value.lower() for name, value in request.headers
+        )
+        if self._trailers_offered:
+            self.scope["extensions"] = {"http.response.trailers": {}}
+        self._trailers: list[tuple[bytes, bytes]] | None = None  # awaited after the body
         self._chunks: deque[bytes] = deque()
         self._body_done = not request.more_body
         self._body_delivered = False
@@ -93,6 +100,7 @@ class HTTPCycle:
         self._disconnected = False
         self._response_started = False
         self._response_complete = False
+        self._body_sent = False  # all of it, with trailers still to come
         # The response start, held for the first body chunk; a whole response is held for the
         # app's return, so that one frame tells the front end both (see _finish).
         self._start: ev.ResponseStart | None = None
@@ -216,6 +224,8 @@ class HTTPCycle:
             status = checked_status(message["status"])
             headers = checked_headers(message.get("headers", ()))
             self._response_started = True
+            if self._trailers_offered and message.get("trailers", False):
+                self._trailers = []
             # The first body chunk usually follows at once: it joins the start, and the front
             # end gets the whole response in one frame. If the app waits for something else
             # first, the start leaves alone at the end of this loop pass.
@@ -225,11 +235,14 @@ class HTTPCycle:
         elif kind == "http.response.body":
             if not self._response_started:
                 raise RuntimeError("Expected ASGI message 'http.response.start', got 'body'.")
-            if self._response_complete:
+            if self._response_complete or self._body_sent:
                 logger.warning("Ignored an ASGI message sent after the response was complete.")
                 return
             body = bytes(message.get("body", b""))
             more_body = bool(message.get("more_body", False))
+            if self._trailers is not None and not more_body:
+                # The trailers complete it: for the front end, more is to come.
+                more_body, self._body_sent = True, True
             self._response_complete = not more_body
             if self._response_complete:
                 _wake(self._wakeup)
@@ -238,6 +251,8 @@ class HTTPCycle:
                 if self._disconnected:
                     return
             self._send_body(body, more_body)
+        elif kind == "http.response.trailers":
+            self._send_trailers(message)
         else:
             raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
 
@@ -271,6 +286,19 @@ class HTTPCycle:
             self._credit = asyncio.Event()
         self._credit.clear()
         await self._credit.wait()
+
+    def _send_trailers(self, message: Message) -> None:
+        trailers = self._trailers
+        if trailers is None or not self._body_sent or self._response_complete:
+            raise RuntimeError(
+                "Unexpected ASGI message 'http.response.trailers': the response start did not "
+                "ask for trailers, or its body is not complete yet."
+            )
+        trailers += checked_headers(message.get("headers", ()))
+        if not message.get("more_trailers", False):
+            self._response_complete = True
+            _wake(self._wakeup)
+            self._send_event(ev.ResponseTrailers(self._id, tuple(trailers)))
 
     def _send_start(self) -> None:
         """Send the held response start without a body chunk: none came in time."""
