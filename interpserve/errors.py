@@ -53,3 +53,22 @@ class ClientDisconnected(OSError):
     """What an app's send() raises once the client has gone, or the WebSocket is closed (ASGI
     2.4 asks for an OSError subclass): the app learns it may stop producing what nobody will
     read."""
+
+
+class HTTP2ConnectionError(Exception):
+    """An HTTP/2 client broke the protocol in a way that ends its connection (RFC 9113 §5.4.1):
+    the GOAWAY with `code` is queued, and nothing more is read."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class HTTP2StreamError(Exception):
+    """An HTTP/2 client broke the protocol on one stream (RFC 9113 §5.4.2): that stream is
+    reset with `code`, and the connection goes on."""
+
+    def __init__(self, stream_id: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+        self.code = code

@@ -35,7 +35,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from interpserve.frontend.http2 import PREFACE
+from interpserve.frontend.http2_frames import PREFACE
 from interpserve.frontend.http2_guard import IDLE_FRAME_BURST, RAPID_RESET_BURST
 from interpserve.testing import ServerProcess
 

@@ -1,6 +1,7 @@
 """HTTP/2's pure parts and its connection in memory: the request and response rules, the flood
 meters on a controllable clock, the bounded header block, and the session's bounded slices
-on a fake transport (no socket, no worker)."""
+on a fake transport (no socket, no worker). The protocol's state machine against h2's is
+tests/test_http2_differential.py."""
 
 from __future__ import annotations
 
@@ -12,20 +13,16 @@ from typing import Any, cast
 import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
-from h2.exceptions import DenialOfServiceError
 from hpack import Decoder, Encoder
 from hyperframe.frame import ContinuationFrame, HeadersFrame, SettingsFrame
 
 from interpserve.config import Config
+from interpserve.errors import HTTP2ConnectionError
 from interpserve.frontend.connection import HTTPConnection, ServerState
-from interpserve.frontend.http2 import (
-    CLOSED_STREAMS_KEPT,
-    PREFACE,
-    SLICE,
-    HTTP2Session,
-    new_h2_connection,
-)
-from interpserve.frontend.http2_guard import BoundedFrameBuffer, FloodMeter
+from interpserve.frontend.http2 import CLOSED_STREAMS_KEPT, SLICE, HTTP2Session, new_connection
+from interpserve.frontend.http2_events import RequestReceived
+from interpserve.frontend.http2_frames import PREFACE, ErrorCode
+from interpserve.frontend.http2_guard import FloodMeter
 from interpserve.frontend.http2_hpack import CachingDecoder, StaticEncoder
 from interpserve.frontend.http2_rules import (
     Framing,
@@ -187,25 +184,33 @@ def _client_frames(*frames: Any) -> bytes:
     return PREFACE + b"".join(frame.serialize() for frame in frames)
 
 
+def _bounded_connection(max_block: int) -> Any:
+    server = new_connection(Config(http2_max_header_list_size=max_block))
+    server.initiate()
+    return server
+
+
 def test_a_header_block_is_bounded_before_it_is_complete() -> None:
-    buffer = BoundedFrameBuffer(max_block=1000)
-    buffer.max_frame_size = 16384
-    buffer.add_data(_client_frames(HeadersFrame(1, data=b"a" * 600)))
-    assert list(buffer) == []  # no END_HEADERS: held for its CONTINUATION frames
-    buffer.add_data(ContinuationFrame(1, data=b"b" * 300).serialize())
-    assert list(buffer) == []
-    buffer.add_data(ContinuationFrame(1, data=b"c" * 300).serialize())
-    with pytest.raises(DenialOfServiceError):
-        list(buffer)
+    server = _bounded_connection(max_block=1000)
+    events = server.receive(_client_frames(SettingsFrame(0), HeadersFrame(1, data=b"a" * 600)))
+    assert events[1:] == []  # no END_HEADERS: held for its CONTINUATION frames
+    assert server.receive(ContinuationFrame(1, data=b"b" * 300).serialize()) == []
+    with pytest.raises(HTTP2ConnectionError) as raised:
+        server.receive(ContinuationFrame(1, data=b"c" * 300).serialize())
+    assert raised.value.code == ErrorCode.ENHANCE_YOUR_CALM
 
 
 def test_a_header_block_within_the_bound_is_whole() -> None:
-    buffer = BoundedFrameBuffer(max_block=1000)
-    buffer.max_frame_size = 16384
-    headers = HeadersFrame(1, data=b"a" * 600)
-    buffer.add_data(_client_frames(headers, ContinuationFrame(1, data=b"b", flags=["END_HEADERS"])))
-    (frame,) = list(buffer)
-    assert isinstance(frame, HeadersFrame) and frame.data == b"a" * 600 + b"b"
+    server = _bounded_connection(max_block=1000)
+    fields = [*BASE, (b"x-long", b"v" * 580)]
+    block = Encoder().encode(fields, huffman=False)
+    headers = HeadersFrame(1, data=block[:600], flags=["END_STREAM"])
+    events = server.receive(
+        _client_frames(
+            SettingsFrame(0), headers, ContinuationFrame(1, data=block[600:], flags=["END_HEADERS"])
+        )
+    )
+    assert events[1:] == [RequestReceived(1, fields, True)]
 
 
 # The session on a fake transport ------------------------------------------------------------
@@ -319,16 +324,16 @@ def test_the_caching_decoder_decodes_as_hpack_does() -> None:
 
 
 def test_a_long_lived_connection_remembers_a_bounded_number_of_closed_streams() -> None:
-    server = new_h2_connection(Config())
-    server.initiate_connection()
+    server = new_connection(Config())
+    server.initiate()
     client = H2Connection(H2Configuration(client_side=True))
     client.initiate_connection()
-    server.receive_data(client.data_to_send())
+    server.receive(client.data_to_send())
     request = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a")]
     for stream_id in range(1, 2 * (CLOSED_STREAMS_KEPT + 500), 2):
         client.send_headers(stream_id, request, end_stream=True)
-        server.receive_data(client.data_to_send())
+        server.receive(client.data_to_send())
         server.send_headers(stream_id, [(b":status", b"204")], end_stream=True)
         client.receive_data(server.data_to_send())
-    assert server.open_inbound_streams == 0
-    assert len(server._closed_streams) <= CLOSED_STREAMS_KEPT  # (h2's own record of them)
+    assert server.open_streams == 0
+    assert len(server._closed) <= CLOSED_STREAMS_KEPT  # (the connection's record of them)

@@ -26,6 +26,7 @@ from interpserve.config import Config
 from interpserve.events import Address
 from interpserve.frontend.budget import MemoryBudget
 from interpserve.frontend.cycle import RequestCycle
+from interpserve.frontend.http2_frames import PREFACE as _HTTP2_PREFACE
 from interpserve.frontend.http_parser import (
     BadRequest,
     BodyData,
@@ -76,7 +77,6 @@ _BUFFER_BURST = 16 * 1024 * 1024
 # already (a client sends the next one as soon as it has the last response): it is given this
 # long for it, answered with "connection: close", rather than closed under the client's feet.
 DRAIN_IDLE = 0.5
-_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class Session(Protocol):

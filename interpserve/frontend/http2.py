@@ -1,7 +1,7 @@
-"""HTTP/2 on one client connection, with the h2 library driven sans-IO: bytes from the socket
-go into h2 in bounded slices, its events open streams (one request cycle each, to the pool
-like any HTTP/1.1 request: http2_stream.py), carry their bodies and the client's window
-updates, and what h2 has to send goes out in one write per loop pass.
+"""HTTP/2 on one client connection: bytes from the socket go into the protocol's state machine
+(http2_connection.py, sans-IO) in bounded slices, its events open streams (one request cycle
+each, to the pool like any HTTP/1.1 request: http2_stream.py), carry their bodies and the
+client's window updates, and what it has to send goes out in one write per loop pass.
 
 The connection takes over from HTTPConnection when a client opens with HTTP/2's preface
 (prior knowledge, "h2c") or chose "h2" by ALPN. What a peer can make it do for free is
@@ -12,30 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from contextlib import suppress
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
-import h2.events as h2e
-from h2.config import H2Configuration
-from h2.connection import H2Connection
-from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError, StreamClosedError
-from h2.settings import SettingCodes, Settings
-from hyperframe.frame import GoAwayFrame
-
+from interpserve.errors import HTTP2ConnectionError
+from interpserve.frontend import http2_events as h2e
+from interpserve.frontend.http2_connection import HTTP2Connection
+from interpserve.frontend.http2_frames import ErrorCode
 from interpserve.frontend.http2_guard import (
     IDLE_FRAME_BURST,
     IDLE_FRAME_RATE,
     RAPID_RESET_BURST,
     RAPID_RESET_RATE,
-    BoundedFrameBuffer,
     FloodMeter,
 )
-from interpserve.frontend.http2_hpack import CachingDecoder, StaticEncoder
-from interpserve.frontend.http2_rules import MalformedRequest, request_head
-from interpserve.frontend.http2_stream import STREAM_HIGH_WATER, HTTP2Stream, StreamState
+from interpserve.frontend.http2_rules import MalformedRequest, check_trailers, request_head
+from interpserve.frontend.http2_stream import STREAM_HIGH_WATER, HTTP2Stream, StreamPhase
 from interpserve.frontend.http_rules import BadRequest, Limits
 
 if TYPE_CHECKING:
@@ -44,9 +36,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("interpserve.error")
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-# Received bytes given to h2 at a time: one busy connection holds the loop for at most one
-# slice's frames before the others' turn (h2 parses a frame for each 9 bytes, at worst).
+# Received bytes handled at a time: one busy connection holds the loop for at most one slice's
+# frames before the others' turn (a frame can be as short as 9 bytes).
 SLICE = 16 * 1024
 # The flow-control windows the server offers: for each stream, and for the connection, which
 # bounds the request body bytes the connection holds for its workers at any time.
@@ -55,9 +46,9 @@ CONNECTION_WINDOW = 1024 * 1024
 # Response bytes the connection may hold for its client's windows, all streams together,
 # beyond which every stream's app is given no more credit.
 OUTPUT_BUDGET = 1024 * 1024
-# Closed streams h2 remembers (to tell a late frame on a reset stream, a stream error, from one
-# on a finished stream, a connection error). h2 keeps 65,536: several MiB for a long-lived
-# connection, which a proxy's connection is.
+# Closed streams whose end is remembered (to tell a late frame on a reset stream, ignored, from
+# one on a finished stream, a connection error): a bound for a long-lived connection, which a
+# proxy's is.
 CLOSED_STREAMS_KEPT = 1024
 
 
@@ -67,39 +58,16 @@ class SessionState(Enum):
     CLOSED = auto()
 
 
-class _ServerConnection(H2Connection):
-    MAX_CLOSED_STREAMS = CLOSED_STREAMS_KEPT
-
-
-def new_h2_connection(config: Config) -> H2Connection:
-    """h2's connection object with the server's settings and protections."""
-    h2 = _ServerConnection(
-        H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            # http2_rules.py checks requests itself (stream errors, not connection errors)
-            # and the response fields are built valid.
-            validate_inbound_headers=False,
-            normalize_inbound_headers=False,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-        )
+def new_connection(config: Config) -> HTTP2Connection:
+    """The protocol's state for one connection, with the server's settings and limits."""
+    return HTTP2Connection(
+        max_concurrent_streams=config.http2_max_concurrent_streams,
+        max_header_list_size=config.http2_max_header_list_size,
+        header_table_size=config.http2_header_table_size,
+        stream_window=STREAM_WINDOW,
+        connection_window=CONNECTION_WINDOW,
+        closed_streams_kept=CLOSED_STREAMS_KEPT,
     )
-    h2.local_settings = Settings(
-        client=False,
-        initial_values={
-            SettingCodes.MAX_CONCURRENT_STREAMS: config.http2_max_concurrent_streams,
-            SettingCodes.MAX_HEADER_LIST_SIZE: config.http2_max_header_list_size,
-            SettingCodes.HEADER_TABLE_SIZE: config.http2_header_table_size,
-            SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-        },
-    )
-    h2.encoder = StaticEncoder()  # type: ignore[assignment]  # (the part of Encoder h2 uses)
-    h2.decoder = CachingDecoder()
-    h2.incoming_buffer = BoundedFrameBuffer(config.http2_max_header_list_size)
-    h2.decoder.max_header_list_size = config.http2_max_header_list_size
-    h2.decoder.max_allowed_table_size = config.http2_header_table_size
-    return h2
 
 
 class HTTP2Session:
@@ -114,13 +82,13 @@ class HTTP2Session:
             body=config.limit_request_body,
         )
         self._loop = asyncio.get_running_loop()
-        self._h2 = new_h2_connection(config)
+        self._h2 = new_connection(config)
         self._state = SessionState.OPEN
         self._streams: dict[int, HTTP2Stream] = {}
         # Streams with DATA waiting for the client's window, in the order they queued it.
         self._sending: dict[int, HTTP2Stream] = {}
         self._pending = 0  # their bytes, together
-        self._inbox = bytearray()  # received bytes not yet given to h2
+        self._inbox = bytearray()  # received bytes not yet handled
         self._reading_paused = False
         self._slice_scheduled = False
         self._flush_scheduled = False
@@ -135,8 +103,7 @@ class HTTP2Session:
 
     def start(self, data: bytes) -> None:
         """Send the server's SETTINGS, then take what the client has sent so far."""
-        self._h2.initiate_connection()
-        self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self._h2.initiate()
         self._arm_idle_timer()
         self._flush()
         if data:
@@ -178,20 +145,18 @@ class HTTP2Session:
         streams, self._streams = self._streams, {}
         self._sending.clear()
         for stream in streams.values():
-            stream.phase = StreamState.CLOSED
+            stream.phase = StreamPhase.CLOSED
             if not stream.cycle.response_complete:
                 stream.cycle.disconnect()
 
     def shutdown(self) -> None:
         """Graceful: GOAWAY with the last stream id taken; those streams finish, then the
-        connection closes. (h2 would refuse to send anything after its own GOAWAY, so this
-        first one is written here, and h2's goes out at the end.)"""
+        connection closes (with a second GOAWAY, which says the same)."""
         if self._state is not SessionState.OPEN:
             return
         self._state = SessionState.DRAINING
+        self._h2.goaway(ErrorCode.NO_ERROR, self._last_stream_id)
         self._flush()
-        frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=ErrorCodes.NO_ERROR)
-        self.conn.write(frame.serialize())
         self._close_if_done()
 
     def now(self) -> float:
@@ -223,7 +188,7 @@ class HTTP2Session:
     def acknowledge(self, stream_id: int, size: int) -> None:
         """`size` body bytes went on to the worker: the client may send as many more."""
         if size and self._state is not SessionState.CLOSED:
-            self._h2.acknowledge_received_data(size, stream_id)
+            self._h2.acknowledge(stream_id, size)
             self._flush_soon()
             self._arm_stream_timer()  # its body may be the client's to send again
 
@@ -231,11 +196,10 @@ class HTTP2Session:
         """The cycle's response is complete (it may still wait for the client's window)."""
         self._resets.relieve()
 
-    def reset(self, stream: HTTP2Stream, code: ErrorCodes = ErrorCodes.INTERNAL_ERROR) -> None:
-        if stream.phase is StreamState.CLOSED or self._state is SessionState.CLOSED:
+    def reset(self, stream: HTTP2Stream, code: ErrorCode = ErrorCode.INTERNAL_ERROR) -> None:
+        if stream.phase is StreamPhase.CLOSED or self._state is SessionState.CLOSED:
             return
-        with suppress(StreamClosedError):  # h2 has closed it already
-            self._h2.reset_stream(stream.stream_id, code)
+        self._h2.reset(stream.stream_id, code)  # (nothing if the connection has closed it)
         self._close_stream(stream)
         self._flush_soon()
 
@@ -262,9 +226,9 @@ class HTTP2Session:
 
     def _receive(self, data: bytes) -> None:
         try:
-            events = self._h2.receive_data(data)
-        except ProtocolError as exc:
-            # h2 has queued its GOAWAY, with the error's code.
+            events = self._h2.receive(data)
+        except HTTP2ConnectionError as exc:
+            # Its GOAWAY is queued, with the error's code.
             logger.debug("HTTP/2 connection error from %s: %s", self.conn.client, exc)
             self._abandon()
             return
@@ -274,61 +238,48 @@ class HTTP2Session:
             if self.conn.writing_paused:
                 self._pause_reading()  # the client is not reading what it asks for
 
-    def _handle(self, events: Iterable[h2e.Event]) -> None:
-        opened = 0  # the stream a HEADERS frame just opened: its PRIORITY flag is not idle
+    def _handle(self, events: list[h2e.Event]) -> None:
         for event in events:
             if self._state is SessionState.CLOSED:
                 return
-            if isinstance(event, h2e.RequestReceived):
-                opened = event.stream_id
-                self._open_stream(event)
-            elif isinstance(event, h2e.DataReceived):
-                self._data(event)
-            elif isinstance(event, h2e.StreamEnded):
-                if stream := self._streams.get(event.stream_id):
-                    stream.request_ended = True
-                    stream.body_since = None
-                    stream.cycle.end_body()
-                    self._close_if_answered(stream)
-            elif isinstance(event, h2e.WindowUpdated):
-                self._window_updated(event.stream_id)
-            elif isinstance(event, h2e.StreamReset):
-                self._stream_reset(event.stream_id)
-            elif isinstance(event, h2e.ConnectionTerminated):
-                self._abandon()  # the client's GOAWAY: h2 sends nothing after it
-            elif isinstance(event, h2e.PriorityUpdated) and event.stream_id == opened:
-                continue
-            elif isinstance(
-                event,
-                h2e.PingReceived
-                | h2e.RemoteSettingsChanged
-                | h2e.PriorityUpdated
-                | h2e.UnknownFrameReceived
-                | h2e.PingAckReceived,
-            ):
+            kind = type(event)
+            if kind is h2e.RequestReceived:
+                self._open_stream(event)  # type: ignore[arg-type]
+            elif kind is h2e.DataReceived:
+                self._data(event)  # type: ignore[arg-type]
+            elif kind is h2e.WindowUpdated:
+                self._window_updated(event.stream_id)  # type: ignore[union-attr]
+            elif kind is h2e.StreamReset:
+                self._stream_reset(event.stream_id)  # type: ignore[union-attr]
+            elif kind is h2e.TrailersReceived:
+                self._trailers(event)  # type: ignore[arg-type]
+            elif kind is h2e.GoAwayReceived:
+                self._goaway(event)  # type: ignore[arg-type]
+            elif kind is h2e.SettingsChanged:
                 self._idle_frame("control frames")
-                if isinstance(event, h2e.RemoteSettingsChanged):
-                    self._flush_soon()  # the initial window may have grown
+                self._flush_soon()  # the initial window may have grown
+            elif kind is not h2e.SettingsAcknowledged or not event.solicited:  # type: ignore[union-attr]
+                # PING, PRIORITY, unknown types, frames on closed streams: nothing to do.
+                self._idle_frame("control frames")
 
     def _open_stream(self, event: h2e.RequestReceived) -> None:
         stream_id = event.stream_id
         h2 = self._h2
         if self._state is not SessionState.OPEN:
-            h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY
+            h2.reset(stream_id, ErrorCode.REFUSED_STREAM)  # after our GOAWAY
             return
         self._last_stream_id = stream_id
-        fields = event.headers
         try:
-            head = request_head(fields, event.stream_ended is not None, self._limits)
+            head = request_head(event.headers, event.end_stream, self._limits)
         except MalformedRequest as exc:
             logger.debug("Malformed HTTP/2 request from %s: %s", self.conn.client, exc)
-            h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            h2.reset(stream_id, ErrorCode.PROTOCOL_ERROR)
             self._count_reset()
             return
         except BadRequest as exc:
             h2.send_headers(stream_id, [(b":status", b"%d" % exc.status)], end_stream=True)
-            if event.stream_ended is None:
-                h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)  # its body is not wanted
+            if not event.end_stream:
+                h2.reset(stream_id, ErrorCode.NO_ERROR)  # its body is not wanted
             return
         stream = self._streams[stream_id] = HTTP2Stream(self, stream_id, head)
         self._cancel_idle_timer()
@@ -339,22 +290,51 @@ class HTTP2Session:
     def _data(self, event: h2e.DataReceived) -> None:
         stream_id = event.stream_id
         data = event.data
-        flow = event.flow_controlled_length
-        if not data and event.stream_ended is None:
+        if not data and not event.end_stream:
             self._idle_frame("empty DATA frames")
         stream = self._streams.get(stream_id)
         if stream is None or stream.cycle.response_complete:
-            self._h2.acknowledge_received_data(flow, stream_id)  # nobody will read it
+            self._h2.acknowledge(stream_id, len(data))  # nobody will read it
+            if event.end_stream and stream is not None:
+                self._request_ended(stream)
             return
-        if flow > len(data):
-            self._h2.acknowledge_received_data(flow - len(data), stream_id)  # padding
         stream.received += len(data)
         limit = self._limits.body
         if limit is not None and stream.received > limit:
             self._refuse_body(stream, 413)
             return
-        stream.body_since = None if event.stream_ended is not None else self._loop.time()
+        stream.body_since = None if event.end_stream else self._loop.time()
         stream.cycle.add_body(data)
+        if event.end_stream:
+            self._request_ended(stream)
+
+    def _trailers(self, event: h2e.TrailersReceived) -> None:
+        """The request's trailers end its body; they are checked, and not passed on (an ASGI
+        request has none)."""
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        try:
+            check_trailers(event.headers)
+        except MalformedRequest as exc:
+            logger.debug("Malformed HTTP/2 trailers from %s: %s", self.conn.client, exc)
+            self.reset(stream, ErrorCode.PROTOCOL_ERROR)
+            return
+        self._request_ended(stream)
+
+    def _request_ended(self, stream: HTTP2Stream) -> None:
+        stream.request_ended = True
+        stream.body_since = None
+        stream.cycle.end_body()
+        self._close_if_answered(stream)
+
+    def _goaway(self, event: h2e.GoAwayReceived) -> None:
+        """The client will open no more streams: with NO_ERROR, the ones it has are answered
+        and then the connection closes; with an error, it is gone."""
+        if event.error_code != ErrorCode.NO_ERROR:
+            self._abandon()
+        elif self._state is SessionState.OPEN:
+            self.shutdown()
 
     def _refuse_body(self, stream: HTTP2Stream, status: int) -> None:
         """A body beyond --limit-request-body (413), or one that stalled (408): that status
@@ -362,7 +342,7 @@ class HTTP2Session:
         if not stream.cycle.response_started:
             stream.cycle.disconnect()
             self._h2.send_headers(stream.stream_id, [(b":status", b"%d" % status)], end_stream=True)
-        self.reset(stream, ErrorCodes.CANCEL)
+        self.reset(stream, ErrorCode.CANCEL)
 
     def _stream_reset(self, stream_id: int) -> None:
         stream = self._streams.get(stream_id)
@@ -385,7 +365,7 @@ class HTTP2Session:
         logger.warning(
             "HTTP/2 client %s: %s; closing with ENHANCE_YOUR_CALM.", _peer(self.conn), why
         )
-        self._h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self._last_stream_id)
+        self._h2.close(ErrorCode.ENHANCE_YOUR_CALM, self._last_stream_id)
         self._abandon()
 
     # Writing
@@ -407,7 +387,8 @@ class HTTP2Session:
             self._flush()
 
     def _flush(self) -> None:
-        """Send what the windows let through, then everything h2 has to send, in one write."""
+        """Send what the windows let through, then everything else the connection has to
+        send, in one write."""
         self._send_pending()
         data = self._h2.data_to_send()
         if data:
@@ -416,7 +397,7 @@ class HTTP2Session:
     def _send_pending(self) -> None:
         """DATA for the waiting streams, a frame each in turn, while the windows and the
         socket take it."""
-        max_frame = self._h2.max_outbound_frame_size
+        max_frame = self._h2.max_outbound_frame
         now = self._loop.time()
         was_over = self._pending > OUTPUT_BUDGET
         moved = True
@@ -439,7 +420,7 @@ class HTTP2Session:
         stream_id = stream.stream_id
         out = stream.out
         if out:
-            size = min(h2.local_flow_control_window(stream_id), max_frame)
+            size = min(h2.window(stream_id), max_frame)
             if size <= 0:
                 if stream.blocked_since is None:
                     stream.blocked_since = now
@@ -460,7 +441,7 @@ class HTTP2Session:
         else:
             last = stream.end_pending
             if last and not stream.trailers:
-                h2.end_stream(stream_id)
+                h2.send_data(stream_id, b"", end_stream=True)
         if not out:
             del self._sending[stream_id]
             if last:
@@ -479,26 +460,26 @@ class HTTP2Session:
     # Streams' ends
 
     def _answered_in_full(self, stream: HTTP2Stream) -> None:
-        stream.phase = StreamState.ANSWERED
+        stream.phase = StreamPhase.ANSWERED
         stream.end_pending = False
         self._close_if_answered(stream)
 
     def _close_if_answered(self, stream: HTTP2Stream) -> None:
-        if stream.phase is not StreamState.ANSWERED:
+        if stream.phase is not StreamPhase.ANSWERED:
             return
         if not stream.request_ended:
             # Answered before the client sent all of its body: it need send no more.
-            self._h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+            self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
         self._close_stream(stream)
 
     def _close_stream(self, stream: HTTP2Stream) -> None:
         """Forget a stream: its response is sent, or it was reset."""
-        if stream.phase is not StreamState.ANSWERED and not stream.cycle.response_complete:
+        if stream.phase is not StreamPhase.ANSWERED and not stream.cycle.response_complete:
             stream.cycle.disconnect()
-        stream.phase = StreamState.CLOSED
+        stream.phase = StreamPhase.CLOSED
         if stream.buffered:
             # Body the worker never took: the connection's window must not lose it.
-            self._h2.acknowledge_received_data(stream.buffered, stream.stream_id)
+            self._h2.acknowledge(stream.stream_id, stream.buffered)
             stream.buffered = 0
         if self._sending.pop(stream.stream_id, None) is not None:
             self._pending -= stream.pending
@@ -512,13 +493,13 @@ class HTTP2Session:
 
     def _close_if_done(self) -> None:
         if self._state is SessionState.DRAINING and not self._streams:
-            self._h2.close_connection(last_stream_id=self._last_stream_id)
+            self._h2.close(ErrorCode.NO_ERROR, self._last_stream_id)
             self._flush()
             self._state = SessionState.CLOSED
             self.conn.close()
 
     def _abandon(self) -> None:
-        """A connection error: send what h2 has (its GOAWAY), and close."""
+        """A connection error: send what is queued (its GOAWAY), and close."""
         if self._state is SessionState.CLOSED:
             return
         data = self._h2.data_to_send()
@@ -547,7 +528,7 @@ class HTTP2Session:
         if self._loop.time() < self._idle_since + self._config.timeout_keep_alive:
             self._arm_idle_timer()  # streams came and went meanwhile
             return
-        self._h2.close_connection(last_stream_id=self._last_stream_id)
+        self._h2.close(ErrorCode.NO_ERROR, self._last_stream_id)
         self._abandon()
 
     def _overdue_at(self, stream: HTTP2Stream) -> float | None:
@@ -585,14 +566,14 @@ class HTTP2Session:
         shut = [
             s for s in overdue if s.blocked_since is not None and s.blocked_since <= window_deadline
         ]
-        if shut and (self.conn.writing_paused or self._h2.outbound_flow_control_window <= 0):
+        if shut and (self.conn.writing_paused or self._h2.outbound_window <= 0):
             logger.info("HTTP/2 client %s stopped reading: closing.", _peer(self.conn))
             self._abandon()
             self.conn.abort()
             return
         for stream in overdue:
             if stream in shut:
-                self.reset(stream, ErrorCodes.CANCEL)
+                self.reset(stream, ErrorCode.CANCEL)
             else:
                 self._refuse_body(stream, 408)
         self._arm_stream_timer()

@@ -1,28 +1,26 @@
 """What an HTTP/2 peer can make the front end do for free, counted and bounded.
 
 Every HTTP/2 frame costs the front end's one loop some Python, whether or not it brings a
-request: a PING or SETTINGS frame makes h2 queue an answer, an empty DATA frame or a PRIORITY
-frame is parsed for nothing, and a stream opened and reset at once (CVE-2023-44487, "rapid
-reset") sends a request to a worker that nobody waits for. Each such frame fills a meter that
-drains with time (and, for resets, with every request answered); a peer that overflows one
-gets GOAWAY ENHANCE_YOUR_CALM. A header block is bounded in bytes while its CONTINUATION
-frames arrive (CVE-2024-27316), before HPACK decodes any of it.
+request: a PING or SETTINGS frame makes the server queue an answer, an empty DATA frame, a
+PRIORITY frame or a frame on a closed stream is parsed for nothing, and a stream opened and
+reset at once (CVE-2023-44487, "rapid reset") sends a request to a worker that nobody waits
+for. Each such frame fills a meter that drains with time (and, for resets, with every request
+answered); a peer that overflows one gets GOAWAY ENHANCE_YOUR_CALM. (A field block is bounded
+in bytes and frames while its CONTINUATION frames arrive, CVE-2024-27316, before HPACK decodes
+any of it: http2_connection.py.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from h2.exceptions import DenialOfServiceError
-from h2.frame_buffer import FrameBuffer
-from hyperframe.frame import Frame
-
 # Streams the client resets before their response is complete: a burst this large, and this
 # many a second after it (beyond what answered requests make up for).
 RAPID_RESET_BURST = 200
 RAPID_RESET_RATE = 100.0
 # Frames that carry no request (PING, SETTINGS, PRIORITY, empty DATA, WINDOW_UPDATE with
-# nothing waiting for it, unknown types): a burst this large, and this many a second after it.
+# nothing waiting for it, unknown types, frames on closed streams): a burst this large, and
+# this many a second after it.
 IDLE_FRAME_BURST = 1000
 IDLE_FRAME_RATE = 100.0
 
@@ -46,21 +44,3 @@ class FloodMeter:
 
     def relieve(self) -> None:
         self._level = max(self._level - 1, 0.0)
-
-
-class BoundedFrameBuffer(FrameBuffer):
-    """h2's frame buffer, refusing a header block (HEADERS and its CONTINUATION frames) larger
-    than `max_block` bytes before it is complete. h2 alone caps only the number of frames, so
-    a block could hold a megabyte before HPACK saw its size. (This extends h2's
-    `_update_header_buffer`, and so reads its state: tests/test_http2_units.py checks it.)"""
-
-    def __init__(self, max_block: int) -> None:
-        super().__init__(server=True)
-        self._max_block = max_block
-
-    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
-        out = super()._update_header_buffer(f)
-        block = self._headers_buffer
-        if block and sum(len(frame.data) for frame in block) > self._max_block:
-            raise DenialOfServiceError("header block too large")
-        return out

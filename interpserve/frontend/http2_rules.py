@@ -1,10 +1,11 @@
 """What an HTTP/2 request must look like before it reaches an app, and how a response's fields
-are written for HTTP/2 (RFC 9113 §8): pure functions, no I/O and no h2 connection.
+are written for HTTP/2 (RFC 9113 §8.2, §8.3): pure functions, no I/O and no connection state
+(the framing of a message, §8.1, is http2_connection.py's).
 
-The h2 library's own header validation is off (it would make every malformed request a
-connection error, taking the connection's other streams with it): these checks make each a
-stream error instead, as RFC 9113 §8.1.1 says, and hold an HTTP/2 request to the same limits
-and the same `RequestHead` as an HTTP/1.1 one, so the request cycle cannot tell them apart.
+A malformed request is a stream error, as RFC 9113 §8.1.1 says, so the connection's other
+streams go on (the h2 library, with its own validation on, makes each a connection error).
+An HTTP/2 request is held to the same limits and the same `RequestHead` as an HTTP/1.1 one, so
+the request cycle cannot tell them apart.
 """
 
 from __future__ import annotations
@@ -55,12 +56,7 @@ def request_head(
                 raise MalformedRequest(f"unknown or repeated pseudo-header {name!r}")
             pseudo[name] = value
             continue
-        if not _NAME.fullmatch(name):
-            raise MalformedRequest(f"invalid header name {name!r}")
-        if _BAD_VALUE.search(value):
-            raise MalformedRequest(f"invalid value for header {name!r}")
-        if name in CONNECTION_SPECIFIC or (name == b"te" and value.lower() != b"trailers"):
-            raise MalformedRequest(f"connection-specific header {name!r}")
+        _check_field(name, value)
         limits.check_field(len(headers) + 1, len(name) + len(value))
         if name == b"cookie":
             cookies.append(value)  # several, which HTTP/1.1 would have joined (§8.2.3)
@@ -85,11 +81,13 @@ def request_head(
             raise MalformedRequest("a Host header that differs from :authority")
         if not hosts:
             headers.insert(0, (b"host", authority))  # where apps written for HTTP/1.1 look
-    for name, value in headers:
-        if name == b"content-length":
-            if not value.isdigit() or len(value) > 18:
-                raise MalformedRequest("invalid content-length")
-            limits.check_body(int(value))
+    lengths = {value for name, value in headers if name == b"content-length"}
+    for value in lengths:
+        if not value.isdigit() or len(value) > 18:
+            raise MalformedRequest("invalid content-length")
+        limits.check_body(int(value))
+    if len({int(value) for value in lengths}) > 1:
+        raise MalformedRequest("content-length fields that differ")
     expect_continue = not end_stream and any(
         name == b"expect" and value.lower() == b"100-continue" for name, value in headers
     )
@@ -104,6 +102,22 @@ def request_head(
         False,
         not FORWARDING_FIELDS.isdisjoint(names),
     )
+
+
+def check_trailers(fields: list[tuple[bytes, bytes]]) -> None:
+    """A request's trailer section: regular fields only (§8.1), each valid (§8.2.1)."""
+    for name, value in fields:
+        _check_field(name, value)
+
+
+def _check_field(name: bytes, value: bytes) -> None:
+    """A regular field of a request: valid (§8.2.1), and not HTTP/1.1's hop by hop (§8.2.2)."""
+    if not _NAME.fullmatch(name):
+        raise MalformedRequest(f"invalid field name {name!r}")
+    if _BAD_VALUE.search(value):
+        raise MalformedRequest(f"invalid value for field {name!r}")
+    if name in CONNECTION_SPECIFIC or (name == b"te" and value.lower() != b"trailers"):
+        raise MalformedRequest(f"connection-specific field {name!r}")
 
 
 def response_fields(

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 STREAM_HIGH_WATER = 64 * 1024
 
 
-class StreamState(Enum):
+class StreamPhase(Enum):
     OPEN = auto()  # the response is not complete yet
-    ANSWERED = auto()  # all of the response is handed to h2, END_STREAM with it
+    ANSWERED = auto()  # all of the response is sent, END_STREAM with it
     CLOSED = auto()  # reset, by either side, or the connection is gone
 
 
@@ -43,11 +43,11 @@ class HTTP2Stream:
         self.client = conn.client
         self.server = conn.server
         self.scheme = conn.scheme
-        self.phase = StreamState.OPEN
+        self.phase = StreamPhase.OPEN
         self.buffered = 0  # request body bytes received, not yet sent to the worker
         self.received = 0  # request body bytes so far (--limit-request-body)
         self.request_ended = not head.has_body
-        # Response DATA not yet handed to h2, and whether the end of the response is in it.
+        # Response DATA not yet framed, and whether the end of the response is in it.
         self.out: deque[memoryview] = deque()
         self.pending = 0
         self.end_pending = False
@@ -65,7 +65,7 @@ class HTTP2Stream:
 
     def write(self, data: bytes) -> None:
         """Response body bytes, sent as the client's window allows."""
-        if self.phase is not StreamState.OPEN or not data:
+        if self.phase is not StreamPhase.OPEN or not data:
             return
         self.out.append(memoryview(data))
         self.pending += len(data)
@@ -74,17 +74,17 @@ class HTTP2Stream:
     def finish(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
         """The response is complete: END_STREAM goes with its last DATA, or with the HEADERS
         frame of its trailers after it."""
-        if self.phase is StreamState.OPEN:
+        if self.phase is StreamPhase.OPEN:
             self.end_pending = True
             self.trailers = trailers or []
             self._session.queue(self, 0)
 
     def send_headers(self, fields: list[tuple[bytes, bytes]], end_stream: bool) -> None:
-        if self.phase is StreamState.OPEN:
+        if self.phase is StreamPhase.OPEN:
             self._session.send_headers(self, fields, end_stream)
 
     def body_sent(self, size: int) -> None:
-        if self.phase is not StreamState.CLOSED:
+        if self.phase is not StreamPhase.CLOSED:
             self.buffered -= size
             self._session.acknowledge(self.stream_id, size)
 
