@@ -37,7 +37,7 @@ from hyperframe.frame import (
 
 from interpserve.frontend.http2_frames import PREFACE
 from interpserve.frontend.http2_guard import IDLE_FRAME_BURST, RAPID_RESET_BURST
-from interpserve.testing import ServerProcess
+from interpserve.testing import ServerProcess, wait_until
 
 TIMEOUT = 10.0
 MB = 1024 * 1024
@@ -224,7 +224,7 @@ def test_prior_knowledge_on_both_parsers(start_server, http_impl: str) -> None:
     assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", "13")
     # HTTP/1.1 on the same server, as before.
     assert httpx.get(server.url + "/", timeout=TIMEOUT).http_version == "HTTP/1.1"
-    assert '"GET /scope?a=1 HTTP/2" 200' in server.output
+    assert server.wait_for_output('"GET /scope?a=1 HTTP/2" 200')
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
@@ -259,9 +259,13 @@ def test_streams_of_one_connection_run_on_different_workers_at_once(
 
     answers = asyncio.run(main())
     assert len({answer["interpreter"] for answer in answers}) == 2
-    lines = [line for line in h2_server.output.splitlines() if "/cpu?ms=300 HTTP/2" in line]
-    assert len(lines) == 4 and len({line.split()[1] for line in lines}) == 1  # one client port
-    assert {line.split("worker=")[1] for line in lines} == {"1", "2"}
+
+    def lines() -> list[str]:
+        return [line for line in h2_server.output.splitlines() if "/cpu?ms=300 HTTP/2" in line]
+
+    assert wait_until(lambda: len(lines()) == 4)
+    assert len({line.split()[1] for line in lines()}) == 1  # one client port
+    assert {line.split("worker=")[1] for line in lines()} == {"1", "2"}
 
 
 def test_large_upload_and_download_with_flow_control(h2_server: ServerProcess) -> None:
@@ -373,7 +377,7 @@ def test_rapid_reset(h2_server: ServerProcess) -> None:
             frames.append(RstStreamFrame(stream_id, error_code=ErrorCodes.CANCEL))
         flood(raw, frames)
         assert raw.goaway is not None and raw.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
-    assert "streams reset faster than they are served" in h2_server.output
+    assert h2_server.wait_for_output("streams reset faster than they are served")
     assert_serves(h2_server)
 
 
