@@ -68,8 +68,10 @@ def test_a_body_and_100_continue() -> None:
         [*BASE, (b"x", b" padded")],
         [*BASE, (b"x", b"a\0b")],
         [*BASE, (b"host", b"other")],
+        [BASE[0], BASE[1], BASE[2], (b"host", b"a"), (b"host", b"a")],
         [*BASE, (b"content-length", b"1x")],
         [(b"x", b"1"), *BASE],
+        [(b"cookie", b"a=1"), *BASE],
         [*BASE, (b":method", b"GET")],
         [*BASE, (b":status", b"200")],
         BASE[1:],
@@ -104,6 +106,7 @@ def test_te_trailers_and_options_star_are_allowed() -> None:
             ],
             501,
         ),
+        ([(b":method", b"CONNECT"), (b":authority", b"h:443")], 501),  # §8.5's form
         ([BASE[0], BASE[1], (b":path", b"/" + b"a" * 200)], 414),
     ],
 )

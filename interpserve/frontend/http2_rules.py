@@ -50,7 +50,7 @@ def request_head(
     cookies: list[bytes] = []
     for name, value in fields:
         if name[:1] == b":":
-            if headers:
+            if headers or cookies:
                 raise MalformedRequest("a pseudo-header after a regular header")
             if name not in _REQUEST_PSEUDO or name in pseudo:
                 raise MalformedRequest(f"unknown or repeated pseudo-header {name!r}")
@@ -64,10 +64,11 @@ def request_head(
             headers.append((name, value))
     method = pseudo.get(b":method", b"")
     path = pseudo.get(b":path", b"")
+    if method == b"CONNECT":
+        # Whether or not it is well formed (§8.5), it gets a response, which §8.1.1 allows.
+        raise BadRequest("CONNECT is for proxies, not supported here", status=501)
     if not method or not pseudo.get(b":scheme") or not path:
         raise MalformedRequest("a request needs :method, :scheme and :path")
-    if method == b"CONNECT":
-        raise BadRequest("CONNECT is for proxies, not supported here", status=501)
     if not (path[:1] == b"/" or (path == b"*" and method == b"OPTIONS")):
         raise MalformedRequest("the :path must be a path")
     limits.check_target(len(path))
@@ -75,8 +76,10 @@ def request_head(
         headers.append((b"cookie", b"; ".join(cookies)))
     names = [name for name, _ in headers]
     authority = pseudo.get(b":authority")
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) > 1:
+        raise MalformedRequest("more than one Host header")
     if authority is not None:
-        hosts = [value for name, value in headers if name == b"host"]
         if hosts and hosts != [authority]:
             raise MalformedRequest("a Host header that differs from :authority")
         if not hosts:
