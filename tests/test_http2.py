@@ -319,9 +319,20 @@ def test_max_concurrent_streams(start_server) -> None:
     )
     with RawH2(server) as raw:
         for stream_id in (1, 3, 5):
-            raw.request(stream_id, "/sleep?s=5")
-        raw.until_closed()
-        assert raw.goaway is not None and raw.goaway.error_code == ErrorCodes.PROTOCOL_ERROR
+            raw.request(stream_id, "/sleep?s=0.5")
+        # The third is refused on its own (the client may retry it); the two go on.
+        assert raw.stream(5).reset == ErrorCodes.REFUSED_STREAM
+        assert raw.stream(1).status == 200 and raw.stream(3).status == 200
+        assert raw.goaway is None
+        raw.request(7)
+        assert raw.stream(7).status == 200
+        # Streams refused one after another cost what reset ones do: the rapid-reset bound.
+        raw.request(9, "/sleep?s=5")
+        raw.request(11, "/sleep?s=5")
+        fields = [(":method", "GET"), (":scheme", "http"), (":path", "/")]
+        ids = range(13, 13 + 2 * (RAPID_RESET_BURST + 50), 2)
+        flood(raw, [frame for i in ids for frame in raw.headers_frames(i, fields)])
+        assert raw.goaway is not None and raw.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     assert_serves(server)
 
 

@@ -473,6 +473,11 @@ DIVERGENCES: dict[str, tuple[str, Callable[[Step], bool]]] = {
             s, E.PROTOCOL_ERROR, "END_STREAM", "content-length", "InvalidBodyLength"
         ),
     ),
+    "a stream beyond the limit is refused": (
+        "§5.1.2: a stream that exceeds SETTINGS_MAX_CONCURRENT_STREAMS is a stream error of "
+        "type PROTOCOL_ERROR or REFUSED_STREAM",
+        lambda s: _reset_instead(s, E.REFUSED_STREAM, "TooManyStreams", "concurrent streams"),
+    ),
     "priority signals are not checked": (
         "§5.3.2: RFC 7540's priority scheme is deprecated; nothing says a stream may not "
         "depend on itself any more",
@@ -1007,6 +1012,13 @@ RFC_PROGRAMS: dict[str, tuple[list[bytes], Observation | None]] = {
             fr.frame(fr.DATA, fr.END_STREAM, 1, b"ab"),
         ],
         ("sent reset", 1, E.PROTOCOL_ERROR),
+    ),
+    "a stream beyond the limit is refused": (
+        [
+            _request(i, POST, end=False)
+            for i in range(1, 2 * CONFIG.http2_max_concurrent_streams + 3, 2)
+        ],
+        ("sent reset", 2 * CONFIG.http2_max_concurrent_streams + 1, E.REFUSED_STREAM),
     ),
     "priority signals are not checked": (
         [fr.frame(fr.PRIORITY, 0, 1, struct.pack(">LB", 1, 15)), _request(1, GET)],

@@ -250,7 +250,7 @@ class HTTP2Session:
             elif kind is h2e.WindowUpdated:
                 self._window_updated(event.stream_id)  # type: ignore[union-attr]
             elif kind is h2e.StreamReset:
-                self._stream_reset(event.stream_id)  # type: ignore[union-attr]
+                self._stream_reset(event)  # type: ignore[arg-type]
             elif kind is h2e.TrailersReceived:
                 self._trailers(event)  # type: ignore[arg-type]
             elif kind is h2e.GoAwayReceived:
@@ -344,9 +344,11 @@ class HTTP2Session:
             self._h2.send_headers(stream.stream_id, [(b":status", b"%d" % status)], end_stream=True)
         self.reset(stream, ErrorCode.CANCEL)
 
-    def _stream_reset(self, stream_id: int) -> None:
-        stream = self._streams.get(stream_id)
+    def _stream_reset(self, event: h2e.StreamReset) -> None:
+        stream = self._streams.get(event.stream_id)
         if stream is None:
+            if event.error_code == ErrorCode.REFUSED_STREAM and not event.remote:
+                self._count_reset()  # a stream beyond the limit costs what a reset one does
             return
         unanswered = not stream.cycle.response_complete
         self._close_stream(stream)

@@ -435,13 +435,15 @@ class HTTP2Connection:
         """A whole field block: a request, or its trailers."""
         stream = self._streams.get(stream_id)
         opens = stream is None and stream_id > self.highest_stream_id and stream_id & 1
-        if opens and len(self._streams) >= self._max_streams:
-            # §5.1.2 makes this a stream error; §5.4.1 lets the server end the connection
-            # instead, which a client that ignores the limit it was given has earned.
-            raise HTTP2ConnectionError(
-                ErrorCode.PROTOCOL_ERROR, "more streams at once than SETTINGS allowed"
-            )
         headers = self._decode(block)  # always: HPACK's state must follow every block (§4.3)
+        if opens and len(self._streams) >= self._max_streams:
+            # A stream error (§5.1.2), not the connection's: a proxy's streams may cross the
+            # SETTINGS that lowered the limit, and its others go on. REFUSED_STREAM tells it
+            # the request was not processed, so it may retry it (§8.7).
+            self.highest_stream_id = stream_id
+            raise HTTP2StreamError(
+                stream_id, ErrorCode.REFUSED_STREAM, "more streams at once than SETTINGS allowed"
+            )
         end = flags & fr.END_STREAM
         if stream is None:
             if not opens:
