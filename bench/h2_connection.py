@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -69,26 +70,36 @@ def client_reads(requests: int, batch: int) -> tuple[bytes, list[bytes]]:
     return fr.PREFACE + settings + fr.window_update_frame(0, window), reads
 
 
-def interpserve_connection(preface: bytes) -> tuple[Receive, Answer]:
-    server = new_connection(Config())
-    server.initiate()
-    server.receive(preface)
-    server.data_to_send()
+def _answering(
+    receive_events: Callable[[bytes], Iterable[object]], request: type, server: Any
+) -> tuple[Receive, Answer]:
+    """A connection's two halves for `measure`: the streams of the requests in what it
+    receives, and the bytes of their responses."""
 
     def receive(data: bytes) -> list[int]:
-        return [e.stream_id for e in server.receive(data) if type(e) is RequestReceived]
+        return [e.stream_id for e in receive_events(data) if type(e) is request]  # type: ignore[attr-defined]
 
     def answer(stream_ids: list[int]) -> bytes:
         for stream_id in stream_ids:
             server.send_headers(stream_id, RESPONSE)
             server.send_data(stream_id, BODY, end_stream=True)
-        return server.data_to_send()
+        return server.data_to_send()  # type: ignore[no-any-return]
 
     return receive, answer
 
 
-def h2_connection(preface: bytes) -> tuple[Receive, Answer]:
-    server = H2Connection(
+def interpserve_connection(preface: bytes) -> tuple[Receive, Answer]:
+    server = new_connection(Config())
+    server.initiate()
+    server.receive(preface)
+    server.data_to_send()
+    return _answering(server.receive, RequestReceived, server)
+
+
+def h2_server(connection: type[H2Connection] = H2Connection) -> H2Connection:
+    """An h2 server connection as interpserve ran it before it had its own (header validation
+    off, its HPACK encoder and decoder): the reference, here and in the differential tests."""
+    server = connection(
         H2Configuration(
             client_side=False,
             header_encoding=None,
@@ -100,20 +111,15 @@ def h2_connection(preface: bytes) -> tuple[Receive, Answer]:
     )
     server.encoder = StaticEncoder()  # type: ignore[assignment]
     server.decoder = CachingDecoder()
+    return server
+
+
+def h2_connection(preface: bytes) -> tuple[Receive, Answer]:
+    server = h2_server()
     server.initiate_connection()
     server.receive_data(preface)
     server.data_to_send()
-
-    def receive(data: bytes) -> list[int]:
-        return [e.stream_id for e in server.receive_data(data) if type(e) is H2RequestReceived]
-
-    def answer(stream_ids: list[int]) -> bytes:
-        for stream_id in stream_ids:
-            server.send_headers(stream_id, RESPONSE)
-            server.send_data(stream_id, BODY, end_stream=True)
-        return server.data_to_send()
-
-    return receive, answer
+    return _answering(server.receive_data, H2RequestReceived, server)
 
 
 def measure(

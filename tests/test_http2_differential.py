@@ -26,7 +26,6 @@ from typing import Any
 
 import h2.events as h2e
 import pytest
-from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.exceptions import DenialOfServiceError, ProtocolError
 from h2.frame_buffer import FrameBuffer
@@ -37,6 +36,7 @@ from hyperframe.frame import Frame as HFrame
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from bench.h2_connection import h2_server
 from interpserve.config import Config
 from interpserve.errors import HTTP2ConnectionError
 from interpserve.frontend import http2_events as ev
@@ -48,7 +48,7 @@ from interpserve.frontend.http2 import (
     new_connection,
 )
 from interpserve.frontend.http2_connection import ClosedBy, HTTP2Connection, StreamState
-from interpserve.frontend.http2_hpack import CachingDecoder, StaticEncoder
+from interpserve.frontend.http2_hpack import CachingDecoder
 from interpserve.frontend.http2_rules import MalformedRequest, check_trailers, request_head
 from interpserve.frontend.http_rules import BadRequest, Limits
 
@@ -288,16 +288,7 @@ class Reference(Server):
 
     def __init__(self) -> None:
         super().__init__()
-        conn = self.conn = _H2Server(
-            H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                validate_inbound_headers=False,
-                normalize_inbound_headers=False,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
+        conn = self.conn = h2_server(_H2Server)
         conn.local_settings = Settings(
             client=False,
             initial_values={
@@ -307,8 +298,7 @@ class Reference(Server):
                 fr.Setting.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             },
         )
-        conn.encoder = StaticEncoder()  # type: ignore[assignment]
-        conn.decoder = CachingDecoder()
+        assert isinstance(conn.decoder, CachingDecoder)
         conn.decoder.max_header_list_size = CONFIG.http2_max_header_list_size
         conn.decoder.max_allowed_table_size = CONFIG.http2_header_table_size
         conn.incoming_buffer = _BoundedFrameBuffer(CONFIG.http2_max_header_list_size)
