@@ -8,20 +8,34 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
+from h2.settings import SettingCodes
 from hpack import Decoder, Encoder
-from hyperframe.frame import ContinuationFrame, HeadersFrame, SettingsFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    HeadersFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+from test_windows import connection, receive
 
+from interpserve import events as ev
 from interpserve.config import Config
 from interpserve.errors import HTTP2ConnectionError
-from interpserve.frontend.connection import HTTPConnection, ServerState
 from interpserve.frontend.http2 import CLOSED_STREAMS_KEPT, SLICE, HTTP2Session, new_connection
 from interpserve.frontend.http2_events import RequestReceived
-from interpserve.frontend.http2_frames import PREFACE, ErrorCode
+from interpserve.frontend.http2_frames import (
+    DATA,
+    MAX_FRAME_SIZE_LIMIT,
+    PREFACE,
+    ErrorCode,
+    split_frames,
+)
 from interpserve.frontend.http2_guard import FloodMeter
 from interpserve.frontend.http2_hpack import CachingDecoder, StaticEncoder
 from interpserve.frontend.http2_rules import (
@@ -30,10 +44,8 @@ from interpserve.frontend.http2_rules import (
     request_head,
     response_fields,
 )
-from interpserve.frontend.http_parser import parser_factory
 from interpserve.frontend.http_rules import BadRequest, Limits
 from interpserve.frontend.response import DefaultHeaders
-from interpserve.pool.pool import WorkerPool
 
 BASE = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/a?b=1"), (b":authority", b"h")]
 
@@ -216,42 +228,7 @@ def test_a_header_block_within_the_bound_is_whole() -> None:
     assert events[1:] == [RequestReceived(1, fields, True)]
 
 
-# The session on a fake transport ------------------------------------------------------------
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.written = bytearray()
-        self.reading = True
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str) -> Any:
-        return ("127.0.0.1", 1234) if name in ("peername", "sockname") else None
-
-
-def _connection(config: Config) -> tuple[HTTPConnection, FakeTransport]:
-    # No stream is opened here, so no worker is ever asked for.
-    parser = parser_factory("h11")
-    state = ServerState(config, cast(WorkerPool, None), lambda: parser(Limits()))
-    conn = HTTPConnection(state)
-    transport = FakeTransport()
-    conn.connection_made(cast(asyncio.Transport, transport))
-    return conn, transport
+# The session on a fake transport (and a fake worker: test_windows.py's) -------------------
 
 
 def _server_frames(data: bytes) -> list[Any]:
@@ -260,12 +237,12 @@ def _server_frames(data: bytes) -> list[Any]:
     return client.receive_data(data)
 
 
-def _count(data: bytearray, kind: str) -> int:
-    return sum(type(event).__name__ == kind for event in _server_frames(bytes(data)))
+def _count(written: list[bytes], kind: str) -> int:
+    return sum(type(event).__name__ == kind for event in _server_frames(b"".join(written)))
 
 
 async def test_one_connection_holds_the_loop_for_a_slice_at_a_time() -> None:
-    conn, transport = _connection(Config())
+    conn, transport, _ = connection()
     # SETTINGS frames of a thousand entries each: few frames, many slices' worth of bytes.
     payload = struct.pack("!HL", 2, 0) * 1000
     big = struct.pack("!L", len(payload))[1:] + b"\x04\x00" + b"\x00" * 4 + payload
@@ -281,13 +258,59 @@ async def test_one_connection_holds_the_loop_for_a_slice_at_a_time() -> None:
 
 
 async def test_shutdown_sends_goaway_and_closes_an_idle_connection() -> None:
-    conn, transport = _connection(Config())
+    conn, transport, _ = connection()
     conn.data_received(_client_frames(SettingsFrame(0)))
     conn.shutdown()
-    events = _server_frames(bytes(transport.written))
+    events = _server_frames(b"".join(transport.written))
     terminated = [e for e in events if type(e).__name__ == "ConnectionTerminated"]
     assert terminated and terminated[0].error_code == 0 and terminated[0].last_stream_id == 0
     assert transport.closed
+
+
+def _upload(stream_id: int, size: int) -> list[Any]:
+    encoder = Encoder()
+    fields = [(":method", "POST"), (":scheme", "http"), (":path", "/up"), (":authority", "a")]
+    headers = HeadersFrame(stream_id, data=encoder.encode(fields), flags=["END_HEADERS"])
+    return [headers, *(DataFrame(stream_id, data=b"x" * 16384) for _ in range(size // 16384))]
+
+
+async def test_request_bodies_are_held_under_the_budget() -> None:
+    limit = 64 * 1024
+    conn, transport, channel = connection(limit_buffers=limit)
+    budget = conn.state.budget
+    # Eight uploads whose apps receive nothing yet: each worker takes its first window, and
+    # the rest waits in the front end, counted, until the budget is spent.
+    frames = [SettingsFrame(0)] + [f for i in range(1, 17, 2) for f in _upload(i, 48 * 1024)]
+    await receive(conn, transport, _client_frames(*frames))
+    assert not transport.reading
+    assert limit <= budget.held <= limit + SLICE + 48 * 1024
+    held = budget.held
+    # The apps receive what their workers have: the budget has room again, and reading resumes.
+    for cycle in channel.sinks.values():
+        cycle.on_credit(ev.BODY_WINDOW_MIN)
+    assert budget.held < held and transport.reading
+    conn.connection_lost(None)
+    assert budget.held == 0
+
+
+async def test_response_bytes_waiting_for_the_client_are_in_the_budget() -> None:
+    conn, transport, channel = connection()
+    budget = conn.state.budget
+    encoder = Encoder()
+    fields = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a")]
+    get = HeadersFrame(1, data=encoder.encode(fields), flags=["END_HEADERS", "END_STREAM"])
+    shut = SettingsFrame(0, settings={SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    conn.data_received(_client_frames(shut, get))
+    (cycle,) = channel.sinks.values()
+    cycle.on_response_start(200, [])
+    cycle.on_response_body(b"y" * 10_000, True)
+    await asyncio.sleep(0)
+    assert budget.held == 10_000  # the client's window is shut: the bytes wait, counted
+    conn.data_received(WindowUpdateFrame(1, window_increment=10_000).serialize())
+    await asyncio.sleep(0)
+    assert budget.held == 0
+    frames, _, _ = split_frames(b"".join(transport.written), MAX_FRAME_SIZE_LIMIT)
+    assert sum(len(payload) for kind, _, _, payload in frames if kind == DATA) == 10_000
 
 
 # HPACK --------------------------------------------------------------------------------------

@@ -320,6 +320,10 @@ class HTTPConnection(asyncio.BufferedProtocol):
         """A cycle no longer holds `size` body bytes here: sent to its worker, or dropped."""
         self.buffered -= size
 
+    def response_held(self, delta: int) -> None:
+        """Response bytes written to a socket that has not taken them (cycle.py)."""
+        self.state.budget.change(delta)
+
     def cycle_done(self, cycle: RequestCycle) -> None:
         """The first cycle's response is complete: answer the next request, or wait for one."""
         if not cycle.keep_alive:
@@ -557,7 +561,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
 
         assert self._transport is not None
         self._cancel_read_timer()  # the session keeps its own
-        http2 = self._session = HTTP2Session(self, self._transport)
+        http2 = self._session = HTTP2Session(self)
         http2.start(data)
 
     def _end_sniffing(self, data: bytes) -> None:

@@ -70,6 +70,11 @@ class CycleConnection(Protocol):
         """The cycle no longer holds `size` body bytes here: sent to its worker, or dropped."""
         ...
 
+    def response_held(self, delta: int) -> None:
+        """`delta` more (or fewer) response bytes wait in memory for the client: counted in the
+        budget where they wait."""
+        ...
+
     def update_reading(self) -> None:
         """Read on if there is room now (a window opened), or stop."""
         ...
@@ -295,7 +300,7 @@ class RequestCycle:
             budget.release(self._in_flight)  # (the worker drops what the app did not take)
             self._in_flight = 0
         if self._withheld_credit:
-            budget.release(self._withheld_credit)
+            self._conn.response_held(-self._withheld_credit)
             self._withheld_credit = 0
         if self._response_window > ev.BODY_WINDOW_MIN:
             budget.release(self._response_window - ev.BODY_WINDOW_MIN)
@@ -305,7 +310,7 @@ class RequestCycle:
         """The client's socket has drained: give the app the credit withheld meanwhile."""
         withheld, self._withheld_credit = self._withheld_credit, 0
         if withheld:
-            self._conn.state.budget.release(withheld)
+            self._conn.response_held(-withheld)
             if not self._finished:
                 self._give_credit(withheld)
 
@@ -412,7 +417,7 @@ class RequestCycle:
         if self._conn.writing_paused:
             # They wait in memory: the credit is given in writable(), once the socket took them.
             self._withheld_credit += size
-            self._conn.state.budget.reserve(size)
+            self._conn.response_held(size)
         else:
             self._give_credit(size)
 

@@ -50,6 +50,10 @@ OUTPUT_BUDGET = 1024 * 1024
 # one on a finished stream, a connection error): a bound for a long-lived connection, which a
 # proxy's is.
 CLOSED_STREAMS_KEPT = 1024
+# After a connection error, how long what the client still sends is read and dropped before the
+# connection closes: a socket closed with bytes unread is reset, and the client may then lose
+# the GOAWAY that says why.
+LINGER = 1.0
 
 
 class SessionState(Enum):
@@ -71,9 +75,9 @@ def new_connection(config: Config) -> HTTP2Connection:
 
 
 class HTTP2Session:
-    def __init__(self, conn: HTTPConnection, transport: asyncio.Transport) -> None:
+    def __init__(self, conn: HTTPConnection) -> None:
         self.conn = conn
-        self._transport = transport
+        self._budget = conn.state.budget
         self._config = config = conn.state.config
         self._limits = Limits(
             request_line=config.limit_request_line,
@@ -87,9 +91,8 @@ class HTTP2Session:
         self._streams: dict[int, HTTP2Stream] = {}
         # Streams with DATA waiting for the client's window, in the order they queued it.
         self._sending: dict[int, HTTP2Stream] = {}
-        self._pending = 0  # their bytes, together
+        self._pending = 0  # their bytes, together (counted in the budget)
         self._inbox = bytearray()  # received bytes not yet handled
-        self._reading_paused = False
         self._slice_scheduled = False
         self._flush_scheduled = False
         self._last_stream_id = 0
@@ -112,7 +115,7 @@ class HTTP2Session:
     def data_received(self, data: bytes) -> None:
         if self._state is SessionState.CLOSED:
             return
-        if not self._inbox and not self._reading_paused:
+        if not self._inbox:
             if len(data) <= SLICE:
                 self._receive(data)  # the usual read, at once and without a copy
                 return
@@ -122,8 +125,7 @@ class HTTP2Session:
         else:
             self._inbox += data
         if self._inbox and not self.closed:  # (_receive may have closed it)
-            self._pause_reading()  # what is read waits here, a slice a loop pass
-            self._schedule_slice()
+            self._schedule_slice()  # what is read waits here, a slice a loop pass (read_room)
 
     def writable(self) -> None:
         """The socket has drained: send what waited, and read again."""
@@ -135,7 +137,7 @@ class HTTP2Session:
         if self._inbox:
             self._schedule_slice()
         else:
-            self._resume_reading()
+            self.conn.update_reading()
 
     def connection_lost(self) -> None:
         self._state = SessionState.CLOSED
@@ -144,6 +146,7 @@ class HTTP2Session:
                 timer.cancel()
         streams, self._streams = self._streams, {}
         self._sending.clear()
+        self._queued(-self._pending)
         for stream in streams.values():
             stream.phase = StreamPhase.CLOSED
             if not stream.cycle.response_complete:
@@ -158,6 +161,21 @@ class HTTP2Session:
         self._h2.goaway(ErrorCode.NO_ERROR, self._last_stream_id)
         self._flush()
         self._close_if_done()
+
+    def read_room(self) -> int:
+        """How much the connection may read now: nothing while what it read waits to be
+        handled, while the client does not take what it asked for, or while the budget is
+        spent and this connection holds bytes already (the budget resumes it); else a slice."""
+        if self._state is SessionState.CLOSED:
+            return SLICE  # (dropped: see _abandon)
+        if self._inbox or self.conn.writing_paused:
+            return 0
+        if self._budget.spent and self._holds() and self.conn.wait_for_budget():
+            return 0
+        return SLICE
+
+    def _holds(self) -> bool:
+        return bool(self._pending) or any(s.buffered for s in self._streams.values())
 
     def now(self) -> float:
         return self._loop.time()
@@ -182,8 +200,13 @@ class HTTP2Session:
 
     def queue(self, stream: HTTP2Stream, size: int) -> None:
         self._sending[stream.stream_id] = stream
-        self._pending += size
+        self._queued(size)
         self._flush_soon()
+
+    def _queued(self, delta: int) -> None:
+        """`delta` more (or fewer) response bytes wait for the client's windows."""
+        self._pending += delta
+        self._budget.change(delta)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """`size` body bytes went on to the worker: the client may send as many more."""
@@ -222,7 +245,7 @@ class HTTP2Session:
         if self._inbox:
             self._schedule_slice()
         else:
-            self._resume_reading()
+            self.conn.update_reading()
 
     def _receive(self, data: bytes) -> None:
         try:
@@ -234,9 +257,7 @@ class HTTP2Session:
             return
         self._handle(events)
         if self._state is not SessionState.CLOSED:
-            self._flush()
-            if self.conn.writing_paused:
-                self._pause_reading()  # the client is not reading what it asks for
+            self._flush()  # (if the client does not read what it asks for, read_room waits)
 
     def _handle(self, events: list[h2e.Event]) -> None:
         for event in events:
@@ -435,7 +456,7 @@ class HTTP2Session:
             stream.blocked_since = None
             before = stream.pending
             stream.pending -= len(piece)
-            self._pending -= len(piece)
+            self._queued(-len(piece))
             last = stream.end_pending and not out
             h2.send_data(stream_id, piece, end_stream=last and not stream.trailers)
             if before > STREAM_HIGH_WATER >= stream.pending and not self.output_paused:
@@ -484,7 +505,7 @@ class HTTP2Session:
             self._h2.acknowledge(stream.stream_id, stream.buffered)
             stream.buffered = 0
         if self._sending.pop(stream.stream_id, None) is not None:
-            self._pending -= stream.pending
+            self._queued(-stream.pending)
         stream.out.clear()
         stream.pending = 0
         self._streams.pop(stream.stream_id, None)
@@ -501,14 +522,17 @@ class HTTP2Session:
             self.conn.close()
 
     def _abandon(self) -> None:
-        """A connection error: send what is queued (its GOAWAY), and close."""
+        """A connection error: send what is queued (its GOAWAY), and close once the client
+        has had a moment to read it."""
         if self._state is SessionState.CLOSED:
             return
         data = self._h2.data_to_send()
         if data:
             self.conn.write(data)
         self.connection_lost()
-        self.conn.close()
+        self._inbox.clear()
+        self.conn.update_reading()
+        self._loop.call_later(LINGER, self.conn.close)
 
     # Timers
 
@@ -579,18 +603,6 @@ class HTTP2Session:
             else:
                 self._refuse_body(stream, 408)
         self._arm_stream_timer()
-
-    # Reading, paused and resumed
-
-    def _pause_reading(self) -> None:
-        if not self._reading_paused:
-            self._reading_paused = True
-            self._transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self._reading_paused and self._state is not SessionState.CLOSED:
-            self._reading_paused = False
-            self._transport.resume_reading()
 
 
 def _peer(conn: HTTPConnection) -> str:

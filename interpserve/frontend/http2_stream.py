@@ -44,7 +44,7 @@ class HTTP2Stream:
         self.server = conn.server
         self.scheme = conn.scheme
         self.phase = StreamPhase.OPEN
-        self.buffered = 0  # request body bytes received, not yet sent to the worker
+        self.buffered = 0  # request body bytes held here, not yet sent to the worker
         self.received = 0  # request body bytes so far (--limit-request-body)
         self.request_ended = not head.has_body
         # Response DATA not yet framed, and whether the end of the response is in it.
@@ -83,10 +83,27 @@ class HTTP2Stream:
         if self.phase is StreamPhase.OPEN:
             self._session.send_headers(self, fields, end_stream)
 
+    def hold(self, size: int) -> None:
+        self.buffered += size
+        self.state.budget.reserve(size)
+
     def body_sent(self, size: int) -> None:
         if self.phase is not StreamPhase.CLOSED:
             self.buffered -= size
             self._session.acknowledge(self.stream_id, size)
+
+    def response_held(self, delta: int) -> None:
+        """(The response bytes waiting for the client are the session's queue, which counts
+        them in the budget itself.)"""
+
+    def update_reading(self) -> None:
+        self._session.conn.update_reading()
+
+    def room_available(self) -> None:
+        self._session.conn.update_reading()
+
+    def wait_for_budget(self) -> bool:
+        return self._session.conn.wait_for_budget()
 
     def cycle_done(self, cycle: RequestCycle) -> None:
         self._session.answered(self)
