@@ -380,7 +380,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
     def give_up(self) -> None:
         """The drain's deadline: a request with no response started yet is answered 503
         (then the connection closes), a response under way is cut off."""
-        if self._websocket is None and self._cycles and not self._cycles[0].response_started:
+        if self._session is None and self._cycles and not self._cycles[0].response_started:
             cycle = self._cycles[0]
             cycle.keep_alive = False
             cycle.respond(503, b"Service Unavailable")
