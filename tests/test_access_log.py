@@ -73,7 +73,7 @@ def test_forwarded_client_is_escaped(start_server) -> None:
         b'GET /who HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: \x9b31m" - "GET /admin\r\n'
         b"Connection: close\r\n\r\n",
     )
-    assert server.wait_for_output('\\x9b31m" - "GET /admin:0 - "GET /who HTTP/1.1" 404')
+    assert server.wait_for_output('\\x9b31m\\" - \\"GET /admin:0 - "GET /who HTTP/1.1" 404')
     assert "\x9b" not in server.output
 
 
