@@ -24,9 +24,9 @@ from enum import Enum
 from typing import Any
 
 from interpserve.events import Address
+from interpserve.logoutput import BatchingHandler
 from interpserve.logs import (
     ACCESS_LOGGER,
-    AccessHandler,
     Clock,
     JSONFormatter,
     TextFormatter,
@@ -135,14 +135,15 @@ class AccessLog:
             fields["close_code"], fields["closed_by"] = closed[0], closed[1].value
         message = self.format.render(fields, headers)
         if self._direct is not None:
-            self._direct.write_access(message, fields)
+            handler, formatter = self._direct
+            handler.add_line(formatter.format_access(time.time(), message, fields))
             return
         record = logging.LogRecord(logger.name, logging.INFO, "", 0, message, None, None)
         record.__dict__.update(fields)
         logger.handle(record)
 
 
-def _direct_handler() -> AccessHandler | None:
+def _direct_handler() -> tuple[BatchingHandler, TextFormatter | JSONFormatter] | None:
     """The access log's handler, if it is the one configure_logging made and nothing else
     (a filter, a level, another handler) stands between a line and it: then lines go to it
     without a LogRecord each, which would cost as much as the rest of the line. What logging
@@ -151,15 +152,16 @@ def _direct_handler() -> AccessHandler | None:
     handlers = logger.handlers
     if len(handlers) != 1 or logger.filters or logger.propagate or logger.disabled:
         return None
-    handler = handlers[0]
+    handler, formatter = handlers[0], handlers[0].formatter
     if (
-        type(handler) is not AccessHandler
+        type(handler) is not BatchingHandler
         or handler.filters
         or handler.level > logging.INFO
-        or type(handler.formatter) not in (TextFormatter, JSONFormatter)
+        or type(formatter) not in (TextFormatter, JSONFormatter)
     ):
         return None
-    return handler
+    assert isinstance(formatter, TextFormatter | JSONFormatter)
+    return handler, formatter
 
 
 Getter = Callable[[dict[str, Any], Sequence[tuple[bytes, bytes]]], Any]

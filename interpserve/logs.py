@@ -4,8 +4,8 @@
 
 Two formats. Text is uvicorn's look ("INFO:     message"); JSON is one object a line, for a
 log collector. Lines a worker writes (its records, the app's, and what the app prints) name
-the worker, and each is one write(2), so lines from several interpreters and processes sharing
-a file descriptor never mix mid-line.
+the worker; lines from several interpreters and processes sharing stdout and stderr never mix
+mid-line (logoutput.py).
 
 Light to import, for a parent process that must stay small: json is imported by the JSON
 formatter when one is made, logging.config and yaml only by --log-config.
@@ -13,14 +13,13 @@ formatter when one is made, logging.config and yaml only by --log-config.
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
+
+from interpserve.logoutput import BatchingHandler, DescriptorHandler, LineWriter, Output
 
 TRACE = 5
 
@@ -153,57 +152,6 @@ class JSONFormatter(logging.Formatter):
         return self._encode({**head, "message": text, **fields})
 
 
-class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The access log's handler, as configure_logging makes it. While an event loop runs, the
-    lines of one pass of the loop are written together at its end, in one write(2): a line
-    costs no system call of its own. Without a loop, each is written at once.
-
-    `write_access` takes a line without its LogRecord (see accesslog.AccessLog): the front end
-    uses it while this handler and one of the formatters above are the access log's only
-    ones, as they are unless --log-config says otherwise."""
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self._pending: list[str] = []
-        self._scheduled = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self._add(self.format(record))
-        except Exception:
-            self.handleError(record)
-
-    def write_access(self, message: str, fields: dict[str, Any]) -> None:
-        formatter = self.formatter
-        assert isinstance(formatter, TextFormatter | JSONFormatter)
-        line = formatter.format_access(time.time(), message, fields)
-        with self.lock:  # type: ignore[union-attr]
-            self._add(line)
-
-    def _add(self, line: str) -> None:
-        self._pending.append(line)
-        if self._scheduled:
-            return
-        asyncio = sys.modules.get("asyncio")  # (not imported here: a parent process has none)
-        try:
-            loop = asyncio.get_running_loop() if asyncio else None
-        except RuntimeError:
-            loop = None
-        if loop is None:
-            self.flush()
-        else:
-            self._scheduled = True
-            loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self._scheduled = False
-            if self._pending:
-                lines, self._pending = self._pending, []
-                self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
-
-
 def formatter(log_format: LogFormat) -> logging.Formatter:
     return JSONFormatter() if log_format == "json" else TextFormatter()
 
@@ -216,9 +164,11 @@ def configure_logging(
     logging refuses it)."""
     logging.addLevelName(TRACE, "TRACE")
     chosen = formatter(log_format)
+    stdout, stderr = Output(1), Output(2)
+    handler: logging.Handler
     for name, handler in (
-        ("interpserve.error", logging.StreamHandler(sys.stderr)),
-        (ACCESS_LOGGER, AccessHandler(sys.stdout)),
+        ("interpserve.error", DescriptorHandler(stderr)),
+        (ACCESS_LOGGER, BatchingHandler(stdout)),
     ):
         handler.setFormatter(chosen)
         logger = logging.getLogger(name)
@@ -228,7 +178,7 @@ def configure_logging(
     if log_format == "json":
         # What has no handler of its own (asyncio's records, warnings) would be a line of
         # plain text among the JSON ones.
-        last_resort = logging.StreamHandler(sys.stderr)
+        last_resort = DescriptorHandler(stderr)
         last_resort.setLevel(logging.WARNING)
         last_resort.setFormatter(chosen)
         logging.lastResort = last_resort
@@ -244,13 +194,14 @@ def configure_logging(
 
 def configure_worker_logging(
     level: str, log_format: LogFormat, worker_id: int, worker_kind: str
-) -> None:
+) -> tuple[Output, Output]:
     """A worker's logging, before the app is imported. Every record made here carries the
     worker's id and kind; the server's own records, and the app's that no handler takes
     (logging's last resort: WARNING and above, as Python shows them), are written in the
     server's format; and what the app writes to stdout and stderr (print, its own handlers)
     goes out line by line, each line naming the worker. The app's logging is otherwise left
-    as Python leaves it: a logging.basicConfig of its own still works."""
+    as Python leaves it: a logging.basicConfig of its own still works. Returns this
+    interpreter's stdout and stderr, for capture_worker_output."""
     logging.addLevelName(TRACE, "TRACE")
     make_record = logging.getLogRecordFactory()
 
@@ -262,19 +213,23 @@ def configure_worker_logging(
 
     logging.setLogRecordFactory(worker_record)
     chosen = formatter(log_format)
-    handler = DescriptorHandler(2)
+    stdout, stderr = Output(1), Output(2)
+    handler = DescriptorHandler(stderr)
     handler.setFormatter(chosen)
     logger = logging.getLogger("interpserve.error")
     logger.handlers[:] = [handler]
     logger.setLevel(LEVELS[level])
     logger.propagate = False
-    last_resort = DescriptorHandler(2)
+    last_resort = DescriptorHandler(stderr)
     last_resort.setLevel(logging.WARNING)
     last_resort.setFormatter(chosen)
     logging.lastResort = last_resort
+    return stdout, stderr
 
 
-def capture_worker_output(log_format: LogFormat, worker_id: int, worker_kind: str) -> None:
+def capture_worker_output(
+    log_format: LogFormat, worker_id: int, worker_kind: str, stdout: Output, stderr: Output
+) -> None:
     """sys.stdout and sys.stderr of a worker, line by line and naming the worker. After
     --log-config: the handlers it made keep the streams they were given."""
     render: Callable[[str, str], str]
@@ -292,101 +247,5 @@ def capture_worker_output(log_format: LogFormat, worker_id: int, worker_kind: st
         def render(text: str, stream: str) -> str:
             return "\n".join(tag + line for line in text.split("\n"))
 
-    sys.stdout = LineWriter(1, "stdout", render)
-    sys.stderr = LineWriter(2, "stderr", render)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """One write(2) for the whole of `data` where the kernel takes it at once (a pipe takes up
-    to PIPE_BUF bytes atomically; a regular file or a terminal a whole write)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-class DescriptorHandler(logging.Handler):
-    """A handler that writes each record straight to a file descriptor, in one write: in a
-    worker, stdout and stderr belong to the app (see LineWriter)."""
-
-    def __init__(self, fd: int) -> None:
-        super().__init__()
-        self._fd = fd
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            write_all(self._fd, (self.format(record) + "\n").encode("utf-8", "backslashreplace"))
-        except Exception:
-            self.handleError(record)
-
-
-# Beyond this, a line still without its end goes out as it is, so a worker holds no more of it.
-MAX_PENDING = 64 * 1024
-
-
-class LineWriter(io.TextIOBase):
-    """A worker's sys.stdout or sys.stderr. What the app writes goes out when a write ends a
-    line: everything written since, as one record (a traceback or a multi-line print stays
-    together), rendered by `render` (the worker's tag on each line, or one JSON object), in
-    one write(2). The part of a line not yet ended waits, up to MAX_PENDING, until a line end
-    or flush()."""
-
-    def __init__(self, fd: int, name: str, render: Callable[[str, str], str]) -> None:
-        super().__init__()
-        self._fd = fd
-        self._name = name
-        self._render = render
-        self._pending: list[str] = []
-        self._size = 0
-        self._lock = threading.Lock()  # apps print from threads too
-        self.buffer = _BinaryWriter(self)
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]  # (read-only in io.TextIOBase)
-        return "utf-8"
-
-    @property
-    def errors(self) -> str:  # type: ignore[override]
-        return "backslashreplace"
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def isatty(self) -> bool:
-        return os.isatty(self._fd)
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            self._pending.append(text)
-            self._size += len(text)
-            if text.endswith("\n") or self._size > MAX_PENDING:
-                self._emit()
-        return len(text)
-
-    def flush(self) -> None:
-        with self._lock:
-            self._emit()
-
-    def _emit(self) -> None:
-        text = "".join(self._pending).removesuffix("\n")
-        self._pending.clear()
-        self._size = 0
-        if text:
-            line = self._render(text, self._name) + "\n"
-            write_all(self._fd, line.encode("utf-8", "backslashreplace"))
-
-
-class _BinaryWriter:
-    """`sys.stdout.buffer`, for apps that write bytes."""
-
-    def __init__(self, text: LineWriter) -> None:
-        self._text = text
-
-    def write(self, data: bytes) -> int:
-        self._text.write(bytes(data).decode("utf-8", "backslashreplace"))
-        return len(data)
-
-    def flush(self) -> None:
-        self._text.flush()
+    sys.stdout = LineWriter(stdout, "stdout", render)
+    sys.stderr = LineWriter(stderr, "stderr", render)

@@ -12,6 +12,7 @@ from typing import Any
 
 from interpserve import events as ev
 from interpserve.errors import AppLoadError, ConfigError, LifespanFailed
+from interpserve.logoutput import Output
 from interpserve.logs import capture_worker_output, configure_worker_logging
 from interpserve.memory import BurstWatch
 from interpserve.pipes import FramePipe
@@ -31,20 +32,21 @@ _REQUEST_BURST = 64
 def run_worker(fd_in: int, fd_out: int, settings_json: str, kind: str) -> None:
     """Entry point: blocks until the worker has stopped. `kind`: interpreter or process."""
     settings = json.loads(settings_json)
-    configure_worker_logging(
+    outputs = configure_worker_logging(
         settings["log_level"], settings["log_format"], settings["worker_id"], kind
     )
     try:
-        asyncio.run(Worker(settings, kind).serve(fd_in, fd_out))
+        asyncio.run(Worker(settings, kind, outputs).serve(fd_in, fd_out))
     finally:
         sys.stdout.flush()  # a line the app left without its end
         sys.stderr.flush()
 
 
 class Worker:
-    def __init__(self, settings: dict[str, Any], kind: str) -> None:
+    def __init__(self, settings: dict[str, Any], kind: str, outputs: tuple[Output, Output]) -> None:
         self._settings = settings
         self._kind = kind
+        self._outputs = outputs  # stdout, stderr
         self._root_path: str = settings["root_path"]
         header = settings["request_id_header"]
         self._request_id_header: bytes | None = header.encode("latin-1") if header else None
@@ -122,7 +124,9 @@ class Worker:
             from interpserve.logconfig import apply_log_config
 
             apply_log_config(settings["log_config"], in_worker=True)
-        capture_worker_output(settings["log_format"], settings["worker_id"], self._kind)
+        capture_worker_output(
+            settings["log_format"], settings["worker_id"], self._kind, *self._outputs
+        )
 
     def _fatal(self, exc: BaseException) -> None:
         """The app raised SystemExit (or the like): stop at once, without lifespan shutdown,
