@@ -156,7 +156,9 @@ def check_main(argv: Sequence[str]) -> None:
     )
     _add_app(parser)
     # Read from INTERPSERVE_* variables too, so that it checks what serving would serve.
-    fields = [f for f in option_fields() if f.name in ("app_dir", "factory", "env_file")]
+    fields = [
+        f for f in option_fields() if f.name in ("app_dir", "factory", "env_file", "log_config")
+    ]
     for f in fields:
         _add_option(parser, f)
     try:

@@ -84,9 +84,13 @@ def apply_log_config(config: LogConfig, *, in_worker: bool = False) -> None:
         else:
             logging.config.dictConfig(_without_access(config) if in_worker else config)
     except Exception as exc:
-        cause = f": {exc.__cause__}" if exc.__cause__ else ""
-        name = config if isinstance(config, str) else "the --log-config file"
-        raise ConfigError(f"{name}: {exc}{cause}".replace("\n", " ")) from None
+        # (fileConfig says only KeyError('formatters') of a missing section.)
+        problem = f"no {exc} in it" if isinstance(exc, KeyError) else str(exc)
+        if exc.__cause__:
+            problem += f": {exc.__cause__}"
+        name = f"--log-config {config}" if isinstance(config, str) else "--log-config"
+        # Chained: a worker tells a module that refuses subinterpreters by the cause.
+        raise ConfigError(f"{name}: {problem}".replace("\n", " ")) from exc
 
 
 def peer_loggers_warning(config: LogConfig) -> str:

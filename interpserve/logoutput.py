@@ -10,11 +10,12 @@ lock through an opening of the file of its own (/proc/self/fd/N), since flock do
 exclude two holders of one opening. Where the file cannot be opened so (a socket, as
 journald's stdout is), writes go without it.
 
-No asyncio, json or fcntl at the module's import: a parent process imports logs.py.
+No asyncio or json at the module's import: a parent process imports logs.py.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
 import os
@@ -38,8 +39,6 @@ class Output:
         if self._lock is None:
             _write_all(self.fd, data)
             return
-        import fcntl
-
         fcntl.flock(self._lock, fcntl.LOCK_EX)
         try:
             _write_all(self.fd, data)
