@@ -4,9 +4,10 @@
 
 Run it from the repository root. In each of R rounds it starts, in turn and each afresh,
 uvicorn x1 (httptools, uvloop) with its access log off and on, and interpserve's interpreter
-kind xN with its access log off (text and JSON logs) and on (text and JSON lines), all
-answering GET / of bench.apps; it drives each with wrk (64 connections, one thread) for S
-seconds after a second of warm-up, and prints the rate and the server's CPU per request. The
+kind xN with its access log off (text and JSON logs, and with --request-id) and on (text and
+JSON lines), all answering GET / of bench.apps; it drives each with wrk (64 connections, one
+thread) for S seconds after a second of warm-up, and prints the rate and the server's CPU per
+request. The
 access lines go to a file (each server's log, as a container runtime's pipe would take them).
 
 It ends with the ratios that matter, each the median over the rounds of a ratio of two servers
@@ -63,6 +64,7 @@ _INTERPSERVE = (
     ("interpserve-json-off", "JSON logs, access log off", (*_OFF, "--log-format", "json")),
     ("interpserve-text-on", "access log on (text)", _ON),
     ("interpserve-json-on", "access log on (JSON)", (*_ON, "--log-format", "json")),
+    ("interpserve-request-id", "access log off, --request-id", (*_OFF, "--request-id")),
 )
 
 
@@ -84,6 +86,7 @@ RATIOS = (
     ("interpserve-text-on", "uvicorn-1-on"),
     ("interpserve-json-on", "uvicorn-1-on"),
     ("interpserve-json-on", "interpserve-text-on"),
+    ("interpserve-request-id", "interpserve-off"),
 )
 
 

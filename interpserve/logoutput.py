@@ -70,10 +70,14 @@ class DescriptorHandler(logging.Handler):
             self.handleError(record)
 
 
+# The most a BatchingHandler holds before it writes, whether or not the loop's pass is over.
+MAX_BATCH = 64 * 1024
+
+
 class BatchingHandler(logging.Handler):
     """The access log's handler. While an event loop runs, the lines of one pass of the loop
-    are written together at its end, in one write: a line costs no system call of its own.
-    Without a loop, each is written at once.
+    are written together at its end (or once they reach MAX_BATCH), in one write: a line
+    costs no system call of its own. Without a loop, each is written at once.
 
     `add_line` takes a line already formatted (see accesslog.AccessLog, which formats the
     front end's access lines itself while this handler is the access log's only one)."""
@@ -82,6 +86,7 @@ class BatchingHandler(logging.Handler):
         super().__init__()
         self._output = output
         self._pending: list[str] = []
+        self._size = 0
         self._scheduled = False
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -99,6 +104,10 @@ class BatchingHandler(logging.Handler):
 
     def _add(self, line: str) -> None:
         self._pending.append(line)
+        self._size += len(line)
+        if self._size > MAX_BATCH:
+            self.flush()  # a pass that completes many requests holds no more of them
+            return
         if self._scheduled:
             return
         asyncio = sys.modules.get("asyncio")  # (not imported here: see the module's docstring)
@@ -116,6 +125,7 @@ class BatchingHandler(logging.Handler):
         self.acquire()
         try:
             self._scheduled = False
+            self._size = 0
             if self._pending:
                 lines, self._pending = self._pending, []
                 self._output.write(_encode("\n".join(lines) + "\n"))

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from interpserve.logoutput import MAX_PENDING, BatchingHandler, LineWriter, Output
+from interpserve.logoutput import MAX_BATCH, MAX_PENDING, BatchingHandler, LineWriter, Output
 from interpserve.logs import ACCESS_LOGGER, JSONFormatter, TextFormatter
 
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -167,6 +167,16 @@ def test_batching_handler_writes_a_loop_pass_at_once(pipe: tuple[Output, int]) -
 
     assert asyncio.run(one_pass()) == b""
     assert written(read) == b"a\nb\n"
+
+    async def a_long_pass() -> list[bytes]:
+        writes = []
+        for _ in range(3 * MAX_BATCH // 1000):
+            handler.add_line("y" * 999)
+            writes.append(written(read))
+        return [w for w in writes if w]
+
+    # Before the pass ends: every MAX_BATCH, one write of the lines so far.
+    assert [len(w) for w in asyncio.run(a_long_pass())] == [MAX_BATCH // 1000 * 1000 + 1000] * 2
 
 
 def test_logs_imports_neither_json_nor_yaml_nor_asyncio() -> None:
