@@ -17,8 +17,6 @@ interpserve with its access log on to uvicorn with its on.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -26,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import load
+from bench.cpu_split import rounds_options
 from bench.metrics import HELLO_CONNECTIONS
 from bench.procs import tree_cpu_seconds
 from bench.servers import APP, HOST, Command, RunningServer, ServerSpec, running
-from bench.settings import cores
 
 
 def _uvicorn(*log_flags: str) -> Command:
@@ -106,28 +104,7 @@ def measure(server: RunningServer, seconds: int) -> Sample:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=5, help="of each measured load (5)")
-    parser.add_argument("--rounds", type=int, default=3, help="(default 3)")
-    parser.add_argument("--workers", type=int, default=cores(), help="interpserve's (cores)")
-    parser.add_argument(
-        "--servers",
-        default=",".join(spec.key for spec in servers(1)),
-        help="which, by key (default: all, %(default)s)",
-    )
-    args = parser.parse_args(argv)
-    if args.seconds < 1 or args.rounds < 1 or args.workers < 1:
-        parser.error("need --seconds, --rounds and --workers >= 1")
-    keys = args.servers.split(",")
-    chosen = [spec for spec in servers(args.workers) if spec.key in keys]
-    if len(chosen) != len(set(keys)):
-        parser.error(f"--servers takes keys among {[spec.key for spec in servers(1)]}")
-    # Set before bench.apps is imported (by bench.suite, here): /cpu is not served, and need
-    # not be calibrated.
-    os.environ.setdefault("BENCH_CPU_LOOPS", "1000")
-    from bench.suite import server_env
-
-    env = server_env()
+    args, chosen, env = rounds_options(argv, __doc__, servers)
     rounds: list[dict[str, Sample]] = []
     with tempfile.TemporaryDirectory(prefix="access-log-") as log_dir:
         for number in range(1, args.rounds + 1):

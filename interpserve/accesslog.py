@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from interpserve.events import Address
 from interpserve.logoutput import BatchingHandler
@@ -69,6 +69,15 @@ _NAME = re.compile(r"%\(([^)]*)\)")
 _UNNAMED = re.compile(r"%(?![(%])")
 
 
+class Head(Protocol):
+    """What a line needs of a request's head (the front end's RequestHead)."""
+
+    method: str
+    target: bytes
+    http_version: str
+    headers: list[tuple[bytes, bytes]]
+
+
 class ClosedBy(Enum):
     CLIENT = "client"  # its close frame, or the connection dropped (1006)
     APP = "app"  # websocket.close, or the app returned
@@ -85,10 +94,7 @@ class AccessLog:
 
     def log(
         self,
-        method: str | None,
-        target: bytes | None,
-        http_version: str | None,
-        headers: Sequence[tuple[bytes, bytes]],
+        head: Head | None,
         client: Address | None,
         status: int,
         started_at: float | None,
@@ -102,11 +108,12 @@ class AccessLog:
     ) -> None:
         if not logger.isEnabledFor(logging.INFO):
             return
-        path = query = None
-        if target is not None:
-            raw_path, _, raw_query = target.partition(b"?")
+        method = path = query = http_version = user_agent = referer = None
+        headers: Sequence[tuple[bytes, bytes]] = ()
+        if head is not None:
+            method, http_version, headers = head.method, head.http_version, head.headers
+            raw_path, _, raw_query = head.target.partition(b"?")
             path, query = raw_path.decode("latin-1"), raw_query.decode("latin-1")
-        user_agent = referer = None
         for name, value in headers:
             if name == b"user-agent":
                 user_agent = value.decode("latin-1")

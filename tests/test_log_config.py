@@ -49,6 +49,11 @@ def dict_config(access_file: Path, app_file: Path, *, access_mode: str = "a") ->
     }
 
 
+def json_file(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(json.dumps({"version": 1, "disable_existing_loggers": False, **config}))
+    return path
+
+
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
@@ -176,15 +181,8 @@ def test_yaml_without_pyyaml_says_what_to_install(tmp_path: Path) -> None:
 def test_a_file_written_for_uvicorn_draws_a_warning(
     start_server: StartServer, tmp_path: Path
 ) -> None:
-    config = tmp_path / "uvicorn.json"
-    config.write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "disable_existing_loggers": False,
-                "loggers": {"uvicorn.access": {"level": "INFO"}},
-            }
-        )
+    config = json_file(
+        tmp_path / "uvicorn.json", {"loggers": {"uvicorn.access": {"level": "INFO"}}}
     )
     server = start_server(LOGS_APP, "--workers", "1", "--log-config", str(config))
     assert "configures uvicorn.access, which interpserve never writes to" in server.output
@@ -193,19 +191,14 @@ def test_a_file_written_for_uvicorn_draws_a_warning(
 
 def numpy_formatter_config(tmp_path: Path) -> Path:
     """A --log-config whose formatter imports numpy, which refuses subinterpreters."""
-    config = tmp_path / "numpy.json"
-    config.write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "disable_existing_loggers": False,
-                "formatters": {"numpy": {"()": "tests.apps.numpy_late.formatter"}},
-                "handlers": {"app": {"class": "logging.StreamHandler", "formatter": "numpy"}},
-                "loggers": {"logs_app": {"handlers": ["app"]}},
-            }
-        )
+    return json_file(
+        tmp_path / "numpy.json",
+        {
+            "formatters": {"numpy": {"()": "tests.apps.numpy_late.formatter"}},
+            "handlers": {"app": {"class": "logging.StreamHandler", "formatter": "numpy"}},
+            "loggers": {"logs_app": {"handlers": ["app"]}},
+        },
     )
-    return config
 
 
 def test_auto_picks_process_workers_for_a_handler_that_refuses_subinterpreters(

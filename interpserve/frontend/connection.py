@@ -400,7 +400,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self.write(error_response(exc.status, message, self.state.default_headers))
         if not broken and (access_log := self.state.access_log):
             # A request no worker saw, perhaps not even as far as its method: a line too.
-            access_log.log(None, None, None, (), self.client, exc.status, None)
+            access_log.log(None, self.client, exc.status, None)
         self.close()
 
     def update_reading(self) -> None:

@@ -461,10 +461,7 @@ class RequestCycle:
         else:
             sent = self._written
         access_log.log(
-            head.method,
-            head.target,
-            head.http_version,
-            head.headers,
+            head,
             self._client,  # (a proxy's word for it)
             status,
             self._started_at,

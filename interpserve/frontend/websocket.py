@@ -510,12 +510,8 @@ class WebSocketSession:
         access_log = self._conn.state.access_log
         if access_log is None:
             return
-        head = self._head
         access_log.log(
-            head.method,
-            head.target,
-            head.http_version,
-            head.headers,
+            self._head,
             self._client,  # (a proxy's word for it)
             status,
             self._started_at,
