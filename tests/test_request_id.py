@@ -71,23 +71,13 @@ def test_a_request_without_one_gets_a_new_one(start_server: StartServer) -> None
     assert first["header"] != second["header"]
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        "has space",
-        "a" * 201,
-        'quote"d',
-        "new\\line",
-        "caf\u00e9",
-        "",
-    ],
-)
-def test_a_malformed_id_is_replaced(start_server: StartServer, value: str) -> None:
+def test_a_malformed_id_is_replaced(start_server: StartServer) -> None:
     """The client sees the id the server gave instead, in the response."""
     server = start_server(LOGS_APP, "--workers", "1", "--log-format", "json", "--request-id")
-    seen = ids_seen(server, {"X-Request-ID": value.encode("latin-1")})
-    assert isinstance(seen["header"], str) and NEW_ID.fullmatch(seen["header"])
-    same_everywhere(seen, seen["header"])
+    for value in ("has space", "a" * 201, 'quote"d', "new\\line", "caf\u00e9", ""):
+        seen = ids_seen(server, {"X-Request-ID": value.encode("latin-1")})
+        assert isinstance(seen["header"], str) and NEW_ID.fullmatch(seen["header"]), value
+        same_everywhere(seen, seen["header"])
 
 
 def test_two_ids_in_one_request_are_replaced(start_server: StartServer) -> None:
@@ -171,5 +161,7 @@ def test_choose() -> None:
         (b"accept", b"*/*"),
         (b"x-request-id", b"new"),
     )
+    assert ids.request_headers(headers, "old") is headers
+    assert ids.request_headers(headers[:1], "new") == ((b"host", b"a"), (b"x-request-id", b"new"))
     assert ids.response_headers(((b"x-request-id", b"app"),), "new") == ((b"x-request-id", b"app"),)
     assert ids.response_headers((), "new") == ((b"x-request-id", b"new"),)

@@ -56,10 +56,15 @@ class CorrelationIds:
         return f"{self._random.getrandbits(128):032x}"
 
     def request_headers(self, headers: Headers, correlation_id: str) -> Headers:
-        """The request's headers for the app: the id in its header, once, last."""
-        name = self.header
-        kept = [(field, value) for field, value in headers if field != name]
-        return (*kept, (name, correlation_id.encode("ascii")))
+        """The request's headers for the app: the id in its header, once (last, unless it
+        is the client's, where the client put it)."""
+        name, value = self.header, correlation_id.encode("ascii")
+        given = [field_value for field, field_value in headers if field == name]
+        if not given:
+            return (*headers, (name, value))  # the usual case: nothing to take out
+        if given == [value]:
+            return headers  # the client's own, taken
+        return (*[(f, v) for f, v in headers if f != name], (name, value))
 
     def response_headers(self, headers: Headers, correlation_id: str) -> Headers:
         """The response's headers: the id added, unless the app sent that header itself."""

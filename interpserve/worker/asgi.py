@@ -77,7 +77,7 @@ def connection_scope(
         "state": state.copy(),
     }
     if request_id_header is not None:
-        # The front end sends exactly one, last.
+        # The front end sends exactly one (last, unless the client's was taken).
         for name, value in reversed(request.headers):
             if name == request_id_header:
                 scope["extensions"] = {"request_id": {"id": value.decode("latin-1")}}

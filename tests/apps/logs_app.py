@@ -3,7 +3,8 @@ test_worker_output.py, test_log_config.py).
 
 Routes (query parameters in brackets):
     /print      [n, size, threads, tag] print n lines from each of `threads` threads at once,
-                each "TAG-<thread>-<i>-" padded with "x" to `size` characters
+                each "TAG-<thread>-<i>-" padded with "x" to `size` characters (threads=0:
+                print them from the event loop, as most handlers would)
     /log        a warning and an exception through the app's own logger ("logs_app"), and an
                 info line, which shows only where a configuration lets it
     /stream     a chunk of 1000 bytes every 20 ms until the client leaves
@@ -90,7 +91,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     assert scope["type"] == "http"
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     path = scope["path"]
-    if path == "/print":
+    if path == "/print" and query.get("threads") == "0":
+        _print_lines(
+            query.get("tag", "line"), 0, int(query.get("n", "1")), int(query.get("size", "20"))
+        )
+    elif path == "/print":
         await asyncio.to_thread(_print, query)
     elif path == "/log":
         logger.info("an info line")
