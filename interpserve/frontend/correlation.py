@@ -12,12 +12,13 @@ ids are made of), so it is safe in a header, a log line and a JSON object. Anyth
 replaced by a new id, 32 random hex digits: the app and the client see the new one (the
 response carries it), never the refused one.
 
-Sans I/O: `choose` and the two header functions are pure, but for the random ids.
+Sans I/O: `choose` and the two header functions are pure, but for the random ids (from
+os.urandom).
 """
 
 from __future__ import annotations
 
-import random
+import os
 import re
 from collections.abc import Sequence
 
@@ -25,13 +26,16 @@ from interpserve.events import Address, Headers
 from interpserve.frontend.proxy import TrustedProxies
 
 _VALID = re.compile(rb"[A-Za-z0-9._:;=+/@-]{1,200}")
+# Random bytes for this many ids are read at once: one system call for each id would cost as
+# much as the rest of the id's work.
+_RANDOM_BATCH = 16 * 64
 
 
 class CorrelationIds:
     def __init__(self, header: str, trusted: TrustedProxies | None) -> None:
         self.header = header.lower().encode("latin-1")
         self._trusted = trusted  # None with --no-proxy-headers: no client's id is taken
-        self._random = random.Random()  # seeded from os.urandom
+        self._random = memoryview(b"")  # what is left of the last os.urandom
 
     def choose(self, headers: Sequence[tuple[bytes, bytes]], peer: Address | None) -> str:
         """The request's id: the one it carries, if it may be taken, else a new one."""
@@ -53,7 +57,10 @@ class CorrelationIds:
         return self.new()
 
     def new(self) -> str:
-        return f"{self._random.getrandbits(128):032x}"
+        if not self._random:
+            self._random = memoryview(os.urandom(_RANDOM_BATCH))
+        taken, self._random = self._random[:16], self._random[16:]
+        return taken.hex()
 
     def request_headers(self, headers: Headers, correlation_id: str) -> Headers:
         """The request's headers for the app: the id in its header, once (last, unless it
