@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from interpserve.events import Address
-from interpserve.logoutput import BatchingHandler
+from interpserve.logoutput import OutputHandler
 from interpserve.logs import (
     ACCESS_LOGGER,
     Clock,
@@ -143,14 +143,14 @@ class AccessLog:
         message = self.format.render(fields, headers)
         if self._direct is not None:
             handler, formatter = self._direct
-            handler.add_line(formatter.format_access(time.time(), message, fields))
+            handler.write_line(formatter.format_access(time.time(), message, fields))
             return
         record = logging.LogRecord(logger.name, logging.INFO, "", 0, message, None, None)
         record.__dict__.update(fields)
         logger.handle(record)
 
 
-def _direct_handler() -> tuple[BatchingHandler, TextFormatter | JSONFormatter] | None:
+def _direct_handler() -> tuple[OutputHandler, TextFormatter | JSONFormatter] | None:
     """The access log's handler, if it is the one configure_logging made and nothing else
     (a filter, a level, another handler) stands between a line and it: then lines go to it
     without a LogRecord each, which would cost as much as the rest of the line. What logging
@@ -161,7 +161,7 @@ def _direct_handler() -> tuple[BatchingHandler, TextFormatter | JSONFormatter] |
         return None
     handler, formatter = handlers[0], handlers[0].formatter
     if (
-        type(handler) is not BatchingHandler
+        type(handler) is not OutputHandler
         or handler.filters
         or handler.level > logging.INFO
         or type(formatter) not in (TextFormatter, JSONFormatter)

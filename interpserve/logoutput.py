@@ -2,13 +2,13 @@
 interpreter worker and every process worker share (one file descriptor each, or a copy of it),
 and which nothing may write half a line to.
 
-Each writer writes whole lines, one write(2) for one record or one batch of them, under an
-flock on the descriptor's file (a pipe, a file or a terminal). A pipe takes a write of up to
-PIPE_BUF (4 KiB) whole, but a longer one (a traceback, a JSON line with one) mixes with the
-others' when the reader falls behind; the lock keeps those apart too. Every writer takes the
-lock through an opening of the file of its own (/proc/self/fd/N), since flock does not
-exclude two holders of one opening. Where the file cannot be opened so (a socket, as
-journald's stdout is), writes go without it.
+Each writer writes whole lines, one write(2) for one record or for the lines of one pass of
+its event loop, under an flock on the descriptor's file (a pipe, a file or a terminal). A pipe
+takes a write of up to PIPE_BUF (4 KiB) whole, but a longer one (a traceback, a JSON line with
+one, a pass's lines) mixes with the others' when the reader falls behind; the lock keeps those
+apart too. Every writer takes the lock through an opening of the file of its own
+(/proc/self/fd/N), since flock does not exclude two holders of one opening. Where the file
+cannot be opened so (a socket, as journald's stdout is), writes go without it.
 
 No asyncio or json at the module's import: a parent process imports logs.py.
 """
@@ -22,11 +22,24 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+
+
+# The most an Output holds before it writes, whether or not the loop's pass is over.
+MAX_BATCH = 64 * 1024
 
 
 class Output:
-    """One of stdout (1) or stderr (2), as this interpreter writes to it."""
+    """One of stdout (1) or stderr (2), as this interpreter writes to it.
+
+    What the thread running an event loop writes waits for the end of the loop's pass (or
+    MAX_BATCH), then goes out with the rest of the pass's lines in one write: a line costs no
+    system call of its own, however many a request logs. What other threads write while lines
+    wait joins them, so nothing is written out of order; with none waiting, it goes at once,
+    as does everything without a loop."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -34,8 +47,37 @@ class Output:
             self._lock: int | None = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_CLOEXEC)
         except OSError:
             self._lock = None
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._mutex = threading.Lock()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, *, now: bool = False) -> None:
+        """`data`: whole lines. `now`: with what waits, at once (a warning or an error, which
+        must not wait for a pass that may never end)."""
+        with self._mutex:
+            if not self._pending and not now:
+                loop = _running_loop()
+                if loop is None:
+                    self._write(data)
+                    return
+                loop.call_soon(self.flush)
+            self._pending.append(data)
+            self._size += len(data)
+            if now or self._size > MAX_BATCH:
+                self._write_pending()
+
+    def flush(self) -> None:
+        with self._mutex:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._size = 0
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
         if self._lock is None:
             _write_all(self.fd, data)
             return
@@ -44,6 +86,17 @@ class Output:
             _write_all(self.fd, data)
         finally:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    module = sys.modules.get("asyncio")  # (not imported here: see the module's docstring)
+    if module is None:
+        return None
+    try:
+        loop: asyncio.AbstractEventLoop = module.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -56,81 +109,29 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "backslashreplace")
 
 
-class DescriptorHandler(logging.Handler):
-    """Each record in one write to an Output."""
+class OutputHandler(logging.Handler):
+    """Each record as one line of an Output: warnings and errors at once, the others with
+    their loop pass's lines.
 
-    def __init__(self, output: Output) -> None:
-        super().__init__()
-        self._output = output
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self._output.write(_encode(self.format(record) + "\n"))
-        except Exception:
-            self.handleError(record)
-
-
-# The most a BatchingHandler holds before it writes, whether or not the loop's pass is over.
-MAX_BATCH = 64 * 1024
-
-
-class BatchingHandler(logging.Handler):
-    """The access log's handler. While an event loop runs, the lines of one pass of the loop
-    are written together at its end (or once they reach MAX_BATCH), in one write: a line
-    costs no system call of its own. Without a loop, each is written at once.
-
-    `add_line` takes a line already formatted (see accesslog.AccessLog, which formats the
+    `write_line` takes a line already formatted (see accesslog.AccessLog, which formats the
     front end's access lines itself while this handler is the access log's only one)."""
 
     def __init__(self, output: Output) -> None:
         super().__init__()
         self._output = output
-        self._pending: list[str] = []
-        self._size = 0
-        self._scheduled = False
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._add(self.format(record))  # (handle() holds the lock)
+            line = _encode(self.format(record) + "\n")
+            self._output.write(line, now=record.levelno >= logging.WARNING)
         except Exception:
             self.handleError(record)
 
-    def add_line(self, line: str) -> None:
-        self.acquire()
-        try:
-            self._add(line)
-        finally:
-            self.release()
-
-    def _add(self, line: str) -> None:
-        self._pending.append(line)
-        self._size += len(line)
-        if self._size > MAX_BATCH:
-            self.flush()  # a pass that completes many requests holds no more of them
-            return
-        if self._scheduled:
-            return
-        asyncio = sys.modules.get("asyncio")  # (not imported here: see the module's docstring)
-        try:
-            loop = asyncio.get_running_loop() if asyncio else None
-        except RuntimeError:
-            loop = None
-        if loop is None:
-            self.flush()
-        else:
-            self._scheduled = True
-            loop.call_soon(self.flush)
+    def write_line(self, line: str) -> None:
+        self._output.write(_encode(line + "\n"))
 
     def flush(self) -> None:
-        self.acquire()
-        try:
-            self._scheduled = False
-            self._size = 0
-            if self._pending:
-                lines, self._pending = self._pending, []
-                self._output.write(_encode("\n".join(lines) + "\n"))
-        finally:
-            self.release()
+        self._output.flush()
 
 
 # Beyond this, a line still without its end goes out as it is, so a worker holds no more of it.
@@ -187,6 +188,8 @@ class LineWriter(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        """Each thread's unfinished line, as a line of its own. (The Output writes it with
+        the lines of the loop's pass.)"""
         with self._lock:
             pending, self._pending = self._pending, {}
             self._sizes.clear()

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from interpserve.logoutput import BatchingHandler, DescriptorHandler, LineWriter, Output
+from interpserve.logoutput import LineWriter, Output, OutputHandler
 
 TRACE = 5
 
@@ -167,8 +167,8 @@ def configure_logging(
     stdout, stderr = Output(1), Output(2)
     handler: logging.Handler
     for name, handler in (
-        ("interpserve.error", DescriptorHandler(stderr)),
-        (ACCESS_LOGGER, BatchingHandler(stdout)),
+        ("interpserve.error", OutputHandler(stderr)),
+        (ACCESS_LOGGER, OutputHandler(stdout)),
     ):
         handler.setFormatter(chosen)
         logger = logging.getLogger(name)
@@ -178,7 +178,7 @@ def configure_logging(
     if log_format == "json":
         # What has no handler of its own (asyncio's records, warnings) would be a line of
         # plain text among the JSON ones.
-        last_resort = DescriptorHandler(stderr)
+        last_resort = OutputHandler(stderr)
         last_resort.setLevel(logging.WARNING)
         last_resort.setFormatter(chosen)
         logging.lastResort = last_resort
@@ -214,13 +214,13 @@ def configure_worker_logging(
     logging.setLogRecordFactory(worker_record)
     chosen = formatter(log_format)
     stdout, stderr = Output(1), Output(2)
-    handler = DescriptorHandler(stderr)
+    handler = OutputHandler(stderr)
     handler.setFormatter(chosen)
     logger = logging.getLogger("interpserve.error")
     logger.handlers[:] = [handler]
     logger.setLevel(LEVELS[level])
     logger.propagate = False
-    last_resort = DescriptorHandler(stderr)
+    last_resort = OutputHandler(stderr)
     last_resort.setLevel(logging.WARNING)
     last_resort.setFormatter(chosen)
     logging.lastResort = last_resort

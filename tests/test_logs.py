@@ -1,5 +1,5 @@
 """The log formats and the writers of the server's output, in memory: formatters on records,
-LineWriter and BatchingHandler on a pipe. (What a user sees of them against a real server:
+LineWriter, Output and OutputHandler on a pipe. (What a user sees of them against a real server:
 test_access_log.py, test_worker_output.py, test_log_config.py.)"""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from interpserve.logoutput import MAX_BATCH, MAX_PENDING, BatchingHandler, LineWriter, Output
+from interpserve.logoutput import MAX_BATCH, MAX_PENDING, LineWriter, Output, OutputHandler
 from interpserve.logs import ACCESS_LOGGER, JSONFormatter, TextFormatter
 
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -152,26 +152,35 @@ def test_line_writer_keeps_each_threads_unfinished_line_apart(pipe: tuple[Output
     assert sorted(written(read).splitlines()) == [b"[out] mine", b"[out] theirs"]
 
 
-def test_batching_handler_writes_a_loop_pass_at_once(pipe: tuple[Output, int]) -> None:
+def test_an_output_writes_a_loop_pass_at_once(pipe: tuple[Output, int]) -> None:
     output, read = pipe
-    handler = BatchingHandler(output)
-    handler.add_line("no loop: at once")
+    handler = OutputHandler(output)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.write_line("no loop: at once")
     assert written(read) == b"no loop: at once\n"
 
-    async def one_pass() -> bytes:
-        handler.add_line("a")
-        handler.add_line("b")
-        before = written(read)
+    async def one_pass() -> list[bytes]:
+        seen = []
+        handler.write_line("a")
+        seen.append(written(read))
+        # Another thread's line joins those waiting, in order.
+        thread = threading.Thread(target=output.write, args=(b"from a thread\n",))
+        thread.start()
+        thread.join(5)
+        handler.write_line("b")
+        seen.append(written(read))
         await asyncio.sleep(0)  # the pass ends
-        return before
+        seen.append(written(read))
+        handler.handle(record("app", "a warning"))  # at once, with what waits
+        seen.append(written(read))
+        return seen
 
-    assert asyncio.run(one_pass()) == b""
-    assert written(read) == b"a\nb\n"
+    assert asyncio.run(one_pass()) == [b"", b"", b"a\nfrom a thread\nb\n", b"a warning\n"]
 
     async def a_long_pass() -> list[bytes]:
         writes = []
         for _ in range(3 * MAX_BATCH // 1000):
-            handler.add_line("y" * 999)
+            handler.write_line("y" * 999)
             writes.append(written(read))
         return [w for w in writes if w]
 

@@ -40,6 +40,8 @@ def run_worker(fd_in: int, fd_out: int, settings_json: str, kind: str) -> None:
     finally:
         sys.stdout.flush()  # a line the app left without its end
         sys.stderr.flush()
+        for output in outputs:
+            output.flush()  # and the lines of the loop's last pass
 
 
 class Worker:
