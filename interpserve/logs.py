@@ -165,23 +165,12 @@ def configure_logging(
     logging.addLevelName(TRACE, "TRACE")
     chosen = formatter(log_format)
     stdout, stderr = Output(1), Output(2)
-    handler: logging.Handler
-    for name, handler in (
-        ("interpserve.error", OutputHandler(stderr)),
-        (ACCESS_LOGGER, OutputHandler(stdout)),
-    ):
-        handler.setFormatter(chosen)
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(LEVELS[level])
-        logger.propagate = False
+    _own("interpserve.error", stderr, chosen, level)
+    _own(ACCESS_LOGGER, stdout, chosen, level)
     if log_format == "json":
         # What has no handler of its own (asyncio's records, warnings) would be a line of
         # plain text among the JSON ones.
-        last_resort = OutputHandler(stderr)
-        last_resort.setLevel(logging.WARNING)
-        last_resort.setFormatter(chosen)
-        logging.lastResort = last_resort
+        _last_resort(stderr, chosen)
         logging.captureWarnings(True)
     if log_config is not None:
         from interpserve.logconfig import apply_log_config, peer_loggers_warning, read_log_config
@@ -214,17 +203,27 @@ def configure_worker_logging(
     logging.setLogRecordFactory(worker_record)
     chosen = formatter(log_format)
     stdout, stderr = Output(1), Output(2)
-    handler = OutputHandler(stderr)
+    _own("interpserve.error", stderr, chosen, level)
+    _last_resort(stderr, chosen)
+    return stdout, stderr
+
+
+def _own(name: str, output: Output, chosen: logging.Formatter, level: str) -> None:
+    """One of the server's loggers, to `output` alone."""
+    handler = OutputHandler(output)
     handler.setFormatter(chosen)
-    logger = logging.getLogger("interpserve.error")
+    logger = logging.getLogger(name)
     logger.handlers[:] = [handler]
     logger.setLevel(LEVELS[level])
     logger.propagate = False
-    last_resort = OutputHandler(stderr)
-    last_resort.setLevel(logging.WARNING)
-    last_resort.setFormatter(chosen)
-    logging.lastResort = last_resort
-    return stdout, stderr
+
+
+def _last_resort(output: Output, chosen: logging.Formatter) -> None:
+    """What takes a record no handler takes: WARNING and above, as Python's own does."""
+    handler = OutputHandler(output)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(chosen)
+    logging.lastResort = handler
 
 
 def capture_worker_output(
