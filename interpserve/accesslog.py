@@ -24,10 +24,10 @@ from enum import Enum
 from typing import Any, Protocol
 
 from interpserve.events import Address
+from interpserve.logbase import Clock
 from interpserve.logoutput import OutputHandler
 from interpserve.logs import (
     ACCESS_LOGGER,
-    Clock,
     JSONFormatter,
     TextFormatter,
     escape,

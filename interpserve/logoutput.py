@@ -1,21 +1,12 @@
-"""Where the server's lines are written: stdout and stderr, which the front end, every
-interpreter worker and every process worker share (one file descriptor each, or a copy of it),
-and which nothing may write half a line to.
-
-Each writer writes whole lines, one write(2) for one record or for the lines of one pass of
-its event loop, under an flock on the descriptor's file (a pipe, a file or a terminal). A pipe
-takes a write of up to PIPE_BUF (4 KiB) whole, but a longer one (a traceback, a JSON line with
-one, a pass's lines) mixes with the others' when the reader falls behind; the lock keeps those
-apart too. Every writer takes the lock through an opening of the file of its own
-(/proc/self/fd/N), since flock does not exclude two holders of one opening. Where the file
-cannot be opened so (a socket, as journald's stdout is), writes go without it.
+"""Where the server's lines are written: stdout and stderr, whole lines under their lock
+(logbase.SharedFile), one write(2) for one record or for the lines of one pass of the writer's
+event loop.
 
 No asyncio or json at the module's import: a parent process imports logs.py.
 """
 
 from __future__ import annotations
 
-import fcntl
 import io
 import logging
 import os
@@ -23,6 +14,8 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from interpserve.logbase import SharedFile
 
 if TYPE_CHECKING:
     import asyncio
@@ -43,10 +36,7 @@ class Output:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        try:
-            self._lock: int | None = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_CLOEXEC)
-        except OSError:
-            self._lock = None
+        self._file = SharedFile(fd)
         self._pending: list[bytes] = []
         self._size = 0
         self._mutex = threading.Lock()
@@ -58,7 +48,7 @@ class Output:
             if not self._pending and not now:
                 loop = _running_loop()
                 if loop is None:
-                    self._write(data)
+                    self._file.write(data)
                     return
                 loop.call_soon(self.flush)
             self._pending.append(data)
@@ -75,17 +65,7 @@ class Output:
             data = b"".join(self._pending)
             self._pending.clear()
             self._size = 0
-            self._write(data)
-
-    def _write(self, data: bytes) -> None:
-        if self._lock is None:
-            _write_all(self.fd, data)
-            return
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
-        try:
-            _write_all(self.fd, data)
-        finally:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._file.write(data)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -97,12 +77,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
     except RuntimeError:
         return None
     return loop
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _encode(text: str) -> bytes:

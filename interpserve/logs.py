@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from interpserve.logbase import Clock
 from interpserve.logoutput import LineWriter, Output, OutputHandler
 
 TRACE = 5
@@ -56,21 +57,6 @@ def escape(text: str) -> str:
     if text.isprintable() and '"' not in text and "\\" not in text:
         return text  # (most text: checking is cheaper than translating)
     return text.translate(_ESCAPES)
-
-
-class Clock:
-    """RFC 3339 times in UTC with milliseconds, the date and time formatted once a second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def format(self, created: float) -> str:
-        second = int(created)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
 
 
 class TextFormatter(logging.Formatter):

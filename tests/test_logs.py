@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -200,3 +201,17 @@ def test_logs_imports_neither_json_nor_yaml_nor_asyncio() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_logbase_imports_only_posix_fcntl_and_time() -> None:
+    """What a parent process writes its lines with, in a program started without site."""
+    root = str(Path(__file__).resolve().parent.parent)
+    code = (
+        f"import sys; sys.path.insert(0, {root!r}); import interpserve; before = set(sys.modules); "
+        "import interpserve.logbase; print(*sorted(set(sys.modules) - before))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True,
+        timeout=60,
+    )  # fmt: skip
+    assert set(result.stdout.split()) <= {"interpserve.logbase", "fcntl"}
