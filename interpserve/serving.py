@@ -305,7 +305,7 @@ def supervised_main(payload: dict[str, Any], args: list[str]) -> NoReturn:
     if kind != "-":
         changes["worker_kind"] = kind  # as the first serving process found it: no probe
     config = Config.from_dict(payload["config"], **changes)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format, config.log_config)
     # Inherited, but for this process alone: not for the app's own child processes.
     for fd in (*payload["listen_fds"], int(messages), int(lifeline), int(metrics_fd)):
         if fd >= 0:

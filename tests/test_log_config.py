@@ -114,12 +114,13 @@ def test_an_ini_file_config(start_server: StartServer, tmp_path: Path) -> None:
 def test_workers_leave_the_access_logs_handlers_alone(tmp_path: Path) -> None:
     """A worker never writes an access line: the access log's own handlers are not made in
     the workers, so one that opens its file with mode "w" does not empty it when workers
-    start again (a reload)."""
+    start again (a reload of the workers in place: without the supervisor, whose reload
+    starts a new serving process, which applies the file as uvicorn's worker processes do)."""
     access, app = tmp_path / "access.log", tmp_path / "app.log"
     config = tmp_path / "logging.json"
     config.write_text(json.dumps(dict_config(access, app, access_mode="w")))
     with ServerProcess(
-        LOGS_APP, "--workers", "1", "--log-config", str(config), cwd=str(ROOT)
+        LOGS_APP, "--workers", "1", "--no-supervisor", "--log-config", str(config), cwd=str(ROOT)
     ) as server:
         assert httpx.get(server.url + "/before", timeout=TIMEOUT).status_code == 200
         assert wait_until(lambda: len(lines(access)) == 1, TIMEOUT)

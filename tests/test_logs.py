@@ -215,3 +215,25 @@ def test_logbase_imports_only_posix_fcntl_and_time() -> None:
         timeout=60,
     )  # fmt: skip
     assert set(result.stdout.split()) <= {"interpserve.logbase", "fcntl"}
+
+
+def test_the_supervisors_lines_are_in_the_servers_format(capfd: pytest.CaptureFixture[str]) -> None:
+    """The supervisor makes its few lines without logging (it imports as little as it can):
+    they read as the serving processes' do."""
+    from interpserve.supervisor import INFO, WARNING, Plan, Supervisor
+
+    for log_format in ("text", "json"):
+        plan = Plan(
+            payload_fd=-1, listen_fds=(), workers=(1,), log_format=log_format,
+            log_threshold=WARNING,
+        )  # fmt: skip
+        Supervisor(plan)._log(WARNING, 'a "quoted" \x1b[2J line')
+        Supervisor(plan)._log(INFO, "below the level")
+    text, line = capfd.readouterr().err.splitlines()
+    assert text == 'WARNING:  a "quoted" \x1b[2J line'
+    assert line.isascii() and "\x1b" not in line
+    record = json.loads(line)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record.pop("time"))
+    assert record == {
+        "level": "WARNING", "logger": "interpserve.error", "message": 'a "quoted" \x1b[2J line'
+    }  # fmt: skip
