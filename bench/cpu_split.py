@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,29 +82,37 @@ def measure(server: RunningServer, seconds: int) -> Split:
     return Split(result.rps, sum(used.values()) * us, main)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def rounds_options(
+    argv: list[str] | None, doc: str, catalogue: Callable[[int], list[ServerSpec]]
+) -> tuple[argparse.Namespace, list[ServerSpec], dict[str, str]]:
+    """The command line of a script that measures a few servers in rounds: its options, the
+    servers chosen from `catalogue(workers)`, and their environment."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5, help="of each measured load (5)")
     parser.add_argument("--rounds", type=int, default=3, help="(default 3)")
     parser.add_argument("--workers", type=int, default=cores(), help="interpserve's (cores)")
     parser.add_argument(
         "--servers",
-        default=",".join(spec.key for spec in servers(1)),
-        help="which, by key (default: all three, %(default)s)",
+        default=",".join(spec.key for spec in catalogue(1)),
+        help="which, by key (default: all, %(default)s)",
     )
     args = parser.parse_args(argv)
     if args.seconds < 1 or args.rounds < 1 or args.workers < 1:
         parser.error("need --seconds, --rounds and --workers >= 1")
     keys = args.servers.split(",")
-    chosen = [spec for spec in servers(args.workers) if spec.key in keys]
+    chosen = [spec for spec in catalogue(args.workers) if spec.key in keys]
     if len(chosen) != len(set(keys)):
-        parser.error(f"--servers takes keys among {[spec.key for spec in servers(1)]}")
+        parser.error(f"--servers takes keys among {[spec.key for spec in catalogue(1)]}")
     # Set before bench.apps is imported (by bench.suite, here): /cpu is not served, and need
     # not be calibrated.
     os.environ.setdefault("BENCH_CPU_LOOPS", "1000")
     from bench.suite import server_env
 
-    env = server_env()
+    return args, chosen, server_env()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, chosen, env = rounds_options(argv, __doc__, servers)
     with tempfile.TemporaryDirectory(prefix="cpu-split-") as log_dir:
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_}:", flush=True)

@@ -28,7 +28,7 @@ def run(app: str, **options: Any) -> None:
     config = Config.from_options(app=app, **options)
     if config.env_file:
         load_env_file(config.env_file)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format, config.log_config)
     if not config.supervisor:
         run_config(config)
     elif code := supervise_here(config):

@@ -17,7 +17,8 @@ import sys
 import traceback
 from dataclasses import asdict, dataclass, field
 
-from interpserve.errors import AppLoadError
+from interpserve.errors import AppLoadError, ConfigError
+from interpserve.logconfig import LogConfig, apply_log_config
 from interpserve.worker.app import incompatible_module, load_app
 
 
@@ -43,15 +44,18 @@ class CheckResult:
         return f"{app} could not be loaded: {self.error}"
 
 
-def import_report(app_path: str, factory: bool) -> str:
-    """Runs inside the subinterpreter: load the app (calling its factory, which may import
-    what the module does not), report what happened as JSON."""
+def import_report(app_path: str, factory: bool, log_config: LogConfig | None = None) -> str:
+    """Runs inside the subinterpreter: apply --log-config as a worker does (its handlers may
+    import what the app does not), load the app (calling its factory, which may import what
+    the module does not), report what happened as JSON."""
     try:
+        if log_config is not None:
+            apply_log_config(log_config, in_worker=True)
         load_app(app_path, factory=factory)
     except BaseException as exc:
         refused = incompatible_module(exc)
         if not refused:
-            if isinstance(exc, AppLoadError):
+            if isinstance(exc, AppLoadError | ConfigError):
                 error = str(exc)
             else:
                 error = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -84,7 +88,8 @@ import json, os, sys
 settings = json.loads({settings!r})
 sys.path[:] = settings["sys_path"]
 from interpserve.check import import_report
-os.write({fd}, import_report(settings["app"], settings["factory"]).encode())
+report = import_report(settings["app"], settings["factory"], settings["log_config"])
+os.write({fd}, report.encode())
 """
 
 

@@ -54,6 +54,7 @@ def _converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
 def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> None:
     flags = (f.metadata["flag"] or "--" + f.name.replace("_", "-"), *f.metadata["aliases"])
     help_text = f"{f.metadata['help']} (default: {f.default}; env {_env_name(f.name)})"
+    help_text = help_text.replace("%", "%%")  # argparse formats it with %
     common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
     if str(f.type) == "bool":
         parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
@@ -132,9 +133,9 @@ def serve_main(argv: Sequence[str] | None) -> None:
         config = config_from_args(argv)
         if config.env_file:
             load_env_file(config.env_file)
+        configure_logging(config.log_level, config.log_format, config.log_config)
     except ConfigError as exc:
         sys.exit(f"interpserve: error: {exc}")
-    configure_logging(config.log_level)
     try:
         if config.supervisor:
             become_supervisor(config)
@@ -155,7 +156,9 @@ def check_main(argv: Sequence[str]) -> None:
     )
     _add_app(parser)
     # Read from INTERPSERVE_* variables too, so that it checks what serving would serve.
-    fields = [f for f in option_fields() if f.name in ("app_dir", "factory", "env_file")]
+    fields = [
+        f for f in option_fields() if f.name in ("app_dir", "factory", "env_file", "log_config")
+    ]
     for f in fields:
         _add_option(parser, f)
     try:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from interpserve.cpus import default_processes, default_workers
 from interpserve.errors import ConfigError
+from interpserve.logs import LogFormat
 from interpserve.wire import MAX_PAYLOAD
 
 HTTPImpl = Literal["auto", "h11", "httptools"]
@@ -139,6 +140,34 @@ class Config:
     )
     log_level: LogLevel = option("info", "log level")
     access_log: bool = option(True, "log one line per request")
+    # Logs a collector can ingest: their format, a logging configuration of the user's, the
+    # access line's text, and request ids.
+    log_format: LogFormat = option(
+        "text",
+        "text (uvicorn's look) or json (one object a line): the server's lines and the "
+        "workers', the app's own and what it prints included",
+    )
+    log_config: str | None = option(
+        None,
+        "apply this logging configuration on top of the server's: .json, .yaml or .yml for "
+        "logging.config.dictConfig, any other file an ini file for fileConfig",
+        metavar="PATH",
+    )
+    access_log_format: str | None = option(
+        None,
+        "the access line's message, with named fields: %(client)s, %(request_line)s, "
+        "%(status)s, %(duration_ms)s, %(request_id)s, %({user-agent}i)s ... (docs/logging.md)",
+        metavar="FORMAT",
+    )
+    request_id: bool = option(
+        False,
+        "give every request an id: the client's --request-id-header when it sends one valid id "
+        "through a proxy in --forwarded-allow-ips, else a new one; it is in the access log, the "
+        "app's scope and request headers, and the response",
+    )
+    request_id_header: str = option(
+        "X-Request-ID", "the header that carries --request-id's id", metavar="NAME"
+    )
     health_path: str | None = option(
         None,
         "answer requests for PATH in the front end, not the app: 200 when workers are ready, "
@@ -325,6 +354,7 @@ class Config:
             raise ConfigError("http2_header_table_size must be 0 or more")
         if self.ws_ping_interval < 0 or self.ws_ping_timeout < 0:
             raise ConfigError("ws_ping_interval and ws_ping_timeout must be 0 or more")
+        self._check_log_options()
         if not isinstance(self.app, str):
             # uvicorn.run(app) takes the object; here every worker imports the app itself.
             raise ConfigError(
@@ -356,6 +386,20 @@ class Config:
             if value is not None and value < 0:
                 raise ConfigError(f"{name} must be 0 or more, not {value}")
 
+    def _check_log_options(self) -> None:
+        """--access-log-format renders every kind of line; --log-config can be read (it is
+        read once, then applied as the server starts)."""
+        from interpserve.accesslog import AccessFormat
+        from interpserve.logconfig import read_log_config
+
+        if self.access_log_format is not None:
+            try:
+                AccessFormat(self.access_log_format)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if self.log_config is not None:
+            read_log_config(self.log_config)
+
     def _check_transport_options(self) -> None:
         """--uds, --ssl-*, --forwarded-allow-ips and --header (files are read at startup)."""
         from interpserve.frontend.proxy import parse_trusted
@@ -371,6 +415,7 @@ class Config:
             parse_trusted(self.forwarded_allow_ips)
             for header in self.headers:
                 encode_header(header)
+            encode_header(f"{self.request_id_header}: x")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -419,6 +464,8 @@ class Config:
 
     def worker_settings(self, worker_id: int) -> str:
         """What a worker needs, as JSON: it crosses into a subinterpreter or a child process."""
+        from interpserve.logconfig import read_log_config
+
         app_dir = os.path.abspath(self.app_dir)
         sys_path = [app_dir, *(p for p in sys.path if p != app_dir)]
         return json.dumps(
@@ -429,6 +476,10 @@ class Config:
                 "lifespan": self.lifespan,
                 "root_path": self.root_path,
                 "log_level": self.log_level,
+                "log_format": self.log_format,
+                # Read once (at the options' check): every worker applies what the server did.
+                "log_config": read_log_config(self.log_config) if self.log_config else None,
+                "request_id_header": self.request_id_header.lower() if self.request_id else None,
                 "sys_path": sys_path,
             }
         )

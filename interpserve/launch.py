@@ -75,6 +75,7 @@ def prepare(config: Config) -> Plan:
         metrics_fds=metrics_fds,
         graceful=config.timeout_graceful_shutdown,
         log_threshold=LEVELS[config.log_level],
+        log_format=config.log_format,
         listening=listening,
         uds=config.uds or "",
     )

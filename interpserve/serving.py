@@ -43,6 +43,8 @@ MIB = 1024 * 1024
 # --limit-max-leftover's default, as a share of the process's RSS when it became ready: over
 # any number of recycles, memory stays within this of where it started.
 LEFTOVER_SHARE = 0.1
+# How long a serving process's exit may take once it has stopped serving (see bound_finalizing).
+FINALIZE_DEADLINE_S = 10
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -305,7 +307,7 @@ def supervised_main(payload: dict[str, Any], args: list[str]) -> NoReturn:
     if kind != "-":
         changes["worker_kind"] = kind  # as the first serving process found it: no probe
     config = Config.from_dict(payload["config"], **changes)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format, config.log_config)
     # Inherited, but for this process alone: not for the app's own child processes.
     for fd in (*payload["listen_fds"], int(messages), int(lifeline), int(metrics_fd)):
         if fd >= 0:
@@ -320,10 +322,21 @@ def supervised_main(payload: dict[str, Any], args: list[str]) -> NoReturn:
     try:
         _run(serving)
     except StartupError as exc:
+        bound_finalizing()
         exit_for(exc)
     except KeyboardInterrupt:
         pass
+    bound_finalizing()
     sys.exit(0)
+
+
+def bound_finalizing(seconds: int = FINALIZE_DEADLINE_S) -> None:
+    """The serving process is about to exit through Python's finalization (atexit, buffers):
+    CPython 3.13.0 can hang there joining a thread of a worker interpreter still alive, and a
+    serving process whose supervisor is gone would then hang for ever. SIGALRM's default
+    action ends the process from the kernel, whatever its threads hold."""
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(seconds)
 
 
 def exit_for(exc: StartupError) -> NoReturn:

@@ -23,9 +23,11 @@ import posix
 import select
 import sys
 import time
+from _json import encode_basestring_ascii as json_string
 
 from interpserve import control
 from interpserve.backoff import CrashLoop
+from interpserve.logbase import Clock, SharedFile
 
 # posix and _signal, not os and signal: what those add on top of them (path helpers, enums) is a
 # megabyte the supervisor does not need; so its states are named constants, as h11's are. And
@@ -64,6 +66,7 @@ class Plan:
         "graceful",
         "listen_fds",
         "listening",
+        "log_format",
         "log_threshold",
         "metrics_fds",
         "payload_fd",
@@ -80,6 +83,7 @@ class Plan:
         metrics_fds: tuple[int, ...] = (),
         graceful: float | None = None,
         log_threshold: int = INFO,
+        log_format: str = "text",
         listening: str = "",
         uds: str = "",
     ) -> None:
@@ -89,6 +93,7 @@ class Plan:
         self.metrics_fds = metrics_fds  # per serving process, if --metrics-port
         self.graceful = graceful  # --timeout-graceful-shutdown
         self.log_threshold = log_threshold
+        self.log_format = log_format  # --log-format
         self.listening = listening  # the "Listening on" line
         self.uds = uds  # a Unix socket path to remove at exit
 
@@ -104,6 +109,7 @@ class Plan:
             f"metrics_fds={words(self.metrics_fds)}",
             f"graceful={graceful}",
             f"log_threshold={self.log_threshold}",
+            f"log_format={self.log_format}",
             f"listening={self.listening}",
             f"uds={self.uds}",
         ]
@@ -126,6 +132,7 @@ class Plan:
             metrics_fds=numbers("metrics_fds"),
             graceful=None if graceful == "none" else float(graceful),
             log_threshold=int(values["log_threshold"]),
+            log_format=values["log_format"],
             listening=values["listening"],
             uds=values["uds"],
         )
@@ -236,6 +243,8 @@ class Supervisor:
         self._reload_again = False  # a reload was asked for while one was under way
         self._listen_fds = list(plan.listen_fds)
         self._exit_code = 0
+        self._stderr = SharedFile(2)
+        self._clock = Clock()
 
     def run(self) -> int:
         """Serve until stopped; the exit code."""
@@ -555,10 +564,20 @@ class Supervisor:
         self._listen_fds = []
 
     def _log(self, level: int, message: str) -> None:
-        """The supervisor's few lines, formatted as the serving processes' are (logs.py)."""
-        if level >= self._plan.log_threshold:
-            sys.stderr.write(f"{_LEVEL_NAMES[level] + ':':<10}{message}\n")
-            sys.stderr.flush()
+        """The supervisor's few lines, formatted as the serving processes' are (logs.py's
+        TextFormatter and JSONFormatter) and written as theirs are (whole, under the lock)."""
+        if level < self._plan.log_threshold:
+            return
+        name = _LEVEL_NAMES[level]
+        if self._plan.log_format == "json":
+            now = self._clock.format(time.time())
+            line = (
+                f'{{"time":"{now}","level":"{name}","logger":"interpserve.error",'
+                f'"message":{json_string(message)}}}'
+            )
+        else:
+            line = f"{name + ':':<10}{message}"
+        self._stderr.write((line + "\n").encode("utf-8", "backslashreplace"))
 
 
 _SIGNALS: dict[int, str] = {

@@ -1,23 +1,34 @@
-"""No log injection through the access log, and no traceback on any error page."""
+"""The access log against a real server: a line for every request (also one the client
+abandons, or the front end refuses) and for every WebSocket close, every JSON line with the
+documented fields, --access-log-format, no log injection through either format; and no
+traceback on any error page."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from test_websocket import client
 
+from interpserve.accesslog import FIELDS, WEBSOCKET_FIELDS, AccessFormat
 from interpserve.logs import escape
 from interpserve.testing import ServerProcess, wait_until
 
 TIMEOUT = 10.0
 ROOT = Path(__file__).resolve().parent.parent
+LOGS_APP = "tests.apps.logs_app:app"
+RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+Record = dict[str, Any]
 
 
 def exchange(server: ServerProcess, data: bytes) -> bytes:
@@ -31,6 +42,252 @@ def exchange(server: ServerProcess, data: bytes) -> bytes:
 
 def log_lines(server: ServerProcess) -> list[str]:
     return server.output.splitlines()
+
+
+def json_lines(output: str) -> list[Record]:
+    """Every line of a server's output, parsed: one that is not JSON fails the test."""
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def wait_for_access(server: ServerProcess, predicate: Callable[[Record], bool]) -> Record:
+    """The first access line (of a server with --log-format json) that `predicate` accepts."""
+    found: list[Record] = []
+
+    def seen() -> bool:
+        records = json_lines(server.output)
+        found[:] = [r for r in records if r["logger"] == "interpserve.access" and predicate(r)]
+        return bool(found)
+
+    assert wait_until(seen, TIMEOUT), server.output[-3000:]
+    return found[0]
+
+
+def get(server: ServerProcess, path: str, **options: Any) -> httpx.Response:
+    return httpx.get(server.url + path, timeout=TIMEOUT, **options)
+
+
+# Every line in JSON
+
+
+@pytest.mark.parametrize("kind", ["interpreter", "process"])
+def test_json_access_lines_have_the_documented_fields(
+    start_server: Callable[..., ServerProcess], http_impl: str, kind: str
+) -> None:
+    server = start_server(
+        LOGS_APP, "--workers", "1", "--worker-kind", kind, "--http", http_impl,
+        "--log-format", "json",
+    )  # fmt: skip
+    headers = {"User-Agent": "tester/1.0", "Referer": "http://example.test/from"}
+    assert get(server, "/a/b?c=1&d", headers=headers).status_code == 200
+    assert httpx.head(server.url + "/h", timeout=TIMEOUT).status_code == 200
+    assert httpx.post(server.url + "/p", content=b"x" * 10, timeout=TIMEOUT).status_code == 200
+    line = wait_for_access(server, lambda r: r["path"] == "/a/b")
+    assert set(line) == {"time", "level", "logger", "message", *FIELDS}
+    assert RFC3339_MS.fullmatch(line["time"])
+    port = line["client_port"]
+    assert line == {
+        **line,
+        "level": "INFO",
+        "client_addr": "127.0.0.1",
+        "method": "GET",
+        "query": "c=1&d",
+        "http_version": "1.1",
+        "status": 200,
+        "response_bytes": 2,
+        "worker_id": 1,
+        "worker_kind": kind,
+        "request_id": None,
+        "user_agent": "tester/1.0",
+        "referer": "http://example.test/from",
+        "disconnected": False,
+        "protocol": "http",
+    }
+    assert isinstance(port, int) and port > 0
+    assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+    assert line["message"] == (
+        f'127.0.0.1:{port} - "GET /a/b?c=1&d HTTP/1.1" 200 OK {line["duration_ms"]:.1f}ms worker=1'
+    )
+    head = wait_for_access(server, lambda r: r["method"] == "HEAD")
+    assert head["response_bytes"] == 0 and head["query"] == ""
+    wait_for_access(server, lambda r: r["method"] == "POST" and r["response_bytes"] == 2)
+    records = json_lines(server.output)  # the server's own lines too: every one is JSON
+    assert any(r["message"].startswith("Started supervisor process") for r in records)
+
+
+def test_text_and_json_escape_what_a_client_sends(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """No log injection: quotes, backslashes and C1 controls in a path, a header and a
+    forwarded client stay escaped in the text line, and inside their JSON strings."""
+    attack = b'\x9b31m" - "GET /admin" 200 \\ {"level": "ERROR"}'
+    request = (
+        b'GET /in"je\\ct?q="x HTTP/1.1\r\nHost: a\r\nUser-Agent: ' + attack
+        + b"\r\nReferer: " + attack + b"\r\nX-Forwarded-For: " + attack
+        + b"\r\nConnection: close\r\n\r\n"
+    )  # fmt: skip
+    text_format = '%(client)s "%(request_line)s" %(status)s "%(user_agent)s" "%(referer)s"'
+    text = start_server(
+        LOGS_APP, "--workers", "1", "--forwarded-allow-ips", "*",
+        "--access-log-format", text_format,
+    )  # fmt: skip
+    json_server = start_server(
+        LOGS_APP, "--workers", "1", "--forwarded-allow-ips", "*", "--log-format", "json"
+    )
+    for server in (text, json_server):
+        assert exchange(server, request).startswith(b"HTTP/1.1 200 ")
+    sent = attack.decode("latin-1")
+    forwarded = sent.partition(":")[0]  # what a proxy's "host:port" form makes of it
+    line = wait_for_access(json_server, lambda r: r["path"] == '/in"je\\ct')
+    assert (line["user_agent"], line["referer"], line["client_addr"]) == (sent, sent, forwarded)
+    assert line["query"] == 'q="x'
+    expected = (
+        f'{escape(forwarded)}:0 "GET /in\\"je\\\\ct?q=\\"x HTTP/1.1" 200 '
+        f'"{escape(sent)}" "{escape(sent)}"'
+    )
+    assert text.wait_for_output("INFO:     " + expected + "\n")
+    for server in (text, json_server):
+        assert "\x9b" not in server.output
+        assert '{"level": "ERROR"}' not in server.output  # never unescaped
+
+
+# Every request gets its line
+
+
+def test_a_response_the_client_abandons_is_logged_when_it_ends(
+    start_server: Callable[..., ServerProcess], http_impl: str
+) -> None:
+    server = start_server(LOGS_APP, "--workers", "1", "--http", http_impl, "--log-format", "json")
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
+        received = b""
+        while received.count(b"d" * 1000) < 3:  # a few chunks of the stream
+            data = sock.recv(65536)
+            assert data, received
+            received += data
+    line = wait_for_access(server, lambda r: r["path"] == "/stream")
+    assert line["status"] == 200 and line["disconnected"] is True
+    assert line["response_bytes"] >= 3000
+    assert "200 OK, client disconnected" in line["message"]
+
+
+def test_a_request_the_client_leaves_before_its_answer_is_a_499(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """And so are the requests it had pipelined behind it, which no worker saw."""
+    server = start_server(LOGS_APP, "--workers", "1", "--log-format", "json")
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(
+            b"GET /slow?seconds=3 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /queued HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+    slow = wait_for_access(server, lambda r: r["path"] == "/slow")
+    queued = wait_for_access(server, lambda r: r["path"] == "/queued")
+    for line in (slow, queued):
+        assert line["status"] == 499 and line["disconnected"] is True
+        assert line["response_bytes"] == 0
+        assert "499 client disconnected" in line["message"]
+    assert queued["worker_id"] is None
+
+
+def test_a_response_the_server_cuts_off_is_not_the_clients_doing(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    server = start_server(LOGS_APP, "--workers", "1", "--log-format", "json")
+    with pytest.raises(httpx.RemoteProtocolError):
+        get(server, "/partial")  # the app returned mid-response
+    line = wait_for_access(server, lambda r: r["path"] == "/partial")
+    assert line["status"] == 200 and line["disconnected"] is False
+    assert line["response_bytes"] == 100
+
+
+def test_requests_the_front_end_refuses_get_a_line(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    server = start_server(
+        LOGS_APP, "--workers", "1", "--log-format", "json", "--limit-request-field-size", "100"
+    )
+    exchange(server, b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 200 + b"\r\n\r\n")
+    line = wait_for_access(server, lambda r: r["status"] == 431)
+    assert (line["method"], line["path"], line["worker_id"]) == (None, None, None)
+    assert line["client_addr"] == "127.0.0.1"
+    assert line["message"].endswith(' - "-" 431 Request Header Fields Too Large 0.0ms worker=-')
+
+
+# WebSocket
+
+
+@pytest.mark.parametrize(
+    ("path", "closing", "code", "closed_by"),
+    [
+        ("/echo", "client", 1000, "client"),
+        ("/echo", "drop", 1006, "client"),
+        ("/close?code=4001", None, 4001, "app"),
+        ("/return", None, 1000, "app"),
+    ],
+)
+async def test_a_websocket_gets_a_line_when_it_opens_and_when_it_closes(
+    start_server: Callable[..., ServerProcess],
+    path: str,
+    closing: str | None,
+    code: int,
+    closed_by: str,
+) -> None:
+    server = start_server("tests.apps.ws_raw:app", "--workers", "1", "--log-format", "json")
+    async with client(server, path) as ws:
+        if closing == "client":
+            await ws.close(1000)
+        elif closing == "drop":
+            ws.transport.abort()
+        else:
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+    route = path.partition("?")[0]
+    accept = wait_for_access(server, lambda r: r["path"] == route and "close_code" not in r)
+    assert (accept["status"], accept["protocol"]) == (101, "websocket")
+    assert accept["message"].endswith(
+        "accepted " + accept["message"].rsplit(" ", 2)[-2] + " worker=1"
+    )
+    close = wait_for_access(server, lambda r: r["path"] == route and "close_code" in r)
+    assert set(close) == {"time", "level", "logger", "message", *FIELDS, *WEBSOCKET_FIELDS}
+    assert (close["close_code"], close["closed_by"], close["status"]) == (code, closed_by, 101)
+    assert close["duration_ms"] >= accept["duration_ms"]
+    assert f'"WebSocket {path}" 101 closed {code} by {closed_by} ' in close["message"]
+
+
+# --access-log-format
+
+
+def test_access_log_format_names_fields_and_request_headers(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    text_format = (
+        "%(client_addr)s %(method)s %(path)s %(query)s %(status)d %(response_bytes)s "
+        "[%({x-tenant}i)s] [%({x-missing}i)s] %(request_id)s %(close_code)s pid=%(pid)s"
+    )
+    server = start_server(LOGS_APP, "--workers", "1", "--access-log-format", text_format)
+    assert get(server, "/f?x=1", headers={"X-Tenant": "acme"}).status_code == 200
+    assert server.wait_for_output(
+        f"INFO:     127.0.0.1 GET /f x=1 200 2 [acme] [-] - - pid={server.pid}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("%(nope)s", "unknown field 'nope'"),
+        ("%s %(status)s", "name every field"),
+        ("%(close_code)d", "cannot render every line"),
+        ("%(status)q", "cannot render every line"),
+    ],
+)
+def test_a_bad_access_log_format_is_refused_in_one_line(text: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        AccessFormat(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "interpserve", LOGS_APP, "--access-log-format", text],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and complaint in result.stderr, result.stderr
 
 
 def test_escape() -> None:
@@ -73,7 +330,7 @@ def test_forwarded_client_is_escaped(start_server) -> None:
         b'GET /who HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: \x9b31m" - "GET /admin\r\n'
         b"Connection: close\r\n\r\n",
     )
-    assert server.wait_for_output('\\x9b31m" - "GET /admin:0 - "GET /who HTTP/1.1" 404')
+    assert server.wait_for_output('\\x9b31m\\" - \\"GET /admin:0 - "GET /who HTTP/1.1" 404')
     assert "\x9b" not in server.output
 
 

@@ -128,6 +128,19 @@ def test_serving_processes_stop_when_the_supervisor_is_gone(start_server: StartS
     assert wait_until(lambda: not any(map(running, workers)), 5), "a worker outlived it"
 
 
+def test_a_serving_process_whose_exit_hangs_ends_anyway() -> None:
+    """CPython 3.13.0 can hang in finalization joining a worker interpreter's thread; here a
+    thread that never ends holds the exit the same way, and the bound ends the process."""
+    code = (
+        "import threading\n"
+        "from interpserve.serving import bound_finalizing\n"
+        "threading.Thread(target=threading.Event().wait).start()\n"
+        "bound_finalizing(1)\n"
+    )
+    process = subprocess.run([sys.executable, "-c", code], timeout=TIMEOUT)
+    assert process.returncode == -signal.SIGALRM
+
+
 def test_without_the_supervisor_the_process_started_serves(start_server: StartServer) -> None:
     server = start_server(CONTROL, "--workers", "1", "--no-supervisor")
     assert server.process is not None and server.pid == server.process.pid
@@ -169,7 +182,8 @@ def test_the_supervisor_imports_nothing_it_does_not_need() -> None:
     modules = set(result.stdout.split())
     ours = {name for name in modules if name.startswith("interpserve")}
     assert ours == {"interpserve", "interpserve.supervisor", "interpserve.control"} | {
-        "interpserve.backoff"
+        "interpserve.backoff",
+        "interpserve.logbase",  # (posix, fcntl and time only: its lines, as the others write)
     }, ours
     for heavy in ("asyncio", "uvloop", "_interpreters", "socket", "logging", "typing", "json"):
         assert heavy not in modules, heavy

@@ -72,6 +72,7 @@ class FakeChannel:
 
 class FakePool:
     ready = True
+    kind = "interpreter"  # (for the access log's lines)
 
     def __init__(self, channel: FakeChannel) -> None:
         self.channel = channel

@@ -22,9 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
+from interpserve.accesslog import AccessLog
 from interpserve.config import Config
 from interpserve.events import Address
 from interpserve.frontend.budget import MemoryBudget
+from interpserve.frontend.correlation import CorrelationIds
 from interpserve.frontend.cycle import RequestCycle
 from interpserve.frontend.http2_frames import PREFACE as _HTTP2_PREFACE
 from interpserve.frontend.http_parser import (
@@ -109,7 +111,8 @@ class ServerState:
     default_headers: DefaultHeaders = field(init=False)
     trusted_proxies: TrustedProxies | None = field(init=False)  # None: --no-proxy-headers
     scheme: str = field(init=False)
-    access_log: bool = field(init=False)
+    access_log: AccessLog | None = field(init=False)  # None: --no-access-log
+    request_ids: CorrelationIds | None = field(init=False)  # None: no --request-id
     _date_header: bool = field(init=False)
     budget: MemoryBudget = field(init=False)
     # Every connection reads into this buffer in turn (a read is copied out before the next).
@@ -127,13 +130,20 @@ class ServerState:
             BurstWatch(lambda: len(self.connections), _CONNECTION_BURST, quiet_looks=2),
             BurstWatch(lambda: budget.held, _BUFFER_BURST, quiet_looks=2),
         )
-        self.access_log = config.access_log
+        self.access_log = (
+            AccessLog(config.access_log_format, self.pool.kind) if config.access_log else None
+        )
         self._date_header = config.date_header
         self.default_headers = DefaultHeaders.build(
             server_header=config.server_header, headers=config.headers
         )
         self.trusted_proxies = (
             parse_trusted(config.forwarded_allow_ips) if config.proxy_headers else None
+        )
+        self.request_ids = (
+            CorrelationIds(config.request_id_header, self.trusted_proxies)
+            if config.request_id
+            else None
         )
         self.scheme = "https" if config.ssl_certfile else "http"
 
@@ -167,6 +177,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self._read_view = state.read_buffer[:_READ_AHEAD]
         self._read_most = READ_SIZE  # less while its reads are slow to take apart
         self._closing = False
+        self._aborted = False  # by the server: a response could not be completed
         # A WebSocket handshake waiting for the responses before it, then the session that has
         # taken the connection over: either way the connection carries no more HTTP/1.1.
         self._upgrade: Upgrade | None = None
@@ -274,8 +285,8 @@ class HTTPConnection(asyncio.BufferedProtocol):
         state = self.state
         state.connections.discard(self)
         state.budget.forget(self)
-        for cycle in self._cycles:
-            cycle.disconnect()  # (the first's app is told; those behind it let go their bodies)
+        for cycle in self._cycles:  # the one being answered, and any pipelined behind it
+            cycle.disconnect(client_gone=not self._aborted)
         self._cycles.clear()
         self._parsing = None
         if self._session is not None:
@@ -353,7 +364,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
     def abort(self) -> None:
         """Close at once: a response cannot be completed."""
         if self._transport is not None:
-            self._closing = True
+            self._closing = self._aborted = True
             self._transport.abort()
 
     # Called by the server
@@ -398,9 +409,11 @@ class HTTPConnection(asyncio.BufferedProtocol):
             # the next request's. The connection just closes.
             self.close()
             return
-        if parsing is not None and not parsing.body_complete:
-            # Its body is broken mid-way: it is lost, like a client that went away.
-            parsing.disconnect()
+        broken = parsing is not None and not parsing.body_complete
+        if parsing is not None and broken:
+            # Its body is broken mid-way: it is lost, like a client that went away (and its
+            # access line says so: it is the answer below, if any).
+            parsing.disconnect(client_gone=False, status=exc.status)
             self._cycles.remove(parsing)
             if parsing.response_started:
                 self.abort()
@@ -413,6 +426,9 @@ class HTTPConnection(asyncio.BufferedProtocol):
         logger.debug("Invalid HTTP request: %s", exc)
         message = "Invalid HTTP request received." if exc.status == 400 else str(exc)
         self.write(error_response(exc.status, message, self.state.default_headers))
+        if not broken and (access_log := self.state.access_log):
+            # A request no worker saw, perhaps not even as far as its method: a line too.
+            access_log.log(None, self.client, exc.status, None)
         self.close()
 
     def update_reading(self) -> None:

@@ -13,13 +13,13 @@ response's bytes until the client's socket has taken them, and the widening of e
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
 import time
 from enum import Enum, auto
 from typing import TYPE_CHECKING, Protocol
 
 from interpserve import events as ev
+from interpserve.accesslog import CLIENT_CLOSED
 from interpserve.errors import NoWorkerYet, WorkerGone
 from interpserve.frontend.health import is_probe, probe_response
 from interpserve.frontend.http_parser import RequestHead
@@ -38,7 +38,6 @@ from interpserve.pool.channel import WorkerChannel
 if TYPE_CHECKING:
     from interpserve.frontend.connection import ServerState
 
-access_logger = logging.getLogger("interpserve.access")
 logger = logging.getLogger("interpserve.error")
 
 _TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
@@ -92,14 +91,22 @@ class CycleConnection(Protocol):
 
 
 def request_event(
-    conn: CycleConnection, head: RequestHead, request_id: int, *, websocket: bool = False
+    conn: CycleConnection,
+    head: RequestHead,
+    request_id: int,
+    correlation_id: str | None,
+    *,
+    websocket: bool = False,
 ) -> ev.Request:
     """What a worker is told of a request (or a WebSocket handshake): the client and scheme as
-    a trusted proxy says they are, else as the connection has them."""
+    a trusted proxy says they are, else as the connection has them; and its --request-id."""
     path, _, query = head.target.partition(b"?")
     client, scheme = conn.client, conn.scheme
     if head.forwarded and (trusted := conn.state.trusted_proxies) is not None:
         client, scheme = resolve(client, scheme, head.headers, trusted)
+    headers = tuple(head.headers)
+    if correlation_id is not None and (ids := conn.state.request_ids) is not None:
+        headers = ids.request_headers(headers, correlation_id)
     # (Positional: keyword arguments would double the cost of building it.)
     return ev.Request(
         request_id,
@@ -108,7 +115,7 @@ def request_event(
         head.http_version,
         path,
         query,
-        tuple(head.headers),
+        headers,
         client,
         conn.server,
         head.has_body,
@@ -166,6 +173,8 @@ class RequestCycle:
         self._started_at = time.perf_counter()
         self._timeout: asyncio.TimerHandle | None = None
         self._waiting_for_worker: asyncio.Task[None] | None = None
+        ids = conn.state.request_ids
+        self.correlation_id = None if ids is None else ids.choose(head.headers, conn.client)
 
     @property
     def queued(self) -> bool:
@@ -201,7 +210,7 @@ class RequestCycle:
             return
         self._channel = channel
         self._request_id = channel.new_request_id()
-        request = request_event(conn, self.head, self._request_id)
+        request = request_event(conn, self.head, self._request_id, self.correlation_id)
         self._client = request.client
         channel.start_request(self, request)
         self._flush_body()
@@ -278,14 +287,20 @@ class RequestCycle:
             self._in_flight += sent
             self._conn.body_sent(sent)
 
-    def disconnect(self) -> None:
-        """The client is gone: tell the app, and drop whatever it still sends."""
+    def disconnect(self, *, client_gone: bool = True, status: int = CLIENT_CLOSED) -> None:
+        """The client is gone (or the server cut the response off, or its body broke): tell
+        the app, drop whatever it still sends, and log the request unless it was answered
+        (with `status` if it was not started)."""
+        if self._disconnected:
+            return
         self._disconnected = True
         if self._waiting_for_worker is not None:
             self._waiting_for_worker.cancel()
         if self._channel is not None and not self._finished:
             self._channel.send(ev.Disconnect(self._request_id))
         self._let_go()
+        if not self.response_complete and self._conn.state.access_log:
+            self._log_access(self.status if self.response_started else status, client_gone)
 
     def _let_go(self) -> None:
         """Nothing more moves: give back to the budget the body held here and sent, and the
@@ -349,6 +364,8 @@ class RequestCycle:
             self.keep_alive = False
         self.stage = Stage.RESPONDING
         self.status = status
+        if self.correlation_id is not None and (ids := self._conn.state.request_ids):
+            headers = ids.response_headers(headers, self.correlation_id)
         self._start_response(status, headers)
 
     def _send_continue(self) -> None:
@@ -502,24 +519,26 @@ class RequestCycle:
         if state.observe_request is not None:
             state.observe_request(self.status, time.perf_counter() - self._started_at)
         if state.access_log:
-            self._log_access()
+            self._log_access(self.status, False)
         self._conn.cycle_done(self)
 
-    def _log_access(self) -> None:
-        head = self.head
-        client = self._client
-        try:
-            phrase = http.HTTPStatus(self.status).phrase
-        except ValueError:
-            phrase = ""
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %s %.1fms worker=%s',
-            escape(f"{client[0]}:{client[1]}") if client else "-",  # (a proxy's word for it)
-            head.method,
-            escape(head.target.decode("latin-1")),
-            head.http_version,
-            self.status,
-            phrase,
-            (time.perf_counter() - self._started_at) * 1000,
-            self._channel.worker_id if self._channel else "-",
+    def _log_access(self, status: int, disconnected: bool) -> None:
+        access_log = self._conn.state.access_log
+        assert access_log is not None
+        head, plan = self.head, self._plan
+        if plan is None or plan.framing is Framing.NONE:
+            sent = 0
+        elif plan.framing is Framing.LENGTH:
+            sent = min(self._written, plan.content_length)
+        else:
+            sent = self._written
+        access_log.log(
+            head,
+            self._client,  # (a proxy's word for it)
+            status,
+            self._started_at,
+            response_bytes=sent,
+            worker_id=self._channel.worker_id if self._channel else None,
+            request_id=self.correlation_id,
+            disconnected=disconnected,
         )

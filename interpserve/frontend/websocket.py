@@ -41,18 +41,17 @@ from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from interpserve import events as ev
+from interpserve.accesslog import ClosedBy
 from interpserve.errors import NoWorkerYet, WorkerGone
 from interpserve.frontend.cycle import request_event
 from interpserve.frontend.http_rules import RequestHead
 from interpserve.frontend.response import status_line
-from interpserve.logs import escape
 from interpserve.pool.channel import WorkerChannel
 
 if TYPE_CHECKING:
     from interpserve.frontend.connection import HTTPConnection
 
 logger = logging.getLogger("interpserve.error")
-access_logger = logging.getLogger("interpserve.access")
 
 # Close codes (RFC 6455 §7.4.1).
 ABNORMAL_CLOSURE = 1006  # reported, never sent: the connection ended without a close frame
@@ -138,6 +137,10 @@ class WebSocketSession:
         self._close_timer: asyncio.TimerHandle | None = None
         self._waiting_for_worker: asyncio.Task[None] | None = None
         self._started_at = time.perf_counter()
+        ids = conn.state.request_ids
+        self._correlation_id = None if ids is None else ids.choose(head.headers, conn.client)
+        self._accepted = False
+        self._ending: tuple[int, ClosedBy] | None = None  # the first close: its code, by whom
 
     # From the connection
 
@@ -173,7 +176,9 @@ class WebSocketSession:
         self._channel = channel
         self._request_id = channel.new_request_id()
         # A handshake has no body: the framing guard refuses an Upgrade request with one.
-        request = request_event(self._conn, self._head, self._request_id, websocket=True)
+        request = request_event(
+            self._conn, self._head, self._request_id, self._correlation_id, websocket=True
+        )
         self._client = request.client
         channel.start_request(self, request)
 
@@ -209,6 +214,8 @@ class WebSocketSession:
             if timer is not None:
                 timer.cancel()
         self._tell_app_closed(ABNORMAL_CLOSURE, "")  # unless it already knows better
+        if self._accepted:
+            self._log_access(101, self._ending or (ABNORMAL_CLOSURE, ClosedBy.CLIENT))
 
     def writable(self) -> None:
         """The client's socket has drained: give the app the credit withheld meanwhile."""
@@ -223,7 +230,7 @@ class WebSocketSession:
         self._shutting_down = True
         if self._state is _State.OPEN:
             self._tell_app_closed(SERVICE_RESTART, "")
-            self._close(SERVICE_RESTART, "server shutting down")
+            self._close(SERVICE_RESTART, "server shutting down", ClosedBy.SERVER)
 
     # From the worker (pool.channel.ResponseSink and WebSocketSink)
 
@@ -237,7 +244,7 @@ class WebSocketSession:
                 if self._state is _State.HANDSHAKE:
                     self._respond(403, b"")  # a close before accepting is a denial (ASGI)
                 else:
-                    self._close(code, reason)
+                    self._close(code, reason, ClosedBy.APP)
 
     def on_credit(self, size: int) -> None:
         """The app received `size` more of what the client sent."""
@@ -270,7 +277,7 @@ class WebSocketSession:
         if self._state in (_State.HANDSHAKE, _State.DENYING):
             self._conn.abort()  # the app left without an answer, or with half of one
         elif self._state is _State.OPEN:
-            self._close(1000, "")
+            self._close(1000, "", ClosedBy.APP)
 
     def on_worker_lost(self) -> None:
         self._finished = True
@@ -279,7 +286,7 @@ class WebSocketSession:
         elif self._state is _State.DENYING:
             self._conn.abort()
         elif self._state is _State.OPEN:
-            self._close(INTERNAL_ERROR, "")
+            self._close(INTERNAL_ERROR, "", ClosedBy.SERVER)
 
     # The handshake
 
@@ -297,6 +304,7 @@ class WebSocketSession:
         if not self._send_handshake(accept):
             return
         self._state = _State.OPEN
+        self._accepted = True
         self._log_access(101)
         self._schedule_ping()
         early, self._early = bytes(self._early), bytearray()
@@ -338,6 +346,9 @@ class WebSocketSession:
         added = state.default_headers.fields(server=not has_server)
         if date := state.date():
             added.append((b"date", date))
+        if self._correlation_id is not None and state.request_ids is not None:
+            # (The names are lowercase: the app's, checked in the worker, and ours.)
+            headers = list(state.request_ids.response_headers(tuple(headers), self._correlation_id))
         return [*headers, *added]
 
     def _respond(self, status: int, body: bytes) -> None:
@@ -381,7 +392,7 @@ class WebSocketSession:
             self._size = 0
             self._account()
             self._tell_app_closed(MESSAGE_TOO_BIG, "")
-            self._close(MESSAGE_TOO_BIG, "message too big")
+            self._close(MESSAGE_TOO_BIG, "message too big", ClosedBy.SERVER)
             return
         self._parts.append(data)
         if not event.message_finished:
@@ -423,11 +434,12 @@ class WebSocketSession:
 
     # Closing
 
-    def _close(self, code: int, reason: str) -> None:
+    def _close(self, code: int, reason: str, by: ClosedBy) -> None:
         """Start the closing handshake: the client has CLOSE_TIMEOUT to answer."""
         if self._state is not _State.OPEN:
             return
         self._state = _State.CLOSING
+        self._ending = (code, by)
         self._write(self._ws.send(CloseConnection(code=code, reason=reason)))
         self._arm_close_timer()
 
@@ -436,6 +448,8 @@ class WebSocketSession:
         wsproto could not parse comes here too, as the close code to fail with."""
         if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             self._write(self._ws.send(event.response()))
+        if self._ending is None:
+            self._ending = (event.code, ClosedBy.CLIENT)
         self._tell_app_closed(event.code, event.reason or "")
         self._end()
 
@@ -479,7 +493,7 @@ class WebSocketSession:
     def _ping_timed_out(self) -> None:
         self._pong_timer = None
         self._tell_app_closed(ABNORMAL_CLOSURE, "")
-        self._close(INTERNAL_ERROR, "keepalive ping timeout")
+        self._close(INTERNAL_ERROR, "keepalive ping timeout", ClosedBy.SERVER)
 
     # Plumbing
 
@@ -491,18 +505,21 @@ class WebSocketSession:
         if data:
             self._conn.write(data)
 
-    def _log_access(self, status: int) -> None:
-        if not self._conn.state.access_log:
+    def _log_access(self, status: int, closed: tuple[int, ClosedBy] | None = None) -> None:
+        """A line for the handshake's answer, and one for the close of an accepted one."""
+        access_log = self._conn.state.access_log
+        if access_log is None:
             return
-        client = self._client
-        access_logger.info(
-            '%s - "WebSocket %s" %d %s %.1fms worker=%s',
-            escape(f"{client[0]}:{client[1]}") if client else "-",  # (a proxy's word for it)
-            escape(self._head.target.decode("latin-1")),
+        access_log.log(
+            self._head,
+            self._client,  # (a proxy's word for it)
             status,
-            "accepted" if status == 101 else "denied",
-            (time.perf_counter() - self._started_at) * 1000,
-            self._channel.worker_id if self._channel else "-",
+            self._started_at,
+            response_bytes=None,
+            worker_id=self._channel.worker_id if self._channel else None,
+            request_id=self._correlation_id,
+            websocket=True,
+            closed=closed,
         )
 
 

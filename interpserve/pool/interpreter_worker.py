@@ -21,7 +21,7 @@ import json, sys
 settings = {settings!r}
 sys.path[:] = json.loads(settings)["sys_path"]
 from interpserve.worker.main import run_worker
-run_worker({fd_in}, {fd_out}, settings)
+run_worker({fd_in}, {fd_out}, settings, "interpreter")
 """
 
 

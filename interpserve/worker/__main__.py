@@ -16,4 +16,4 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN)
 settings = sys.stdin.read()
 # The front end's sys.path, --app-dir first, as an interpreter worker's bootstrap sets it.
 sys.path[:] = json.loads(settings)["sys_path"]
-run_worker(int(sys.argv[1]), int(sys.argv[2]), settings)
+run_worker(int(sys.argv[1]), int(sys.argv[2]), settings, "process")

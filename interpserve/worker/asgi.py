@@ -51,12 +51,18 @@ def checked_status(status: Any) -> int:
 
 
 def connection_scope(
-    kind: str, request: ev.Request, root_path: str, state: dict[str, Any]
+    kind: str,
+    request: ev.Request,
+    root_path: str,
+    state: dict[str, Any],
+    request_id_header: bytes | None,
 ) -> dict[str, Any]:
     """The scope of an http or websocket connection, from what the front end sent. Both path
-    and raw_path start with root_path, as uvicorn's do: an app comparing them sees one path."""
+    and raw_path start with root_path, as uvicorn's do: an app comparing them sees one path.
+    With --request-id, the id the front end put in the request's headers is in
+    scope["extensions"]["request_id"]["id"] too."""
     raw_path = request.raw_path
-    return {
+    scope = {
         "type": kind,
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": request.http_version,
@@ -70,6 +76,13 @@ def connection_scope(
         "server": request.server,
         "state": state.copy(),
     }
+    if request_id_header is not None:
+        # The front end sends exactly one (last, unless the client's was taken).
+        for name, value in reversed(request.headers):
+            if name == request_id_header:
+                scope["extensions"] = {"request_id": {"id": value.decode("latin-1")}}
+                break
+    return scope
 
 
 class HTTPCycle:
@@ -80,11 +93,12 @@ class HTTPCycle:
         on_fatal: Callable[[BaseException], None],
         root_path: str,
         state: dict[str, Any],
+        request_id_header: bytes | None,
     ) -> None:
         self._id = request.request_id
         self._send_event = send_event
         self._on_fatal = on_fatal
-        self.scope = connection_scope("http", request, root_path, state)
+        self.scope = connection_scope("http", request, root_path, state, request_id_header)
         self.scope["method"] = request.method
         # Trailers reach a client only over HTTP/2, and only one that said it takes them.
         self._trailers_offered = request.http_version == "2" and any(

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from typing import Any
 
 from interpserve import events as ev
-from interpserve.errors import AppLoadError, LifespanFailed
-from interpserve.logs import configure_logging
+from interpserve.errors import AppLoadError, ConfigError, LifespanFailed
+from interpserve.logoutput import Output
+from interpserve.logs import capture_worker_output, configure_worker_logging
 from interpserve.memory import BurstWatch
 from interpserve.pipes import FramePipe
 from interpserve.worker.allocator import held_bytes
@@ -27,17 +29,29 @@ logger = logging.getLogger("interpserve.error")
 _REQUEST_BURST = 64
 
 
-def run_worker(fd_in: int, fd_out: int, settings_json: str) -> None:
-    """Entry point: blocks until the worker has stopped."""
+def run_worker(fd_in: int, fd_out: int, settings_json: str, kind: str) -> None:
+    """Entry point: blocks until the worker has stopped. `kind`: interpreter or process."""
     settings = json.loads(settings_json)
-    configure_logging(settings["log_level"])
-    asyncio.run(Worker(settings).serve(fd_in, fd_out))
+    outputs = configure_worker_logging(
+        settings["log_level"], settings["log_format"], settings["worker_id"], kind
+    )
+    try:
+        asyncio.run(Worker(settings, kind, outputs).serve(fd_in, fd_out))
+    finally:
+        sys.stdout.flush()  # a line the app left without its end
+        sys.stderr.flush()
+        for output in outputs:
+            output.flush()  # and the lines of the loop's last pass
 
 
 class Worker:
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], kind: str, outputs: tuple[Output, Output]) -> None:
         self._settings = settings
+        self._kind = kind
+        self._outputs = outputs  # stdout, stderr
         self._root_path: str = settings["root_path"]
+        header = settings["request_id_header"]
+        self._request_id_header: bytes | None = header.encode("latin-1") if header else None
         self._state: dict[str, Any] = {}
         self._cycles: dict[int, HTTPCycle] = {}
         self._websockets: dict[int, WebSocketCycle] = {}
@@ -77,8 +91,10 @@ class Worker:
             logger.error("Lifespan shutdown failed: %s", exc)
 
     async def _start(self) -> Lifespan | None:
-        """Import the app and run lifespan startup; on failure tell the front end why."""
+        """Apply --log-config, import the app and run lifespan startup; on failure tell the
+        front end why."""
         try:
+            self._configure_logging()
             self._app = load_app(self._settings["app"], factory=self._settings["factory"])
             lifespan = Lifespan(self._app, self._settings["lifespan"], self._state)
             await lifespan.startup()
@@ -88,6 +104,11 @@ class Worker:
         except LifespanFailed as exc:
             self._pipe.send(ev.WorkerFailed(f"Application startup failed: {exc}"))
             return None
+        except ConfigError as exc:  # --log-config: a handler that cannot load here
+            error = refusal(exc, self._settings["app"])
+            module = error.incompatible_module if error else ""
+            self._pipe.send(ev.WorkerFailed(str(error or exc), module))
+            return None
         except Exception as exc:
             if error := refusal(exc, self._settings["app"]):  # from lifespan startup
                 self._pipe.send(ev.WorkerFailed(str(error), error.incompatible_module))
@@ -96,6 +117,18 @@ class Worker:
             self._pipe.send(ev.WorkerFailed(f"Error loading ASGI app: {type(exc).__name__}: {exc}"))
             return None
         return lifespan
+
+    def _configure_logging(self) -> None:
+        """--log-config, as the front end applied it, then the app's stdout and stderr: after
+        it, so that the handlers it makes keep the streams they were given."""
+        settings = self._settings
+        if settings["log_config"] is not None:
+            from interpserve.logconfig import apply_log_config
+
+            apply_log_config(settings["log_config"], in_worker=True)
+        capture_worker_output(
+            settings["log_format"], settings["worker_id"], self._kind, *self._outputs
+        )
 
     def _fatal(self, exc: BaseException) -> None:
         """The app raised SystemExit (or the like): stop at once, without lifespan shutdown,
@@ -143,7 +176,14 @@ class Worker:
     def _start_request(self, request: ev.Request) -> None:
         assert self._app is not None
         request_id = request.request_id
-        args = (request, self._pipe.send, self._fatal, self._root_path, self._state)
+        args = (
+            request,
+            self._pipe.send,
+            self._fatal,
+            self._root_path,
+            self._state,
+            self._request_id_header,
+        )
         cycle: HTTPCycle | WebSocketCycle
         if request.websocket:
             cycle = self._websockets[request_id] = WebSocketCycle(*args)

@@ -49,15 +49,16 @@ class WebSocketCycle:
         on_fatal: Callable[[BaseException], None],
         root_path: str,
         state: dict[str, Any],
+        request_id_header: bytes | None,
     ) -> None:
         self._id = request.request_id
         self._send_event = send_event
         self._on_fatal = on_fatal
-        self.scope = connection_scope("websocket", request, root_path, state)
+        self.scope = connection_scope("websocket", request, root_path, state, request_id_header)
         # (A trusted proxy may have forwarded "wss" already.)
         self.scope["scheme"] = "wss" if request.scheme in ("https", "wss") else "ws"
         self.scope["subprotocols"] = _subprotocols(request.headers)
-        self.scope["extensions"] = {"websocket.http.response": {}}
+        self.scope.setdefault("extensions", {})["websocket.http.response"] = {}
         self._state = _State.CONNECTING
         self._connect_delivered = False
         self._messages: deque[bytes | str] = deque()

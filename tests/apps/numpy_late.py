@@ -1,9 +1,11 @@
 """Apps that import numpy (which refuses subinterpreters) only after their module has loaded:
 `make` in its factory (`--factory`), `lifespan_app` in its lifespan startup. A check that only
-imports the module finds nothing wrong with either."""
+imports the module finds nothing wrong with either. And `formatter`, a log formatter factory
+for --log-config that imports numpy."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,3 +42,9 @@ async def lifespan_app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "lifespan.shutdown.complete"})
     elif scope["type"] == "http":
         await _answer(send, b"started")
+
+
+def formatter() -> logging.Formatter:
+    import numpy  # noqa: F401
+
+    return logging.Formatter()
