@@ -138,6 +138,32 @@ async def test_a_window_widens_while_the_app_keeps_receiving() -> None:
     assert conn.state.budget.held == 0
 
 
+UPLOAD = 16 * ev.BODY_WINDOW  # a body more than long enough for the reads a test makes
+
+
+async def read_on(
+    conn: HTTPConnection,
+    transport: FakeTransport,
+    channel: FakeChannel,
+    reads: int,
+    clock: ReadClock | None = None,
+    costs: list[float] | None = None,
+) -> list[int]:
+    """`reads` reads of an UPLOAD's body, the app receiving each at once (each costing what
+    `costs` says, if given): the size of each."""
+    cycle = channel.sinks[1]
+    sizes = []
+    for read in range(reads):
+        sent = channel.body_sent()
+        view = conn.get_buffer(-1)
+        sizes.append(len(view))
+        if clock is not None and costs is not None:
+            clock.cost = costs[read]
+        await receive(conn, transport, b"x" * min(UPLOAD - sent, len(view)))
+        cycle.on_credit(channel.body_sent() - sent)
+    return sizes
+
+
 class ReadClock:
     """time.perf_counter for the connection, under the test's control: every reading of it is
     `cost` seconds after the one before."""
@@ -159,26 +185,33 @@ async def test_a_connection_whose_reads_were_slow_reads_the_most_again_once_they
     clock = ReadClock()
     monkeypatch.setattr(time, "perf_counter", clock)
     conn, transport, channel = connection()
-    size = 16 * ev.BODY_WINDOW
-    await receive(conn, transport, post(size))
-    cycle = channel.sinks[1]
-
-    async def read_on(reads: int) -> list[int]:
-        sizes = []
-        for _ in range(reads):
-            sent = channel.body_sent()
-            view = conn.get_buffer(-1)
-            sizes.append(len(view))
-            await receive(conn, transport, b"x" * min(size - sent, len(view)))
-            cycle.on_credit(channel.body_sent() - sent)
-        return sizes
-
-    await read_on(8)  # the window widens
+    await receive(conn, transport, post(UPLOAD))
+    await read_on(conn, transport, channel, 8)  # the window widens
     clock.cost = 0.01
-    assert (await read_on(12))[-1] == _READ_LEAST
+    assert (await read_on(conn, transport, channel, 12))[-1] == _READ_LEAST
     clock.cost = 0.0
-    assert (await read_on(12))[-1] == READ_SIZE
-    assert channel.body_sent() < size
+    assert (await read_on(conn, transport, channel, 12))[-1] == READ_SIZE
+    assert channel.body_sent() < UPLOAD
+
+
+async def test_a_plain_body_whose_reads_are_slow_one_at_a_time_is_read_the_most_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slow read between quick ones (the one that completes a batch of frames for the
+    worker's pipe, or one a preemption slowed) neither shrinks the reads nor makes the
+    connection wait for a turn; reads slow one after the other do."""
+    clock = ReadClock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    conn, transport, channel = connection()
+    await receive(conn, transport, post(UPLOAD))
+    costs = [0.01 if read % 4 == 3 else 0.0 for read in range(64)]
+    assert (await read_on(conn, transport, channel, len(costs), clock, costs))[-1] == READ_SIZE
+    assert conn.state.costly_until == 0.0
+    clock.cost = 0.01
+    for _ in range(2):
+        await receive(conn, transport, b"x" * len(conn.get_buffer(-1)))
+    assert len(conn.get_buffer(-1)) < READ_SIZE
+    assert conn.state.costly_until > 0.0
 
 
 async def test_a_spent_budget_stops_a_body_whose_app_has_not_received_all() -> None:

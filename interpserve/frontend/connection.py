@@ -176,6 +176,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self._read_size = _READ_AHEAD
         self._read_view = state.read_buffer[:_READ_AHEAD]
         self._read_most = READ_SIZE  # less while its reads are slow to take apart
+        self._read_took = 0.0  # how long the last read timed took to take apart
         self._closing = False
         self._aborted = False  # by the server: a response could not be completed
         # A WebSocket handshake waiting for the responses before it, then the session that has
@@ -223,7 +224,12 @@ class HTTPConnection(asyncio.BufferedProtocol):
             return
         started = time.perf_counter()
         self.data_received(data)
-        spent = time.perf_counter() - started
+        took = time.perf_counter() - started
+        # Judged by the lesser of its cost and the one before's: the frames reads leave for a
+        # worker's pipe go in one write once a batch of them has gathered (pipes.py), at the
+        # cost of whichever read completes it, and a preemption can slow any one read; a
+        # client whose bytes are costly to take apart makes every read costly.
+        spent, self._read_took = min(took, self._read_took), took
         most = self._read_most
         if spent > _SLICE_SECONDS:
             self._read_most = max(most // 2, _READ_LEAST)
