@@ -1,17 +1,25 @@
-"""Fixtures that start real servers on free loopback ports and always stop them."""
+"""Fixtures that start real servers on free loopback ports and always stop them, and the
+parameters every test of the front end's HTTP or of the workers runs once per value of."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import importlib.util
+from collections.abc import Iterator
 
 import pytest
+from support import HTTP_IMPLS, ROOT, WORKER_KINDS, ParserClass, StartServer
 
+from interpserve.frontend.http_parser import H11Parser, HttptoolsParser
 from interpserve.testing import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
-
-StartServer = Callable[..., ServerProcess]
+_NO_HTTPTOOLS = pytest.mark.skipif(
+    importlib.util.find_spec("httptools") is None, reason="httptools is not installed"
+)
+_PARSER_PARAMS = [
+    pytest.param(name, id=name, marks=_NO_HTTPTOOLS if name == "httptools" else ())
+    for name in HTTP_IMPLS
+]
+PARSER_CLASSES = {"h11": H11Parser, "httptools": HttptoolsParser}
 
 
 @pytest.fixture
@@ -30,9 +38,21 @@ def start_server() -> Iterator[StartServer]:
         server.stop(timeout=15)
 
 
-@pytest.fixture(params=["h11", "httptools"])
+@pytest.fixture(params=_PARSER_PARAMS)
 def http_impl(request: pytest.FixtureRequest) -> str:
-    """Every HTTP test runs once per parser backend."""
+    """Every HTTP test runs once per parser backend (the value of --http)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def parser_class(http_impl: str) -> ParserClass:
+    """The front end's parser class for `http_impl`, for tests of the parsers themselves."""
+    return PARSER_CLASSES[http_impl]
+
+
+@pytest.fixture(params=WORKER_KINDS)
+def worker_kind(request: pytest.FixtureRequest) -> str:
+    """Every test of what the workers do runs once per worker kind (--worker-kind)."""
     return str(request.param)
 
 

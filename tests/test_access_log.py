@@ -18,26 +18,16 @@ from typing import Any
 
 import httpx
 import pytest
+from support import HTTP_IMPLS, ROOT, TIMEOUT, exchange
 from test_websocket import client
 
 from interpserve.accesslog import FIELDS, WEBSOCKET_FIELDS, AccessFormat
 from interpserve.logs import escape
 from interpserve.testing import ServerProcess, wait_until
 
-TIMEOUT = 10.0
-ROOT = Path(__file__).resolve().parent.parent
 LOGS_APP = "tests.apps.logs_app:app"
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 Record = dict[str, Any]
-
-
-def exchange(server: ServerProcess, data: bytes) -> bytes:
-    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as sock:
-        sock.sendall(data)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
 
 
 def log_lines(server: ServerProcess) -> list[str]:
@@ -348,7 +338,7 @@ ERRORS = {
 }
 
 
-@pytest.fixture(scope="module", params=["h11", "httptools"])
+@pytest.fixture(scope="module", params=HTTP_IMPLS)
 def error_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     flags = ("--workers=1", "--limit-request-body=1000", "--timeout-header-read=0.5")
     with ServerProcess(

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import StartServer
 
 from interpserve.bench.cli import main as bench_main
 from interpserve.bench.client import Progress, run_load
@@ -26,8 +27,6 @@ from interpserve.bench.load import Arrival, Load, WeightedPath
 from interpserve.bench.schedule import due_times
 from interpserve.bench.stats import Summary, summarize
 from interpserve.testing import ServerProcess
-
-StartServer = Callable[..., ServerProcess]
 
 # The asked rate must be met to this share (the "within 2%"): the generator sends late
 # requests as soon as it can, so only those due in the last moments of the window can miss it.

@@ -15,15 +15,9 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-
-from interpserve.testing import ServerProcess
-
-ROOT = Path(__file__).resolve().parent.parent
-StartServer = Callable[..., ServerProcess]
+from support import ROOT, StartServer
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess[str]:

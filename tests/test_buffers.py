@@ -21,20 +21,17 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_http import MB, TIMEOUT, RawConnection, get, raw_request, rss_bytes
+from support import MB, TIMEOUT, RawConnection, StartServer, raw_get, raw_request, rss_bytes
 from websockets.asyncio.client import connect
 
 from interpserve import events as ev
 from interpserve.frontend.connection import _READ_LEAST
 from interpserve.testing import ServerProcess, wait_until
-
-StartServer = Callable[..., ServerProcess]
 
 APP = "tests.apps.buffers_app:app"
 
@@ -182,7 +179,7 @@ def test_a_body_of_tiny_chunks_arrives_whole_in_few_messages(
 def test_a_second_response_start_is_a_500(buffers_server: ServerProcess) -> None:
     """Nothing had gone to the client yet: it gets a 500, the operator the app's error."""
     with RawConnection(buffers_server) as conn:
-        conn.send(get("/double-start") + get("/count"))
+        conn.send(raw_get("/double-start") + raw_get("/count"))
         first, second = conn.read_response(), conn.read_response()
     assert first.status == 500
     assert second.status == 200  # the connection is still in step

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT
+
 SCRIPT = ROOT / "scripts" / "compat_table.py"
 DOC = ROOT / "docs" / "compatibility.md"
 

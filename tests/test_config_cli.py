@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
 import interpserve
 from interpserve import cli
 from interpserve.config import Config, load_env_file, parse_env_file
 from interpserve.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)

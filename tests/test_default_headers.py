@@ -6,6 +6,7 @@ import socket
 
 import httpx
 import pytest
+from support import read_to_eof
 
 from interpserve import cli
 from interpserve.config import Config
@@ -132,9 +133,7 @@ def test_header_flag_is_repeatable() -> None:
 def raw_get(port: int, target: bytes = b"/") -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+        data = read_to_eof(sock)
     return data.partition(b"\r\n\r\n")[0]
 
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import httpx
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
+from support import ROOT, TIMEOUT
 
 from interpserve import cli
 from interpserve.config import Config
@@ -35,15 +36,11 @@ from interpserve.pool.pool import STOP_GRACE
 from interpserve.supervisor import KILL_AFTER
 from interpserve.testing import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 SYSTEMD = DEPLOY / "systemd"
-TIMEOUT = 10.0
 BIN = Path(sys.executable).parent  # where this venv's `interpserve` script is
 NOBODY = 65534
-
-StartServer = Callable[..., ServerProcess]
 
 
 @pytest.fixture(autouse=True)

@@ -13,20 +13,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support import ROOT, StartServer
 
 from interpserve.testing import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 30.0
 INTERPRETER_KIND = "Worker kind: interpreter"
 PROCESS_KIND = "Worker kind: process, because module"
-
-StartServer = Callable[..., ServerProcess]
 
 
 def serve(app: str, *flags: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:

@@ -18,19 +18,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_http import (
+from support import (
     MB,
+    TIMEOUT,
     PeakRSS,
     RawConnection,
     assert_still_serving,
-    get,
+    raw_get,
     raw_request,
     rss_bytes,
 )
 
 from interpserve.testing import ServerProcess, wait_until
 
-TIMEOUT = 10.0
 FAULTS = "tests.apps.faults_app:app"
 
 
@@ -46,13 +46,6 @@ def wait_for_file(path: Path, timeout: float = 10.0) -> str:
             return path.read_text()
         time.sleep(0.02)
     raise AssertionError(f"{path} was never written")
-
-
-def read_to_eof(conn: RawConnection) -> bytes:
-    try:
-        return conn.read_to_eof()
-    except ConnectionResetError:
-        return b""
 
 
 # Clients that go away
@@ -78,7 +71,7 @@ def test_disconnect_mid_download_reaches_the_app(
 ) -> None:
     marker = tmp_path / "marker"
     with RawConnection(hello_server) as conn:
-        conn.send(get(f"/wait-disconnect?marker={marker}"))
+        conn.send(raw_get(f"/wait-disconnect?marker={marker}"))
         assert conn.read_head().status == 200
         assert next(conn.iter_chunks()) == b"waiting\n"
     assert wait_for_file(marker) == "disconnected"
@@ -91,7 +84,7 @@ def test_send_raises_once_the_client_has_gone(faults_server: ServerProcess, tmp_
     and that is no error to log."""
     marker = tmp_path / "stopped"
     with RawConnection(faults_server) as conn:
-        conn.send(get(f"/stream-forever?marker={marker}"))
+        conn.send(raw_get(f"/stream-forever?marker={marker}"))
         conn.read_until(b"tick\n")
     assert wait_until(marker.exists, 5), "the app went on streaming to nobody"
     assert wait_until(lambda: marker.read_text() == "ClientDisconnected", 1)
@@ -103,7 +96,7 @@ def test_disconnect_mid_big_download(hello_server: ServerProcess) -> None:
     """The client reads a little of a 200 MB response and leaves: the app is stopped by
     backpressure, then told; nothing piles up."""
     with RawConnection(hello_server) as conn:
-        conn.send(get("/stream?n=3200&size=65536"))
+        conn.send(raw_get("/stream?n=3200&size=65536"))
         assert conn.read_head().status == 200
         conn.read_exactly(1_000_000)
     assert_still_serving(hello_server)
@@ -139,7 +132,7 @@ def test_slow_reader_of_200_mb_does_not_grow_memory(start_server) -> None:
     idle = rss_bytes(server.pid)
     with PeakRSS(server.pid) as rss, RawConnection(server, timeout=30) as conn:
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        conn.send(get("/stream?n=3200&size=65536"))  # 200 MB
+        conn.send(raw_get("/stream?n=3200&size=65536"))  # 200 MB
         time.sleep(3)  # unchecked, the app would have produced all of it by now
         assert rss.peak - idle < 100 * MB, f"RSS grew {(rss.peak - idle) / MB:.0f} MB"
         # Other clients are served meanwhile.
@@ -164,8 +157,8 @@ def test_app_raises_after_the_response_started(hello_server: ServerProcess) -> N
     """The response cannot be completed: the connection is dropped, and the request pipelined
     behind it is not answered on a connection whose framing is lost."""
     with RawConnection(hello_server) as conn:
-        conn.send(get("/error-after-start") + get("/"))
-        data = read_to_eof(conn)
+        conn.send(raw_get("/error-after-start") + raw_get("/"))
+        data = conn.read_to_eof()
     assert b"0\r\n\r\n" not in data and b"Hello, world!" not in data
     assert b"Traceback" not in data
     assert hello_server.wait_for_output("RuntimeError: boom after start")
@@ -183,7 +176,7 @@ def test_response_head_does_not_wait_for_a_late_body(faults_server: ServerProces
     waits for something else first, the head still leaves at once."""
     with RawConnection(faults_server) as conn:
         started = time.monotonic()
-        conn.send(get("/late-body?s=3"))
+        conn.send(raw_get("/late-body?s=3"))
         head = conn.read_head()
         assert time.monotonic() - started < 2.5
         assert head.status == 200
@@ -194,7 +187,7 @@ def test_response_head_does_not_wait_for_a_late_body(faults_server: ServerProces
 def test_app_header_cannot_split_the_response(faults_server: ServerProcess, part: str) -> None:
     """A CR LF in a header the app sends is refused (500), never written to the client."""
     with RawConnection(faults_server) as conn:
-        conn.send(get(f"/bad-header?part={part}") + get("/"))
+        conn.send(raw_get(f"/bad-header?part={part}") + raw_get("/"))
         first, second = conn.read_response(), conn.read_response()
     assert (first.status, first.body) == (500, b"Internal Server Error")
     assert first.header("set-cookie") is None
@@ -204,7 +197,7 @@ def test_app_header_cannot_split_the_response(faults_server: ServerProcess, part
 
 def test_app_headers_may_be_bytearrays(faults_server: ServerProcess) -> None:
     with RawConnection(faults_server) as conn:
-        conn.send(get("/bad-header?part=bytearray"))
+        conn.send(raw_get("/bad-header?part=bytearray"))
         response = conn.read_response()
     assert (response.status, response.body) == (200, b"ok")
     assert response.header("x-echo") == "fine"
@@ -217,7 +210,7 @@ def test_app_status_that_is_no_final_status_gets_500(
     """A 1xx as the response would go out without a body, and the client would take the next
     response for this one's: the app gets the usual 500 for a bad response instead."""
     with RawConnection(faults_server) as conn:
-        conn.send(get(f"/status?code={code}") + get("/"))
+        conn.send(raw_get(f"/status?code={code}") + raw_get("/"))
         first, second = conn.read_response(), conn.read_response()
     assert first.status == 500
     assert (second.status, second.body) == (200, b"ok")
@@ -226,7 +219,7 @@ def test_app_status_that_is_no_final_status_gets_500(
 def test_app_sends_after_completion(faults_server: ServerProcess) -> None:
     """Ignored and logged; the response is intact and the connection still usable."""
     with RawConnection(faults_server) as conn:
-        conn.send(get("/after-complete") + get("/"))
+        conn.send(raw_get("/after-complete") + raw_get("/"))
         first, second = conn.read_response(), conn.read_response()
     assert (first.status, first.body) == (200, b"done")
     assert (second.status, second.body) == (200, b"ok")
@@ -238,10 +231,10 @@ def test_app_body_longer_than_its_content_length(faults_server: ServerProcess, p
     """Nothing past the app's Content-Length reaches the client, however the body is split: the
     excess could read as the response to the next request. The operator is told whose it is."""
     with RawConnection(faults_server) as conn:
-        conn.send(get(path) + get("/"))
+        conn.send(raw_get(path) + raw_get("/"))
         head = conn.read_head()
         assert head.header("content-length") == "5"
-        rest = read_to_eof(conn)
+        rest = conn.read_to_eof()
     assert rest == b"01234", "exactly Content-Length bytes, then the connection closes"
     assert faults_server.wait_for_output(
         f'ERROR:    Response to "GET {path}" is longer than its Content-Length of 5 bytes'
@@ -250,10 +243,10 @@ def test_app_body_longer_than_its_content_length(faults_server: ServerProcess, p
 
 def test_app_body_shorter_than_its_content_length(faults_server: ServerProcess) -> None:
     with RawConnection(faults_server) as conn:
-        conn.send(get("/too-short") + get("/"))
+        conn.send(raw_get("/too-short") + raw_get("/"))
         head = conn.read_head()
         assert head.header("content-length") == "10"
-        rest = read_to_eof(conn)
+        rest = conn.read_to_eof()
     assert rest == b"01234", "the client sees the response end early, with the connection"
     assert faults_server.wait_for_output(
         'ERROR:    Response to "GET /too-short" ended after 5 of its Content-Length of 10 bytes'
@@ -275,7 +268,7 @@ def test_a_body_found_bad_after_its_answer_gets_no_second_answer(
         conn.send(raw_request("POST", "/", "Transfer-Encoding: chunked", body=b"3\r\nabc\r\n"))
         response = conn.read_response()
         conn.send(rest)
-        after = read_to_eof(conn)
+        after = conn.read_to_eof()
     assert (response.status, response.body) == (200, b"ok")
     assert after == b""
 

@@ -5,6 +5,7 @@ through both backends, are in test_smuggling.py.)"""
 from __future__ import annotations
 
 import pytest
+from support import ParserClass
 
 from interpserve.frontend.framing import FramingGuard
 from interpserve.frontend.http_parser import (
@@ -12,8 +13,6 @@ from interpserve.frontend.http_parser import (
     BadRequest,
     BodyData,
     EndOfRequest,
-    H11Parser,
-    HttptoolsParser,
     Limits,
     ParsedEvent,
     RequestHead,
@@ -21,12 +20,11 @@ from interpserve.frontend.http_parser import (
 )
 
 GOOD = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
-BACKENDS = [H11Parser, HttptoolsParser]
 
 
-@pytest.fixture(params=BACKENDS, ids=["h11", "httptools"])
-def parser(request: pytest.FixtureRequest) -> RequestParser:
-    return request.param()  # type: ignore[no-any-return]
+@pytest.fixture
+def parser(parser_class: ParserClass) -> RequestParser:
+    return parser_class()
 
 
 def targets(events: list[ParsedEvent]) -> list[bytes]:

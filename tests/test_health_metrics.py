@@ -12,13 +12,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support import ROOT, TIMEOUT, StartServer, child_pids
 
 from interpserve.config import Config
 from interpserve.errors import ConfigError
@@ -28,11 +28,7 @@ from interpserve.listen import bind
 from interpserve.pool.pool import WorkerPool
 from interpserve.testing import ServerFailed, ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 10.0
 _METRICS_URL = re.compile(r"Metrics on (http://\S+/metrics)")
-
-StartServer = Callable[..., ServerProcess]
 
 
 # The probe's decision
@@ -143,16 +139,6 @@ async def test_health_503_until_the_workers_are_ready_and_while_draining() -> No
         assert await pool.stop(5.0)
 
 
-def _children(pid: int) -> set[int]:
-    children: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children.update(int(p) for p in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return children
-
-
 def test_health_503_while_no_worker_is_ready(start_server: StartServer) -> None:
     """The only worker dies: probes fail until its replacement is ready, then pass again."""
     server = start_server(
@@ -164,7 +150,7 @@ def test_health_503_while_no_worker_is_ready(start_server: StartServer) -> None:
         "--health-path",
         "/healthz",
     )
-    (worker,) = _children(server.pid)
+    (worker,) = child_pids(server.pid)
     os.kill(worker, signal.SIGKILL)
     statuses = []
     deadline = time.monotonic() + 15
@@ -272,7 +258,7 @@ def test_queued_pipelined_requests(metrics_server: tuple[ServerProcess, str]) ->
 
 def test_worker_restarts(metrics_server: tuple[ServerProcess, str]) -> None:
     server, url = metrics_server
-    victim = min(_children(server.pid))
+    victim = min(child_pids(server.pid))
     os.kill(victim, signal.SIGKILL)
     assert server.wait_for_output("replaces worker", timeout=15)
     samples = scrape(url)

@@ -15,148 +15,23 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+from support import (
+    HELLO,
+    MB,
+    TIMEOUT,
+    PeakRSS,
+    RawConnection,
+    assert_still_serving,
+    raw_get,
+    raw_request,
+    rss_bytes,
+)
 
 from interpserve.testing import ServerProcess
-
-TIMEOUT = 10.0
-HELLO = b"Hello, world!"
-MB = 1024 * 1024
-
-
-# Raw-socket client -------------------------------------------------------------------------
-
-
-@dataclass
-class RawResponse:
-    status: int
-    reason: str
-    http_version: str
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        values = [v for k, v in self.headers if k == name.lower()]
-        return ", ".join(values) if values else None
-
-
-class RawConnection:
-    """A blocking socket to the server with a small, strict HTTP/1.1 response reader."""
-
-    def __init__(self, server: ServerProcess, timeout: float = TIMEOUT) -> None:
-        self.sock = socket.create_connection((server.host, server.port), timeout=timeout)
-        self.buffer = b""
-
-    def __enter__(self) -> RawConnection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> bool:
-        data = self.sock.recv(65536)
-        self.buffer += data
-        return bool(data)
-
-    def read_until(self, marker: bytes) -> bytes:
-        while marker not in self.buffer:
-            if not self._fill():
-                raise ConnectionError(f"EOF before {marker!r}; got {self.buffer!r}")
-        data, _, self.buffer = self.buffer.partition(marker)
-        return data + marker
-
-    def read_exactly(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            if not self._fill():
-                raise ConnectionError(f"EOF after {len(self.buffer)} of {size} bytes")
-        data, self.buffer = self.buffer[:size], self.buffer[size:]
-        return data
-
-    def read_to_eof(self) -> bytes:
-        while self._fill():
-            pass
-        data, self.buffer = self.buffer, b""
-        return data
-
-    def read_head(self) -> RawResponse:
-        head = self.read_until(b"\r\n\r\n").decode("latin-1")
-        status_line, *lines = head[:-4].split("\r\n")
-        version, status, reason = [*status_line.split(" ", 2), ""][:3]
-        assert version.startswith("HTTP/"), status_line
-        headers = []
-        for line in lines:
-            name, sep, value = line.partition(":")
-            assert sep, f"malformed response header line {line!r}"
-            headers.append((name.strip().lower(), value.strip()))
-        return RawResponse(int(status), reason, version, headers)
-
-    def iter_chunks(self) -> Iterator[bytes]:
-        """A chunked body's chunks, as they come; checks the framing strictly."""
-        while True:
-            size_line = self.read_until(b"\r\n")[:-2]
-            size = int(size_line.split(b";")[0], 16)
-            if size == 0:
-                trailer = self.read_until(b"\r\n")
-                assert trailer == b"\r\n", f"unexpected trailer {trailer!r}"
-                return
-            yield self.read_exactly(size)
-            assert self.read_exactly(2) == b"\r\n", "chunk not followed by CRLF"
-
-    def read_response(self, method: str = "GET") -> RawResponse:
-        """The next final response (1xx responses are skipped over)."""
-        while True:
-            response = self.read_head()
-            if response.status >= 200 or response.status == 101:
-                break
-        if method == "HEAD" or response.status in (204, 304):
-            return response
-        if (response.header("transfer-encoding") or "").lower() == "chunked":
-            response.body = b"".join(self.iter_chunks())
-        elif response.header("content-length") is not None:
-            response.body = self.read_exactly(int(response.header("content-length") or 0))
-        else:
-            response.body = self.read_to_eof()
-        return response
-
-    def is_closed_by_server(self, timeout: float = 5.0) -> bool:
-        """True when the server closes the connection (EOF) with nothing more sent."""
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(65536)
-        except TimeoutError:
-            return False
-        except ConnectionResetError:
-            return True
-        self.buffer += data
-        return data == b""
-
-
-def raw_request(
-    method: str, target: str, *headers: str, body: bytes = b"", version: str = "1.1"
-) -> bytes:
-    lines = [f"{method} {target} HTTP/{version}", "Host: 127.0.0.1", *headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def get(target: str, *headers: str) -> bytes:
-    return raw_request("GET", target, *headers)
-
-
-def assert_still_serving(server: ServerProcess) -> None:
-    response = httpx.get(server.url + "/", timeout=TIMEOUT)
-    assert response.status_code == 200
-    assert response.content == HELLO
-
 
 # A second app for what hello cannot show: it is written to a temporary directory that is put
 # on the server's PYTHONPATH. /read-body reads the whole request body before it answers (hello's
@@ -209,41 +84,6 @@ def probe_server(start_server, http_impl: str, tmp_path: Path) -> ServerProcess:
     return start_probe_server(start_server, tmp_path, "--workers", "2", "--http", http_impl)
 
 
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc status")
-
-
-class PeakRSS:
-    """Samples a process's resident set size in the background; `.peak` is the largest seen."""
-
-    def __init__(self, pid: int, interval: float = 0.02) -> None:
-        self.pid = pid
-        self.interval = interval
-        self.peak = rss_bytes(pid)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, rss_bytes(self.pid))
-            except (OSError, AssertionError):
-                return
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.peak = max(self.peak, rss_bytes(self.pid))
-
-
 # Basics and connection management ----------------------------------------------------------
 
 
@@ -269,14 +109,14 @@ def test_keep_alive_answers_in_order_on_one_connection(hello_server: ServerProce
     with RawConnection(hello_server) as conn:
         ports = set()
         for i in range(5):
-            conn.send(get("/"))
+            conn.send(raw_get("/"))
             response = conn.read_response()
             assert (response.status, response.body) == (200, HELLO)
             assert response.header("connection") is None  # HTTP/1.1: keep-alive is implied
-            conn.send(get(f"/stream?n=1&size={i + 1}"))
+            conn.send(raw_get(f"/stream?n=1&size={i + 1}"))
             response = conn.read_response()
             assert (response.status, response.body) == (200, b"x" * (i + 1))
-            conn.send(get("/scope"))
+            conn.send(raw_get("/scope"))
             scope = json.loads(conn.read_response().body)
             ports.add(scope["client"][1])
         assert ports == {conn.sock.getsockname()[1]}, "all requests came on this one connection"
@@ -285,7 +125,7 @@ def test_keep_alive_answers_in_order_on_one_connection(hello_server: ServerProce
 
 def test_connection_close_request(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(get("/", "Connection: close"))
+        conn.send(raw_get("/", "Connection: close"))
         response = conn.read_response()
         assert (response.status, response.body) == (200, HELLO)
         assert response.header("connection") == "close"
@@ -294,7 +134,7 @@ def test_connection_close_request(hello_server: ServerProcess) -> None:
 
 def test_connection_close_on_a_chunked_response(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(get("/stream?n=3&size=4", "Connection: close"))
+        conn.send(raw_get("/stream?n=3&size=4", "Connection: close"))
         response = conn.read_response()
         assert (response.status, response.body) == (200, b"x" * 12)
         assert conn.is_closed_by_server()
@@ -334,7 +174,7 @@ def test_http10_keep_alive(hello_server: ServerProcess) -> None:
 def test_idle_keep_alive_connection_is_closed(start_server, http_impl: str) -> None:
     server = start_server("examples.hello:app", "--http", http_impl, "--timeout-keep-alive", "1")
     with RawConnection(server) as conn:
-        conn.send(get("/"))
+        conn.send(raw_get("/"))
         assert conn.read_response().status == 200
         started = time.monotonic()
         assert conn.is_closed_by_server(timeout=8)
@@ -347,11 +187,11 @@ def test_idle_keep_alive_connection_is_closed(start_server, http_impl: str) -> N
 def test_pipelined_requests_answered_in_order(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
         conn.send(
-            get("/")
-            + get("/sleep?s=0.2")
-            + get("/stream?n=2&size=3")
+            raw_get("/")
+            + raw_get("/sleep?s=0.2")
+            + raw_get("/stream?n=2&size=3")
             + raw_request("POST", "/echo", "Content-Length: 5", body=b"abcde")
-            + get("/")
+            + raw_get("/")
         )
         expected = [HELLO, b"slept", b"xxxxxx", b"abcde", HELLO]
         for body in expected:
@@ -363,14 +203,16 @@ def test_pipelined_requests_answered_in_order(hello_server: ServerProcess) -> No
 
 def test_pipelined_slow_request_first_does_not_reorder(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(get("/sleep?s=0.5") + get("/") + get("/stream?n=1&size=1") + get("/"))
+        conn.send(
+            raw_get("/sleep?s=0.5") + raw_get("/") + raw_get("/stream?n=1&size=1") + raw_get("/")
+        )
         bodies = [conn.read_response().body for _ in range(4)]
         assert bodies == [b"slept", HELLO, b"x", HELLO]
 
 
 def test_pipelined_requests_then_close(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(get("/") + get("/sleep?s=0.1", "Connection: close"))
+        conn.send(raw_get("/") + raw_get("/sleep?s=0.1", "Connection: close"))
         assert conn.read_response().body == HELLO
         last = conn.read_response()
         assert (last.body, last.header("connection")) == (b"slept", "close")
@@ -382,7 +224,7 @@ def test_pipelined_request_after_connection_close_is_ignored(hello_server: Serve
     """A client must not send more after "Connection: close"; if it does, what it sent
     before is still answered, and the rest is not."""
     with RawConnection(hello_server) as conn:
-        conn.send(get("/") + get("/sleep?s=0.1", "Connection: close") + get("/"))
+        conn.send(raw_get("/") + raw_get("/sleep?s=0.1", "Connection: close") + raw_get("/"))
         assert conn.read_response().body == HELLO
         last = conn.read_response()
         assert (last.body, last.header("connection")) == (b"slept", "close")
@@ -406,7 +248,7 @@ def test_chunked_request_body_is_echoed(hello_server: ServerProcess) -> None:
         assert response.header("transfer-encoding") == "chunked"
         assert response.body == b"".join(pieces)
         # The connection is still usable.
-        conn.send(get("/"))
+        conn.send(raw_get("/"))
         assert conn.read_response().body == HELLO
 
 
@@ -417,7 +259,7 @@ def test_chunked_request_with_extensions_and_trailers(hello_server: ServerProces
             + b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
         )
         assert conn.read_response().body == b"hello world"
-        conn.send(get("/"))
+        conn.send(raw_get("/"))
         assert conn.read_response().body == HELLO
 
 
@@ -440,7 +282,7 @@ def test_empty_echo(hello_server: ServerProcess) -> None:
 
 def test_stream_many_chunks(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(get("/stream?n=2000&size=100"))
+        conn.send(raw_get("/stream?n=2000&size=100"))
         head = conn.read_head()
         assert head.status == 200
         assert head.header("transfer-encoding") == "chunked"
@@ -454,7 +296,7 @@ def test_stream_many_chunks(hello_server: ServerProcess) -> None:
 
 def test_stream_zero_chunks(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(get("/stream?n=0") + get("/"))
+        conn.send(raw_get("/stream?n=0") + raw_get("/"))
         first = conn.read_response()
         assert (first.status, first.body) == (200, b"")
         assert conn.read_response().body == HELLO
@@ -478,7 +320,7 @@ def test_expect_100_continue(probe_server: ServerProcess) -> None:
         conn.send(body)
         response = conn.read_response()
         assert (response.status, response.body) == (200, body)
-        conn.send(get("/"))
+        conn.send(raw_get("/"))
         assert conn.read_response().status == 200
 
 
@@ -537,14 +379,14 @@ def test_head_has_headers_and_no_body(hello_server: ServerProcess) -> None:
         assert response.header("content-length") == str(len(HELLO))
         assert response.header("server") == "interpserve"
         # Nothing but the next response follows: it must parse from its first byte.
-        conn.send(get("/"))
+        conn.send(raw_get("/"))
         response = conn.read_response()
         assert (response.status, response.body) == (200, HELLO)
 
 
 def test_head_of_streamed_response_has_no_body(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(raw_request("HEAD", "/stream?n=3&size=10") + get("/stream?n=1&size=2"))
+        conn.send(raw_request("HEAD", "/stream?n=3&size=10") + raw_get("/stream?n=1&size=2"))
         assert conn.read_response("HEAD").status == 200
         response = conn.read_response()
         assert (response.status, response.body) == (200, b"xx")
@@ -658,7 +500,7 @@ def test_slow_reader_applies_backpressure(hello_server: ServerProcess) -> None:
     idle = _idle_rss(hello_server)
     with RawConnection(hello_server, timeout=30) as conn:
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        conn.send(get(f"/stream?n={n}&size={size}"))
+        conn.send(raw_get(f"/stream?n={n}&size={size}"))
         time.sleep(2)  # the app would have produced all 100 MB by now if nothing held it
         held = rss_bytes(hello_server.pid) - idle
         assert held < RSS_HEADROOM, f"RSS grew by {held / MB:.0f} MB for a client not reading"
@@ -673,7 +515,7 @@ def test_slow_reader_applies_backpressure(hello_server: ServerProcess) -> None:
 def test_client_disconnect_reaches_the_app(hello_server: ServerProcess, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     with RawConnection(hello_server) as conn:
-        conn.send(get(f"/wait-disconnect?marker={marker}"))
+        conn.send(raw_get(f"/wait-disconnect?marker={marker}"))
         head = conn.read_head()
         assert head.status == 200
         assert next(conn.iter_chunks()) == b"waiting\n"
@@ -691,7 +533,8 @@ def test_disconnect_with_pipelined_requests_queued(
 ) -> None:
     marker = tmp_path / "marker"
     with RawConnection(hello_server) as conn:
-        conn.send(get(f"/wait-disconnect?marker={marker}") + get("/") + get("/sleep?s=5"))
+        marked = raw_get(f"/wait-disconnect?marker={marker}")
+        conn.send(marked + raw_get("/") + raw_get("/sleep?s=5"))
         assert conn.read_head().status == 200
     deadline = time.monotonic() + 5
     while not marker.exists() and time.monotonic() < deadline:
@@ -738,7 +581,7 @@ def test_app_error_after_start_breaks_the_response(hello_server: ServerProcess) 
     with httpx.Client(timeout=TIMEOUT) as client, pytest.raises(httpx.RemoteProtocolError):
         client.get(hello_server.url + "/error-after-start")
     with RawConnection(hello_server) as conn:
-        conn.send(get("/error-after-start"))
+        conn.send(raw_get("/error-after-start"))
         _assert_cut_short(conn.read_to_eof())  # a timeout here: the server left it hanging
     assert hello_server.wait_for_output("RuntimeError: boom after start")
     assert_still_serving(hello_server)
@@ -746,7 +589,7 @@ def test_app_error_after_start_breaks_the_response(hello_server: ServerProcess) 
 
 def test_app_error_after_start_on_pipelined_connection(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(get("/") + get("/error-after-start") + get("/"))
+        conn.send(raw_get("/") + raw_get("/error-after-start") + raw_get("/"))
         assert conn.read_response().body == HELLO
         _assert_cut_short(conn.read_to_eof())
     assert_still_serving(hello_server)
@@ -796,7 +639,7 @@ def test_unsupported_transfer_encoding_is_501(hello_server: ServerProcess) -> No
 
 def test_malformed_request_after_a_good_one(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
-        conn.send(get("/sleep?s=0.2") + b"GARBAGE\r\n\r\n")  # one write, one read
+        conn.send(raw_get("/sleep?s=0.2") + b"GARBAGE\r\n\r\n")  # one write, one read
         response = conn.read_response()
         assert (response.status, response.body) == (200, b"slept")
         data = conn.read_to_eof()
@@ -807,7 +650,7 @@ def test_malformed_request_after_a_good_one_in_a_later_read(hello_server: Server
     """The bad request arrives while the good one is being served: the good one's response
     goes out first, then the 400."""
     with RawConnection(hello_server) as conn:
-        conn.send(get("/sleep?s=0.5"))
+        conn.send(raw_get("/sleep?s=0.5"))
         time.sleep(0.2)
         conn.send(b"GARBAGE\r\n\r\n")
         response = conn.read_response()

@@ -34,14 +34,11 @@ from hyperframe.frame import (
     SettingsFrame,
     WindowUpdateFrame,
 )
+from support import MB, TIMEOUT
 
 from interpserve.frontend.http2_frames import PREFACE
 from interpserve.frontend.http2_guard import IDLE_FRAME_BURST, RAPID_RESET_BURST
 from interpserve.testing import ServerProcess, wait_until
-
-TIMEOUT = 10.0
-MB = 1024 * 1024
-
 
 # A raw client -------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from support import ParserClass
 
 from interpserve.frontend.http_parser import (
     DEFAULT_LIMITS,
@@ -20,20 +21,12 @@ from interpserve.frontend.http_parser import (
     parser_factory,
 )
 
-ParserClass = type[H11Parser] | type[HttptoolsParser]
-
 HAS_HTTPTOOLS = importlib.util.find_spec("httptools") is not None
-needs_httptools = pytest.mark.skipif(not HAS_HTTPTOOLS, reason="httptools is not installed")
-BACKENDS = [
-    pytest.param(H11Parser, id="h11"),
-    pytest.param(HttptoolsParser, id="httptools", marks=needs_httptools),
-]
 
 
-@pytest.fixture(params=BACKENDS)
-def parser(request: pytest.FixtureRequest) -> RequestParser:
-    cls: ParserClass = request.param
-    return cls()
+@pytest.fixture
+def parser(parser_class: ParserClass) -> RequestParser:
+    return parser_class()
 
 
 def feed_all(parser: RequestParser, *chunks: bytes) -> list[ParsedEvent]:
@@ -170,22 +163,14 @@ def test_header_value_leading_whitespace_is_trimmed_and_obs_text_kept(
     assert head.headers == [(b"host", b"a"), (b"x-name", b"caf\xe9")]
 
 
-BACKENDS_TRAILING_OWS = [
-    pytest.param(H11Parser, id="h11"),
-    pytest.param(HttptoolsParser, id="httptools", marks=needs_httptools),
-]
-
-
-@pytest.mark.parametrize("parser_cls", BACKENDS_TRAILING_OWS)
-def test_header_value_trailing_whitespace_is_trimmed(parser_cls: ParserClass) -> None:
-    head = only_head(parser_cls().feed(b"GET / HTTP/1.1\r\nHost: a  \r\nX-A: b\t\r\n\r\n"))
+def test_header_value_trailing_whitespace_is_trimmed(parser_class: ParserClass) -> None:
+    head = only_head(parser_class().feed(b"GET / HTTP/1.1\r\nHost: a  \r\nX-A: b\t\r\n\r\n"))
     assert head.headers == [(b"host", b"a"), (b"x-a", b"b")]
 
 
-@pytest.mark.parametrize("parser_cls", BACKENDS_TRAILING_OWS)
-def test_expect_continue_with_trailing_whitespace(parser_cls: ParserClass) -> None:
+def test_expect_continue_with_trailing_whitespace(parser_class: ParserClass) -> None:
     head = only_head(
-        parser_cls().feed(
+        parser_class().feed(
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue \r\n\r\n"
         )
     )
@@ -388,16 +373,11 @@ def test_keep_alive_requests_in_separate_feeds(parser: RequestParser) -> None:
         assert events[-1] is END_OF_REQUEST
 
 
-@pytest.mark.parametrize(
-    "parser_cls",
-    [
-        pytest.param(H11Parser, id="h11"),
-        pytest.param(HttptoolsParser, id="httptools", marks=needs_httptools),
-    ],
-)
 @pytest.mark.parametrize("split", [False, True], ids=["one-feed", "two-feeds"])
-def test_http_1_0_keep_alive_carries_a_second_request(parser_cls: ParserClass, split: bool) -> None:
-    parser = parser_cls()
+def test_http_1_0_keep_alive_carries_a_second_request(
+    parser_class: ParserClass, split: bool
+) -> None:
+    parser = parser_class()
     first = b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
     second = b"GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
     chunks = [first, second] if split else [first + second]
@@ -406,15 +386,8 @@ def test_http_1_0_keep_alive_carries_a_second_request(parser_cls: ParserClass, s
     assert [h.target for h in heads(events)] == [b"/a", b"/b"]
 
 
-@pytest.mark.parametrize(
-    "parser_cls",
-    [
-        pytest.param(H11Parser, id="h11"),
-        pytest.param(HttptoolsParser, id="httptools", marks=needs_httptools),
-    ],
-)
-def test_connect_request_yields_events_or_bad_request(parser_cls: ParserClass) -> None:
-    parser = parser_cls()
+def test_connect_request_yields_events_or_bad_request(parser_class: ParserClass) -> None:
+    parser = parser_class()
     try:
         events = parser.feed(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
     except BadRequest:
@@ -524,16 +497,17 @@ def _big_head(size: int) -> bytes:
     return head + end
 
 
-@pytest.mark.parametrize("parser_cls", BACKENDS)
 @pytest.mark.parametrize("pieces", [1, 16], ids=["one-read", "in-pieces"])
-def test_head_size_limit_is_the_same_for_both_parsers(parser_cls: ParserClass, pieces: int) -> None:
+def test_head_size_limit_is_the_same_for_both_parsers(
+    parser_class: ParserClass, pieces: int
+) -> None:
     """Every field within its limit, the whole head over 64 KiB: 431 on both parsers, however
     it arrives (h11 alone would refuse it only in pieces); just under it, taken by both."""
     limit = DEFAULT_LIMITS.head + 2  # (the head's lines, then the empty line that ends it)
     for size, refused in ((limit, False), (limit + 1, True), (160_000, True)):
         data = _big_head(size)
         step = -(-len(data) // pieces)
-        parser = parser_cls()
+        parser = parser_class()
         if refused:
             with pytest.raises(BadRequest) as info:
                 feed_all(parser, *(data[i : i + step] for i in range(0, len(data), step)))

@@ -14,28 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_http import RawConnection, raw_request
-from test_supervision import child_pids
+from support import ROOT, TIMEOUT, RawConnection, child_pids, failed_start, raw_request
 
-from interpserve.testing import ServerFailed, ServerProcess, running, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 10.0
-
-
-def failed_start(app: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
-    """Start a server that must not come up; return it, exited, for its code and output."""
-    server = ServerProcess(app, *args, env=env, cwd=str(ROOT))
-    started = time.monotonic()
-    try:
-        with pytest.raises(ServerFailed):
-            server.start(timeout=30)
-    finally:
-        server.stop(timeout=10)  # reaps it in every case
-    assert time.monotonic() - started < 30
-    assert server.process is not None and server.process.returncode is not None
-    assert "Listening on" not in server.output
-    return server
+from interpserve.testing import ServerProcess, running, wait_until
 
 
 def get_in_thread(url: str, results: list[httpx.Response | BaseException]) -> threading.Thread:
@@ -87,10 +68,9 @@ def test_lifespan_off(start_server) -> None:
     assert state["started_at"] is None
 
 
-@pytest.mark.parametrize("kind", ["interpreter", "process"])
-def test_lifespan_startup_failure_stops_the_server(kind: str) -> None:
+def test_lifespan_startup_failure_stops_the_server(worker_kind: str) -> None:
     server = failed_start(
-        "examples.hello:app", "--worker-kind", kind, env={"HELLO_FAIL_STARTUP": "1"}
+        "examples.hello:app", "--worker-kind", worker_kind, env={"HELLO_FAIL_STARTUP": "1"}
     )
     assert server.process is not None
     assert server.process.returncode != 0
@@ -205,10 +185,11 @@ def test_workers_ready_before_listening(start_server) -> None:
 # Signals and draining ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["interpreter", "process"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_drains_in_flight_requests(start_server, sig: signal.Signals, kind: str) -> None:
-    server = start_server("examples.hello:app", "--workers", "2", "--worker-kind", kind)
+def test_signal_drains_in_flight_requests(
+    start_server, sig: signal.Signals, worker_kind: str
+) -> None:
+    server = start_server("examples.hello:app", "--workers", "2", "--worker-kind", worker_kind)
     results: list[httpx.Response | BaseException] = []
     threads = [get_in_thread(server.url + "/sleep?s=2", results) for _ in range(2)]
     time.sleep(0.5)

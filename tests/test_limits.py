@@ -12,21 +12,11 @@ import time
 
 import httpx
 import pytest
+from support import TIMEOUT, read_to_eof
 
 from interpserve.testing import ServerProcess
 
-TIMEOUT = 10.0
 FAULTS = "tests.apps.faults_app:app"
-
-
-def read_to_eof(sock: socket.socket) -> bytes:
-    received = b""
-    try:
-        while chunk := sock.recv(65536):
-            received += chunk
-    except ConnectionResetError:
-        pass
-    return received
 
 
 def test_limit_concurrency_answers_503(start_server, http_impl: str) -> None:

@@ -9,20 +9,17 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from test_access_log import LOGS_APP, ROOT, TIMEOUT
-from test_lifecycle import failed_start
+from support import ROOT, TIMEOUT, StartServer, failed_start
+from test_access_log import LOGS_APP
 
 from interpserve.accesslog import FIELDS
 from interpserve.logconfig import peer_loggers_warning
 from interpserve.testing import ServerProcess, wait_until
-
-StartServer = Callable[..., ServerProcess]
 
 
 def dict_config(access_file: Path, app_file: Path, *, access_mode: str = "a") -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from support import ParserClass
 
 from interpserve.frontend.framing import FramingGuard
 from interpserve.frontend.http_parser import (
@@ -21,8 +22,6 @@ from interpserve.frontend.http_parser import (
     RequestHead,
 )
 
-ParserClass = type[H11Parser] | type[HttptoolsParser]
-
 
 class H11FullPath(H11Parser):
     def feed(self, data: bytes) -> list[ParsedEvent]:
@@ -34,11 +33,10 @@ class HttptoolsFullPath(HttptoolsParser):
         return self._guard.check(data, self._feed)
 
 
-PAIRS = [
-    pytest.param(H11Parser, H11FullPath, id="h11"),
-    pytest.param(HttptoolsParser, HttptoolsFullPath, id="httptools"),
-]
-BACKENDS = [pytest.param(H11Parser, id="h11"), pytest.param(HttptoolsParser, id="httptools")]
+FULL_PATH: dict[ParserClass, ParserClass] = {
+    H11Parser: H11FullPath,
+    HttptoolsParser: HttptoolsFullPath,
+}
 SMALL = Limits(request_line=60, fields=6, field_size=60, body=40)
 
 # A client that sends requests, mostly plain ones, often with something odd about them.
@@ -187,8 +185,8 @@ def counting_fast_path(parser: H11Parser | HttptoolsParser, taken: list[int]) ->
     parser._guard.plain_request = counted  # type: ignore[method-assign]
 
 
-@pytest.mark.parametrize(("fast", "full"), PAIRS)
-def test_the_fast_path_changes_nothing(fast: ParserClass, full: ParserClass) -> None:
+def test_the_fast_path_changes_nothing(parser_class: ParserClass) -> None:
+    fast, full = parser_class, FULL_PATH[parser_class]
     client, rng = Client(20240611), random.Random(1)
     taken, streams = [0], 1500
     for _ in range(streams):
@@ -208,9 +206,9 @@ def failing_backend(data: bytes) -> list[ParsedEvent]:
     raise AssertionError(f"the backend was asked to parse {data!r}")
 
 
-def fast_only(cls: ParserClass) -> H11Parser | HttptoolsParser:
+def fast_only(parser_class: ParserClass) -> H11Parser | HttptoolsParser:
     """A parser whose backend must not be needed."""
-    parser = cls()
+    parser = parser_class()
     parser._feed = failing_backend  # type: ignore[method-assign]
     return parser
 
@@ -220,9 +218,8 @@ POST = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
 CHUNKED = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
 
 
-@pytest.mark.parametrize("cls", BACKENDS)
-def test_plain_requests_need_no_backend(cls: ParserClass) -> None:
-    parser = fast_only(cls)
+def test_plain_requests_need_no_backend(parser_class: ParserClass) -> None:
+    parser = fast_only(parser_class)
     events = parser.feed(GET + b"\r\n" + POST + GET)
     heads = [e for e in events if isinstance(e, RequestHead)]
     assert [h.target for h in heads] == [b"/a?b=c", b"/p", b"/a?b=c"]
@@ -231,11 +228,10 @@ def test_plain_requests_need_no_backend(cls: ParserClass) -> None:
     assert not parser.in_head
 
 
-@pytest.mark.parametrize("cls", BACKENDS)
-def test_the_backend_takes_over_at_a_request_boundary(cls: ParserClass) -> None:
+def test_the_backend_takes_over_at_a_request_boundary(parser_class: ParserClass) -> None:
     """What the fast path leaves (a chunked body here) goes to the backend, which has seen none
     of the requests before it, in this read or in earlier ones."""
-    parser = cls()
+    parser = parser_class()
     assert len(parser.feed(GET)) == 2
     events = parser.feed(POST + CHUNKED + GET)
     end = type(END_OF_REQUEST)
@@ -246,15 +242,13 @@ def test_the_backend_takes_over_at_a_request_boundary(cls: ParserClass) -> None:
     assert len(parser.feed(GET)) == 2
 
 
-@pytest.mark.parametrize("cls", BACKENDS)
-def test_a_body_still_to_come_goes_to_the_backend(cls: ParserClass) -> None:
-    parser = cls()
+def test_a_body_still_to_come_goes_to_the_backend(parser_class: ParserClass) -> None:
+    parser = parser_class()
     events = parser.feed(POST[:-2])
     assert events[1:] == [BodyData(b"hel")]
     assert parser.feed(b"lo" + GET)[:2] == [BodyData(b"lo"), END_OF_REQUEST]
 
 
-@pytest.mark.parametrize("cls", BACKENDS)
 @pytest.mark.parametrize(
     "last",
     [
@@ -263,26 +257,26 @@ def test_a_body_still_to_come_goes_to_the_backend(cls: ParserClass) -> None:
         b"POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\nab",
     ],
 )
-def test_nothing_is_parsed_after_a_plain_last_request(cls: ParserClass, last: bytes) -> None:
-    parser = fast_only(cls)
+def test_nothing_is_parsed_after_a_plain_last_request(
+    parser_class: ParserClass, last: bytes
+) -> None:
+    parser = fast_only(parser_class)
     assert parser.feed(GET + last)[-1] is END_OF_REQUEST
     assert parser.feed(GET) == []
     assert parser.feed(b"NOT HTTP\r\n\r\n") == []
     assert not parser.in_head
 
 
-@pytest.mark.parametrize("cls", BACKENDS)
-def test_a_fault_after_plain_requests_keeps_their_events(cls: ParserClass) -> None:
+def test_a_fault_after_plain_requests_keeps_their_events(parser_class: ParserClass) -> None:
     with pytest.raises(BadRequest) as info:
-        cls().feed(GET + POST + b"GET / HTTP/1.1\r\nHost: a\r\nX : y\r\n\r\n" + GET)
+        parser_class().feed(GET + POST + b"GET / HTTP/1.1\r\nHost: a\r\nX : y\r\n\r\n" + GET)
     assert [e.target for e in info.value.events if isinstance(e, RequestHead)] == [b"/a?b=c", b"/p"]
     assert info.value.events[-1] is END_OF_REQUEST
 
 
-@pytest.mark.parametrize("cls", BACKENDS)
-def test_a_body_over_the_limit(cls: ParserClass) -> None:
+def test_a_body_over_the_limit(parser_class: ParserClass) -> None:
     with pytest.raises(BadRequest) as info:
-        cls(Limits(body=4)).feed(GET + POST)
+        parser_class(Limits(body=4)).feed(GET + POST)
     assert info.value.status == 413
     assert len(info.value.events) == 2
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import StartServer
-from test_lifecycle import failed_start
+from support import StartServer, failed_start
 
 from interpserve.config import Config
 from interpserve.reload import reload_patterns, wanted

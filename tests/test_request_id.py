@@ -7,18 +7,17 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Callable
 
 import httpx
 import pytest
-from test_access_log import LOGS_APP, TIMEOUT, exchange, wait_for_access
+from support import TIMEOUT, StartServer, exchange
+from test_access_log import LOGS_APP, wait_for_access
 from test_websocket import client
 
 from interpserve.frontend.correlation import CorrelationIds
 from interpserve.frontend.proxy import parse_trusted
 from interpserve.testing import ServerProcess
 
-StartServer = Callable[..., ServerProcess]
 NEW_ID = re.compile(r"[0-9a-f]{32}")
 
 

@@ -9,25 +9,20 @@ research (CL.TE, TE.CL, TE.TE obfuscations) and "funky chunks" (chunk-line termi
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
+from support import HTTP_IMPLS, ROOT, TIMEOUT, ParserClass, exchange, read_to_eof
 
 from interpserve.frontend.http_parser import (
     BadRequest,
-    H11Parser,
-    HttptoolsParser,
     Limits,
     RequestParser,
 )
 from interpserve.testing import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 LIMITS = Limits(request_line=2048, fields=30, field_size=2048, body=4096)
 LIMIT_FLAGS = (
     "--limit-request-line=2048",
@@ -35,7 +30,6 @@ LIMIT_FLAGS = (
     "--limit-request-field-size=2048",
     "--limit-request-body=4096",
 )
-TIMEOUT = 10.0
 
 
 def post(*headers: bytes, body: bytes = b"", version: bytes = b"1.1") -> bytes:
@@ -210,24 +204,20 @@ VECTORS: dict[str, tuple[bytes, int]] = {
 # Sans I/O: both parsers, the exact status
 
 
-@pytest.mark.parametrize("parser_cls", [H11Parser, HttptoolsParser], ids=["h11", "httptools"])
 @pytest.mark.parametrize(("data", "status"), VECTORS.values(), ids=VECTORS.keys())
-def test_parsers_refuse(parser_cls: type[RequestParser], data: bytes, status: int) -> None:
-    parser: RequestParser = parser_cls(LIMITS)  # type: ignore[call-arg]
+def test_parsers_refuse(parser_class: ParserClass, data: bytes, status: int) -> None:
+    parser: RequestParser = parser_class(LIMITS)  # type: ignore[call-arg]
     with pytest.raises(BadRequest) as info:
         parser.feed(data)
     assert info.value.status == status
 
 
-@pytest.mark.parametrize("parser_cls", [H11Parser, HttptoolsParser], ids=["h11", "httptools"])
 @pytest.mark.parametrize(("data", "status"), VECTORS.values(), ids=VECTORS.keys())
-def test_parsers_refuse_byte_by_byte(
-    parser_cls: type[RequestParser], data: bytes, status: int
-) -> None:
+def test_parsers_refuse_byte_by_byte(parser_class: ParserClass, data: bytes, status: int) -> None:
     """Refused whatever the reads: a vector trickled in one byte at a time. (llhttp may give up
     in the middle of a line, before the shared rules see it whole: then it says a plain 400
     where the whole line would get 501 or 505.)"""
-    parser: RequestParser = parser_cls(LIMITS)  # type: ignore[call-arg]
+    parser: RequestParser = parser_class(LIMITS)  # type: ignore[call-arg]
     with pytest.raises(BadRequest) as info:
         for i in range(min(len(data), 4000)):
             parser.feed(data[i : i + 1])
@@ -238,32 +228,11 @@ def test_parsers_refuse_byte_by_byte(
 # Over the wire: a real server per backend
 
 
-@pytest.fixture(scope="module", params=["h11", "httptools"])
+@pytest.fixture(scope="module", params=HTTP_IMPLS)
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     flags = ("--http", request.param, "--workers", "1", *LIMIT_FLAGS)
     with ServerProcess("tests.apps.faults_app:app", *flags, cwd=str(ROOT)) as server:
         yield server
-
-
-def exchange(server: ServerProcess, data: bytes) -> bytes:
-    """Send `data` and read until the server closes the connection (a timeout fails)."""
-    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as sock:
-        # The server may answer and close before the client has sent all of a long vector.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(data)
-        received = b""
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                more = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not more:
-                break
-            received += more
-        else:
-            raise AssertionError(f"the server did not close the connection; got {received!r}")
-    return received
 
 
 # The server speaks HTTP/2 to a client that opens with its preface (tests/test_http2.py, where
@@ -316,9 +285,7 @@ def test_trailer_fields_never_become_headers(hello_server: ServerProcess) -> Non
             b"Connection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\n"
             b"Authorization: Basic c3B5\r\n\r\n"
         )
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+        received = read_to_eof(sock)
     assert received.startswith(b"HTTP/1.1 200 ")
     body = received.partition(b"\r\n\r\n")[2]
     assert b"authorization" not in body.lower()

@@ -11,13 +11,12 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_wire import SAMPLE_EVENTS, _fields, _headers, _ids, events_strategy
+from support import ROOT, SAMPLE_EVENTS, byte_fields, events_strategy, header_fields, request_ids
 
 from interpserve import events as ev
 from interpserve import wire
@@ -27,8 +26,6 @@ from interpserve.frontend.http_rules import Limits
 from interpserve.interpreters import Interpreter
 from interpserve.testing import ServerProcess
 from interpserve.worker import asgi
-
-ROOT = Path(__file__).resolve().parent.parent
 
 if os.environ.get("CI") and not os.environ.get("INTERPSERVE_NO_SPEEDUPS"):
     # CI must test the code users get: a build that quietly lost the module would not.
@@ -40,9 +37,9 @@ pytestmark = needs_speedups
 PY_ENCODE, PY_DECODE = wire.python_encode_parts, wire.python_decode_whole_frames
 _response_starts = st.builds(
     ev.ResponseStart,
-    _ids,
+    request_ids,
     st.integers(min_value=0, max_value=2**16 - 1),
-    _headers,
+    header_fields,
     st.binary(max_size=100),
     st.booleans(),
     st.booleans(),
@@ -153,7 +150,7 @@ _VALUES = [
     b"keep-alive", b"chunked", b"\xff", b"+5", b"1_0", b"\x0b3\x0c",
 ]  # fmt: skip
 _plan_headers = st.lists(
-    st.tuples(st.sampled_from(_NAMES), st.sampled_from(_VALUES) | _fields(30)), max_size=6
+    st.tuples(st.sampled_from(_NAMES), st.sampled_from(_VALUES) | byte_fields(30)), max_size=6
 ).map(tuple)
 _defaults = st.sampled_from(
     [
@@ -248,10 +245,9 @@ def test_the_suite_of_the_pure_functions_passes_without_them() -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("kind", ["interpreter", "process"])
-def test_a_server_without_them_answers(kind: str) -> None:
+def test_a_server_without_them_answers(worker_kind: str) -> None:
     env = {"INTERPSERVE_NO_SPEEDUPS": "1"}
-    args = ("--workers", "1", "--worker-kind", kind)
+    args = ("--workers", "1", "--worker-kind", worker_kind)
     with ServerProcess("examples.hello:app", *args, env=env, cwd=str(ROOT)) as server:
         reply = httpx.get(server.url + "/", timeout=10)
     assert reply.status_code == 200

@@ -28,16 +28,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_http import RawConnection, raw_request
+from support import ROOT, TIMEOUT, RawConnection, StartServer, child_pids, raw_request
 from websockets.asyncio.client import connect
 
 from interpserve.testing import ServerProcess, running, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 CONTROL = "tests.apps.control:app"
-TIMEOUT = 10.0
 
-StartServer = Callable[..., ServerProcess]
 
 _WORKER_ID = re.compile(r"worker=(\d+)\s*$")
 _REPLACES = re.compile(r"Worker (\d+) replaces worker (\d+)\.")
@@ -58,17 +55,6 @@ def access_worker_ids(output: str, marker: str = "") -> list[int]:
         if match and marker in line:
             ids.append(int(match.group(1)))
     return ids
-
-
-def child_pids(pid: int) -> set[int]:
-    """The live child processes of `pid` (zombies left out)."""
-    children: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children.update(int(p) for p in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return {child for child in children if running(child)}
 
 
 def _files_released(pid: int) -> bool:
@@ -906,9 +892,8 @@ def test_reload_flag_picks_up_changed_source(
         assert get(server, "/").text == "the second version"
 
 
-@pytest.mark.parametrize("kind", ["interpreter", "process"])
 def test_app_dir_reaches_both_worker_kinds(
-    start_server: StartServer, tmp_path: Path, kind: str
+    start_server: StartServer, tmp_path: Path, worker_kind: str
 ) -> None:
     """--app-dir is where the app is imported from, in a child process as in an interpreter
     (process workers once failed with ModuleNotFoundError where the probe had found it)."""
@@ -916,7 +901,7 @@ def test_app_dir_reaches_both_worker_kinds(
     app_dir.mkdir()
     (app_dir / "elsewhere.py").write_text(_RELOAD_APP.format(body=b"found"))
     server = start_server(
-        "elsewhere:app", "--worker-kind", kind, "--app-dir", str(app_dir), cwd=str(tmp_path)
+        "elsewhere:app", "--worker-kind", worker_kind, "--app-dir", str(app_dir), cwd=str(tmp_path)
     )
     assert get(server, "/").text == "found"
 

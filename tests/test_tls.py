@@ -12,10 +12,9 @@ import httpx
 import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
+from support import TIMEOUT
 
 from interpserve.testing import ServerFailed, ServerProcess
-
-TIMEOUT = 10.0
 
 
 @dataclass

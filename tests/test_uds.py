@@ -9,11 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import ROOT, TIMEOUT
 
 from interpserve.testing import ServerFailed, ServerProcess
-
-ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 10.0
 
 
 def uds_client(path: str) -> httpx.Client:

@@ -17,13 +17,12 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from test_http import PeakRSS, rss_bytes
+from support import TIMEOUT, ParserClass, PeakRSS, StartServer, rss_bytes
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -32,19 +31,14 @@ from interpserve import wire
 from interpserve.errors import WireError
 from interpserve.frontend.http_parser import (
     END_OF_REQUEST,
-    H11Parser,
-    HttptoolsParser,
     RequestHead,
     Upgrade,
 )
 from interpserve.frontend.http_rules import Limits, is_websocket_upgrade, make_head
 from interpserve.testing import ServerProcess, wait_until
 
-StartServer = Callable[..., ServerProcess]
-
 RAW_APP = "tests.apps.ws_raw:app"
 STARLETTE_APP = "tests.apps.ws_starlette:app"
-TIMEOUT = 10.0
 MiB = 1024 * 1024
 
 
@@ -616,9 +610,10 @@ async def test_chat_example_broadcasts(start_server: StartServer) -> None:
 HANDSHAKE = handshake_bytes("/chat")
 
 
-@pytest.mark.parametrize("parser_class", [H11Parser, HttptoolsParser])
 @pytest.mark.parametrize("split", [1, 20, len(HANDSHAKE) - 1, len(HANDSHAKE)])
-def test_parsers_hand_over_the_bytes_after_an_upgrade(parser_class: type, split: int) -> None:
+def test_parsers_hand_over_the_bytes_after_an_upgrade(
+    parser_class: ParserClass, split: int
+) -> None:
     parser = parser_class()
     data = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + HANDSHAKE + b"\x81\x80frames"
     cut = len(data) - len(HANDSHAKE) - 8 + split
@@ -633,8 +628,7 @@ def test_parsers_hand_over_the_bytes_after_an_upgrade(parser_class: type, split:
     assert parser.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == []  # no more HTTP
 
 
-@pytest.mark.parametrize("parser_class", [H11Parser, HttptoolsParser])
-def test_upgrade_needs_connection_upgrade(parser_class: type) -> None:
+def test_upgrade_needs_connection_upgrade(parser_class: ParserClass) -> None:
     """An Upgrade header alone proposes nothing (llhttp's rule, applied to h11 too)."""
     parser = parser_class()
     request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"

@@ -7,74 +7,12 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import SAMPLE_EVENTS, U32, events_strategy, make_request
 
 from interpserve import events as ev
 from interpserve import wire
 from interpserve.errors import WireError
 from interpserve.wire import HEADER_SIZE, MAX_PAYLOAD, FrameDecoder, encode
-
-U32 = 2**32 - 1
-U16 = 2**16 - 1
-
-
-def make_request(request_id: int = 1, **changes: object) -> ev.Request:
-    fields: dict[str, object] = {
-        "request_id": request_id,
-        "method": "POST",
-        "scheme": "http",
-        "http_version": "1.1",
-        "raw_path": b"/items/42",
-        "query_string": b"a=1&b=2",
-        "headers": ((b"host", b"example.com"), (b"content-type", b"application/json")),
-        "client": ("127.0.0.1", 54321),
-        "server": ("127.0.0.1", 8000),
-        "more_body": True,
-        "expect_continue": False,
-    }
-    fields.update(changes)
-    return ev.Request(**fields)  # type: ignore[arg-type]
-
-
-SAMPLE_EVENTS: list[ev.Event] = [
-    make_request(),
-    make_request(7, method="GET", more_body=False, client=None, server=None, headers=()),
-    ev.RequestBody(1, b"hello", True),
-    ev.RequestBody(1, b"", False),
-    ev.Disconnect(3),
-    ev.Shutdown(),
-    ev.Credit(1, 256 * 1024),
-    ev.Credit(U32, U32),
-    ev.WorkerReady(),
-    ev.WorkerFailed("could not import app"),
-    ev.WorkerFailed("numpy refused", incompatible_module="numpy.core._multiarray_umath"),
-    ev.WorkerFailed(""),
-    ev.ResponseStart(1, 200, ((b"content-type", b"text/plain"), (b"content-length", b"5"))),
-    ev.ResponseStart(2, 204, ()),
-    ev.ResponseStart(3, U16, ((b"", b""),)),
-    ev.ResponseStart(4, 200, ((b"content-length", b"5"),), b"hello", False),
-    ev.ResponseStart(5, 200, (), b"\x00first chunk", True),
-    ev.ResponseStart(6, 204, (), b"", False),
-    ev.ResponseStart(7, 200, ((b"content-length", b"2"),), b"ok", False, finished=True),
-    ev.ResponseBody(1, b"world", True),
-    ev.ResponseBody(1, b"", False),
-    ev.ResponseTrailers(1, ((b"grpc-status", b"0"), (b"x-a", b""))),
-    ev.ResponseTrailers(2, ()),
-    ev.RequestFinished(1),
-    ev.RequestFinished(U32),
-    ev.WebSocketMessage(1, "text ✓"),
-    ev.WebSocketMessage(U32, b"\x00binary"),
-    ev.WebSocketAccept(1, "chat", ((b"x-a", b"1"),)),
-    ev.WebSocketAccept(2, "", ()),
-    ev.WebSocketClose(1, 4999, "bye ✓"),
-    ev.CancelAll(),
-    ev.MemoryQuery(U32),
-    ev.MemoryReport(3, 2**40),
-    ev.MemoryReport(4, -1),
-]
-# Control events that are newer than the rest: covered when this tree has them.
-for _name, _args in [("Cancel", (5,)), ("Ping", (U32,)), ("Pong", (0,)), ("Pong", (17,))]:
-    if hasattr(ev, _name):
-        SAMPLE_EVENTS.append(getattr(ev, _name)(*_args))
 
 
 def roundtrip(event: ev.Event) -> list[ev.Event]:
@@ -386,55 +324,6 @@ def test_request_with_many_headers() -> None:
 
 
 # Property tests
-
-_ids = st.integers(min_value=0, max_value=U32)
-# What travels in a list of fields holds no NUL byte (see test_a_nul_byte_in_a_field_is_refused).
-_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\0"), max_size=20)
-_ascii = st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=127), max_size=10)
-
-
-def _fields(max_size: int) -> st.SearchStrategy[bytes]:
-    return st.binary(max_size=max_size).map(lambda data: data.replace(b"\0", b"\1"))
-
-
-_headers = st.lists(st.tuples(_fields(20), _fields(40)), max_size=6).map(tuple)
-_address = st.none() | st.tuples(_text, st.integers(min_value=0, max_value=U16))
-
-_requests = st.builds(
-    ev.Request,
-    request_id=_ids,
-    method=_ascii,
-    scheme=_ascii,
-    http_version=_ascii,
-    raw_path=_fields(40),
-    query_string=_fields(40),
-    headers=_headers,
-    client=_address,
-    server=_address,
-    more_body=st.booleans(),
-    expect_continue=st.booleans(),
-)
-
-_control = [
-    st.builds(getattr(ev, name), _ids) for name in ("Cancel", "Ping", "Pong") if hasattr(ev, name)
-]
-
-events_strategy: st.SearchStrategy[ev.Event] = st.one_of(
-    *_control,
-    _requests,
-    st.builds(ev.RequestBody, _ids, st.binary(max_size=200), st.booleans()),
-    st.builds(ev.Disconnect, _ids),
-    st.just(ev.Shutdown()),
-    st.builds(ev.Credit, _ids, _ids),
-    st.just(ev.WorkerReady()),
-    st.builds(ev.WorkerFailed, _text, _text),
-    st.builds(ev.ResponseStart, _ids, st.integers(min_value=0, max_value=U16), _headers),
-    st.builds(ev.ResponseBody, _ids, st.binary(max_size=200), st.booleans()),
-    st.builds(ev.RequestFinished, _ids),
-    st.just(ev.CancelAll()),
-    st.builds(ev.MemoryQuery, _ids),
-    st.builds(ev.MemoryReport, _ids, st.integers(min_value=-1, max_value=2**62)),
-)
 
 
 @given(event=events_strategy)

@@ -8,16 +8,15 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from test_access_log import LOGS_APP, TIMEOUT
+from support import TIMEOUT, StartServer
+from test_access_log import LOGS_APP
 
 from interpserve.testing import ServerProcess, wait_until
 
-StartServer = Callable[..., ServerProcess]
 KINDS = ["interpreter", "process"]
 # Short lines, and lines longer than a pipe writes whole (PIPE_BUF, 4 KiB) or holds (64 KiB).
 SIZES = [20, 300, 1000, 3900, 5000, 16000, 70000, 200000]

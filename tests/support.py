@@ -1,0 +1,383 @@
+"""Helpers shared by the test modules: one copy of each, imported as `from support import ...`.
+
+Fixtures built on them (servers, the parser and worker-kind parameters) are in conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import strategies as st
+
+from interpserve import events as ev
+from interpserve.frontend.http_parser import H11Parser, HttptoolsParser
+from interpserve.testing import ServerFailed, ServerProcess, running
+
+ROOT = Path(__file__).resolve().parent.parent
+# How long a test waits for any one thing it expects (a response, a line, a process's exit):
+# generous, so that a loaded machine is slow rather than failing; a hang still ends the test.
+TIMEOUT = 10.0
+HELLO = b"Hello, world!"  # what examples.hello answers on /
+MB = 1024 * 1024
+
+StartServer = Callable[..., ServerProcess]
+
+# The values of --http and of --worker-kind: conftest.py's http_impl, parser_class and
+# worker_kind fixtures run a test once per value; module-scoped fixtures take these lists.
+ParserClass = type[H11Parser] | type[HttptoolsParser]
+HTTP_IMPLS = ["h11", "httptools"]
+WORKER_KINDS = ["interpreter", "process"]
+
+
+# Raw sockets -------------------------------------------------------------------------------
+
+
+def read_to_eof(sock: socket.socket, timeout: float = TIMEOUT) -> bytes:
+    """All the peer sends until it closes the connection (a reset ends it too, keeping what
+    came before). Fails if it has not closed within `timeout`."""
+    received = b""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        sock.settimeout(remaining)
+        try:
+            more = sock.recv(65536)
+        except ConnectionResetError:
+            return received
+        except TimeoutError:
+            break
+        if not more:
+            return received
+        received += more
+    raise AssertionError(f"the connection was not closed; got {received[:300]!r}")
+
+
+def exchange(server: ServerProcess, data: bytes, timeout: float = TIMEOUT) -> bytes:
+    """Send `data` on a new connection and read until the server closes it."""
+    with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
+        # The server may answer and close before the client has sent all of a long input.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        return read_to_eof(sock, timeout)
+
+
+def raw_request(
+    method: str, target: str, *headers: str, body: bytes = b"", version: str = "1.1"
+) -> bytes:
+    lines = [f"{method} {target} HTTP/{version}", "Host: 127.0.0.1", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def raw_get(target: str, *headers: str) -> bytes:
+    return raw_request("GET", target, *headers)
+
+
+@dataclass
+class RawResponse:
+    status: int
+    reason: str
+    http_version: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k == name.lower()]
+        return ", ".join(values) if values else None
+
+
+class RawConnection:
+    """A blocking socket to the server with a small, strict HTTP/1.1 response reader."""
+
+    def __init__(self, server: ServerProcess, timeout: float = TIMEOUT) -> None:
+        self.sock = socket.create_connection((server.host, server.port), timeout=timeout)
+        self.timeout = timeout
+        self.buffer = b""
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buffer += data
+        return bool(data)
+
+    def read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            if not self._fill():
+                raise ConnectionError(f"EOF before {marker!r}; got {self.buffer!r}")
+        data, _, self.buffer = self.buffer.partition(marker)
+        return data + marker
+
+    def read_exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            if not self._fill():
+                raise ConnectionError(f"EOF after {len(self.buffer)} of {size} bytes")
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def read_to_eof(self) -> bytes:
+        """The rest, up to the server's close (or reset); fails if it does not close."""
+        data, self.buffer = self.buffer + read_to_eof(self.sock, self.timeout), b""
+        self.sock.settimeout(self.timeout)
+        return data
+
+    def read_head(self) -> RawResponse:
+        head = self.read_until(b"\r\n\r\n").decode("latin-1")
+        status_line, *lines = head[:-4].split("\r\n")
+        version, status, reason = [*status_line.split(" ", 2), ""][:3]
+        assert version.startswith("HTTP/"), status_line
+        headers = []
+        for line in lines:
+            name, sep, value = line.partition(":")
+            assert sep, f"malformed response header line {line!r}"
+            headers.append((name.strip().lower(), value.strip()))
+        return RawResponse(int(status), reason, version, headers)
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        """A chunked body's chunks, as they come; checks the framing strictly."""
+        while True:
+            size_line = self.read_until(b"\r\n")[:-2]
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                trailer = self.read_until(b"\r\n")
+                assert trailer == b"\r\n", f"unexpected trailer {trailer!r}"
+                return
+            yield self.read_exactly(size)
+            assert self.read_exactly(2) == b"\r\n", "chunk not followed by CRLF"
+
+    def read_response(self, method: str = "GET") -> RawResponse:
+        """The next final response (1xx responses are skipped over)."""
+        while True:
+            response = self.read_head()
+            if response.status >= 200 or response.status == 101:
+                break
+        if method == "HEAD" or response.status in (204, 304):
+            return response
+        if (response.header("transfer-encoding") or "").lower() == "chunked":
+            response.body = b"".join(self.iter_chunks())
+        elif response.header("content-length") is not None:
+            response.body = self.read_exactly(int(response.header("content-length") or 0))
+        else:
+            response.body = self.read_to_eof()
+        return response
+
+    def is_closed_by_server(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the connection (EOF) with nothing more sent."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+        finally:
+            self.sock.settimeout(self.timeout)
+        self.buffer += data
+        return data == b""
+
+
+def assert_still_serving(server: ServerProcess) -> None:
+    """The server still answers a plain request (to examples.hello's /)."""
+    response = httpx.get(server.url + "/", timeout=TIMEOUT)
+    assert response.status_code == 200
+    assert response.content == HELLO
+
+
+# Processes (Linux /proc) -------------------------------------------------------------------
+
+
+def child_pids(pid: int) -> set[int]:
+    """The live child processes of `pid` (zombies left out)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return {child for child in children if running(child)}
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc status")
+
+
+class PeakRSS:
+    """Samples a process's resident set size in the background; `.peak` is the largest seen."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = rss_bytes(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, rss_bytes(self.pid))
+            except (OSError, AssertionError):
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.peak = max(self.peak, rss_bytes(self.pid))
+
+
+def failed_start(app: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start a server that must not come up; return it, exited, for its code and output."""
+    server = ServerProcess(app, *args, env=env, cwd=str(ROOT))
+    started = time.monotonic()
+    try:
+        with pytest.raises(ServerFailed):
+            server.start(timeout=30)
+    finally:
+        server.stop(timeout=10)  # reaps it in every case
+    assert time.monotonic() - started < 30
+    assert server.process is not None and server.process.returncode is not None
+    assert "Listening on" not in server.output
+    return server
+
+
+# Wire events: one of each kind, and strategies for any ---------------------------------------
+
+U32 = 2**32 - 1
+U16 = 2**16 - 1
+
+
+def make_request(request_id: int = 1, **changes: object) -> ev.Request:
+    fields: dict[str, object] = {
+        "request_id": request_id,
+        "method": "POST",
+        "scheme": "http",
+        "http_version": "1.1",
+        "raw_path": b"/items/42",
+        "query_string": b"a=1&b=2",
+        "headers": ((b"host", b"example.com"), (b"content-type", b"application/json")),
+        "client": ("127.0.0.1", 54321),
+        "server": ("127.0.0.1", 8000),
+        "more_body": True,
+        "expect_continue": False,
+    }
+    fields.update(changes)
+    return ev.Request(**fields)  # type: ignore[arg-type]
+
+
+SAMPLE_EVENTS: list[ev.Event] = [
+    make_request(),
+    make_request(7, method="GET", more_body=False, client=None, server=None, headers=()),
+    ev.RequestBody(1, b"hello", True),
+    ev.RequestBody(1, b"", False),
+    ev.Disconnect(3),
+    ev.Shutdown(),
+    ev.Credit(1, 256 * 1024),
+    ev.Credit(U32, U32),
+    ev.WorkerReady(),
+    ev.WorkerFailed("could not import app"),
+    ev.WorkerFailed("numpy refused", incompatible_module="numpy.core._multiarray_umath"),
+    ev.WorkerFailed(""),
+    ev.ResponseStart(1, 200, ((b"content-type", b"text/plain"), (b"content-length", b"5"))),
+    ev.ResponseStart(2, 204, ()),
+    ev.ResponseStart(3, U16, ((b"", b""),)),
+    ev.ResponseStart(4, 200, ((b"content-length", b"5"),), b"hello", False),
+    ev.ResponseStart(5, 200, (), b"\x00first chunk", True),
+    ev.ResponseStart(6, 204, (), b"", False),
+    ev.ResponseStart(7, 200, ((b"content-length", b"2"),), b"ok", False, finished=True),
+    ev.ResponseBody(1, b"world", True),
+    ev.ResponseBody(1, b"", False),
+    ev.ResponseTrailers(1, ((b"grpc-status", b"0"), (b"x-a", b""))),
+    ev.ResponseTrailers(2, ()),
+    ev.RequestFinished(1),
+    ev.RequestFinished(U32),
+    ev.WebSocketMessage(1, "text ✓"),
+    ev.WebSocketMessage(U32, b"\x00binary"),
+    ev.WebSocketAccept(1, "chat", ((b"x-a", b"1"),)),
+    ev.WebSocketAccept(2, "", ()),
+    ev.WebSocketClose(1, 4999, "bye ✓"),
+    ev.CancelAll(),
+    ev.MemoryQuery(U32),
+    ev.MemoryReport(3, 2**40),
+    ev.MemoryReport(4, -1),
+]
+# Control events that are newer than the rest: covered when this tree has them.
+for _name, _args in [("Cancel", (5,)), ("Ping", (U32,)), ("Pong", (0,)), ("Pong", (17,))]:
+    if hasattr(ev, _name):
+        SAMPLE_EVENTS.append(getattr(ev, _name)(*_args))
+
+
+request_ids = st.integers(min_value=0, max_value=U32)
+# What travels in a list of fields holds no NUL byte (see test_a_nul_byte_in_a_field_is_refused).
+_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\0"), max_size=20)
+_ascii = st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=127), max_size=10)
+
+
+def byte_fields(max_size: int) -> st.SearchStrategy[bytes]:
+    return st.binary(max_size=max_size).map(lambda data: data.replace(b"\0", b"\1"))
+
+
+header_fields = st.lists(st.tuples(byte_fields(20), byte_fields(40)), max_size=6).map(tuple)
+_address = st.none() | st.tuples(_text, st.integers(min_value=0, max_value=U16))
+
+_requests = st.builds(
+    ev.Request,
+    request_id=request_ids,
+    method=_ascii,
+    scheme=_ascii,
+    http_version=_ascii,
+    raw_path=byte_fields(40),
+    query_string=byte_fields(40),
+    headers=header_fields,
+    client=_address,
+    server=_address,
+    more_body=st.booleans(),
+    expect_continue=st.booleans(),
+)
+
+_control = [
+    st.builds(getattr(ev, name), request_ids)
+    for name in ("Cancel", "Ping", "Pong")
+    if hasattr(ev, name)
+]
+
+events_strategy: st.SearchStrategy[ev.Event] = st.one_of(
+    *_control,
+    _requests,
+    st.builds(ev.RequestBody, request_ids, st.binary(max_size=200), st.booleans()),
+    st.builds(ev.Disconnect, request_ids),
+    st.just(ev.Shutdown()),
+    st.builds(ev.Credit, request_ids, request_ids),
+    st.just(ev.WorkerReady()),
+    st.builds(ev.WorkerFailed, _text, _text),
+    st.builds(
+        ev.ResponseStart, request_ids, st.integers(min_value=0, max_value=U16), header_fields
+    ),
+    st.builds(ev.ResponseBody, request_ids, st.binary(max_size=200), st.booleans()),
+    st.builds(ev.RequestFinished, request_ids),
+    st.just(ev.CancelAll()),
+    st.builds(ev.MemoryQuery, request_ids),
+    st.builds(ev.MemoryReport, request_ids, st.integers(min_value=-1, max_value=2**62)),
+)
