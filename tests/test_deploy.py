@@ -263,7 +263,9 @@ def test_entrypoint_configured_only_by_the_environment(uid: int | None) -> None:
             target=lambda: sleeping.append(httpx.get(server.url + "/sleep?s=1", timeout=TIMEOUT))
         )
         client.start()
-        time.sleep(0.5)  # the request is in a worker now: SIGTERM must let it finish
+        # The stimulus: the request has time to reach a worker (the image's example app says
+        # nothing as it starts one); SIGTERM must let it finish.
+        time.sleep(0.5)
         server.signal(signal.SIGTERM)
         client.join(TIMEOUT)
         assert [(r.status_code, r.text) for r in sleeping] == [(200, "slept")]

@@ -40,12 +40,8 @@ def faults_server(start_server: Callable[..., ServerProcess], http_impl: str) ->
 
 
 def wait_for_file(path: Path, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return path.read_text()
-        time.sleep(0.02)
-    raise AssertionError(f"{path} was never written")
+    assert wait_until(lambda: path.exists() and bool(path.read_text()), timeout), path
+    return path.read_text()
 
 
 # Clients that go away
@@ -54,13 +50,15 @@ def wait_for_file(path: Path, timeout: float = 10.0) -> str:
 def test_disconnect_mid_upload_reaches_the_app(
     faults_server: ServerProcess, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "marker"
+    marker, started = tmp_path / "marker", tmp_path / "started"
     with RawConnection(faults_server) as conn:
         conn.send(
-            raw_request("POST", f"/upload?marker={marker}", "Content-Length: 10000000")
+            raw_request(
+                "POST", f"/upload?marker={marker}&started={started}", "Content-Length: 10000000"
+            )
             + os.urandom(300_000)
         )
-        time.sleep(0.3)  # the app is reading the body
+        assert wait_until(started.exists), "the app never got the body"
     assert wait_for_file(marker) == "disconnected"
     response = httpx.post(faults_server.url + "/upload", content=b"abc", timeout=TIMEOUT)
     assert (response.status_code, response.text) == (200, "ok")  # the worker kept going
@@ -114,9 +112,9 @@ def test_closing_request_with_body_in_later_reads(faults_server: ServerProcess) 
             if expect:
                 assert conn.read_head().status == 100
             else:
-                time.sleep(0.2)
+                time.sleep(0.2)  # the stimulus: the body comes in later reads than the head
             conn.send(b"abc")
-            time.sleep(0.1)
+            time.sleep(0.1)  # (and in two of them)
             conn.send(b"def")
             response = conn.read_response("POST")
         assert (response.status, response.body) == (200, b"6"), (version, expect)
@@ -128,12 +126,13 @@ def test_closing_request_with_body_in_later_reads(faults_server: ServerProcess) 
 def test_slow_reader_of_200_mb_does_not_grow_memory(start_server) -> None:
     server = start_server("examples.hello:app", "--workers", "1")
     assert_still_serving(server)
-    time.sleep(0.2)
     idle = rss_bytes(server.pid)
     with PeakRSS(server.pid) as rss, RawConnection(server, timeout=30) as conn:
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         conn.send(raw_get("/stream?n=3200&size=65536"))  # 200 MB
-        time.sleep(3)  # unchecked, the app would have produced all of it by now
+        # The stimulus: a client that reads nothing for long enough that, unchecked, the app
+        # would have produced all of it.
+        time.sleep(3)
         assert rss.peak - idle < 100 * MB, f"RSS grew {(rss.peak - idle) / MB:.0f} MB"
         # Other clients are served meanwhile.
         assert httpx.get(server.url + "/", timeout=TIMEOUT).status_code == 200
@@ -355,7 +354,6 @@ def test_memory_is_flat_over_100k_requests(start_server) -> None:
     warm_up = threading.Thread(target=pipelined_gets, args=(server, 20_000))
     warm_up.start()
     warm_up.join(60)
-    time.sleep(0.5)
     baseline = rss_bytes(server.pid)
     started = time.monotonic()
     with PeakRSS(server.pid, interval=0.1) as rss:
@@ -368,7 +366,6 @@ def test_memory_is_flat_over_100k_requests(start_server) -> None:
         for thread in threads:
             thread.join(120)
     elapsed = time.monotonic() - started
-    time.sleep(0.5)
     final = rss_bytes(server.pid)
     detail = (
         f"RSS {baseline / MB:.1f} MB after warm-up, peak {rss.peak / MB:.1f} MB, "

@@ -26,7 +26,7 @@ from interpserve.frontend.health import is_probe, probe_response
 from interpserve.frontend.server import Server
 from interpserve.listen import bind
 from interpserve.pool.pool import WorkerPool
-from interpserve.testing import ServerFailed, ServerProcess
+from interpserve.testing import ServerFailed, ServerProcess, wait_until
 
 _METRICS_URL = re.compile(r"Metrics on (http://\S+/metrics)")
 
@@ -159,7 +159,7 @@ def test_health_503_while_no_worker_is_ready(start_server: StartServer) -> None:
             statuses.append(client.get(server.url + "/healthz").status_code)
             if 503 in statuses and statuses[-1] == 200:
                 break
-            time.sleep(0.005)
+            time.sleep(0.005)  # (a poll: each probe's answer is the signal)
     assert 503 in statuses, statuses[-5:]
     assert statuses[-1] == 200
 
@@ -226,16 +226,19 @@ def test_requests_by_status_and_latency(metrics_server: tuple[ServerProcess, str
 
 def test_in_flight_per_worker(metrics_server: tuple[ServerProcess, str]) -> None:
     server, url = metrics_server
+    in_flight: dict[tuple[tuple[str, str], ...], float] = {}
+
+    def both_in_flight() -> bool:
+        in_flight.clear()
+        for (name, labels), value in scrape(url).items():
+            if name == "interpserve_worker_requests_in_flight":
+                in_flight[labels] = value
+        return sum(in_flight.values()) == 2
+
     with ThreadPoolExecutor(2) as pool:
-        sleeping = [pool.submit(get, server.url + "/sleep?s=1.5") for _ in range(2)]
-        time.sleep(0.5)
-        samples = scrape(url)
+        sleeping = [pool.submit(get, server.url + "/sleep?s=2") for _ in range(2)]
+        assert wait_until(both_in_flight, TIMEOUT), in_flight
         assert [r.result().status_code for r in sleeping] == [200, 200]
-    in_flight = {
-        labels: value
-        for (name, labels), value in samples.items()
-        if name == "interpserve_worker_requests_in_flight"
-    }
     # Least-outstanding dispatch: one sleep on each worker.
     assert sorted(in_flight.values()) == [1, 1], in_flight
     assert scrape(url)[("interpserve_worker_requests_in_flight", in_flight.popitem()[0])] == 0
@@ -244,16 +247,16 @@ def test_in_flight_per_worker(metrics_server: tuple[ServerProcess, str]) -> None
 def test_queued_pipelined_requests(metrics_server: tuple[ServerProcess, str]) -> None:
     server, url = metrics_server
     request = f"GET /sleep?s=1 HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode()
+    queued = ("interpserve_queued_requests", ())
     with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as sock:
         sock.sendall(request * 3)  # one answered at a time: two wait behind the first
-        time.sleep(0.4)
-        assert scrape(url)[("interpserve_queued_requests", ())] == 2
+        assert wait_until(lambda: scrape(url)[queued] == 2, TIMEOUT)
         received = b""
         while received.count(b"slept") < 3:
             data = sock.recv(65536)
             assert data, received
             received += data
-    assert scrape(url)[("interpserve_queued_requests", ())] == 0
+    assert scrape(url)[queued] == 0
 
 
 def test_worker_restarts(metrics_server: tuple[ServerProcess, str]) -> None:

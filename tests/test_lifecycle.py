@@ -4,6 +4,7 @@ load, signals and graceful draining. Loopback only; every wait is bounded."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import ROOT, TIMEOUT, RawConnection, child_pids, failed_start, raw_request
+from support import ROOT, TIMEOUT, RawConnection, child_pids, failed_start, raw_get, raw_request
 
 from interpserve.testing import ServerProcess, running, wait_until
+
+FAULTS = "tests.apps.faults_app:app"
 
 
 def get_in_thread(url: str, results: list[httpx.Response | BaseException]) -> threading.Thread:
@@ -48,11 +51,10 @@ def test_lifespan_startup_runs_in_every_worker(start_server) -> None:
     with httpx.Client(timeout=TIMEOUT) as client:
         first = client.get(server.url + "/state").json()
         # While worker 1 (or 2) is busy, the next request goes to the other one.
-        busy: list[httpx.Response | BaseException] = []
-        thread = get_in_thread(server.url + "/cpu?ms=800", busy)
-        time.sleep(0.2)
-        second = client.get(server.url + "/state").json()
-        thread.join(30)
+        with RawConnection(server) as busy:
+            busy.send(raw_get("/wait-disconnect"))
+            busy.read_until(b"waiting\n")  # the busy request is running
+            second = client.get(server.url + "/state").json()
     assert first["interpreter"] != second["interpreter"]
     for state in (first, second):
         assert isinstance(state["started_at"], float)
@@ -187,22 +189,27 @@ def test_workers_ready_before_listening(start_server) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_drains_in_flight_requests(
-    start_server, sig: signal.Signals, worker_kind: str
+    start_server, sig: signal.Signals, worker_kind: str, tmp_path: Path
 ) -> None:
-    server = start_server("examples.hello:app", "--workers", "2", "--worker-kind", worker_kind)
+    server = start_server("tests.apps.hold:app", "--workers", "2", "--worker-kind", worker_kind)
     results: list[httpx.Response | BaseException] = []
-    threads = [get_in_thread(server.url + "/sleep?s=2", results) for _ in range(2)]
-    time.sleep(0.5)
+    release = tmp_path / "release"
+    held = [tmp_path / "a", tmp_path / "b"]
+    threads = [
+        get_in_thread(f"{server.url}/hold?here={here}&release={release}", results) for here in held
+    ]
+    assert wait_until(lambda: all(here.exists() for here in held), TIMEOUT)
     server.signal(sig)
     assert server.wait_for_output("Shutting down", timeout=5)
     # New connections are refused once shutdown has started, while the old ones finish.
     assert refuses_connections(server)
+    release.touch()
     for thread in threads:
         thread.join(30)
     assert len(results) == 2
     for result in results:
         assert isinstance(result, httpx.Response), repr(result)
-        assert (result.status_code, result.text) == (200, "slept")
+        assert (result.status_code, result.json()["released"]) == (200, True)
         assert result.headers.get("connection") == "close"
     assert server.wait(timeout=20) == 0, server.output
     assert "Traceback" not in server.output
@@ -262,32 +269,32 @@ def test_a_request_on_an_idle_connection_as_the_drain_starts_is_answered(start_s
 def test_second_sigterm_does_not_cut_the_drain_short(start_server) -> None:
     """`timeout` and process managers may send SIGTERM twice: the drain goes on, as uvicorn's
     does (only a second Ctrl+C is the operator's impatience)."""
-    server = start_server("examples.hello:app", "--workers", "2")
-    results: list[httpx.Response | BaseException] = []
-    thread = get_in_thread(server.url + "/sleep?s=1", results)
-    time.sleep(0.3)
-    server.signal(signal.SIGTERM)
-    assert server.wait_for_output("Shutting down", timeout=5)
-    server.signal(signal.SIGTERM)
-    assert server.wait(timeout=20) == 0, server.output
-    thread.join(30)
-    assert isinstance(results[0], httpx.Response) and results[0].status_code == 200, results
+    server = start_server(FAULTS, "--workers", "2")
+    with RawConnection(server, timeout=30) as conn:
+        conn.send(raw_get("/late-body?s=1"))
+        assert conn.read_head().status == 200  # the request is running
+        server.signal(signal.SIGTERM)
+        assert server.wait_for_output("Shutting down", timeout=5)
+        server.signal(signal.SIGTERM)
+        body = b"".join(conn.iter_chunks())
+        assert server.wait(timeout=20) == 0, server.output
+    assert body == b"late"
 
 
 def test_second_sigint_exits_at_once(start_server) -> None:
-    server = start_server("examples.hello:app", "--workers", "2")
-    results: list[httpx.Response | BaseException] = []
-    thread = get_in_thread(server.url + "/sleep?s=20", results)
-    time.sleep(0.5)
-    server.signal(signal.SIGINT)
-    assert server.wait_for_output("Shutting down", timeout=5)
-    started = time.monotonic()
-    server.signal(signal.SIGINT)
-    code = server.wait(timeout=20)
-    assert time.monotonic() - started < 5
+    server = start_server(FAULTS, "--workers", "2")
+    with RawConnection(server, timeout=30) as conn:
+        conn.send(raw_get("/late-body?s=20"))
+        assert conn.read_head().status == 200  # the request is running
+        server.signal(signal.SIGINT)
+        assert server.wait_for_output("Shutting down", timeout=5)
+        started = time.monotonic()
+        server.signal(signal.SIGINT)
+        code = server.wait(timeout=20)
+        assert time.monotonic() - started < 5
+        rest = conn.read_to_eof()
     assert code != 0
-    thread.join(30)
-    assert isinstance(results[0], httpx.TransportError), repr(results[0])
+    assert b"late" not in rest, "the request was cut short"
 
 
 @pytest.mark.parametrize("kind", ["auto", "interpreter", "process"])
@@ -297,20 +304,16 @@ def test_signal_during_start_up_stops_at_once(
 ) -> None:
     # The app's import takes 6 s: in the probe (auto), or in the workers. The server must stop
     # within a second or two, its workers with it, and never listen.
-    log = tmp_path / "server.log"
+    log, importing = tmp_path / "server.log", tmp_path / "importing"
     command = [sys.executable, "-m", "interpserve", "tests.apps.slow_import:app"]
     args = ["--worker-kind", kind, "--workers", "2", "--port", "0"]
+    env = {**os.environ, "SLOW_IMPORT_STARTED": str(importing)}
     with log.open("w") as out:
         process = subprocess.Popen(
-            [*command, *args], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+            [*command, *args], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env
         )
     try:
-        # (With auto, the probe imports the app: it runs once the serving process has started.)
-        expected = "Starting 2" if kind != "auto" else "Started server process"
-        deadline = time.monotonic() + 10
-        while expected not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.0)  # well into the import
+        assert wait_until(importing.exists, TIMEOUT), log.read_text()  # into the import
         children = child_pids(process.pid)
         started = time.monotonic()
         process.send_signal(sig)

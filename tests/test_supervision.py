@@ -208,7 +208,9 @@ def test_whoami_reports_this_process_and_interpreter(start_server: StartServer) 
 # 1. A process worker killed: mid-request, and under load -----------------------------------
 
 
-def test_process_worker_killed_mid_request_is_replaced(start_server: StartServer) -> None:
+def test_process_worker_killed_mid_request_is_replaced(
+    start_server: StartServer, tmp_path: Path
+) -> None:
     server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
     assert wait_until(lambda: len(child_pids(server.pid)) == 2), child_pids(server.pid)
     before = child_pids(server.pid)
@@ -220,13 +222,14 @@ def test_process_worker_killed_mid_request_is_replaced(start_server: StartServer
 
     def slow_request() -> None:
         try:
-            outcome.append(get(server, "/sleep?s=20").status_code)
+            outcome.append(get(server, f"/sleep?s=20&started={started}").status_code)
         except httpx.HTTPError as exc:
             outcome.append(type(exc).__name__)
 
+    started = tmp_path / "started"
     client = threading.Thread(target=slow_request, daemon=True)
     client.start()
-    time.sleep(0.3)
+    assert wait_until(started.exists), "the request never reached the worker"
     os.kill(victim, signal.SIGKILL)
     client.join(TIMEOUT + 2)
     assert outcome == [502], outcome  # the request in flight on the killed worker
@@ -250,6 +253,7 @@ def test_process_worker_killed_mid_request_is_replaced(start_server: StartServer
 
 def test_request_pipelined_behind_a_lost_one_goes_to_a_live_worker(
     start_server: StartServer,
+    tmp_path: Path,
 ) -> None:
     """The 502 for a request lost with its worker lets the request pipelined behind it go on
     at once: to the other worker, not to the one whose pipe has just closed."""
@@ -258,8 +262,9 @@ def test_request_pipelined_behind_a_lost_one_goes_to_a_live_worker(
     # With no request in flight the first worker takes the next one: /pid, then /sleep.
     victim = int(get(server, "/pid").text)
     with RawConnection(server) as conn:
-        conn.send(raw_request("GET", "/sleep?s=20") + raw_request("GET", "/pid"))
-        time.sleep(0.3)
+        started = tmp_path / "started"
+        conn.send(raw_request("GET", f"/sleep?s=20&started={started}") + raw_request("GET", "/pid"))
+        assert wait_until(started.exists), "the request never reached the worker"
         os.kill(victim, signal.SIGKILL)
         lost = conn.read_response()
         assert (lost.status, lost.body) == (502, b"Bad Gateway")
@@ -297,6 +302,8 @@ def test_process_worker_killed_under_load_answers_every_request(
             assert wait_until(lambda: not running(victim) and _files_released(victim), 5)
             for conn in burst:
                 conn.request("GET", "/")
+            # The stimulus: the burst is in the frozen server's socket buffers before it
+            # thaws (loopback gives no signal for that).
             time.sleep(0.2)
         finally:
             os.kill(server.pid, signal.SIGCONT)
@@ -393,7 +400,9 @@ def test_sigterm_answers_a_request_waiting_for_a_worker(
     assert server.wait_for_output("Replacement for worker 1 failed", timeout=15), server.output
     with RawConnection(server) as conn:
         conn.send(raw_request("GET", "/"))
-        time.sleep(0.5)  # the request is waiting for a worker now
+        # The stimulus: the request has time to reach the front end and wait for a worker
+        # (nothing the server says shows that it waits).
+        time.sleep(0.5)
         server.signal(signal.SIGTERM)
         response = conn.read_to_eof()
     assert response.startswith(b"HTTP/1.1 503 "), response
@@ -564,7 +573,7 @@ def test_recycling_under_concurrent_load_keeps_the_pool_at_its_size(
     conns = [RawConnection(server) for _ in range(40)]
     try:
         for _ in range(20):
-            time.sleep(0.1)  # (replacements start meanwhile)
+            time.sleep(0.1)  # the stimulus: rounds apart, so replacements start meanwhile
             for conn in conns:  # all at once: the server reads them in one pass
                 conn.send(raw_request("GET", "/"))
             assert [conn.read_response().status for conn in conns] == [200] * len(conns)
@@ -622,6 +631,9 @@ def test_request_timeout_after_the_response_leaves_the_connection_alone(
     with httpx.Client(timeout=TIMEOUT) as client:
         first = client.get(server.url + "/after?s=3")
         assert (first.status_code, first.text) == (200, "answered")
+        # The stimulus: the second request starts half-way to the first one's timeout, so
+        # that it fires while the second runs, within the second's own timeout. (The timer
+        # itself is tested with a controllable clock in tests/test_middle.py.)
         time.sleep(0.5)
         # Same keep-alive connection; the first request's timer fires while this one runs.
         slow = client.get(server.url + "/sleep?s=0.8")
@@ -721,8 +733,9 @@ def test_sighup_during_a_reload_is_not_lost(start_server: StartServer, tmp_path:
     changed since (it was once refused as "already under way")."""
     server, version_file = versioned_server(start_server, tmp_path, "interpreter", 1)
     with ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(get, server, "/sleep?s=4")  # keeps the old worker draining
-        time.sleep(0.3)
+        started = tmp_path / "started"
+        slow = pool.submit(get, server, f"/sleep?s=4&started={started}")  # keeps the old
+        assert wait_until(started.exists)  # worker draining
         version_file.write_text("v2")
         server.signal(signal.SIGHUP)
         assert wait_until(lambda: get(server, "/whoami").json()["version"] == "v2", 10)
@@ -756,6 +769,7 @@ def test_a_reload_whose_workers_never_get_ready_gives_up(
 
 def test_sigterm_during_a_reload_stops_the_draining_workers_too(
     start_server: StartServer,
+    tmp_path: Path,
 ) -> None:
     """The old serving process of a reload, still draining at SIGTERM, is stopped with the
     rest: no worker process outlives the server."""
@@ -771,8 +785,9 @@ def test_sigterm_during_a_reload_stops_the_draining_workers_too(
     old_serving = server.pid
     (old,) = child_pids(old_serving)
     with ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(get, server, "/sleep?s=20")
-        time.sleep(0.3)
+        started = tmp_path / "started"
+        slow = pool.submit(get, server, f"/sleep?s=20&started={started}")
+        assert wait_until(started.exists)
         server.signal(signal.SIGHUP)
         # The new serving process serves; the old one drains its request.
         assert server.wait_for_output("Reloaded:", timeout=20), server.output
@@ -788,13 +803,15 @@ def test_sigterm_during_a_reload_stops_the_draining_workers_too(
 
 def test_sigterm_to_the_process_group_drains_process_workers(
     start_server: StartServer,
+    tmp_path: Path,
 ) -> None:
     """`timeout`, `kill -TERM -PGID` and systemd's KillMode=control-group signal the workers
     too: they wait for the front end's word, and the requests in flight finish."""
     server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
     with ThreadPoolExecutor(2) as pool:
-        slow = [pool.submit(get, server, "/sleep?s=1") for _ in range(2)]
-        time.sleep(0.3)
+        started = [tmp_path / "a", tmp_path / "b"]
+        slow = [pool.submit(get, server, f"/sleep?s=1&started={path}") for path in started]
+        assert wait_until(lambda: all(path.exists() for path in started))
         # (The test's process group is pytest's.)
         for pid in (server.supervisor_pid, server.pid, *child_pids(server.pid)):
             assert pid is not None
@@ -883,9 +900,14 @@ def test_reload_flag_picks_up_changed_source(
         cwd=str(tmp_path),
     )
     assert get(server, "/").text == "first version"
-    time.sleep(0.5)  # let the watcher settle before the change
 
-    module.write_text(_RELOAD_APP.format(body=b"the second version"))
+    def changed() -> bool:
+        # The watcher says nothing once it watches: a change it started too late to see is
+        # made again.
+        module.write_text(_RELOAD_APP.format(body=b"the second version"))
+        return server.wait_for_output("Changes detected in", timeout=2)
+
+    assert wait_until(changed, 20), server.output
     assert server.wait_for_output("Reloaded:", timeout=20), server.output
     assert "Changes detected in" in server.output
     for _ in range(5):

@@ -70,12 +70,8 @@ async def closed(ws: ClientConnection) -> tuple[int | None, str | None]:
 
 def read_marker(path: Path) -> Any:
     """What the app wrote to a marker file, once it has."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return json.loads(path.read_text())
-        time.sleep(0.02)
-    raise AssertionError(f"the app never wrote {path}")
+    assert wait_until(lambda: path.exists() and bool(path.read_text()), TIMEOUT), path
+    return json.loads(path.read_text())
 
 
 # Raw WebSocket client, for what a well-behaved client library will not do ----------------------
@@ -489,13 +485,12 @@ async def test_slow_client_holds_up_the_app_not_memory(
     marker = tmp_path / "sent"
     path = f"/flood?n=300&size={MiB}&marker={marker}"
     async with client(ws_server, path, max_queue=1, compression=None, close_timeout=1) as ws:
-        await asyncio.sleep(2)
+        await asyncio.sleep(2)  # the stimulus: a client that reads nothing for a while
         sent = int(marker.read_text())
         assert 1 <= sent < 64
         for _ in range(10):  # reading lets it go on
             await recv(ws)
-        await asyncio.sleep(0.5)
-        assert int(marker.read_text()) > sent
+        assert wait_until(lambda: int(marker.read_text()) > sent, TIMEOUT)
 
 
 async def test_slow_app_stops_the_reading_of_its_client(ws_server: ServerProcess) -> None:
@@ -512,7 +507,7 @@ async def test_slow_app_stops_the_reading_of_its_client(ws_server: ServerProcess
 
     async with client(ws_server, "/slow-reader?seconds=3") as ws:
         task = asyncio.create_task(pump(ws))
-        await asyncio.sleep(2)
+        await asyncio.sleep(2)  # the stimulus: a client that sends while the app does not read
         task.cancel()
         assert sent < 64
         await ws.send("done")

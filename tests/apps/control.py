@@ -1,7 +1,8 @@
 """A raw ASGI 3 app for the supervision tests: it lets a test see which worker answered, make a
 worker crash or hang, and observe lifespan shutdown and code reloads.
 
-Routes:
+Routes (each with ?started=PATH creates PATH as it starts: a test's signal that the request
+is in flight on a worker):
     /              200 "ok"
     /pid           the worker's os.getpid()
     /whoami        JSON {"pid", "interpreter", "version"}
@@ -140,6 +141,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     path: str = scope["path"]
+    started = parse_qs(scope["query_string"].decode("latin-1")).get("started")
+    if started:
+        open(started[-1], "w").close()
     if path == "/":
         await _text(send, "ok")
     elif path == "/pid":

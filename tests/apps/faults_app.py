@@ -5,7 +5,8 @@ Routes:
                            sent before the body is complete (so a broken body gets the server's
                            4xx, not a response already under way)
     /upload?marker=PATH    reads the body; when http.disconnect comes instead, writes
-                           "disconnected" to PATH
+                           "disconnected" to PATH; with &started=PATH, creates that file once
+                           the first part of the body has arrived
     /no-response           returns without sending anything
     /after-complete        completes a response, then sends another body message
     /too-long              declares Content-Length: 5 and sends 10 bytes; ?chunks=3 sends
@@ -52,13 +53,17 @@ async def _start(send: Send, length: int | None = None) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": headers})
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole body, or None if the client went away first."""
+async def _read_body(receive: Receive, started: str | None = None) -> bytes | None:
+    """The whole body, or None if the client went away first. `started`: a file to create
+    once the first part of the body has arrived (a test's signal that the app is reading)."""
     body = b""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
+        if started is not None and message.get("body"):
+            open(started, "w").close()
+            started = None
         body += message.get("body", b"")
         if not message.get("more_body", False):
             return body
@@ -76,7 +81,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await _start(send, len(answer))
             await send({"type": "http.response.body", "body": answer})
     elif path == "/upload":
-        if await _read_body(receive) is None:
+        if await _read_body(receive, query.get("started")) is None:
             with open(query["marker"], "w") as f:
                 f.write("disconnected")
             return

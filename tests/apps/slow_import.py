@@ -1,5 +1,6 @@
 """An app whose import takes SLOW_IMPORT_SECONDS (default 6): a server asked to stop meanwhile
-must not wait for it."""
+must not wait for it. With SLOW_IMPORT_STARTED=PATH, each import first appends a line to PATH
+(the test's signal that the import is under way)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+if started := os.environ.get("SLOW_IMPORT_STARTED"):
+    with open(started, "a") as f:
+        f.write(f"{os.getpid()}\n")
 time.sleep(float(os.environ.get("SLOW_IMPORT_SECONDS", "6")))
 
 
