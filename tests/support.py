@@ -5,13 +5,18 @@ Fixtures built on them (servers, the parser and worker-kind parameters) are in c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import os
+import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +24,10 @@ from hypothesis import strategies as st
 
 from interpserve import events as ev
 from interpserve.frontend.http_parser import H11Parser, HttptoolsParser
+from interpserve.pipes import open_pipe
+from interpserve.pool.channel import WorkerChannel
 from interpserve.testing import ServerFailed, ServerProcess, running
+from interpserve.worker.main import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 # How long a test waits for any one thing it expects (a response, a line, a process's exit):
@@ -381,3 +389,167 @@ events_strategy: st.SearchStrategy[ev.Event] = st.one_of(
     st.builds(ev.MemoryQuery, request_ids),
     st.builds(ev.MemoryReport, request_ids, st.integers(min_value=-1, max_value=2**62)),
 )
+
+
+# In memory: a virtual clock, a fake client transport, workers on the test's own loop ---------
+
+
+class WouldWaitForever(RuntimeError):
+    """The loop has nothing to run and nothing scheduled: the test would hang."""
+
+
+class _JumpingSelector(selectors.DefaultSelector):
+    """Never waits in real time: when nothing is ready, the virtual clock jumps to the next
+    timer (what a real wait would have come to), as trio's autojump clock does."""
+
+    def __init__(self, loop: VirtualClockLoop) -> None:
+        super().__init__()
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if ready or (timeout is not None and timeout <= 0):
+            return ready
+        if timeout is None:
+            raise WouldWaitForever("nothing is ready and no timer is set")
+        self._loop.now += timeout
+        return []
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose time is virtual: timers (the front end's read timeouts, the request
+    timeout, asyncio.sleep) fire as soon as everything else is waiting, however long they are.
+    Pipes and sockets still work: whatever they have ready runs first."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(_JumpingSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+
+def run_virtual[T](main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run `main()` to its end on a VirtualClockLoop."""
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        return runner.run(main())
+
+
+class FakeTransport(asyncio.Transport):
+    """The client's socket, for an asyncio protocol: what the protocol writes is kept in
+    `written`; reading paused or not, closed or aborted, is recorded."""
+
+    def __init__(self, peer: tuple[str, int] = ("127.0.0.1", 50000)) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.reading = True
+        self.closed = False
+        self.aborted = False
+        self._extra = {"peername": peer, "sockname": ("127.0.0.1", 8000)}
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert not self.closed, "written after close"
+        self.written += data
+
+    def take(self) -> bytes:
+        """What was written since the last take."""
+        data = bytes(self.written)
+        self.written.clear()
+        return data
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+class LoopbackWorker:
+    """A worker (interpserve.worker.main.Worker, the ASGI cycles and all) run on the front
+    end's own event loop, over a pair of real pipes: the pool's third worker kind, for tests.
+    `freeze()` makes it stuck (it reads nothing more); `crash()` makes it gone."""
+
+    kind = "loopback"
+
+    def __init__(self, worker_id: int, settings: str) -> None:
+        self.worker_id = worker_id
+        self.channel = WorkerChannel(worker_id)
+        self.settings: dict[str, Any] = json.loads(settings)
+        self.worker: Worker | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._main_fds: tuple[int, ...] = ()
+
+    async def start(self) -> None:
+        to_worker_r, to_worker_w = open_pipe()
+        from_worker_r, from_worker_w = open_pipe()
+        await self.channel.connect(from_worker_r, to_worker_w)
+        self._main_fds = (from_worker_r, to_worker_w)
+        self.worker = Worker(self.settings)
+        self._task = asyncio.create_task(self._run(to_worker_r, from_worker_w))
+
+    async def _run(self, fd_in: int, fd_out: int) -> None:
+        assert self.worker is not None
+        try:
+            await self.worker.serve(fd_in, fd_out)
+        finally:
+            os.close(fd_in)
+            os.close(fd_out)
+
+    def freeze(self) -> None:
+        """Stuck, as in code that never yields: it reads nothing more, answers no ping."""
+        assert self.worker is not None
+        reader = self.worker._pipe._reader
+        assert reader is not None
+        reader.pause_reading()
+
+    def crash(self) -> None:
+        """Gone at once, as a worker whose process died."""
+        assert self._task is not None
+        self._task.cancel()
+
+    async def wait_stopped(self, timeout: float | None) -> bool:
+        assert self._task is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            return False
+        except asyncio.CancelledError:
+            if not self._task.cancelled():
+                raise
+        return True
+
+    def terminate(self) -> None:
+        self.channel.close()
+        if self._task is not None:
+            self._task.cancel()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def close(self, *, destroy: bool = True) -> None:
+        self.channel.close()
+        for fd in self._main_fds:
+            os.close(fd)
+        self._main_fds = ()
