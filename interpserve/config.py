@@ -14,6 +14,7 @@ from typing import Any, Literal
 from interpserve.cpus import default_processes, default_workers
 from interpserve.errors import ConfigError
 from interpserve.logs import LogFormat
+from interpserve.option_values import encode_header, parse_trusted
 from interpserve.wire import MAX_PAYLOAD
 
 HTTPImpl = Literal["auto", "h11", "httptools"]
@@ -402,9 +403,6 @@ class Config:
 
     def _check_transport_options(self) -> None:
         """--uds, --ssl-*, --forwarded-allow-ips and --header (files are read at startup)."""
-        from interpserve.frontend.proxy import parse_trusted
-        from interpserve.frontend.response import encode_header
-
         if self.uds is not None and self.fd is not None:
             raise ConfigError("uds and fd cannot be used together")
         if self.ssl_cert_reqs not in (0, 1, 2):

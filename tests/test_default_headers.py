@@ -11,12 +11,8 @@ from support import read_to_eof
 from interpserve import cli
 from interpserve.config import Config
 from interpserve.errors import ConfigError
-from interpserve.frontend.response import (
-    DefaultHeaders,
-    encode_header,
-    error_response,
-    plan_response,
-)
+from interpserve.frontend.response import DefaultHeaders, error_response, plan_response
+from interpserve.option_values import encode_header
 
 DATE = b"Sun, 06 Nov 1994 08:49:37 GMT"
 

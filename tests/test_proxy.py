@@ -7,7 +7,8 @@ import pytest
 
 from interpserve.config import Config
 from interpserve.errors import ConfigError
-from interpserve.frontend.proxy import TrustedProxies, parse_trusted, resolve
+from interpserve.frontend.proxy import resolve
+from interpserve.option_values import TrustedProxies, parse_trusted
 from interpserve.testing import ServerProcess
 
 PEER = ("127.0.0.1", 50000)

@@ -39,9 +39,9 @@ from interpserve.frontend.http_parser import (
     Upgrade,
 )
 from interpserve.frontend.http_rules import is_websocket_upgrade
-from interpserve.frontend.proxy import TrustedProxies, parse_trusted
 from interpserve.frontend.response import DefaultHeaders, error_response, http_date
 from interpserve.memory import BurstWatch
+from interpserve.option_values import TrustedProxies, parse_trusted
 from interpserve.pool.pool import WorkerPool
 
 logger = logging.getLogger("interpserve.error")

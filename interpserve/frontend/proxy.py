@@ -14,56 +14,15 @@ Sans I/O: the trust list is parsed once at startup, `resolve` is a pure function
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from interpserve.events import Address
+from interpserve.option_values import TrustedProxies
 
 # The fields through which a proxy names the client or the scheme.
 _FOR, _PROTO, _FORWARDED = b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"
 FORWARDING_FIELDS = frozenset((_FOR, _PROTO, _FORWARDED))
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
-
-
-@dataclass(frozen=True, slots=True)
-class TrustedProxies:
-    everyone: bool = False
-    addresses: frozenset[str] = frozenset()  # single addresses, as written: the usual case
-    networks: tuple[_Network, ...] = ()
-
-    def __contains__(self, host: object) -> bool:
-        if self.everyone:
-            return True
-        if not isinstance(host, str):
-            return False  # no address (a Unix socket peer): trusted only by "*"
-        if host in self.addresses:
-            return True
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.networks)
-
-
-def parse_trusted(text: str) -> TrustedProxies:
-    """--forwarded-allow-ips: comma-separated addresses and CIDR networks, or "*"."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if "*" in items:
-        return TrustedProxies(everyone=True)
-    networks = []
-    for item in items:
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(
-                f"forwarded_allow_ips: {item!r} is not an IP address or network"
-            ) from None
-    addresses = frozenset(str(n.network_address) for n in networks if n.num_addresses == 1)
-    return TrustedProxies(addresses=addresses, networks=tuple(networks))
 
 
 def resolve(

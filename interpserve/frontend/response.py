@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import http
-import re
 from dataclasses import dataclass
 from email.utils import formatdate
 from enum import Enum
 
 from interpserve.compiled import speedups
 from interpserve.events import Headers
+from interpserve.option_values import encode_header
 
 _STATUS_LINES = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()
     for status in http.HTTPStatus
 }
 _SERVER_HEADER = b"server: interpserve\r\n"
-_HEADER_OPTION = re.compile(
-    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*"
-)
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 
@@ -67,16 +64,6 @@ class DefaultHeaders:
 
 
 DEFAULT_HEADERS = DefaultHeaders()
-
-
-def encode_header(text: str) -> bytes:
-    """A --header option, "NAME:VALUE", as a header line; ValueError if it is not one (nothing
-    that could split the response)."""
-    match = _HEADER_OPTION.fullmatch(text)
-    if not match:
-        raise ValueError(f"header {text!r} is not NAME:VALUE with a valid name and value")
-    name, value = match.groups()
-    return b"%s: %s\r\n" % (name.lower().encode("latin-1"), value.encode("latin-1"))
 
 
 def status_line(status: int) -> bytes:
