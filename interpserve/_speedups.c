@@ -1005,7 +1005,10 @@ static PyObject *parse_plain_request(PyObject *module, PyObject *const *args, Py
     if (*target != '/') Py_RETURN_NONE; /* absolute or asterisk form: the full path's */
     if (method_size == 7 && memcmp(head, "CONNECT", 7) == 0) Py_RETURN_NONE;
 
-    /* The field lines, and make_head's decisions on them */
+    /* The field lines, and make_head's decisions on them. http_rules.make_head is the
+     * reference: each check here is one of its rules, for the fields a plain request may
+     * have; a field whose rules are not repeated here (Transfer-Encoding, Upgrade) sends the
+     * request to the backends, which apply make_head itself. */
     Decisions d = {0};
     PyObject *headers = PyList_New(0), *result = NULL;
     if (headers == NULL) return NULL;
@@ -1064,6 +1067,8 @@ static PyObject *parse_plain_request(PyObject *module, PyObject *const *args, Py
     Py_ssize_t end = body + (Py_ssize_t)d.content_length;
     if (end > size || (!keep_alive && end != size)) goto refuse;
 
+    /* http_rules.RequestHead's fields, in their declared order (tests/test_speedups.py pins
+     * it): make_head builds it positionally too. */
     PyObject *head_args[9] = {
         PyUnicode_DecodeASCII(head, method_size, NULL),
         PyBytes_FromStringAndSize(target, target_size),

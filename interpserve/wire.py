@@ -420,7 +420,8 @@ def _decode(kind: int, request_id: int, payload: bytes) -> ev.Event:
         raise WireError(f"malformed frame of type {kind}: {exc}") from None
 
 
-# The Python versions, which the compiled ones must match (tests/test_speedups.py).
+# The Python versions, the reference: their C twins, encode_parts and decode_whole_frames in
+# _speedups.c, must match them (tests/test_speedups.py).
 python_encode_parts = encode_parts
 python_decode_whole_frames = _decode_whole_frames
 

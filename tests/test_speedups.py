@@ -7,6 +7,7 @@ Python versions too, and a server started without them answers requests."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import subprocess
@@ -22,7 +23,7 @@ from interpserve import events as ev
 from interpserve import wire
 from interpserve.compiled import speedups
 from interpserve.frontend import framing, response
-from interpserve.frontend.http_rules import Limits
+from interpserve.frontend.http_rules import Limits, RequestHead
 from interpserve.interpreters import Interpreter
 from interpserve.testing import ServerProcess
 from interpserve.worker import asgi
@@ -471,3 +472,43 @@ def test_an_install_without_them_says_so_once_at_start() -> None:
     with ServerProcess("examples.hello:app", *args, cwd=str(ROOT)) as server:
         assert httpx.get(server.url + "/", timeout=10).status_code == 200
     assert "_speedups" not in server.output
+
+
+# What the compiled functions build by position
+
+POSITIONAL_FIELDS = {
+    RequestHead: [
+        "method",
+        "target",
+        "http_version",
+        "headers",
+        "keep_alive",
+        "expect_continue",
+        "has_body",
+        "upgrade",
+        "forwarded",
+    ],
+    ev.Request: [
+        "request_id",
+        "method",
+        "scheme",
+        "http_version",
+        "raw_path",
+        "query_string",
+        "headers",
+        "client",
+        "server",
+        "more_body",
+        "expect_continue",
+        "websocket",
+    ],
+    ev.ResponseStart: ["request_id", "status", "headers", "body", "more_body", "finished"],
+    response.ResponsePlan: ["head", "framing", "content_length", "keep_alive"],
+}
+
+
+@pytest.mark.parametrize("cls", POSITIONAL_FIELDS, ids=lambda cls: cls.__name__)
+def test_the_fields_built_by_position(cls: type) -> None:
+    """_speedups.c builds these by position, as their Python makers do: a field added, moved
+    or removed must be changed there too (and then here)."""
+    assert [f.name for f in dataclasses.fields(cls)] == POSITIONAL_FIELDS[cls]

@@ -508,7 +508,8 @@ def skip_chunks(
     return pos, remaining, crlf_next, extensions
 
 
-# The Python versions, which the compiled ones must match (tests/test_speedups.py).
+# The Python versions, the reference: their C twins, parse_plain_request and skip_chunks in
+# _speedups.c, must match them (tests/test_speedups.py, tests/test_parser_fast_path.py).
 python_parse_plain_request = parse_plain_request
 python_skip_chunks = skip_chunks
 

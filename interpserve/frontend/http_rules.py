@@ -141,7 +141,13 @@ def make_head(
     headers: list[tuple[bytes, bytes]],
     limits: Limits,
 ) -> RequestHead:
-    """The checks and decisions both backends share, on a parsed request line and headers."""
+    """The checks and decisions both backends share, on a parsed request line and headers.
+
+    The reference for the compiled fast path too: parse_plain_request in _speedups.c decides
+    the Host count, Content-Length, Connection tokens and Expect of a plain request itself (see
+    "make_head's decisions" there), and hands anything else to the backends. A rule added here
+    must be added there, or the fast path must refuse what the rule is about;
+    tests/test_parser_fast_path.py runs both paths on generated requests to catch a miss."""
     if http_version not in ("1.0", "1.1"):
         raise BadRequest(f"HTTP/{http_version} is not supported", status=505)
     if method == b"CONNECT":

@@ -152,7 +152,8 @@ def error_response(status: int, message: str, defaults: DefaultHeaders = DEFAULT
     )
 
 
-# The Python version, which the compiled one must match (tests/test_speedups.py).
+# The Python version, the reference: its C twin, plan_response in _speedups.c, must match it
+# (tests/test_speedups.py).
 python_plan_response = plan_response
 
 if speedups is not None:

@@ -36,7 +36,8 @@ def checked_headers(raw: Any) -> ev.Headers:
     return headers
 
 
-# The Python version, which the compiled one must match (tests/test_speedups.py).
+# The Python version, the reference: its C twin, checked_headers in _speedups.c, must match it
+# (tests/test_speedups.py).
 python_checked_headers = checked_headers
 if speedups is not None:
     checked_headers = speedups.checked_headers
