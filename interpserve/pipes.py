@@ -5,7 +5,7 @@ Frames written during one pass of the event loop leave together, a few at a time
 of many connections cost one system call, not one each. Not all of a pass's frames in one
 write, though: the reader on the other side starts on the first few while this side is still
 busy with the rest, so the front end and the workers work at the same time instead of taking
-turns (with 64 busy connections that doubles the throughput).
+turns (docs/performance.md, "Figures behind the code", has what that is worth).
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from interpserve.wire import FrameDecoder, encode_parts
 logger = logging.getLogger("interpserve.error")
 
 # Frames that leave in one write at the latest: see the module's docstring. Each write wakes the
-# reader, a cost on both sides: with 64 busy connections, 16 gave 18% more plaintext requests
-# than 4 (alternating runs; the JSON, streaming and mixed-load cells did not move), once the
-# compiled codec had made the rest of a request cheaper. (Before it, 8 and 16 made no difference.)
+# reader, a cost on both sides, so fewer larger writes pay once the rest of a request is cheap
+# (docs/performance.md, "Figures behind the code").
 _BATCH = 16
 # Linux's default pipe holds 64 KiB: a 64 KiB body chunk would take two writes and wake the
 # reader twice. 1 MiB (Linux's default upper limit for an unprivileged process) holds several.
