@@ -1,7 +1,8 @@
 from typing import Any
 
 from interpserve import events as ev
-from interpserve.frontend.http_rules import Limits, RequestHead
+from interpserve.frontend.http_events import RequestHead
+from interpserve.frontend.http_rules import Limits
 from interpserve.frontend.response import DefaultHeaders, Framing, ResponsePlan
 
 def setup_wire(

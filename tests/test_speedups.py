@@ -23,7 +23,8 @@ from interpserve import events as ev
 from interpserve import wire
 from interpserve.compiled import speedups
 from interpserve.frontend import framing, response
-from interpserve.frontend.http_rules import Limits, RequestHead
+from interpserve.frontend.http_events import RequestHead
+from interpserve.frontend.http_rules import Limits
 from interpserve.interpreters import Interpreter
 from interpserve.testing import ServerProcess
 from interpserve.worker import asgi

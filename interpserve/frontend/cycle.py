@@ -22,7 +22,7 @@ from interpserve import events as ev
 from interpserve.accesslog import CLIENT_CLOSED
 from interpserve.errors import NoWorkerYet, WorkerGone
 from interpserve.frontend.health import is_probe, probe_response
-from interpserve.frontend.http_parser import RequestHead
+from interpserve.frontend.http_events import RequestHead
 from interpserve.frontend.proxy import resolve
 from interpserve.frontend.response import (
     CONTINUE,

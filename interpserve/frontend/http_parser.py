@@ -13,19 +13,20 @@ cut them into: what a body costs the rest of the server follows its size, not it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import h11
 
 from interpserve.frontend.framing import FramingGuard
-from interpserve.frontend.http_rules import (
-    BadRequest,
-    Limits,
+from interpserve.frontend.http_events import (
+    END_OF_REQUEST,
+    BodyData,
+    EndOfRequest,
+    ParsedEvent,
     RequestHead,
-    make_head,
-    without_fragment,
+    Upgrade,
 )
+from interpserve.frontend.http_rules import BadRequest, Limits, make_head, without_fragment
 
 DEFAULT_LIMITS = Limits()
 
@@ -51,11 +52,6 @@ except ImportError:  # the optional, faster backend
     httptools = None  # type: ignore[assignment]
 
 
-@dataclass(slots=True)
-class BodyData:
-    data: bytes
-
-
 class _Body:
     """A request body's bytes as a backend hands them over (a chunk at a time), gathered into
     one BodyData per read, and counted against the body limit as it is."""
@@ -74,25 +70,6 @@ class _Body:
             self.size += len(data)
             self._limits.check_body(self.size)
             out.append(BodyData(data))
-
-
-class EndOfRequest:
-    """The request's body is complete."""
-
-
-END_OF_REQUEST = EndOfRequest()
-
-
-@dataclass(slots=True)
-class Upgrade:
-    """Follows the EndOfRequest of a request that proposes a protocol switch: the parser stops
-    there (llhttp would not go on), and `data` is what came after it, which is not HTTP."""
-
-    head: RequestHead
-    data: bytes
-
-
-ParsedEvent = RequestHead | BodyData | EndOfRequest | Upgrade
 
 
 class RequestParser(Protocol):

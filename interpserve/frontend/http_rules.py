@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from interpserve.frontend.http_events import ParsedEvent, RequestHead
 from interpserve.frontend.proxy import FORWARDING_FIELDS
-
-if TYPE_CHECKING:
-    from interpserve.frontend.http_parser import ParsedEvent
-
 
 # An http(s) URL as the target (absolute-form): its authority, with no userinfo (RFC 9110
 # §4.2.4), then its path and query, if any.
@@ -63,22 +59,6 @@ class Limits:
     def check_body(self, size: int) -> None:
         if self.body is not None and size > self.body:
             raise BadRequest("request body too large", status=413)
-
-
-@dataclass(slots=True)
-class RequestHead:
-    method: str
-    target: bytes
-    http_version: str
-    headers: list[tuple[bytes, bytes]]  # names lowercased
-    keep_alive: bool
-    expect_continue: bool
-    has_body: bool
-    # A protocol switch, as llhttp decides it: `Connection: upgrade` and an `Upgrade` header.
-    upgrade: bool = False
-    # A field through which a proxy names the client or scheme (see proxy.resolve): most
-    # requests have none, and need not be searched for them.
-    forwarded: bool = False
 
 
 def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:

@@ -44,7 +44,7 @@ from interpserve import events as ev
 from interpserve.accesslog import ClosedBy
 from interpserve.errors import NoWorkerYet, WorkerGone
 from interpserve.frontend.cycle import request_event
-from interpserve.frontend.http_rules import RequestHead
+from interpserve.frontend.http_events import RequestHead
 from interpserve.frontend.response import status_line
 from interpserve.pool.channel import WorkerChannel
 
