@@ -26,7 +26,7 @@ from interpserve import events as ev
 from interpserve.frontend.http_parser import H11Parser, HttptoolsParser
 from interpserve.pipes import open_pipe
 from interpserve.pool.channel import WorkerChannel
-from interpserve.testing import ServerFailed, ServerProcess, running
+from interpserve.testing import ServerFailed, ServerProcess, running, wait_until
 from interpserve.worker.main import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,6 +205,14 @@ def assert_still_serving(server: ServerProcess) -> None:
     response = httpx.get(server.url + "/", timeout=TIMEOUT)
     assert response.status_code == 200
     assert response.content == HELLO
+
+
+def wait_for_file(path: Path, timeout: float = TIMEOUT) -> str:
+    """What an app (or a server) wrote to `path`, once it has written something."""
+    assert wait_until(lambda: path.exists() and bool(path.read_text()), timeout), (
+        f"{path} unwritten"
+    )
+    return path.read_text()
 
 
 # Processes (Linux /proc) -------------------------------------------------------------------

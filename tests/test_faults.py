@@ -27,6 +27,7 @@ from support import (
     raw_get,
     raw_request,
     rss_bytes,
+    wait_for_file,
 )
 
 from interpserve.testing import ServerProcess, wait_until
@@ -37,11 +38,6 @@ FAULTS = "tests.apps.faults_app:app"
 @pytest.fixture
 def faults_server(start_server: Callable[..., ServerProcess], http_impl: str) -> ServerProcess:
     return start_server(FAULTS, "--workers", "1", "--http", http_impl)
-
-
-def wait_for_file(path: Path, timeout: float = 10.0) -> str:
-    assert wait_until(lambda: path.exists() and bool(path.read_text()), timeout), path
-    return path.read_text()
 
 
 # Clients that go away

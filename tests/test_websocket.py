@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import TIMEOUT, ParserClass, PeakRSS, StartServer, rss_bytes
+from support import TIMEOUT, ParserClass, PeakRSS, StartServer, rss_bytes, wait_for_file
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -70,8 +70,7 @@ async def closed(ws: ClientConnection) -> tuple[int | None, str | None]:
 
 def read_marker(path: Path) -> Any:
     """What the app wrote to a marker file, once it has."""
-    assert wait_until(lambda: path.exists() and bool(path.read_text()), TIMEOUT), path
-    return json.loads(path.read_text())
+    return json.loads(wait_for_file(path))
 
 
 # Raw WebSocket client, for what a well-behaved client library will not do ----------------------
