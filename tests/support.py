@@ -445,7 +445,9 @@ def run_virtual[T](main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 class FakeTransport(asyncio.Transport):
     """The client's socket, for an asyncio protocol: what the protocol writes is kept in
-    `written`; reading paused or not, closed or aborted, is recorded."""
+    `written`; reading paused or not, closed or aborted, is recorded. `stall()` makes it a
+    client that reads nothing: what is written then waits in the socket (as the write buffer
+    asyncio's flow control sees), until `drain()`."""
 
     def __init__(self, peer: tuple[str, int] = ("127.0.0.1", 50000)) -> None:
         super().__init__()
@@ -453,7 +455,29 @@ class FakeTransport(asyncio.Transport):
         self.reading = True
         self.closed = False
         self.aborted = False
+        self.stalled = False
+        self.waiting = 0  # bytes written while stalled, not yet drained
+        self._high = 64 * 1024
+        self._writing_paused = False
+        self._protocol: asyncio.BaseProtocol | None = None
         self._extra = {"peername": peer, "sockname": ("127.0.0.1", 8000)}
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self._protocol is not None
+        return self._protocol
+
+    def stall(self) -> None:
+        self.stalled = True
+
+    def drain(self) -> None:
+        """The client reads what waits (and stays stalled for what comes next)."""
+        self.waiting = 0
+        if self._writing_paused and self._protocol is not None:
+            self._writing_paused = False
+            self._protocol.resume_writing()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._extra.get(name, default)
@@ -461,6 +485,11 @@ class FakeTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert not self.closed, "written after close"
         self.written += data
+        if self.stalled:
+            self.waiting += len(data)
+            if self.waiting > self._high and not self._writing_paused and self._protocol:
+                self._writing_paused = True
+                self._protocol.pause_writing()
 
     def take(self) -> bytes:
         """What was written since the last take."""
@@ -478,10 +507,10 @@ class FakeTransport(asyncio.Transport):
         return self.reading
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
+        self._high = 64 * 1024 if high is None else high
 
     def get_write_buffer_size(self) -> int:
-        return 0
+        return self.waiting
 
     def close(self) -> None:
         self.closed = True

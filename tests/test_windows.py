@@ -1,6 +1,7 @@
 """The front end's windows and budget in memory: a real connection and its request cycles, with
-a fake transport for the client's socket and a fake worker channel that records what would cross
-the pipes, so every step (a read, a credit, the socket filling) is taken one at a time."""
+a fake transport for the client's socket (support.FakeTransport) and a fake worker channel that
+records what would cross the pipes, so every step (a read, a credit, the socket filling) is
+taken one at a time."""
 
 from __future__ import annotations
 
@@ -9,39 +10,13 @@ import time
 from typing import Any
 
 import pytest
+from support import FakeTransport
 
 from interpserve import events as ev
 from interpserve.config import Config
 from interpserve.frontend.connection import _READ_LEAST, READ_SIZE, HTTPConnection, ServerState
 from interpserve.frontend.cycle import RequestCycle
 from interpserve.frontend.http_parser import H11Parser
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.reading = True
-        self.written: list[bytes] = []
-        self.closed = False
-
-    def get_extra_info(self, name: str) -> Any:
-        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else None
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
 
 
 class FakeChannel:
