@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,16 @@ from support import ROOT, TIMEOUT, RawConnection, child_pids, failed_start, raw_
 from interpserve.testing import ServerProcess, running, wait_until
 
 FAULTS = "tests.apps.faults_app:app"
+
+
+@contextlib.contextmanager
+def running_request(server: ServerProcess, seconds: float) -> Iterator[RawConnection]:
+    """A connection whose request (faults_app's /late-body) is running: its response has
+    started, and its body comes `seconds` later."""
+    with RawConnection(server, timeout=30) as conn:
+        conn.send(raw_get(f"/late-body?s={seconds}"))
+        assert conn.read_head().status == 200
+        yield conn
 
 
 def get_in_thread(url: str, results: list[httpx.Response | BaseException]) -> threading.Thread:
@@ -270,9 +281,7 @@ def test_second_sigterm_does_not_cut_the_drain_short(start_server) -> None:
     """`timeout` and process managers may send SIGTERM twice: the drain goes on, as uvicorn's
     does (only a second Ctrl+C is the operator's impatience)."""
     server = start_server(FAULTS, "--workers", "2")
-    with RawConnection(server, timeout=30) as conn:
-        conn.send(raw_get("/late-body?s=1"))
-        assert conn.read_head().status == 200  # the request is running
+    with running_request(server, 1) as conn:
         server.signal(signal.SIGTERM)
         assert server.wait_for_output("Shutting down", timeout=5)
         server.signal(signal.SIGTERM)
@@ -283,9 +292,7 @@ def test_second_sigterm_does_not_cut_the_drain_short(start_server) -> None:
 
 def test_second_sigint_exits_at_once(start_server) -> None:
     server = start_server(FAULTS, "--workers", "2")
-    with RawConnection(server, timeout=30) as conn:
-        conn.send(raw_get("/late-body?s=20"))
-        assert conn.read_head().status == 200  # the request is running
+    with running_request(server, 20) as conn:
         server.signal(signal.SIGINT)
         assert server.wait_for_output("Shutting down", timeout=5)
         started = time.monotonic()
