@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol, cast
 
 from interpserve.accesslog import AccessLog
@@ -79,6 +80,15 @@ _BUFFER_BURST = 16 * 1024 * 1024
 # already (a client sends the next one as soon as it has the last response): it is given this
 # long for it, answered with "connection: close", rather than closed under the client's feet.
 DRAIN_IDLE = 0.5
+
+
+class ReadWait(Enum):
+    """What the connection's read timer is timing (one timer: see _update_read_timer)."""
+
+    NOTHING = ""  # a response is under way (the app's time), or the connection is closing
+    IDLE = "idle"  # the next request on a keep-alive connection
+    HEAD = "head"  # the rest of a request head: a deadline
+    BODY = "body"  # more of a request body: reset by every byte
 
 
 class Session(Protocol):
@@ -170,7 +180,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self._parsing: RequestCycle | None = None  # the one whose body is being received
         self._bad_request: BadRequest | None = None
         self._read_timer: asyncio.TimerHandle | None = None
-        self._waiting_for = ""  # what the read timer is timing: "idle", "head" or "body"
+        self._waiting_for = ReadWait.NOTHING  # what the read timer is timing
         self._deadline = 0.0  # when what is waited for is overdue (loop time)
         self._reading_paused = False
         self._read_size = _READ_AHEAD
@@ -386,8 +396,8 @@ class HTTPConnection(asyncio.BufferedProtocol):
 
     def shutdown_http1(self) -> None:
         if not self._cycles:
-            if self._waiting_for == "idle":
-                self._set_read_timer("idle", DRAIN_IDLE)
+            if self._waiting_for is ReadWait.IDLE:
+                self._set_read_timer(ReadWait.IDLE, DRAIN_IDLE)
         elif self._cycles[0].response_complete:
             self.close()
         else:
@@ -493,19 +503,20 @@ class HTTPConnection(asyncio.BufferedProtocol):
         config = self.state.config
         parsing = self._parsing
         if self._closing or self._bad_request is not None or self._session is not None:
-            self._waiting_for = ""
+            self._waiting_for = ReadWait.NOTHING
         elif self._parser.in_head:
-            if self._waiting_for != "head":
-                self._set_read_timer("head", config.timeout_header_read)
+            if self._waiting_for is not ReadWait.HEAD:
+                self._set_read_timer(ReadWait.HEAD, config.timeout_header_read)
         elif parsing is not None and not parsing.body_complete and parsing in self._cycles:
-            self._set_read_timer("body", config.timeout_body_read)
+            self._set_read_timer(ReadWait.BODY, config.timeout_body_read)
         elif not self._cycles:
-            if self._waiting_for != "idle":
-                self._set_read_timer("idle", config.timeout_keep_alive)
+            if self._waiting_for is not ReadWait.IDLE:
+                self._set_read_timer(ReadWait.IDLE, config.timeout_keep_alive)
         else:
-            self._waiting_for = ""  # a response is under way: the app's time, not ours
+            # A response is under way: the app's time, not ours.
+            self._waiting_for = ReadWait.NOTHING
 
-    def _set_read_timer(self, waiting_for: str, timeout: float) -> None:
+    def _set_read_timer(self, waiting_for: ReadWait, timeout: float) -> None:
         """Wait at most `timeout` for `waiting_for`. The timer is not moved on every request
         (two timer operations per request are a real cost): it fires at its first deadline,
         and then checks the current one."""
@@ -519,14 +530,14 @@ class HTTPConnection(asyncio.BufferedProtocol):
             self._read_timer = loop.call_at(deadline, self._read_timer_due)
 
     def _cancel_read_timer(self) -> None:
-        self._waiting_for = ""
+        self._waiting_for = ReadWait.NOTHING
         if self._read_timer is not None:
             self._read_timer.cancel()
             self._read_timer = None
 
     def _read_timer_due(self) -> None:
         self._read_timer = None
-        if not self._waiting_for:
+        if self._waiting_for is ReadWait.NOTHING:
             return  # nothing is waited for now; the next wait sets a timer again
         loop = asyncio.get_running_loop()
         if self._deadline > loop.time():
@@ -535,14 +546,14 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self._read_timed_out()
 
     def _read_timed_out(self) -> None:
-        waiting_for, self._waiting_for = self._waiting_for, ""
-        if waiting_for == "idle":
+        waiting_for, self._waiting_for = self._waiting_for, ReadWait.NOTHING
+        if waiting_for is ReadWait.IDLE:
             self.close()
-        elif waiting_for == "body" and self._reading_paused:
+        elif waiting_for is ReadWait.BODY and self._reading_paused:
             # The server stopped reading (the app is not taking the body): not the client's fault.
-            self._set_read_timer("body", self.state.config.timeout_body_read)
+            self._set_read_timer(ReadWait.BODY, self.state.config.timeout_body_read)
         else:
-            self._reject(BadRequest(f"the request {waiting_for} took too long", status=408))
+            self._reject(BadRequest(f"the request {waiting_for.value} took too long", status=408))
 
     # WebSocket
 
