@@ -9,10 +9,12 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import selectors
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +215,110 @@ def wait_for_file(path: Path, timeout: float = TIMEOUT) -> str:
         f"{path} unwritten"
     )
     return path.read_text()
+
+
+# The test apps' servers -------------------------------------------------------------------
+
+CONTROL = "tests.apps.control:app"
+BUFFERS_APP = "tests.apps.buffers_app:app"
+# Interpreter recycles without the serving process replaced for what they leave behind: one
+# process throughout, whose worker numbers count from 1.
+ONE_SERVING_PROCESS = ("--limit-max-leftover", "0")
+
+_WORKER_ID = re.compile(r"worker=(\d+)\s*$")
+
+
+def access_worker_ids(output: str, marker: str = "") -> list[int]:
+    """The worker ids of the access log lines (those containing `marker`), in order."""
+    ids = []
+    for line in output.splitlines():
+        match = _WORKER_ID.search(line)
+        if match and marker in line:
+            ids.append(int(match.group(1)))
+    return ids
+
+
+class Load:
+    """Background clients that send GET `path` until stopped (bounded in count and time) and
+    record every outcome: a status code, or the exception's type name (ConnectError: refused)."""
+
+    def __init__(
+        self,
+        server: ServerProcess,
+        path: str = "/",
+        clients: int = 2,
+        max_requests: int = 3000,
+        max_seconds: float = 30.0,
+        *,
+        keep_alive: bool = True,
+    ) -> None:
+        self._url = server.url + path
+        # Without keep-alive, each request comes on a new connection.
+        self._limits = httpx.Limits(max_keepalive_connections=None if keep_alive else 0)
+        self._max_requests = max_requests
+        self._max_seconds = max_seconds
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.outcomes: list[int | str] = []
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self._max_seconds
+        with httpx.Client(timeout=TIMEOUT, limits=self._limits) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                if not self._running.wait(0.05):
+                    continue
+                with self._lock:
+                    if len(self.outcomes) >= self._max_requests:
+                        return
+                    if not self._running.is_set():
+                        continue  # paused meanwhile: pause() counts on no new request
+                    self._in_flight += 1
+                try:
+                    outcome: int | str = client.get(self._url).status_code
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                with self._lock:
+                    self._in_flight -= 1
+                    self.outcomes.append(outcome)
+
+    def pause(self, timeout: float = TIMEOUT + 5) -> None:
+        """Send no more requests, and return once every request sent has been answered."""
+        self._running.clear()
+
+        def idle() -> bool:
+            with self._lock:
+                return self._in_flight == 0
+
+        assert wait_until(idle, timeout), "a request of the load hung"
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.outcomes)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
+        return wait_until(lambda: self.count() >= count, timeout)
+
+    def stop(self) -> Counter[int | str]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(TIMEOUT + 5)
+        assert not any(thread.is_alive() for thread in self._threads), "a client hung"
+        return Counter(self.outcomes)
 
 
 # Processes (Linux /proc) -------------------------------------------------------------------

@@ -26,19 +26,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import MB, TIMEOUT, RawConnection, StartServer, raw_get, raw_request, rss_bytes
+from support import (
+    BUFFERS_APP,
+    MB,
+    TIMEOUT,
+    RawConnection,
+    StartServer,
+    raw_get,
+    raw_request,
+    rss_bytes,
+)
 from websockets.asyncio.client import connect
 
 from interpserve import events as ev
 from interpserve.frontend.connection import _READ_LEAST
 from interpserve.testing import ServerProcess, wait_until
 
-APP = "tests.apps.buffers_app:app"
-
 
 @pytest.fixture
 def buffers_server(start_server: StartServer, http_impl: str) -> ServerProcess:
-    return start_server(APP, "--workers", "2", "--http", http_impl)
+    return start_server(BUFFERS_APP, "--workers", "2", "--http", http_impl)
 
 
 def send_until_held_back(sock: socket.socket, data: bytes, timeout: float = TIMEOUT) -> int:
@@ -127,7 +134,7 @@ async def test_the_budget_stops_reads_and_resumes_them(
     window, so each is read whole: its ping is answered). A fifth client's message takes the
     front end past its budget of 256 KiB: that connection is read no further (its next ping goes
     unanswered) until the apps receive; then everything arrives, whole."""
-    server = start_server(APP, "--workers", "2", "--limit-buffers", "262144")
+    server = start_server(BUFFERS_APP, "--workers", "2", "--limit-buffers", "262144")
     marker, log, fifth = tmp_path / "go", tmp_path / "log", tmp_path / "fifth"
     base = f"ws://{server.host}:{server.port}/hold?marker={marker}"
     options: dict[str, Any] = {"open_timeout": TIMEOUT, "max_size": None, "compression": None}

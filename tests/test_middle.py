@@ -170,7 +170,7 @@ def front(monkeypatch: pytest.MonkeyPatch, http_impl: str) -> Callable[..., Any]
         pool = WorkerPool(config, "loopback")
         await pool.start()
         try:
-            yield FrontEnd(pool, Server(config, pool))
+            yield FrontEnd(pool, Server(config, pool, []))  # (no socket: nothing listens)
         finally:
             control.gate.set()
             await pool.stop(5.0)

@@ -27,9 +27,19 @@ from typing import Any
 
 import httpx
 import pytest
-from support import ROOT, TIMEOUT, StartServer, child_pids, raw_get, rss_bytes
-from test_buffers import APP as BUFFERS_APP
-from test_supervision import CONTROL, ONE_SERVING_PROCESS, Load, access_worker_ids
+from support import (
+    BUFFERS_APP,
+    CONTROL,
+    ONE_SERVING_PROCESS,
+    ROOT,
+    TIMEOUT,
+    Load,
+    StartServer,
+    access_worker_ids,
+    child_pids,
+    raw_get,
+    rss_bytes,
+)
 from websockets.asyncio.client import connect
 
 from interpserve import control

@@ -28,15 +28,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import ROOT, TIMEOUT, RawConnection, StartServer, child_pids, raw_request
+from support import (
+    CONTROL,
+    ONE_SERVING_PROCESS,
+    ROOT,
+    TIMEOUT,
+    Load,
+    RawConnection,
+    StartServer,
+    access_worker_ids,
+    child_pids,
+    raw_request,
+)
 from websockets.asyncio.client import connect
 
 from interpserve.testing import ServerProcess, running, wait_until
 
-CONTROL = "tests.apps.control:app"
-
-
-_WORKER_ID = re.compile(r"worker=(\d+)\s*$")
 _REPLACES = re.compile(r"Worker (\d+) replaces worker (\d+)\.")
 
 
@@ -45,16 +52,6 @@ _REPLACES = re.compile(r"Worker (\d+) replaces worker (\d+)\.")
 
 def get(server: ServerProcess, path: str, timeout: float = TIMEOUT) -> httpx.Response:
     return httpx.get(server.url + path, timeout=timeout)
-
-
-def access_worker_ids(output: str, marker: str = "") -> list[int]:
-    """The worker ids of the access log lines (those containing `marker`), in order."""
-    ids = []
-    for line in output.splitlines():
-        match = _WORKER_ID.search(line)
-        if match and marker in line:
-            ids.append(int(match.group(1)))
-    return ids
 
 
 def _files_released(pid: int) -> bool:
@@ -110,89 +107,6 @@ def concurrently(server: ServerProcess, paths: list[str]) -> tuple[list[httpx.Re
     with ThreadPoolExecutor(len(paths)) as pool:
         responses = list(pool.map(lambda path: get(server, path), paths))
     return responses, time.monotonic() - started
-
-
-class Load:
-    """Background clients that send GET `path` until stopped (bounded in count and time) and
-    record every outcome: a status code, or the exception's type name (ConnectError: refused)."""
-
-    def __init__(
-        self,
-        server: ServerProcess,
-        path: str = "/",
-        clients: int = 2,
-        max_requests: int = 3000,
-        max_seconds: float = 30.0,
-        *,
-        keep_alive: bool = True,
-    ) -> None:
-        self._url = server.url + path
-        # Without keep-alive, each request comes on a new connection.
-        self._limits = httpx.Limits(max_keepalive_connections=None if keep_alive else 0)
-        self._max_requests = max_requests
-        self._max_seconds = max_seconds
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self.outcomes: list[int | str] = []
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self._max_seconds
-        with httpx.Client(timeout=TIMEOUT, limits=self._limits) as client:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                if not self._running.wait(0.05):
-                    continue
-                with self._lock:
-                    if len(self.outcomes) >= self._max_requests:
-                        return
-                    if not self._running.is_set():
-                        continue  # paused meanwhile: pause() counts on no new request
-                    self._in_flight += 1
-                try:
-                    outcome: int | str = client.get(self._url).status_code
-                except httpx.HTTPError as exc:
-                    outcome = type(exc).__name__
-                with self._lock:
-                    self._in_flight -= 1
-                    self.outcomes.append(outcome)
-
-    def pause(self, timeout: float = TIMEOUT + 5) -> None:
-        """Send no more requests, and return once every request sent has been answered."""
-        self._running.clear()
-
-        def idle() -> bool:
-            with self._lock:
-                return self._in_flight == 0
-
-        assert wait_until(idle, timeout), "a request of the load hung"
-
-    def resume(self) -> None:
-        self._running.set()
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.outcomes)
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
-        return wait_until(lambda: self.count() >= count, timeout)
-
-    def stop(self) -> Counter[int | str]:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(TIMEOUT + 5)
-        assert not any(thread.is_alive() for thread in self._threads), "a client hung"
-        return Counter(self.outcomes)
 
 
 # 0. The test app itself ---------------------------------------------------------------------
@@ -471,9 +385,6 @@ def test_the_only_worker_is_replaced_while_its_crash_is_still_exiting(
 # 3. Recycling after --limit-max-requests ----------------------------------------------------
 
 _RECYCLED = re.compile(r"Recycling worker (\d+) after (\d+) requests")
-# Interpreter recycles without the serving process replaced for what they leave behind: one
-# process throughout, whose worker numbers count from 1.
-ONE_SERVING_PROCESS = ("--limit-max-leftover", "0")
 
 
 def _sequential_until(
