@@ -202,6 +202,11 @@ class RawConnection:
         return data == b""
 
 
+def get_path(server: ServerProcess, path: str, timeout: float = TIMEOUT) -> httpx.Response:
+    """GET `path` from `server`, with httpx."""
+    return httpx.get(server.url + path, timeout=timeout)
+
+
 def assert_still_serving(server: ServerProcess) -> None:
     """The server still answers a plain request (to examples.hello's /)."""
     response = httpx.get(server.url + "/", timeout=TIMEOUT)

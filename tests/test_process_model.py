@@ -37,7 +37,7 @@ from support import (
     StartServer,
     access_worker_ids,
     child_pids,
-    raw_get,
+    get_path,
     rss_bytes,
 )
 from websockets.asyncio.client import connect
@@ -93,7 +93,7 @@ def test_a_crashed_serving_process_is_replaced_on_the_same_socket(
     ):
         assert load.wait_for(30) and fresh.wait_for(5), "the load did not get going"
         with contextlib.suppress(httpx.HTTPError):
-            raw_get(server, "/exit?segv=1" if how == "segv" else "/exit")
+            get_path(server, "/exit?segv=1" if how == "segv" else "/exit")
         assert server.wait_for_output(f"replaces [{crashed}]", timeout=20), server.output
         assert load.wait_for(load.count() + 60) and fresh.wait_for(fresh.count() + 10)
         outcomes = load.stop() + fresh.stop()
@@ -103,7 +103,7 @@ def test_a_crashed_serving_process_is_replaced_on_the_same_socket(
     errors = errors_of(outcomes)
     assert "ConnectError" not in errors, outcomes  # refused
     assert sum(errors.values()) <= 4, outcomes  # in flight: one per client at most
-    assert raw_get(server, "/").text == "ok"
+    assert get_path(server, "/").text == "ok"
 
 
 def test_a_crash_loop_backs_off(start_server: StartServer) -> None:
@@ -111,11 +111,11 @@ def test_a_crash_loop_backs_off(start_server: StartServer) -> None:
     for _ in range(2):
         crashed = server.pid
         with contextlib.suppress(httpx.HTTPError):
-            raw_get(server, "/exit")
+            get_path(server, "/exit")
         assert server.wait_for_output(f"replaces [{crashed}]", timeout=20), server.output
     # Two crashes within seconds of becoming ready: the second restart waits.
     assert "crash loop: restarting it in 0.5 s" in server.output
-    assert raw_get(server, "/").text == "ok"
+    assert get_path(server, "/").text == "ok"
 
 
 def test_serving_processes_stop_when_the_supervisor_is_gone(start_server: StartServer) -> None:
@@ -146,7 +146,7 @@ def test_without_the_supervisor_the_process_started_serves(start_server: StartSe
     assert server.process is not None and server.pid == server.process.pid
     assert server.supervisor_pid is None
     assert "supervisor" not in server.output
-    assert raw_get(server, "/").text == "ok"
+    assert get_path(server, "/").text == "ok"
 
 
 def test_interpserve_run_supervises_in_the_callers_process_and_returns() -> None:
@@ -159,7 +159,7 @@ def test_interpserve_run_supervises_in_the_callers_process_and_returns() -> None
     )
     server = ServerProcess("", command=[sys.executable, "-c", code], cwd=str(ROOT)).start()
     try:
-        assert raw_get(server, "/").text == "ok"
+        assert get_path(server, "/").text == "ok"
         assert server.supervisor_pid is not None and server.pid != server.supervisor_pid
     finally:
         assert server.stop() == 0, server.output
@@ -238,12 +238,12 @@ def test_workers_are_recycled_after_their_lifetime(start_server: StartServer, ki
 @BOTH_KINDS
 def test_a_worker_over_its_memory_limit_is_recycled(start_server: StartServer, kind: str) -> None:
     server = control_server(start_server, kind, 1, "--limit-max-memory", "60", *ONE_SERVING_PROCESS)
-    assert raw_get(server, "/grow?mib=90", timeout=30).status_code == 200
+    assert get_path(server, "/grow?mib=90", timeout=30).status_code == 200
     assert server.wait_for_output("(--limit-max-memory; worker 2 takes over)", timeout=20), (
         server.output
     )
     assert re.search(r"Worker 1 holds \d+ MiB \(--limit-max-memory 60\)", server.output)
-    assert raw_get(server, "/").text == "ok"
+    assert get_path(server, "/").text == "ok"
 
 
 def test_memory_left_by_destroyed_interpreters_replaces_the_serving_process(
@@ -312,7 +312,7 @@ def test_the_shutdown_deadline_cancels_the_apps_and_answers_503(
 
     def slow() -> None:
         try:
-            statuses.append(raw_get(server, f"/sleep?s={SLEEP_S}", timeout=20).status_code)
+            statuses.append(get_path(server, f"/sleep?s={SLEEP_S}", timeout=20).status_code)
         except httpx.HTTPError as exc:
             statuses.append(type(exc).__name__)
 
@@ -357,7 +357,7 @@ def test_the_shutdown_deadline_holds_with_a_stuck_interpreter(start_server: Star
 
     def stuck() -> None:
         try:
-            outcome.append(raw_get(server, "/forever", timeout=20).status_code)
+            outcome.append(get_path(server, "/forever", timeout=20).status_code)
         except httpx.HTTPError as exc:
             outcome.append(type(exc).__name__)
 
@@ -407,7 +407,7 @@ def test_several_serving_processes_share_the_socket_and_the_workers(
     os.kill(serving[0], signal.SIGKILL)
     assert server.wait_for_output(f"replaces [{serving[0]}]", timeout=20), server.output
     for _ in range(20):
-        assert raw_get(server, "/").text == "ok"
+        assert get_path(server, "/").text == "ok"
     # SIGHUP replaces both.
     server.signal(signal.SIGHUP)
     assert wait_until(lambda: server.output.count("Reloaded: serving process") == 2, 30)
@@ -515,4 +515,6 @@ def test_messages_are_one_line_each() -> None:
 
 def test_whoami_answers_from_the_serving_process(start_server: StartServer) -> None:
     server = control_server(start_server, "interpreter", 1)
-    assert json.loads(raw_get(server, "/whoami").text)["pid"] == server.pid != server.supervisor_pid
+    assert (
+        json.loads(get_path(server, "/whoami").text)["pid"] == server.pid != server.supervisor_pid
+    )

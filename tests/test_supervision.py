@@ -38,6 +38,7 @@ from support import (
     StartServer,
     access_worker_ids,
     child_pids,
+    get_path,
     raw_request,
 )
 from websockets.asyncio.client import connect
@@ -48,10 +49,6 @@ _REPLACES = re.compile(r"Worker (\d+) replaces worker (\d+)\.")
 
 
 # Helpers ------------------------------------------------------------------------------------
-
-
-def get(server: ServerProcess, path: str, timeout: float = TIMEOUT) -> httpx.Response:
-    return httpx.get(server.url + path, timeout=timeout)
 
 
 def _files_released(pid: int) -> bool:
@@ -105,7 +102,7 @@ def concurrently(server: ServerProcess, paths: list[str]) -> tuple[list[httpx.Re
     """Send the requests at once (one connection each); their responses and the elapsed time."""
     started = time.monotonic()
     with ThreadPoolExecutor(len(paths)) as pool:
-        responses = list(pool.map(lambda path: get(server, path), paths))
+        responses = list(pool.map(lambda path: get_path(server, path), paths))
     return responses, time.monotonic() - started
 
 
@@ -114,7 +111,7 @@ def concurrently(server: ServerProcess, paths: list[str]) -> tuple[list[httpx.Re
 
 def test_whoami_reports_this_process_and_interpreter(start_server: StartServer) -> None:
     server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "1")
-    data = json.loads(get(server, "/whoami").text)
+    data = json.loads(get_path(server, "/whoami").text)
     assert data == {"pid": server.pid, "interpreter": data["interpreter"], "version": "none"}
     assert data["interpreter"] > 0
 
@@ -129,14 +126,14 @@ def test_process_worker_killed_mid_request_is_replaced(
     assert wait_until(lambda: len(child_pids(server.pid)) == 2), child_pids(server.pid)
     before = child_pids(server.pid)
     # With no request in flight the first worker takes the next one: /pid, then /sleep.
-    victim = int(get(server, "/pid").text)
+    victim = int(get_path(server, "/pid").text)
     assert victim in before
 
     outcome: list[int | str] = []
 
     def slow_request() -> None:
         try:
-            outcome.append(get(server, f"/sleep?s=20&started={started}").status_code)
+            outcome.append(get_path(server, f"/sleep?s=20&started={started}").status_code)
         except httpx.HTTPError as exc:
             outcome.append(type(exc).__name__)
 
@@ -158,7 +155,7 @@ def test_process_worker_killed_mid_request_is_replaced(
     assert len(after & before) == 1
 
     for _ in range(10):
-        assert get(server, "/").status_code == 200
+        assert get_path(server, "/").status_code == 200
     responses, _ = concurrently(server, ["/sleep?s=0.3&tag=after-kill"] * 2)
     assert [r.status_code for r in responses] == [200, 200]
     assert wait_until(lambda: len(access_worker_ids(server.output, "after-kill")) == 2, 5)
@@ -174,7 +171,7 @@ def test_request_pipelined_behind_a_lost_one_goes_to_a_live_worker(
     server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
     assert wait_until(lambda: len(child_pids(server.pid)) == 2), child_pids(server.pid)
     # With no request in flight the first worker takes the next one: /pid, then /sleep.
-    victim = int(get(server, "/pid").text)
+    victim = int(get_path(server, "/pid").text)
     with RawConnection(server) as conn:
         started = tmp_path / "started"
         conn.send(raw_request("GET", f"/sleep?s=20&started={started}") + raw_request("GET", "/pid"))
@@ -245,7 +242,7 @@ def test_process_worker_killed_under_load_answers_every_request(
     assert len(after) == 2, after
     assert victim not in after
     for _ in range(10):
-        assert get(server, "/").status_code == 200
+        assert get_path(server, "/").status_code == 200
 
 
 def _kill_the_only_worker(server: ServerProcess) -> int:
@@ -280,7 +277,7 @@ def test_a_request_waiting_for_a_worker_may_leave(start_server: StartServer) -> 
     with RawConnection(server) as conn:
         conn.send(raw_request("GET", "/pid?tag=left-early"))
     assert server.wait_for_output("replaces worker", timeout=15), server.output
-    assert get(server, "/").status_code == 200
+    assert get_path(server, "/").status_code == 200
     # Its access line says so: no worker took it.
     (line,) = [line for line in server.output.splitlines() if "left-early" in line]
     assert '"GET /pid?tag=left-early HTTP/1.1" 499 client disconnected' in line
@@ -328,9 +325,9 @@ def test_sigterm_answers_a_request_waiting_for_a_worker(
 
 def test_interpreter_worker_crash_is_replaced(start_server: StartServer) -> None:
     server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "2")
-    assert get(server, "/pid").text == str(server.pid)
+    assert get_path(server, "/pid").text == str(server.pid)
 
-    response = get(server, "/crash")
+    response = get_path(server, "/crash")
     assert response.status_code == 500
     assert server.wait_for_output("replaces worker", timeout=15), server.output
     match = _REPLACES.search(server.output)
@@ -340,7 +337,7 @@ def test_interpreter_worker_crash_is_replaced(start_server: StartServer) -> None
     assert old_id in (1, 2)
 
     for _ in range(20):
-        assert get(server, "/").status_code == 200
+        assert get_path(server, "/").status_code == 200
     # Two requests at once land on both workers in rotation: the new one among them.
     responses, _ = concurrently(server, ["/sleep?s=0.3&tag=after-crash"] * 2)
     assert [r.status_code for r in responses] == [200, 200]
@@ -348,7 +345,7 @@ def test_interpreter_worker_crash_is_replaced(start_server: StartServer) -> None
     ids = set(access_worker_ids(server.output, "after-crash"))
     assert ids == {1, 2, 3} - {old_id}, server.output
     # Same process: an interpreter worker crashing does not take the server down.
-    assert get(server, "/pid").text == str(server.pid)
+    assert get_path(server, "/pid").text == str(server.pid)
     assert server.process is not None and server.process.poll() is None
 
 
@@ -505,7 +502,7 @@ def test_request_timeout_replaces_a_stuck_interpreter_worker(start_server: Start
         CONTROL, "--worker-kind", "interpreter", "--workers", "2", "--timeout-request", "1"
     )
     started = time.monotonic()
-    response = get(server, "/forever")
+    response = get_path(server, "/forever")
     elapsed = time.monotonic() - started
     assert response.status_code == 504
     assert 0.9 <= elapsed < 3.0, elapsed
@@ -520,7 +517,7 @@ def test_request_timeout_replaces_a_stuck_interpreter_worker(start_server: Start
     assert wait_until(lambda: len(access_worker_ids(server.output, "after-stuck")) == 2, 5)
     assert set(access_worker_ids(server.output, "after-stuck")) == {2, 3}, server.output
     for _ in range(10):
-        assert get(server, "/").status_code == 200
+        assert get_path(server, "/").status_code == 200
 
 
 def test_a_whole_response_leaves_before_the_app_returns(start_server: StartServer) -> None:
@@ -528,7 +525,7 @@ def test_a_whole_response_leaves_before_the_app_returns(start_server: StartServe
     while the app runs without waiting: an app that works on after answering is not waited for."""
     server = start_server(CONTROL, "--workers", "1")
     started = time.monotonic()
-    response = get(server, "/after?s=3")
+    response = get_path(server, "/after?s=3")
     assert (response.status_code, response.text) == (200, "answered")
     assert time.monotonic() - started < 2.0
 
@@ -558,7 +555,7 @@ def test_requests_avoid_a_worker_whose_request_timed_out(start_server: StartServ
     server = start_server(
         CONTROL, "--worker-kind", "process", "--workers", "2", "--timeout-request", "1"
     )
-    assert get(server, "/forever").status_code == 504
+    assert get_path(server, "/forever").status_code == 504
     responses, _ = concurrently(server, ["/sleep?s=0.2"] * 6)
     assert [r.status_code for r in responses] == [200] * 6, server.output
     assert server.wait_for_output("is stuck", timeout=10), server.output
@@ -571,11 +568,11 @@ def test_request_timeout_kills_a_stuck_process_worker(start_server: StartServer)
     assert wait_until(lambda: len(child_pids(server.pid)) == 2)
     before = child_pids(server.pid)
     # With no request in flight, the first worker takes the next request: /forever goes to it.
-    stuck_pid = int(get(server, "/pid").text)
+    stuck_pid = int(get_path(server, "/pid").text)
     assert stuck_pid in before
 
     started = time.monotonic()
-    response = get(server, "/forever")
+    response = get_path(server, "/forever")
     elapsed = time.monotonic() - started
     assert response.status_code == 504
     assert 0.9 <= elapsed < 3.0, elapsed
@@ -592,7 +589,7 @@ def test_request_timeout_kills_a_stuck_process_worker(start_server: StartServer)
     assert [r.status_code for r in responses] == [200, 200]
     assert elapsed < 1.2, elapsed
     for _ in range(10):
-        assert get(server, "/").status_code == 200
+        assert get_path(server, "/").status_code == 200
 
 
 # 5. SIGHUP: reload changed code with zero downtime ------------------------------------------
@@ -608,7 +605,7 @@ def test_sighup_reloads_new_code_without_downtime(
     server, version_file = versioned_server(
         start_server, tmp_path, kind, 2, env={"CONTROL_SHUTDOWN_LOG": str(shutdown_log)}
     )
-    first = get(server, "/whoami").json()
+    first = get_path(server, "/whoami").json()
     assert first["version"] == "v1"
     serving = server.pid
     assert (first["pid"] == serving) is (kind == "interpreter")
@@ -626,7 +623,7 @@ def test_sighup_reloads_new_code_without_downtime(
     assert outcomes == {200: sum(outcomes.values())}, outcomes
     assert server.pid != serving
     for _ in range(5):
-        now = get(server, "/whoami").json()
+        now = get_path(server, "/whoami").json()
         assert now["version"] == "v2"
         assert now["pid"] == server.pid or now["pid"] in child_pids(server.pid)
     # The old workers drained and ran lifespan shutdown.
@@ -645,14 +642,14 @@ def test_sighup_during_a_reload_is_not_lost(start_server: StartServer, tmp_path:
     server, version_file = versioned_server(start_server, tmp_path, "interpreter", 1)
     with ThreadPoolExecutor(1) as pool:
         started = tmp_path / "started"
-        slow = pool.submit(get, server, f"/sleep?s=4&started={started}")  # keeps the old
+        slow = pool.submit(get_path, server, f"/sleep?s=4&started={started}")  # keeps the old
         assert wait_until(started.exists)  # worker draining
         version_file.write_text("v2")
         server.signal(signal.SIGHUP)
-        assert wait_until(lambda: get(server, "/whoami").json()["version"] == "v2", 10)
+        assert wait_until(lambda: get_path(server, "/whoami").json()["version"] == "v2", 10)
         version_file.write_text("v3")
         server.signal(signal.SIGHUP)
-        assert wait_until(lambda: get(server, "/whoami").json()["version"] == "v3", 3), (
+        assert wait_until(lambda: get_path(server, "/whoami").json()["version"] == "v3", 3), (
             server.output
         )
         assert slow.result(TIMEOUT).status_code == 200
@@ -671,11 +668,11 @@ def test_a_reload_whose_workers_never_get_ready_gives_up(
     server.signal(signal.SIGHUP)
     assert server.wait_for_output("Reload failed", timeout=10), server.output
     assert "--timeout-worker-start" in server.output
-    assert get(server, "/whoami").json()["version"] == "v1"
+    assert get_path(server, "/whoami").json()["version"] == "v1"
     assert wait_until(lambda: len(child_pids(server.pid)) == 1, 5), "the hung worker lives on"
     version_file.write_text("v2")
     server.signal(signal.SIGHUP)
-    assert wait_until(lambda: get(server, "/whoami").json()["version"] == "v2", 10)
+    assert wait_until(lambda: get_path(server, "/whoami").json()["version"] == "v2", 10)
 
 
 def test_sigterm_during_a_reload_stops_the_draining_workers_too(
@@ -697,12 +694,12 @@ def test_sigterm_during_a_reload_stops_the_draining_workers_too(
     (old,) = child_pids(old_serving)
     with ThreadPoolExecutor(1) as pool:
         started = tmp_path / "started"
-        slow = pool.submit(get, server, f"/sleep?s=20&started={started}")
+        slow = pool.submit(get_path, server, f"/sleep?s=20&started={started}")
         assert wait_until(started.exists)
         server.signal(signal.SIGHUP)
         # The new serving process serves; the old one drains its request.
         assert server.wait_for_output("Reloaded:", timeout=20), server.output
-        assert int(get(server, "/pid").text) != old
+        assert int(get_path(server, "/pid").text) != old
         workers = child_pids(old_serving) | child_pids(server.pid)
         assert old in workers and len(workers) == 2
         server.signal(signal.SIGTERM)
@@ -721,7 +718,7 @@ def test_sigterm_to_the_process_group_drains_process_workers(
     server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
     with ThreadPoolExecutor(2) as pool:
         started = [tmp_path / "a", tmp_path / "b"]
-        slow = [pool.submit(get, server, f"/sleep?s=1&started={path}") for path in started]
+        slow = [pool.submit(get_path, server, f"/sleep?s=1&started={path}") for path in started]
         assert wait_until(lambda: all(path.exists() for path in started))
         # (The test's process group is pytest's.)
         for pid in (server.supervisor_pid, server.pid, *child_pids(server.pid)):
@@ -759,7 +756,7 @@ def test_sigttin_and_sigttou_add_and_remove_a_worker(start_server: StartServer) 
     assert wait_until(lambda: len(access_worker_ids(server.output, "tag=two")) == 3, 5)
     assert len(set(access_worker_ids(server.output, "tag=two"))) == 2
     for _ in range(10):
-        assert get(server, "/").status_code == 200
+        assert get_path(server, "/").status_code == 200
 
 
 # 7. --reload ---------------------------------------------------------------------------------
@@ -810,7 +807,7 @@ def test_reload_flag_picks_up_changed_source(
         env={"PYTHONDONTWRITEBYTECODE": "1"},
         cwd=str(tmp_path),
     )
-    assert get(server, "/").text == "first version"
+    assert get_path(server, "/").text == "first version"
 
     def changed() -> bool:
         # The watcher says nothing once it watches: a change it started too late to see is
@@ -822,7 +819,7 @@ def test_reload_flag_picks_up_changed_source(
     assert server.wait_for_output("Reloaded:", timeout=20), server.output
     assert "Changes detected in" in server.output
     for _ in range(5):
-        assert get(server, "/").text == "the second version"
+        assert get_path(server, "/").text == "the second version"
 
 
 def test_app_dir_reaches_both_worker_kinds(
@@ -836,7 +833,7 @@ def test_app_dir_reaches_both_worker_kinds(
     server = start_server(
         "elsewhere:app", "--worker-kind", worker_kind, "--app-dir", str(app_dir), cwd=str(tmp_path)
     )
-    assert get(server, "/").text == "found"
+    assert get_path(server, "/").text == "found"
 
 
 # 8. --worker-kind auto ------------------------------------------------------------------------
@@ -848,7 +845,7 @@ def test_auto_worker_kind_picks_processes_for_fastapi(start_server: StartServer)
     line = next(li for li in server.output.splitlines() if "Worker kind:" in li)
     assert "pydantic_core" in line
     assert "tests.apps.fastapi_app -> fastapi" in line
-    response = get(server, "/")
+    response = get_path(server, "/")
     assert response.status_code == 200
     assert response.json() == {"ok": True}
     # The workers are child processes.
@@ -862,7 +859,7 @@ def test_auto_worker_kind_picks_processes_for_a_factory_importing_numpy(
     line = next(li for li in server.output.splitlines() if "Worker kind:" in li)
     assert "Worker kind: process, because module" in line
     assert "numpy._core._multiarray_umath" in line
-    assert get(server, "/").text.startswith("numpy ")
+    assert get_path(server, "/").text.startswith("numpy ")
 
 
 def test_auto_worker_kind_picks_interpreters_for_a_pure_python_app(
@@ -870,7 +867,7 @@ def test_auto_worker_kind_picks_interpreters_for_a_pure_python_app(
 ) -> None:
     server = start_server("examples.hello:app", "--workers", "2")
     assert "Worker kind: interpreter" in server.output
-    response = get(server, "/cpu?ms=1")
+    response = get_path(server, "/cpu?ms=1")
     assert response.status_code == 200
     assert response.json()["pid"] == server.pid
     assert response.json()["interpreter"] > 0
