@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from hypothesis import strategies as st
+from websockets.asyncio.client import connect
 
 from interpserve import events as ev
 from interpserve.frontend.http_parser import H11Parser, HttptoolsParser
@@ -324,6 +325,39 @@ class Load:
             thread.join(TIMEOUT + 5)
         assert not any(thread.is_alive() for thread in self._threads), "a client hung"
         return Counter(self.outcomes)
+
+
+LOGS_APP = "tests.apps.logs_app:app"
+Record = dict[str, Any]  # a JSON log line
+
+
+def json_lines(output: str) -> list[Record]:
+    """Every line of a server's output, parsed: one that is not JSON fails the test."""
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def wait_for_access(server: ServerProcess, predicate: Callable[[Record], bool]) -> Record:
+    """The first access line (of a server with --log-format json) that `predicate` accepts."""
+    found: list[Record] = []
+
+    def seen() -> bool:
+        records = json_lines(server.output)
+        found[:] = [r for r in records if r["logger"] == "interpserve.access" and predicate(r)]
+        return bool(found)
+
+    assert wait_until(seen, TIMEOUT), server.output[-3000:]
+    return found[0]
+
+
+def ws_url(server: ServerProcess, path: str) -> str:
+    return f"ws://{server.host}:{server.port}{path}"
+
+
+def ws_client(server: ServerProcess, path: str, **options: Any) -> connect:
+    options.setdefault("open_timeout", TIMEOUT)
+    options.setdefault("close_timeout", TIMEOUT)
+    options.setdefault("max_size", None)
+    return connect(ws_url(server, path), **options)
 
 
 # Processes (Linux /proc) -------------------------------------------------------------------

@@ -6,7 +6,6 @@ traceback on any error page."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import signal
 import socket
@@ -18,38 +17,26 @@ from typing import Any
 
 import httpx
 import pytest
-from support import HTTP_IMPLS, ROOT, TIMEOUT, exchange
-from test_websocket import client
+from support import (
+    HTTP_IMPLS,
+    LOGS_APP,
+    ROOT,
+    TIMEOUT,
+    exchange,
+    json_lines,
+    wait_for_access,
+    ws_client,
+)
 
 from interpserve.accesslog import FIELDS, WEBSOCKET_FIELDS, AccessFormat
 from interpserve.logs import escape
 from interpserve.testing import ServerProcess, wait_until
 
-LOGS_APP = "tests.apps.logs_app:app"
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-Record = dict[str, Any]
 
 
 def log_lines(server: ServerProcess) -> list[str]:
     return server.output.splitlines()
-
-
-def json_lines(output: str) -> list[Record]:
-    """Every line of a server's output, parsed: one that is not JSON fails the test."""
-    return [json.loads(line) for line in output.splitlines()]
-
-
-def wait_for_access(server: ServerProcess, predicate: Callable[[Record], bool]) -> Record:
-    """The first access line (of a server with --log-format json) that `predicate` accepts."""
-    found: list[Record] = []
-
-    def seen() -> bool:
-        records = json_lines(server.output)
-        found[:] = [r for r in records if r["logger"] == "interpserve.access" and predicate(r)]
-        return bool(found)
-
-    assert wait_until(seen, TIMEOUT), server.output[-3000:]
-    return found[0]
 
 
 def get(server: ServerProcess, path: str, **options: Any) -> httpx.Response:
@@ -223,7 +210,7 @@ async def test_a_websocket_gets_a_line_when_it_opens_and_when_it_closes(
     closed_by: str,
 ) -> None:
     server = start_server("tests.apps.ws_raw:app", "--workers", "1", "--log-format", "json")
-    async with client(server, path) as ws:
+    async with ws_client(server, path) as ws:
         if closing == "client":
             await ws.close(1000)
         elif closing == "drop":

@@ -14,8 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import ROOT, TIMEOUT, StartServer, failed_start
-from test_access_log import LOGS_APP
+from support import LOGS_APP, ROOT, TIMEOUT, StartServer, failed_start
 
 from interpserve.accesslog import FIELDS
 from interpserve.logconfig import peer_loggers_warning

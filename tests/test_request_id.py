@@ -10,9 +10,7 @@ import re
 
 import httpx
 import pytest
-from support import TIMEOUT, StartServer, exchange
-from test_access_log import LOGS_APP, wait_for_access
-from test_websocket import client
+from support import LOGS_APP, TIMEOUT, StartServer, exchange, wait_for_access, ws_client
 
 from interpserve.frontend.correlation import CorrelationIds
 from interpserve.frontend.proxy import parse_trusted
@@ -132,7 +130,7 @@ async def test_a_websocket_handshake_carries_it(start_server: StartServer) -> No
         "tests.apps.ws_raw:app", "--workers", "1", "--log-format", "json", "--request-id"
     )
     headers = {"X-Request-ID": "ws-1"}
-    async with client(server, "/scope", additional_headers=headers) as ws:
+    async with ws_client(server, "/scope", additional_headers=headers) as ws:
         assert ws.response.headers["x-request-id"] == "ws-1"
         scope = json.loads(await ws.recv())
     assert scope["extensions"]["request_id"] == {"id": "ws-1"}

@@ -22,8 +22,16 @@ from typing import Any
 
 import httpx
 import pytest
-from support import TIMEOUT, ParserClass, PeakRSS, StartServer, rss_bytes, wait_for_file
-from websockets.asyncio.client import ClientConnection, connect
+from support import (
+    TIMEOUT,
+    ParserClass,
+    PeakRSS,
+    StartServer,
+    rss_bytes,
+    wait_for_file,
+    ws_client,
+)
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from interpserve import events as ev
@@ -45,17 +53,6 @@ MiB = 1024 * 1024
 @pytest.fixture
 def ws_server(start_server: StartServer, http_impl: str) -> ServerProcess:
     return start_server(RAW_APP, "--workers", "2", "--http", http_impl)
-
-
-def url(server: ServerProcess, path: str) -> str:
-    return f"ws://{server.host}:{server.port}{path}"
-
-
-def client(server: ServerProcess, path: str, **options: Any) -> connect:
-    options.setdefault("open_timeout", TIMEOUT)
-    options.setdefault("close_timeout", TIMEOUT)
-    options.setdefault("max_size", None)
-    return connect(url(server, path), **options)
 
 
 async def recv(ws: ClientConnection) -> str | bytes:
@@ -153,7 +150,7 @@ def close_payload(payload: bytes) -> tuple[int, str]:
 
 
 async def test_echo_text_and_binary(ws_server: ServerProcess) -> None:
-    async with client(ws_server, "/echo", subprotocols=["chat", "other"]) as ws:
+    async with ws_client(ws_server, "/echo", subprotocols=["chat", "other"]) as ws:
         assert ws.subprotocol == "chat"
         assert ws.response is not None and ws.response.headers["x-ws-test"] == "yes"
         messages: list[str | bytes] = ["hello", "héllo wörld ✓", "", b"\x00\x01\xff", b""]
@@ -163,7 +160,7 @@ async def test_echo_text_and_binary(ws_server: ServerProcess) -> None:
 
 
 async def test_scope(ws_server: ServerProcess) -> None:
-    async with client(ws_server, "/scope?a=1&b=%20", subprotocols=["x"]) as ws:
+    async with ws_client(ws_server, "/scope?a=1&b=%20", subprotocols=["x"]) as ws:
         scope = json.loads(await recv(ws))
     assert scope["type"] == "websocket"
     assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
@@ -182,7 +179,7 @@ async def test_scope(ws_server: ServerProcess) -> None:
 
 async def test_scope_behind_a_trusted_proxy(ws_server: ServerProcess) -> None:
     forwarded = {"x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "https"}
-    async with client(ws_server, "/scope", additional_headers=forwarded) as ws:
+    async with ws_client(ws_server, "/scope", additional_headers=forwarded) as ws:
         scope = json.loads(await recv(ws))
     assert (scope["scheme"], scope["client"][0]) == ("wss", "203.0.113.7")
 
@@ -190,7 +187,7 @@ async def test_scope_behind_a_trusted_proxy(ws_server: ServerProcess) -> None:
 async def test_ten_megabyte_messages(ws_server: ServerProcess) -> None:
     binary = os.urandom(10 * MiB)
     text = base64.b64encode(os.urandom(7 * MiB)).decode()  # ~9.3 MiB
-    async with client(ws_server, "/echo") as ws:
+    async with ws_client(ws_server, "/echo") as ws:
         await ws.send(binary)
         assert await recv(ws) == binary
         await ws.send(text)
@@ -198,7 +195,7 @@ async def test_ten_megabyte_messages(ws_server: ServerProcess) -> None:
 
 
 async def test_fragmented_messages_are_reassembled(ws_server: ServerProcess) -> None:
-    async with client(ws_server, "/echo") as ws:
+    async with ws_client(ws_server, "/echo") as ws:
         await ws.send(["frag", "men", "ted ✓"])
         assert await recv(ws) == "fragmented ✓"
         await ws.send([b"\x01" * 70_000, b"\x02" * 70_000, b"\x03"])
@@ -254,7 +251,7 @@ def test_http_request_pipelined_before_the_upgrade(ws_server: ServerProcess) -> 
 
 
 async def test_client_ping_is_answered(ws_server: ServerProcess) -> None:
-    async with client(ws_server, "/echo") as ws:
+    async with ws_client(ws_server, "/echo") as ws:
         pong = await ws.ping(b"ping!")
         await asyncio.wait_for(pong, TIMEOUT)
 
@@ -284,7 +281,7 @@ def test_a_client_that_breaks_the_protocol_is_no_error_of_the_app(
 
 async def test_client_close_code_reaches_the_app(ws_server: ServerProcess, tmp_path: Path) -> None:
     marker = tmp_path / "closed.json"
-    async with client(ws_server, f"/until-closed?marker={marker}") as ws:
+    async with ws_client(ws_server, f"/until-closed?marker={marker}") as ws:
         await ws.close(code=4000, reason="client bye")
     assert read_marker(marker) == {"code": 4000, "reason": "client bye"}
 
@@ -301,12 +298,12 @@ async def test_client_close_code_reaches_the_app(ws_server: ServerProcess, tmp_p
 async def test_server_close_codes(
     ws_server: ServerProcess, path: str, code: int, reason: str
 ) -> None:
-    async with client(ws_server, path) as ws:
+    async with ws_client(ws_server, path) as ws:
         assert await closed(ws) == (code, reason)
 
 
 async def test_server_closes_after_a_message(ws_server: ServerProcess) -> None:
-    async with client(ws_server, "/close-after?code=4002") as ws:
+    async with ws_client(ws_server, "/close-after?code=4002") as ws:
         await ws.send("last words")
         assert await closed(ws) == (4002, "")
 
@@ -323,7 +320,7 @@ def test_client_vanishing_is_a_disconnect_for_the_app(
 
 async def test_shutdown_closes_websockets_with_1012(start_server: StartServer) -> None:
     server = start_server(RAW_APP, "--workers", "1")
-    async with client(server, "/echo") as ws:
+    async with ws_client(server, "/echo") as ws:
         await ws.send("before")
         assert await recv(ws) == "before"
         stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
@@ -335,10 +332,10 @@ async def test_reload_closes_websockets_with_1012(start_server: StartServer) -> 
     """Retiring a worker (SIGHUP reload here; recycling is the same) closes its WebSockets, which
     would otherwise hold up its drain for as long as they last; clients reconnect elsewhere."""
     server = start_server(RAW_APP, "--workers", "1")
-    async with client(server, "/echo") as ws:
+    async with ws_client(server, "/echo") as ws:
         server.signal(signal.SIGHUP)
         assert (await closed(ws))[0] == 1012
-    async with client(server, "/echo") as ws:
+    async with ws_client(server, "/echo") as ws:
         await ws.send("new worker")
         assert await recv(ws) == "new worker"
 
@@ -356,7 +353,7 @@ async def test_reload_closes_websockets_with_1012(start_server: StartServer) -> 
 )
 async def test_denials(ws_server: ServerProcess, path: str, status: int, body: bytes) -> None:
     with pytest.raises(InvalidStatus) as info:
-        async with client(ws_server, path):
+        async with ws_client(ws_server, path):
             pass
     assert info.value.response.status_code == status
     assert info.value.response.body == body
@@ -401,7 +398,7 @@ async def test_ws_none_serves_upgrades_as_plain_http(
 ) -> None:
     server = start_server(RAW_APP, "--ws", "none", "--http", http_impl)
     with pytest.raises(InvalidStatus) as info:
-        async with client(server, "/echo"):
+        async with ws_client(server, "/echo"):
             pass
     assert info.value.response.status_code == 200
     assert info.value.response.body == b"http"
@@ -414,7 +411,7 @@ async def test_max_size_exceeded_closes_with_1009(
     start_server: StartServer, http_impl: str, tmp_path: Path
 ) -> None:
     server = start_server(RAW_APP, "--ws-max-size", "1000", "--http", http_impl)
-    async with client(server, "/echo") as ws:
+    async with ws_client(server, "/echo") as ws:
         await ws.send(b"x" * 1000)  # the limit itself is fine
         assert await recv(ws) == b"x" * 1000
         await ws.send("é" * 501)  # 1002 bytes of UTF-8, in 501 characters
@@ -422,7 +419,7 @@ async def test_max_size_exceeded_closes_with_1009(
             await recv(ws)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1009
     marker = tmp_path / "too-big.json"
-    async with client(server, f"/until-closed?marker={marker}") as ws:
+    async with ws_client(server, f"/until-closed?marker={marker}") as ws:
         await ws.send([b"x" * 400, b"x" * 400, b"x" * 400])  # too big only once reassembled
         assert (await closed(ws))[0] == 1009
     assert (read_marker(marker))["code"] == 1009
@@ -448,7 +445,7 @@ def test_unanswered_pings_close_the_connection(start_server: StartServer) -> Non
 @pytest.mark.parametrize("flag", ["--ws-per-message-deflate", "--no-ws-per-message-deflate"])
 async def test_per_message_deflate(start_server: StartServer, flag: str) -> None:
     server = start_server(RAW_APP, flag)
-    async with client(server, "/echo") as ws:
+    async with ws_client(server, "/echo") as ws:
         names = [extension.name for extension in ws.protocol.extensions]
         assert names == (["permessage-deflate"] if flag.startswith("--ws") else [])
         await ws.send("compressible " * 1000)
@@ -464,7 +461,7 @@ async def test_a_compression_bomb_is_refused_before_it_is_inflated(
     server = start_server(RAW_APP, "--ws-max-size", "1000000")
     before = rss_bytes(server.pid)
     with PeakRSS(server.pid) as rss:
-        async with client(server, "/echo") as ws:
+        async with ws_client(server, "/echo") as ws:
             await ws.send(bytes(256 * MiB))
             with pytest.raises(ConnectionClosed) as info:
                 await recv(ws)
@@ -483,7 +480,7 @@ async def test_slow_client_holds_up_the_app_not_memory(
     only about a socket buffer's worth is ever in flight (not the 300 MiB it wants to send)."""
     marker = tmp_path / "sent"
     path = f"/flood?n=300&size={MiB}&marker={marker}"
-    async with client(ws_server, path, max_queue=1, compression=None, close_timeout=1) as ws:
+    async with ws_client(ws_server, path, max_queue=1, compression=None, close_timeout=1) as ws:
         await asyncio.sleep(2)  # the stimulus: a client that reads nothing for a while
         sent = int(marker.read_text())
         assert 1 <= sent < 64
@@ -504,7 +501,7 @@ async def test_slow_app_stops_the_reading_of_its_client(ws_server: ServerProcess
             await ws.send(chunk)
             sent += 1
 
-    async with client(ws_server, "/slow-reader?seconds=3") as ws:
+    async with ws_client(ws_server, "/slow-reader?seconds=3") as ws:
         task = asyncio.create_task(pump(ws))
         await asyncio.sleep(2)  # the stimulus: a client that sends while the app does not read
         task.cancel()
@@ -536,7 +533,7 @@ async def test_500_concurrent_websockets_on_2_workers(start_server: StartServer)
 
     async def one(i: int) -> None:
         nonlocal opened
-        async with client(server, "/echo", open_timeout=30) as ws:
+        async with ws_client(server, "/echo", open_timeout=30) as ws:
             opened += 1
             if opened == count:
                 all_open.set()
@@ -555,7 +552,7 @@ async def test_websockets_spread_over_workers_and_leave_them_free(
     """An open WebSocket counts as load for dispatch, and ties up no worker: with 10 open, they
     are split evenly and plain requests are still answered at once."""
     server = start_server(RAW_APP, "--workers", "2")
-    connections = [await client(server, "/whoami") for _ in range(10)]
+    connections = [await ws_client(server, "/whoami") for _ in range(10)]
     try:
         workers = [tuple(json.loads(await recv(ws)).values()) for ws in connections]
         assert sorted(workers.count(w) for w in set(workers)) == [5, 5]
@@ -574,15 +571,15 @@ async def test_websockets_spread_over_workers_and_leave_them_free(
 
 async def test_starlette_websocket_routes(start_server: StartServer, http_impl: str) -> None:
     server = start_server(STARLETTE_APP, "--workers", "2", "--http", http_impl)
-    async with client(server, "/echo") as ws:
+    async with ws_client(server, "/echo") as ws:
         await ws.send("hi")
         assert await recv(ws) == "echo: hi"
-    async with client(server, "/json") as ws:
+    async with ws_client(server, "/json") as ws:
         await ws.send(json.dumps({"n": 1}))
         assert json.loads(await recv(ws)) == {"got": {"n": 1}}
         assert (await closed(ws))[0] == 4000
     with pytest.raises(InvalidStatus) as info:
-        async with client(server, "/deny"):
+        async with ws_client(server, "/deny"):
             pass
     assert (info.value.response.status_code, info.value.response.body) == (401, b"members only")
     async with httpx.AsyncClient(timeout=TIMEOUT) as http:
@@ -591,7 +588,7 @@ async def test_starlette_websocket_routes(start_server: StartServer, http_impl: 
 
 async def test_chat_example_broadcasts(start_server: StartServer) -> None:
     server = start_server("examples.ws_chat:app", "--workers", "1")
-    async with client(server, "/ws?name=ann") as ann, client(server, "/ws?name=bob") as bob:
+    async with ws_client(server, "/ws?name=ann") as ann, ws_client(server, "/ws?name=bob") as bob:
         assert json.loads(await recv(ann))["text"] == "ann joined"
         assert json.loads(await recv(ann))["text"] == "bob joined"
         assert json.loads(await recv(bob))["text"] == "bob joined"

@@ -12,8 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from support import TIMEOUT, StartServer
-from test_access_log import LOGS_APP
+from support import LOGS_APP, TIMEOUT, StartServer
 
 from interpserve.testing import ServerProcess, wait_until
 

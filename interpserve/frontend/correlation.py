@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 
 from interpserve.events import Address, Headers
-from interpserve.frontend.proxy import TrustedProxies
+from interpserve.option_values import TrustedProxies
 
 _VALID = re.compile(rb"[A-Za-z0-9._:;=+/@-]{1,200}")
 # Random bytes for this many ids are read at once: one system call for each id would cost as
