@@ -13,7 +13,7 @@ import pytest
 from support import LOGS_APP, TIMEOUT, StartServer, exchange, wait_for_access, ws_client
 
 from interpserve.frontend.correlation import CorrelationIds
-from interpserve.frontend.proxy import parse_trusted
+from interpserve.option_values import parse_trusted
 from interpserve.testing import ServerProcess
 
 NEW_ID = re.compile(r"[0-9a-f]{32}")
