@@ -27,6 +27,7 @@ from websockets.asyncio.client import connect
 
 from interpserve import events as ev
 from interpserve.frontend.http_parser import H11Parser, HttptoolsParser
+from interpserve.logoutput import Output
 from interpserve.pipes import open_pipe
 from interpserve.pool.channel import WorkerChannel
 from interpserve.testing import ServerFailed, ServerProcess, running, wait_until
@@ -687,7 +688,10 @@ class LoopbackWorker:
         from_worker_r, from_worker_w = open_pipe()
         await self.channel.connect(from_worker_r, to_worker_w)
         self._main_fds = (from_worker_r, to_worker_w)
-        self.worker = Worker(self.settings)
+        self.worker = Worker(self.settings, "interpreter", (Output(1), Output(2)))
+        # In the test's own process: its stdout, stderr and logging stay the test's (pytest's
+        # capture), not the ones a worker sets up for itself.
+        self.worker._configure_logging = lambda: None  # type: ignore[method-assign]
         self._task = asyncio.create_task(self._run(to_worker_r, from_worker_w))
 
     async def _run(self, fd_in: int, fd_out: int) -> None:
