@@ -15,7 +15,8 @@ from enum import Enum
 from functools import cache
 
 from interpserve.events import Headers
-from interpserve.frontend.http_rules import BadRequest, Limits, RequestHead
+from interpserve.frontend.http_events import RequestHead
+from interpserve.frontend.http_rules import BadRequest, Limits
 from interpserve.frontend.proxy import FORWARDING_FIELDS
 from interpserve.frontend.response import DefaultHeaders
 

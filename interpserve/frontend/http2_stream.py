@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from interpserve import events as ev
 from interpserve.frontend.cycle import RequestCycle
 from interpserve.frontend.http2_rules import CONNECTION_SPECIFIC, Framing, response_fields
-from interpserve.frontend.http_rules import RequestHead
+from interpserve.frontend.http_events import RequestHead
 
 if TYPE_CHECKING:
     from interpserve.frontend.connection import ServerState
