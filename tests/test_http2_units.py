@@ -237,8 +237,8 @@ def _server_frames(data: bytes) -> list[Any]:
     return client.receive_data(data)
 
 
-def _count(written: list[bytes], kind: str) -> int:
-    return sum(type(event).__name__ == kind for event in _server_frames(b"".join(written)))
+def _count(written: bytearray, kind: str) -> int:
+    return sum(type(event).__name__ == kind for event in _server_frames(bytes(written)))
 
 
 async def test_one_connection_holds_the_loop_for_a_slice_at_a_time() -> None:
@@ -261,7 +261,7 @@ async def test_shutdown_sends_goaway_and_closes_an_idle_connection() -> None:
     conn, transport, _ = connection()
     conn.data_received(_client_frames(SettingsFrame(0)))
     conn.shutdown()
-    events = _server_frames(b"".join(transport.written))
+    events = _server_frames(bytes(transport.written))
     terminated = [e for e in events if type(e).__name__ == "ConnectionTerminated"]
     assert terminated and terminated[0].error_code == 0 and terminated[0].last_stream_id == 0
     assert transport.closed
@@ -309,7 +309,7 @@ async def test_response_bytes_waiting_for_the_client_are_in_the_budget() -> None
     conn.data_received(WindowUpdateFrame(1, window_increment=10_000).serialize())
     await asyncio.sleep(0)
     assert budget.held == 0
-    frames, _, _ = split_frames(b"".join(transport.written), MAX_FRAME_SIZE_LIMIT)
+    frames, _, _ = split_frames(bytes(transport.written), MAX_FRAME_SIZE_LIMIT)
     assert sum(len(payload) for kind, _, _, payload in frames if kind == DATA) == 10_000
 
 
