@@ -742,8 +742,9 @@ def test_sigttin_and_sigttou_add_and_remove_a_worker(start_server: StartServer) 
     server.signal(signal.SIGTTIN)
     assert server.wait_for_output("Added worker", timeout=15), server.output
     assert "Added worker 3: 3 serving." in server.output
-    # Three slow requests at once go to three different workers.
-    responses, _ = concurrently(server, ["/sleep?s=0.5&tag=three"] * 3)
+    # Three slow requests at once go to three different workers (long enough to overlap however
+    # slowly the client threads start).
+    responses, _ = concurrently(server, ["/sleep?s=2&tag=three"] * 3)
     assert [r.status_code for r in responses] == [200] * 3
     assert wait_until(lambda: len(access_worker_ids(server.output, "tag=three")) == 3, 5)
     assert set(access_worker_ids(server.output, "tag=three")) == {1, 2, 3}
@@ -751,7 +752,7 @@ def test_sigttin_and_sigttou_add_and_remove_a_worker(start_server: StartServer) 
     server.signal(signal.SIGTTOU)
     assert server.wait_for_output("Removed a worker", timeout=15), server.output
     assert "Removed a worker: 2 serving." in server.output
-    responses, _ = concurrently(server, ["/sleep?s=0.5&tag=two"] * 3)
+    responses, _ = concurrently(server, ["/sleep?s=2&tag=two"] * 3)
     assert [r.status_code for r in responses] == [200] * 3
     assert wait_until(lambda: len(access_worker_ids(server.output, "tag=two")) == 3, 5)
     assert len(set(access_worker_ids(server.output, "tag=two"))) == 2
