@@ -26,6 +26,9 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from interpserve import events as ev
+from interpserve.config import Config
+from interpserve.frontend.connection import HTTPConnection, ServerState
+from interpserve.frontend.cycle import RequestCycle
 from interpserve.frontend.http_parser import H11Parser, HttptoolsParser
 from interpserve.logoutput import Output
 from interpserve.pipes import open_pipe
@@ -666,6 +669,70 @@ class FakeTransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self.closed
+
+
+class FakeChannel:
+    """A worker's channel that keeps what the front end sends it."""
+
+    worker_id = 1
+    backed_up = False
+
+    def __init__(self) -> None:
+        self.sent: list[ev.Event] = []
+        self.sinks: dict[int, RequestCycle] = {}
+        self._next = 0
+
+    def new_request_id(self) -> int:
+        self._next += 1
+        return self._next
+
+    def start_request(self, sink: RequestCycle, request: ev.Request) -> None:
+        self.sinks[request.request_id] = sink
+        self.sent.append(request)
+
+    def send(self, event: ev.Event) -> None:
+        self.sent.append(event)
+
+    def body_sent(self) -> int:
+        return sum(len(e.data) for e in self.sent if isinstance(e, ev.RequestBody))
+
+
+class FakePool:
+    ready = True
+    kind = "interpreter"  # (for the access log's lines)
+
+    def __init__(self, channel: FakeChannel) -> None:
+        self.channel = channel
+        self.pipe_backlog = None
+
+    def choose(self) -> FakeChannel:
+        return self.channel
+
+
+def connection(**options: Any) -> tuple[HTTPConnection, FakeTransport, FakeChannel]:
+    channel = FakeChannel()
+    config = Config(app="a:b", **options)
+    state = ServerState(config, FakePool(channel), H11Parser)  # type: ignore[arg-type]
+    conn, transport = HTTPConnection(state), FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    return conn, transport, channel
+
+
+async def receive(conn: HTTPConnection, transport: FakeTransport, data: bytes) -> None:
+    """`data` arriving on the socket: read as the connection reads it, as much as its buffer
+    takes at a time, while it reads (it may wait a moment for its turn after a costly read)."""
+    while data:
+        for _ in range(50):
+            if transport.reading:
+                break
+            await asyncio.sleep(0.002)
+        else:
+            return
+        view = conn.get_buffer(-1)
+        size = min(len(view), len(data))
+        view[:size] = data[:size]
+        conn.buffer_updated(size)
+        data = data[size:]
 
 
 class LoopbackWorker:

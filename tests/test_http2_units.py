@@ -22,7 +22,7 @@ from hyperframe.frame import (
     SettingsFrame,
     WindowUpdateFrame,
 )
-from test_windows import connection, receive
+from support import connection, receive
 
 from interpserve import events as ev
 from interpserve.config import Config
