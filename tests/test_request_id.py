@@ -22,11 +22,15 @@ NEW_ID = re.compile(r"[0-9a-f]{32}")
 _requests = itertools.count()
 
 
-def ids_seen(server: ServerProcess, headers: dict[str, bytes] | None = None) -> dict[str, object]:
+def ids_seen(
+    server: ServerProcess, headers: dict[str, bytes] | None = None, *, http2: bool = False
+) -> dict[str, object]:
     """What the app saw of the id (its scope extension, its request header), what the
     response carried, and what the access line says."""
     tag = f"n={next(_requests)}"
-    response = httpx.get(f"{server.url}/scope?{tag}", headers=headers, timeout=TIMEOUT)
+    with httpx.Client(http1=not http2, http2=http2, timeout=TIMEOUT) as client:
+        response = client.get(f"{server.url}/scope?{tag}", headers=headers)
+    assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
     seen = response.json()
     line = wait_for_access(server, lambda r: r["query"] == tag)
     return {
@@ -66,6 +70,13 @@ def test_a_request_without_one_gets_a_new_one(start_server: StartServer) -> None
         assert isinstance(seen["header"], str) and NEW_ID.fullmatch(seen["header"])
         same_everywhere(seen, seen["header"])
     assert first["header"] != second["header"]
+
+
+def test_an_http2_stream_gets_its_id_too(start_server: StartServer) -> None:
+    server = start_server(LOGS_APP, "--workers", "1", "--log-format", "json", "--request-id")
+    seen = ids_seen(server, http2=True)
+    assert isinstance(seen["header"], str) and NEW_ID.fullmatch(seen["header"])
+    same_everywhere(seen, seen["header"])
 
 
 def test_a_malformed_id_is_replaced(start_server: StartServer) -> None:
