@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from interpserve import events as ev
+from interpserve import rss
 from interpserve.config import Config
 from interpserve.frontend.connection import HTTPConnection, ServerState
 from interpserve.frontend.cycle import RequestCycle
@@ -379,10 +380,10 @@ def child_pids(pid: int) -> set[int]:
 
 
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc status")
+    """The server's own measure (interpserve.rss), but a process it cannot read fails the test."""
+    size = rss.rss_bytes(pid)
+    assert size > 0, f"no resident memory readable for pid {pid}"
+    return size
 
 
 class PeakRSS:
