@@ -1,7 +1,7 @@
 /* Compiled versions of the few pure functions every request goes through, on both sides of a
  * worker's pipes: the wire codec's request and response-start frames and its frame loop
  * (wire.py), the parser's fast path and its run over a chunked body's chunks
- * (frontend/framing.py), the response head (frontend/response.py) and a worker's check of an
+ * (frontend/http_grammar.py), the response head (frontend/response.py) and a worker's check of an
  * app's response headers (worker/asgi.py).
  * Each does exactly what the Python it replaces does, which stays the reference (and the
  * fallback where this module is not built): tests/test_speedups.py holds the two to the same
@@ -871,7 +871,7 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* The parser's fast path: frontend/framing.py's parse_plain_request */
+/* The parser's fast path: frontend/http_grammar.py's parse_plain_request */
 
 static int is_tchar(unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -1095,7 +1095,7 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* A chunked body's run of whole chunks: frontend/framing.py's skip_chunks */
+/* A chunked body's run of whole chunks: frontend/http_grammar.py's skip_chunks */
 
 static int hex_digit(unsigned char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -1109,7 +1109,7 @@ static const unsigned char *past_token(const unsigned char *p, const unsigned ch
     return p;
 }
 
-/* Past a quoted string at p (framing.py's _QUOTED), or NULL if there is none whole there. */
+/* Past a quoted string at p (http_grammar.py's _QUOTED), or NULL if there is none whole there. */
 static const unsigned char *past_quoted(const unsigned char *p, const unsigned char *end) {
     if (p >= end || *p != '"') return NULL;
     for (p++; p < end; p++) {
@@ -1126,7 +1126,7 @@ static const unsigned char *past_quoted(const unsigned char *p, const unsigned c
     return NULL;
 }
 
-/* A chunk size line at p (framing.py's _CHUNK_LINE): 1, with its size, the size of its
+/* A chunk size line at p (http_grammar.py's _CHUNK_LINE): 1, with its size, the size of its
  * extensions and the position after its CRLF; 0 if there is none whole and in the grammar. */
 static int chunk_line(const unsigned char *p, const unsigned char *end, uint64_t *size,
                       Py_ssize_t *extensions, const unsigned char **after) {
@@ -1351,7 +1351,7 @@ static PyMethodDef methods[] = {
      "plan_response needs from response.py."},
     {"setup_parser", setup_parser, METH_VARARGS,
      "setup_parser(RequestHead, methods, forwarding_fields): what parse_plain_request needs "
-     "from framing.py."},
+     "from http_grammar.py."},
     {"parse_plain_request", (PyCFunction)(void (*)(void))parse_plain_request, METH_FASTCALL,
      "framing.parse_plain_request, compiled."},
     {"skip_chunks", (PyCFunction)(void (*)(void))skip_chunks, METH_FASTCALL,

@@ -3,7 +3,7 @@ from typing import Any
 from interpserve import events as ev
 from interpserve.frontend.http_events import RequestHead
 from interpserve.frontend.http_rules import Limits
-from interpserve.frontend.response import DefaultHeaders, Framing, ResponsePlan
+from interpserve.frontend.response import DefaultHeaders, ResponseFraming, ResponsePlan
 
 def setup_wire(
     request: type[ev.Request],
@@ -18,10 +18,10 @@ def setup_wire(
 ) -> None: ...
 def setup_response(
     plan: type[ResponsePlan],
-    none: Framing,
-    length: Framing,
-    chunked: Framing,
-    close: Framing,
+    none: ResponseFraming,
+    length: ResponseFraming,
+    chunked: ResponseFraming,
+    close: ResponseFraming,
     status_lines: dict[int, bytes],
     default_headers: DefaultHeaders,
     /,

@@ -39,7 +39,7 @@ from interpserve.frontend.http2_frames import (
 from interpserve.frontend.http2_guard import FloodMeter
 from interpserve.frontend.http2_hpack import CachingDecoder, StaticEncoder
 from interpserve.frontend.http2_rules import (
-    Framing,
+    H2Framing,
     MalformedRequest,
     request_head,
     response_fields,
@@ -143,15 +143,15 @@ def test_response_fields() -> None:
         (b"x-a", b"b"),
         (b"date", b"D"),
     ]
-    assert (framing, length) == (Framing.LENGTH, 5)
+    assert (framing, length) == (H2Framing.LENGTH, 5)
 
 
 @pytest.mark.parametrize(
     ("status", "method", "framing"),
-    [(200, "GET", Framing.STREAM), (200, "HEAD", Framing.NONE), (204, "GET", Framing.NONE),
-     (304, "GET", Framing.NONE)],
+    [(200, "GET", H2Framing.STREAM), (200, "HEAD", H2Framing.NONE), (204, "GET", H2Framing.NONE),
+     (304, "GET", H2Framing.NONE)],
 )  # fmt: skip
-def test_response_framing(status: int, method: str, framing: Framing) -> None:
+def test_response_framing(status: int, method: str, framing: H2Framing) -> None:
     headers = ((b"server", b"app"), (b"date", b"mine"))
     fields, got, _ = response_fields(status, headers, method, b"D", DefaultHeaders())
     assert got is framing
@@ -162,7 +162,7 @@ def test_no_content_length_where_no_body_is_allowed() -> None:
     fields, framing, length = response_fields(
         204, ((b"content-length", b"3"),), "GET", b"", DefaultHeaders(b"")
     )
-    assert (fields, framing, length) == ([(b":status", b"204")], Framing.NONE, -1)
+    assert (fields, framing, length) == ([(b":status", b"204")], H2Framing.NONE, -1)
 
 
 # Guards -------------------------------------------------------------------------------------

@@ -398,7 +398,7 @@ def test_connect_request_yields_events_or_bad_request(parser_class: ParserClass)
 # Malformed requests: refused by both backends. The backends used to differ on many inputs
 # (bare LF, duplicate identical Content-Length, obs-fold, control characters, chunk-size
 # overflow, HTTP/1.2 and HTTP/0.9, Host, lowercase methods, empty lines before a request):
-# the framing guard (frontend/framing.py) now holds both to one grammar, and
+# the framing guard (frontend/http_grammar.py) now holds both to one grammar, and
 # tests/test_smuggling.py checks each of those vectors, and more, on both.
 
 MALFORMED = [

@@ -10,7 +10,7 @@ import random
 import pytest
 from support import ParserClass
 
-from interpserve.frontend.framing import FramingGuard
+from interpserve.frontend.http_grammar import FramingGuard
 from interpserve.frontend.http_parser import (
     END_OF_REQUEST,
     BadRequest,

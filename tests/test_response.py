@@ -9,7 +9,7 @@ from interpserve.events import Headers
 from interpserve.frontend.response import (
     CONTINUE,
     LAST_CHUNK,
-    Framing,
+    ResponseFraming,
     ResponsePlan,
     chunk,
     error_response,
@@ -74,12 +74,12 @@ def client_reads(data: bytes, *, method: bytes = b"GET", closed: bool = False) -
             return events
 
 
-# Framing
+# ResponseFraming
 
 
 def test_content_length_framing() -> None:
     p = plan(200, ((b"content-type", b"text/plain"), (b"content-length", b"5")))
-    assert p.framing is Framing.LENGTH
+    assert p.framing is ResponseFraming.LENGTH
     assert p.content_length == 5
     assert p.keep_alive is True
     first, pairs = head_lines(p.head)
@@ -97,13 +97,13 @@ def test_content_length_framing() -> None:
 
 def test_content_length_zero() -> None:
     p = plan(200, ((b"content-length", b"0"),))
-    assert p.framing is Framing.LENGTH
+    assert p.framing is ResponseFraming.LENGTH
     assert p.content_length == 0
 
 
 def test_no_length_on_1_1_is_chunked() -> None:
     p = plan(200, ((b"content-type", b"text/html"),))
-    assert p.framing is Framing.CHUNKED
+    assert p.framing is ResponseFraming.CHUNKED
     assert p.content_length == -1
     assert p.keep_alive is True
     assert values(p.head, b"transfer-encoding") == [b"chunked"]
@@ -116,20 +116,20 @@ def test_no_length_on_1_1_is_chunked() -> None:
 
 def test_apps_transfer_encoding_is_replaced() -> None:
     p = plan(200, ((b"transfer-encoding", b"gzip, chunked"),))
-    assert p.framing is Framing.CHUNKED
+    assert p.framing is ResponseFraming.CHUNKED
     assert values(p.head, b"transfer-encoding") == [b"chunked"]
 
 
 def test_apps_transfer_encoding_is_dropped_with_a_length() -> None:
     p = plan(200, ((b"transfer-encoding", b"chunked"), (b"content-length", b"3")))
-    assert p.framing is Framing.LENGTH
+    assert p.framing is ResponseFraming.LENGTH
     assert values(p.head, b"transfer-encoding") == []
 
 
 @pytest.mark.parametrize("bad", [b"abc", b"-1", b"", b"1.5", b"0x10", b"5, 5"])
 def test_invalid_content_length_is_dropped_for_chunked(bad: bytes) -> None:
     p = plan(200, ((b"content-length", bad),))
-    assert p.framing is Framing.CHUNKED
+    assert p.framing is ResponseFraming.CHUNKED
     assert p.content_length == -1
     assert values(p.head, b"content-length") == []
     assert values(p.head, b"transfer-encoding") == [b"chunked"]
@@ -145,13 +145,13 @@ def test_repeated_content_length_gives_one_consistent_header(lengths: tuple[byte
     assert len(cl) <= 1
     assert not (cl and te)
     if cl:
-        assert p.framing is Framing.LENGTH
+        assert p.framing is ResponseFraming.LENGTH
         assert int(cl[0]) == p.content_length
 
 
 def test_http_1_0_without_length_closes() -> None:
     p = plan(200, ((b"content-type", b"text/plain"),), http_version="1.0", keep_alive=True)
-    assert p.framing is Framing.CLOSE
+    assert p.framing is ResponseFraming.CLOSE
     assert p.keep_alive is False
     assert values(p.head, b"connection") == [b"close"]
     assert values(p.head, b"transfer-encoding") == []
@@ -163,14 +163,14 @@ def test_http_1_0_without_length_closes() -> None:
 
 def test_http_1_0_keep_alive_with_length() -> None:
     p = plan(200, ((b"content-length", b"2"),), http_version="1.0", keep_alive=True)
-    assert p.framing is Framing.LENGTH
+    assert p.framing is ResponseFraming.LENGTH
     assert p.keep_alive is True
     assert values(p.head, b"connection") == [b"keep-alive"]
 
 
 def test_http_1_0_without_keep_alive_with_length() -> None:
     p = plan(200, ((b"content-length", b"2"),), http_version="1.0", keep_alive=False)
-    assert p.framing is Framing.LENGTH
+    assert p.framing is ResponseFraming.LENGTH
     assert p.keep_alive is False
     assert values(p.head, b"connection") == [b"close"]
 
@@ -196,14 +196,14 @@ def test_status_line_is_always_http_1_1() -> None:
 @pytest.mark.parametrize("http_version", ["1.1", "1.0"])
 def test_bodyless_responses(status: int, method: str, http_version: str) -> None:
     p = plan(status, ((b"x-a", b"1"),), method=method, http_version=http_version)
-    assert p.framing is Framing.NONE
+    assert p.framing is ResponseFraming.NONE
     assert values(p.head, b"transfer-encoding") == []
     assert (b"x-a", b"1") in head_lines(p.head)[1]
 
 
 def test_head_response_keeps_the_apps_content_length() -> None:
     p = plan(200, ((b"content-length", b"1234"),), method="HEAD")
-    assert p.framing is Framing.NONE
+    assert p.framing is ResponseFraming.NONE
     assert p.keep_alive is True
     assert values(p.head, b"content-length") == [b"1234"]
     events = client_reads(p.head, method=b"HEAD")
@@ -213,7 +213,7 @@ def test_head_response_keeps_the_apps_content_length() -> None:
 
 def test_head_response_on_1_0_stays_alive_when_allowed() -> None:
     p = plan(200, (), method="HEAD", http_version="1.0", keep_alive=True)
-    assert p.framing is Framing.NONE
+    assert p.framing is ResponseFraming.NONE
     assert p.keep_alive is True
     assert values(p.head, b"connection") == [b"keep-alive"]
 

@@ -22,7 +22,7 @@ from support import ROOT, SAMPLE_EVENTS, byte_fields, events_strategy, header_fi
 from interpserve import events as ev
 from interpserve import wire
 from interpserve.compiled import speedups
-from interpserve.frontend import framing, response
+from interpserve.frontend import http_grammar, response
 from interpserve.frontend.http_events import RequestHead
 from interpserve.frontend.http_rules import Limits
 from interpserve.interpreters import Interpreter
@@ -232,7 +232,7 @@ def test_the_suite_of_the_pure_functions_passes_without_them() -> None:
         "tests/test_response.py",
         "tests/test_default_headers.py",
         "tests/test_parser_fast_path.py",
-        "tests/test_framing.py",
+        "tests/test_http_grammar.py",
         "tests/test_http_parser.py",
     ]
     result = subprocess.run(
@@ -326,7 +326,7 @@ def test_the_same_plain_requests_on_generated_heads() -> None:
         max_section = _pick(rng, [limits.head], [40])
         for pos in (0, min(3, len(data))):
             args = (data, pos, limits, max_section)
-            expected = outcome(framing.python_parse_plain_request, *args)
+            expected = outcome(http_grammar.python_parse_plain_request, *args)
             assert outcome(speedups.parse_plain_request, *args) == expected, args
             accepted += expected is not None and not isinstance(expected, type)
     assert accepted > 3000  # (the generator makes plain requests, not only faulty ones)
@@ -337,14 +337,14 @@ def test_the_same_plain_requests_on_generated_heads() -> None:
 def test_property_the_same_plain_requests_from_any_bytes(data: bytes, pos: int) -> None:
     limits, section = Limits(), Limits().head
     c = outcome(speedups.parse_plain_request, data, pos, limits, section)
-    assert c == outcome(framing.python_parse_plain_request, data, pos, limits, section)
+    assert c == outcome(http_grammar.python_parse_plain_request, data, pos, limits, section)
 
 
 def test_a_plain_request_is_parsed_at_all() -> None:
     data = b"GET /a?b HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Forwarded-For: 1\r\n\r\nokGET"
     found = speedups.parse_plain_request(data, 0, Limits(), Limits().head)
     assert found is not None
-    assert found == framing.python_parse_plain_request(data, 0, Limits(), Limits().head)
+    assert found == http_grammar.python_parse_plain_request(data, 0, Limits(), Limits().head)
     head, body, end = found
     assert (head.method, head.target, head.has_body, head.forwarded) == ("GET", b"/a?b", True, True)
     assert data[body:end] == b"ok"
@@ -386,7 +386,7 @@ def test_the_same_runs_over_generated_chunks() -> None:
             rng.choice([0, 0, 5]),
             rng.choice([8190, 8190, 3, 0]),
         )
-        expected = outcome(framing.python_skip_chunks, *args)
+        expected = outcome(http_grammar.python_skip_chunks, *args)
         assert outcome(speedups.skip_chunks, *args) == expected, args
         moved += expected[0] > args[1]  # type: ignore[index]
     assert moved > 5000  # (the generator makes whole chunks, not only faulty ones)
@@ -402,13 +402,13 @@ def test_property_the_same_chunk_runs_over_any_bytes(
     data: bytes, remaining: int, crlf_next: bool
 ) -> None:
     args = (data, 0, remaining, crlf_next, 0, 10)
-    assert outcome(speedups.skip_chunks, *args) == outcome(framing.python_skip_chunks, *args)
+    assert outcome(speedups.skip_chunks, *args) == outcome(http_grammar.python_skip_chunks, *args)
 
 
 def test_a_run_of_tiny_chunks_stops_before_the_last_chunk() -> None:
     data = b"1\r\nx\r\n" * 10_000 + b"0\r\n\r\n"
     assert speedups.skip_chunks(data, 0, 0, False, 0, 10) == (len(data) - 7, 0, True, 0)
-    assert framing.python_skip_chunks(data, 0, 0, False, 0, 10) == (len(data) - 7, 0, True, 0)
+    assert http_grammar.python_skip_chunks(data, 0, 0, False, 0, 10) == (len(data) - 7, 0, True, 0)
 
 
 # A worker's check of the app's response headers

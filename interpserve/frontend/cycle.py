@@ -27,7 +27,7 @@ from interpserve.frontend.proxy import resolve
 from interpserve.frontend.response import (
     CONTINUE,
     LAST_CHUNK,
-    Framing,
+    ResponseFraming,
     ResponsePlan,
     chunk,
     plan_response,
@@ -405,11 +405,11 @@ class RequestCycle:
         assert plan is not None
         size = len(data)
         framing = plan.framing
-        if framing is Framing.CHUNKED:
+        if framing is ResponseFraming.CHUNKED:
             out = chunk(data) if data else b""
             if not more_body:
                 out += LAST_CHUNK
-        elif framing is Framing.LENGTH:
+        elif framing is ResponseFraming.LENGTH:
             remaining = plan.content_length - self._written
             if size > remaining >= 0 or (not more_body and size < remaining):
                 # More (or less) than the app's Content-Length: the client cannot tell where
@@ -417,7 +417,7 @@ class RequestCycle:
                 self.keep_alive = False
                 self._log_length_mismatch(self._written + size)
             out = data[: max(remaining, 0)]  # (a negative end would cut from the end instead)
-        elif framing is Framing.CLOSE:
+        elif framing is ResponseFraming.CLOSE:
             out = data
         else:
             out = b""
@@ -526,9 +526,9 @@ class RequestCycle:
         access_log = self._conn.state.access_log
         assert access_log is not None
         head, plan = self.head, self._plan
-        if plan is None or plan.framing is Framing.NONE:
+        if plan is None or plan.framing is ResponseFraming.NONE:
             sent = 0
-        elif plan.framing is Framing.LENGTH:
+        elif plan.framing is ResponseFraming.LENGTH:
             sent = min(self._written, plan.content_length)
         else:
             sent = self._written

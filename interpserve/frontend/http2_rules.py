@@ -34,7 +34,7 @@ class MalformedRequest(Exception):
     """The request breaks HTTP/2's rules: the stream is reset with PROTOCOL_ERROR."""
 
 
-class Framing(Enum):
+class H2Framing(Enum):
     NONE = "none"  # HEAD, 1xx, 204, 304: the HEADERS frame ends the stream
     LENGTH = "length"  # the app's Content-Length: no more than that is sent
     STREAM = "stream"  # DATA frames until the app's last chunk
@@ -126,7 +126,7 @@ def _check_field(name: bytes, value: bytes) -> None:
 
 def response_fields(
     status: int, headers: Headers, method: str, date: bytes, defaults: DefaultHeaders
-) -> tuple[list[tuple[bytes, bytes]], Framing, int]:
+) -> tuple[list[tuple[bytes, bytes]], H2Framing, int]:
     """An app's response start as an HTTP/2 header list, with its framing and Content-Length
     (-1 for none). The same decisions as HTTP/1.1's `plan_response`, without what HTTP/2 does
     in frames (chunking, Connection)."""
@@ -147,11 +147,11 @@ def response_fields(
     if date and b"date" not in names:
         fields.append((b"date", date))
     if method == "HEAD" or no_body_allowed or status == 304:
-        framing = Framing.NONE
+        framing = H2Framing.NONE
     elif content_length >= 0:
-        framing = Framing.LENGTH
+        framing = H2Framing.LENGTH
     else:
-        framing = Framing.STREAM
+        framing = H2Framing.STREAM
     return fields, framing, content_length
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from interpserve import events as ev
 from interpserve.frontend.cycle import RequestCycle
-from interpserve.frontend.http2_rules import CONNECTION_SPECIFIC, Framing, response_fields
+from interpserve.frontend.http2_rules import CONNECTION_SPECIFIC, H2Framing, response_fields
 from interpserve.frontend.http_events import RequestHead
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class HTTP2Cycle(RequestCycle):
 
     def __init__(self, stream: HTTP2Stream, head: RequestHead) -> None:
         super().__init__(stream, head)
-        self._framing = Framing.STREAM
+        self._framing = H2Framing.STREAM
         self._length = -1
 
     def _send_continue(self) -> None:
@@ -131,12 +131,12 @@ class HTTP2Cycle(RequestCycle):
         fields, self._framing, self._length = response_fields(
             status, headers, self.head.method, state.date(), state.default_headers
         )
-        self._conn.send_headers(fields, end_stream=self._framing is Framing.NONE)
+        self._conn.send_headers(fields, end_stream=self._framing is H2Framing.NONE)
 
     def _write_body(self, data: bytes, more_body: bool) -> None:
         framing = self._framing
         size = len(data)
-        if framing is Framing.LENGTH:
+        if framing is H2Framing.LENGTH:
             remaining = self._length - self._written
             if not more_body and size < remaining:
                 # Less than the app's Content-Length: the client must not take it for whole.
@@ -144,14 +144,14 @@ class HTTP2Cycle(RequestCycle):
                 return
             data = data[: max(remaining, 0)]  # no more than it, either
         self._written += size
-        if framing is not Framing.NONE:
+        if framing is not H2Framing.NONE:
             self._conn.write(data)
             if not more_body:
                 self._conn.finish()
 
     def _write_trailers(self, headers: ev.Headers) -> None:
-        if self._framing is Framing.LENGTH and self._written < self._length:
+        if self._framing is H2Framing.LENGTH and self._written < self._length:
             self._conn.abort()  # less than the app's Content-Length, as in _write_body
-        elif self._framing is not Framing.NONE:
+        elif self._framing is not H2Framing.NONE:
             fields = [(name, value) for name, value in headers if name not in CONNECTION_SPECIFIC]
             self._conn.finish(fields)

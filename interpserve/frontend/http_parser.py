@@ -4,7 +4,7 @@ Two backends behind one interface: h11 (pure Python, always there) and httptools
 faster one). Both emit the same events and share the checks that decide how a request is framed,
 so the rest of the server cannot tell them apart: those checks live in `http_rules.py`. Most
 requests (whole in one read, in the plainest form) need neither: the framing guard
-(`framing.py`) parses them itself, by the same rules.
+(`http_grammar.py`) parses them itself, by the same rules.
 Responses are not written here: see `response.py`, shared by both.
 
 A body's bytes come out as one BodyData per read (per request), however many chunks the client
@@ -17,7 +17,6 @@ from typing import Protocol
 
 import h11
 
-from interpserve.frontend.framing import FramingGuard
 from interpserve.frontend.http_events import (
     END_OF_REQUEST,
     BodyData,
@@ -26,6 +25,7 @@ from interpserve.frontend.http_events import (
     RequestHead,
     Upgrade,
 )
+from interpserve.frontend.http_grammar import FramingGuard
 from interpserve.frontend.http_rules import BadRequest, Limits, make_head, without_fragment
 
 DEFAULT_LIMITS = Limits()
@@ -84,7 +84,7 @@ class RequestParser(Protocol):
 
 
 class _GuardedParser:
-    """What both backends share: every read goes through the framing guard (`framing.py`),
+    """What both backends share: every read goes through the framing guard (`http_grammar.py`),
     which parses the plainest requests itself (the fast path) and vets the backend's own parse
     (`_feed`) of the rest."""
 

@@ -1,7 +1,7 @@
 """What a request must look like before it reaches an app: the RFC 9110/9112 checks and the size
 limits that both parser backends apply, so that h11 and httptools accept exactly the same
 requests. Anything ambiguous about where a request ends (the stuff of request smuggling) is
-rejected, never guessed at. The raw bytes are held to the strict grammar in `framing.py`."""
+rejected, never guessed at. The raw bytes are held to the strict grammar in `http_grammar.py`."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-class Framing(Enum):
+class ResponseFraming(Enum):
     NONE = "none"  # HEAD, 1xx, 204, 304: headers only
     LENGTH = "length"  # the app's Content-Length
     CHUNKED = "chunked"  # HTTP/1.1 without a length
@@ -30,7 +30,7 @@ class Framing(Enum):
 @dataclass(slots=True)
 class ResponsePlan:
     head: bytes
-    framing: Framing
+    framing: ResponseFraming
     content_length: int
     keep_alive: bool
 
@@ -116,14 +116,14 @@ def plan_response(
         lines.append(b"date: %s\r\n" % date)
 
     if method == "HEAD" or status < 200 or status in (204, 304):
-        framing = Framing.NONE
+        framing = ResponseFraming.NONE
     elif content_length >= 0:
-        framing = Framing.LENGTH
+        framing = ResponseFraming.LENGTH
     elif http_version == "1.1":
-        framing = Framing.CHUNKED
+        framing = ResponseFraming.CHUNKED
         lines.append(b"transfer-encoding: chunked\r\n")
     else:
-        framing = Framing.CLOSE
+        framing = ResponseFraming.CLOSE
         keep_alive = False
 
     if not keep_alive:
@@ -159,10 +159,10 @@ python_plan_response = plan_response
 if speedups is not None:
     speedups.setup_response(
         ResponsePlan,
-        Framing.NONE,
-        Framing.LENGTH,
-        Framing.CHUNKED,
-        Framing.CLOSE,
+        ResponseFraming.NONE,
+        ResponseFraming.LENGTH,
+        ResponseFraming.CHUNKED,
+        ResponseFraming.CLOSE,
         _STATUS_LINES,
         DEFAULT_HEADERS,
     )
