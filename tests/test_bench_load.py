@@ -3,8 +3,9 @@ and bounded. Timing assertions are built for a shared 2-core machine with other 
 modest rates, tolerances the measurements in docs/bench.md justify, and messages that say what
 was measured.
 
-Apps: examples/hello.py, and tests/apps/faults_app.py's /block (a handler of fixed wall time
-and no CPU, so a capacity that a busy machine does not move).
+Apps: examples/hello.py, tests/apps/faults_app.py's /block (a handler of fixed wall time
+and no CPU, so a capacity that a busy machine does not move), and tests/apps/hold.py (a pause
+that the test starts and ends).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
-from support import StartServer
+from support import TIMEOUT, StartServer
 
 from interpserve.bench.cli import main as bench_main
 from interpserve.bench.client import Progress, run_load
@@ -31,6 +33,8 @@ from interpserve.testing import ServerProcess
 # The asked rate must be met to this share (the issue's "within 2%"): the generator sends late
 # requests as soon as it can, so only those due in the last moments of the window can miss it.
 RATE_TOLERANCE = 0.02
+# How long the pause tests hold the server's only worker.
+PAUSE_S = 1.0
 
 
 def _exit_code(argv: list[str]) -> int | str | None:
@@ -193,47 +197,81 @@ def test_open_loop_meets_the_asked_rate(hello: ServerProcess, arrival: Arrival) 
     assert len(summary.generators) == 2 and len(summary.series) >= 3
 
 
-def _pause_after_a_second(
-    server: ServerProcess,
-) -> tuple[threading.Event, Callable[[Progress], None]]:
-    """A callback for run_load: once a second of the measurement has passed, a request to
-    /cpu?ms=1000 keeps the server's only worker busy for a second."""
-    paused = threading.Event()
+class _Pause:
+    """A run_load progress callback that pauses the server for PAUSE_S of the generator's own
+    clock, on signals: once a second of the measurement has passed, a request to
+    tests/apps/hold.py's /hold takes the server's only worker; when the worker says it holds
+    (the `here` file), the pause starts at that progress report, and ends at the first report
+    PAUSE_S later (the `release` file), whatever the machine's load does to either."""
 
-    def pause() -> None:
-        urllib.request.urlopen(server.url + "/cpu?ms=1000", timeout=30).read()
+    def __init__(self, server: ServerProcess, tmp_path: Path, name: str) -> None:
+        self.here, self.release = tmp_path / f"{name}-here", tmp_path / f"{name}-release"
+        query = f"here={quote(str(self.here))}&release={quote(str(self.release))}"
+        self.url = f"{server.url}/hold?{query}"
+        self.thread = threading.Thread(target=self._hold, daemon=True)
+        self.answer: dict[str, object] = {}
+        self.held_from: float | None = None
+        self.released_at: float | None = None
 
-    def on_progress(progress: Progress) -> None:
-        if progress.phase is Phase.MEASURE and progress.elapsed >= 1.0 and not paused.is_set():
-            paused.set()
-            threading.Thread(target=pause, daemon=True).start()
+    def _hold(self) -> None:
+        with urllib.request.urlopen(self.url, timeout=60) as response:
+            self.answer = json.loads(response.read())
 
-    return paused, on_progress
+    def __call__(self, progress: Progress) -> None:
+        if progress.phase is not Phase.MEASURE:
+            return
+        if self.thread.ident is None and progress.elapsed >= 1.0:
+            self.thread.start()
+        if self.held_from is None and self.here.exists():
+            self.held_from = progress.elapsed
+        elif (
+            self.held_from is not None
+            and self.released_at is None
+            and progress.elapsed >= self.held_from + PAUSE_S
+        ):
+            self.release.touch()
+            self.released_at = progress.elapsed
+
+    def finish(self, duration: float) -> None:
+        """After the run: the pause was whole and ended inside the measurement, with time left
+        for the requests it held to be answered there (a closed-loop run drops what is still in
+        flight when it ends)."""
+        self.release.touch()  # if the run ended first, let the worker go anyway
+        self.thread.join(TIMEOUT)
+        assert self.answer.get("released") is True, f"the pause request: {self.answer}"
+        assert self.released_at is not None, "the run ended before the pause did"
+        assert self.released_at <= duration - 1.0, f"the pause ended late ({self.released_at} s)"
 
 
 @pytest.mark.timeout(90)
-def test_a_pause_shows_in_open_loop_not_in_closed_loop(start_server: StartServer) -> None:
+def test_a_pause_shows_in_open_loop_not_in_closed_loop(
+    start_server: StartServer, tmp_path: Path
+) -> None:
     """The difference between the modes. Open loop, 100 requests/s: the requests due during the
-    one-second pause wait for it, a quarter of the run, so p99 and max are near a second.
+    one-second pause wait for it, a fifth of the run, so p99 and max are near a second.
     Closed loop, 2 connections: only the 2 requests in flight wait; the generator politely
-    sends nothing else meanwhile, so the pause is a handful of samples among thousands and
+    sends nothing else meanwhile, so the pause is 2 samples among hundreds or thousands and
     p99 does not show it (max does)."""
-    server = start_server("examples.hello:app", "--workers", "1")
+    server = start_server("tests.apps.hold:app", "--workers", "1")
+    duration = 5.0
     results = {}
     for name, load in (
-        ("open", Load(rate=100, duration=4, warmup=0.3)),
-        ("closed", Load(connections=2, duration=4, warmup=0.3)),
+        ("open", Load(rate=100, duration=duration, warmup=0.3)),
+        ("closed", Load(connections=2, duration=duration, warmup=0.3)),
     ):
-        paused, on_progress = _pause_after_a_second(server)
-        summary = _run(server.url + "/", load, on_progress)
-        assert paused.is_set()
+        pause = _Pause(server, tmp_path, name)
+        summary = _run(server.url + "/", load, pause)
+        pause.finish(duration)
         results[name] = summary
         assert summary.latency_ms is not None
     opened, closed = results["open"].latency_ms, results["closed"].latency_ms
     assert opened is not None and closed is not None
-    assert opened.p99 > 500 and opened.max > 800, _describe(results["open"])
-    assert closed.max > 800, _describe(results["closed"])
-    assert closed.p99 < 200, _describe(results["closed"])
+    pause_ms = PAUSE_S * 1000
+    assert opened.p99 > pause_ms / 2 and opened.max > pause_ms * 0.8, _describe(results["open"])
+    assert closed.max > pause_ms * 0.8, _describe(results["closed"])
+    # 2 samples are under 1% once there are 200: what the closed loop hides is the pause,
+    # unless the machine is so loaded that a trivial endpoint answers fewer than 40/s.
+    assert closed.p99 < pause_ms / 2, _describe(results["closed"])
 
 
 @pytest.mark.timeout(60)
