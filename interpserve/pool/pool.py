@@ -21,7 +21,8 @@ from interpserve.tasks import BackgroundTasks
 
 logger = logging.getLogger("interpserve.error")
 
-Worker = InterpreterWorker | ProcessWorker
+# The pool's end of a worker (what runs inside is worker/main.py's Worker).
+WorkerHandle = InterpreterWorker | ProcessWorker
 WORKER_KINDS: dict[str, type[InterpreterWorker] | type[ProcessWorker]] = {
     "interpreter": InterpreterWorker,
     "process": ProcessWorker,
@@ -49,24 +50,24 @@ class WorkerPool:
         self.kind = kind
         self._make_worker = WORKER_KINDS[kind]
         self._last_id = 0
-        self.workers: list[Worker] = []  # in rotation
-        self._abandoned: list[Worker] = []
+        self.workers: list[WorkerHandle] = []  # in rotation
+        self._abandoned: list[WorkerHandle] = []
         # Out of rotation, finishing their requests (see _retire): stop() must not forget them.
-        self._retiring: set[Worker] = set()
+        self._retiring: set[WorkerHandle] = set()
         self._tasks = BackgroundTasks()
         self._stopping = False
         # Held while workers start and join or leave the rotation (reload, recycle, replace,
         # SIGTTIN/SIGTTOU): one change at a time, each starting from what the last one left.
         self._changing = asyncio.Lock()
         self._reload_waiting = False  # a reload waits for the lock: more SIGHUPs join it
-        self._recycling: set[Worker] = set()  # a successor is starting, or ready and waiting
-        self._tenures: dict[Worker, Tenure] = {}  # of those in rotation
-        self._spares: set[Worker] = set()  # successors ready, waiting for their tenure to end
+        self._recycling: set[WorkerHandle] = set()  # a successor is starting, or ready and waiting
+        self._tenures: dict[WorkerHandle, Tenure] = {}  # of those in rotation
+        self._spares: set[WorkerHandle] = set()  # successors ready, waiting for their tenure to end
         # How long starting a worker takes, as last measured: successors start this early.
         self._start_seconds = 0.0
         # Called after an interpreter worker is destroyed (see ServingProcess._check_leftovers).
         self.on_interpreter_destroyed: Callable[[], None] | None = None
-        self._starting: set[Worker] = set()  # being started: see abort()
+        self._starting: set[WorkerHandle] = set()  # being started: see abort()
         self._checking: set[WorkerChannel] = set()  # see request_timed_out
         self._crash_loop = CrashLoop()
         self._worker_joined: list[asyncio.Future[None]] = []  # see when_worker_ready
@@ -102,7 +103,7 @@ class WorkerPool:
         limit = self._config.limit_concurrency
         if limit is not None and self.in_flight >= limit:
             raise WorkerGone("--limit-concurrency reached")
-        best: Worker | None = None
+        best: WorkerHandle | None = None
         best_load = 0
         for worker in self.workers:
             channel = worker.channel
@@ -259,7 +260,7 @@ class WorkerPool:
 
     # Internals
 
-    async def _start_workers(self, count: int) -> list[Worker]:
+    async def _start_workers(self, count: int) -> list[WorkerHandle]:
         """Start `count` new workers side by side; all ready, or StartupError (none left)."""
         workers = []
         for _ in range(count):
@@ -305,7 +306,7 @@ class WorkerPool:
             raise StartupError(failure.message, failure.incompatible_module)
         return workers
 
-    def _activate(self, worker: Worker) -> None:
+    def _activate(self, worker: WorkerHandle) -> None:
         loop = asyncio.get_running_loop()
         self._tenures[worker] = tenure = Tenure(self._config, loop.time())
         worker.channel.request_limit = tenure.request_limit
@@ -320,7 +321,7 @@ class WorkerPool:
         self._tasks.spawn(self._watch(worker))
         self._wake_waiting()
 
-    def _deactivate(self, worker: Worker) -> bool:
+    def _deactivate(self, worker: WorkerHandle) -> bool:
         """Take a worker out of rotation; False if it was not in it."""
         if worker not in self.workers:
             return False
@@ -328,7 +329,7 @@ class WorkerPool:
         self._tenures.pop(worker).end(Ending.LEFT)
         return True
 
-    def _count_request(self, worker: Worker) -> None:
+    def _count_request(self, worker: WorkerHandle) -> None:
         """A request is about to be sent to a worker with a request limit: its successor
         starts early enough to be ready when the worker has taken its last one."""
         taken = worker.channel.requests_taken + 1
@@ -342,7 +343,7 @@ class WorkerPool:
             if tenure.successor_due(taken, now, self._start_seconds):
                 self._start_recycle(worker)
 
-    async def _watch(self, worker: Worker) -> None:
+    async def _watch(self, worker: WorkerHandle) -> None:
         """Replace a worker that leaves while in rotation: it crashed or was killed. The
         replacement starts at once, while the old one may still be exiting."""
         loop = asyncio.get_running_loop()
@@ -362,7 +363,7 @@ class WorkerPool:
         await worker.wait_stopped(5.0)
         self._close(worker)
 
-    async def _replace(self, worker: Worker, delay: float) -> None:
+    async def _replace(self, worker: WorkerHandle, delay: float) -> None:
         """Start a worker in place of one that left the rotation, retrying with backoff; no
         longer needed once the rotation is full again (a reload filled it meanwhile)."""
         while True:
@@ -386,13 +387,13 @@ class WorkerPool:
             logger.info("Worker %d replaces worker %d.", replacement.worker_id, worker.worker_id)
             return
 
-    def _start_recycle(self, worker: Worker) -> None:
+    def _start_recycle(self, worker: WorkerHandle) -> None:
         """Start a worker's successor, once: each recycle starts a worker."""
         if worker not in self._recycling and worker in self._tenures and not self._stopping:
             self._recycling.add(worker)
             self._tasks.spawn(self._recycle(worker))
 
-    async def _recycle(self, worker: Worker) -> None:
+    async def _recycle(self, worker: WorkerHandle) -> None:
         """Start a successor while the worker serves on, and swap them when its tenure ends:
         no gap in the rotation, and no request past the worker's limit. Successors start side
         by side (not one change at a time): workers that reach their limits together are
@@ -453,7 +454,7 @@ class WorkerPool:
                     tenure.end(Ending.MEMORY)
                     self._start_recycle(worker)
 
-    async def _retire(self, worker: Worker, timeout: float | None = None) -> None:
+    async def _retire(self, worker: WorkerHandle, timeout: float | None = None) -> None:
         """Out of rotation, then finish its requests, run lifespan shutdown, and stop. If this
         is cancelled (the server stops meanwhile), stop() finishes it: see _retiring."""
         self._deactivate(worker)
@@ -511,25 +512,25 @@ class WorkerPool:
             channel.accepting = True
             self._wake_waiting()
 
-    def _close(self, worker: Worker, *, destroy: bool = True) -> None:
+    def _close(self, worker: WorkerHandle, *, destroy: bool = True) -> None:
         if worker.close(destroy=destroy) and self.on_interpreter_destroyed is not None:
             self.on_interpreter_destroyed()
 
-    def _give_up(self, worker: Worker) -> None:
+    def _give_up(self, worker: WorkerHandle) -> None:
         """Stop a worker that does not stop when asked: a process is killed; an interpreter
         cannot be, so it is disconnected and destroyed once its code returns, if ever."""
         worker.terminate()
         self._abandoned.append(worker)
         self._tasks.spawn(self._reap(worker))
 
-    async def _reap(self, worker: Worker) -> None:
+    async def _reap(self, worker: WorkerHandle) -> None:
         await worker.wait_stopped(None)
         self._close(worker)
         self._abandoned.remove(worker)
         logger.info("Worker %d finally stopped and was cleaned up.", worker.worker_id)
 
 
-def _takes_requests(worker: Worker) -> bool:
+def _takes_requests(worker: WorkerHandle) -> bool:
     """In rotation and able to take a request now: not going, not at its request limit."""
     channel = worker.channel
     limit = channel.request_limit
