@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import load
+from bench import load_tools
 from bench.cpu_split import rounds_options
 from bench.metrics import HELLO_CONNECTIONS
 from bench.procs import tree_cpu_seconds
@@ -96,9 +96,9 @@ class Sample:
 
 def measure(server: RunningServer, seconds: int) -> Sample:
     url = server.url("/")
-    load.wrk(url, HELLO_CONNECTIONS, 1)  # warm-up
+    load_tools.wrk(url, HELLO_CONNECTIONS, 1)  # warm-up
     before = tree_cpu_seconds(server.pid)
-    result = load.wrk(url, HELLO_CONNECTIONS, seconds)
+    result = load_tools.wrk(url, HELLO_CONNECTIONS, seconds)
     used = tree_cpu_seconds(server.pid) - before
     return Sample(result.rps, used * 1e6 / result.requests)
 

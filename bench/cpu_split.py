@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import load
+from bench import load_tools
 from bench.metrics import HELLO_CONNECTIONS
 from bench.procs import children, thread_cpu_seconds, tree
 from bench.servers import HOST, RunningServer, ServerSpec, catalogue, running
@@ -71,9 +71,9 @@ def measure(server: RunningServer, seconds: int) -> Split:
     interpreter is the main thread of each serving process (the supervisor's children) and of
     the supervisor, which sleeps."""
     url = server.url("/")
-    load.wrk(url, HELLO_CONNECTIONS, 1)  # warm-up
+    load_tools.wrk(url, HELLO_CONNECTIONS, 1)  # warm-up
     before = _cpu_by_thread(server.pid)
-    result = load.wrk(url, HELLO_CONNECTIONS, seconds)
+    result = load_tools.wrk(url, HELLO_CONNECTIONS, seconds)
     after = _cpu_by_thread(server.pid)
     used = {key: after[key] - before.get(key, 0.0) for key in after}
     us = 1e6 / result.requests

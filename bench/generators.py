@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import load
+from bench import load_tools
 from bench.servers import HOST, ROOT, RunningServer, ServerSpec, catalogue, running
 from bench.settings import cores
 
@@ -103,7 +103,7 @@ def locust(url: str, path: str, rate: float, seconds: int) -> dict[str, Any]:
 
 
 def wrk(url: str, connections: int, seconds: int) -> dict[str, Any]:
-    result = load.wrk(url, connections, seconds, latency=True)
+    result = load_tools.wrk(url, connections, seconds, latency=True)
     return {
         "tool": f"wrk -c{connections}", "asked": None, "sent": None, "rps": result.rps,
         "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "errors": result.errors,
@@ -114,7 +114,7 @@ def wrk(url: str, connections: int, seconds: int) -> dict[str, Any]:
 @contextmanager
 def serving(spec: ServerSpec, env: dict[str, str], log_dir: Path) -> Iterator[RunningServer]:
     with running(spec, env, log_dir) as server:
-        load.wrk(server.url("/"), 16, 1)  # warm-up: imports, caches
+        load_tools.wrk(server.url("/"), 16, 1)  # warm-up: imports, caches
         yield server
 
 

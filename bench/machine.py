@@ -7,7 +7,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from bench.load import wrk_version
+from bench.load_tools import wrk_version
 from bench.settings import cores
 
 PACKAGES = ("interpserve", "uvicorn", "granian", "hypercorn", "uvloop", "httptools")

@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import load
+from bench import load_tools
 from bench.apps import MIB
 from bench.cpu_split import measure as cpu_split
 from bench.metrics import HELLO_CONNECTIONS
@@ -125,7 +125,7 @@ def recycles(run: Run, leftover: str | None) -> Figures:
             while _lines(log_file, "Recycling worker") < RECYCLES:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"fewer than {RECYCLES} recycles in {RECYCLING_MAX_S} s")
-                load.wrk(server.url("/"), 32, LOAD_CHUNK_S)
+                load_tools.wrk(server.url("/"), 32, LOAD_CHUNK_S)
         after = settled_rss(server.pid)
         return {
             "recycles": _lines(log_file, "Recycling worker"),
@@ -161,9 +161,11 @@ def recycling(run: Run) -> Figures:
             with _peak_rss(server.pid) as peak:
                 for _ in range(RECYCLING_S // LOAD_CHUNK_S):
                     try:
-                        result = load.wrk(server.url("/"), RECYCLING_CONNECTIONS, LOAD_CHUNK_S)
+                        result = load_tools.wrk(
+                            server.url("/"), RECYCLING_CONNECTIONS, LOAD_CHUNK_S
+                        )
                         requests, errors = requests + result.requests, errors + result.errors
-                    except load.LoadFailed:  # not one answer: every worker was restarting
+                    except load_tools.LoadFailed:  # not one answer: every worker was restarting
                         stalled += 1
                     series.append(round(tree_rss_bytes(server.pid) / MIB, 1))
             after = settled_rss(server.pid)
@@ -257,7 +259,7 @@ def reloads(run: Run, supervised: bool) -> Figures:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"reload {reload} did not finish")
                     time.sleep(0.05)
-                load.wrk(server.url("/"), 8, 1)
+                load_tools.wrk(server.url("/"), 8, 1)
         after = settled_rss(server.pid)
         return {
             "reloads": RELOADS,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import load
+from bench import load_tools
 from bench.apps import MIB
 from bench.idle import idle_connections
 from bench.metrics import (
@@ -67,16 +67,16 @@ class Outcome:
     errors: int = 0  # failed requests during the measurement, reported as a warning
     warnings: list[str] = field(default_factory=list)  # for the report's notes
 
-    def add_wrk(self, key: str, result: load.WrkResult) -> None:
+    def add_wrk(self, key: str, result: load_tools.WrkResult) -> None:
         self.figures[key] = result.rps
         self.errors += result.errors
 
 
-def _load(url: str, connections: int, seconds: int, streams: int) -> load.WrkResult:
+def _load(url: str, connections: int, seconds: int, streams: int) -> load_tools.WrkResult:
     """wrk; or h2load over HTTP/2, with `streams` requests in flight on each connection."""
     if streams:
-        return load.h2load(url, connections, streams, seconds)
-    return load.wrk(url, connections, seconds)
+        return load_tools.h2load(url, connections, streams, seconds)
+    return load_tools.wrk(url, connections, seconds)
 
 
 def _warm(
@@ -85,7 +85,7 @@ def _warm(
     """Load not counted: lets lazy imports, caches and worker start-up finish first. A warm-up
     in which no slow request completed is fine; a broken server fails the measured run."""
     if ctx.settings.warmup > 0:
-        with contextlib.suppress(load.LoadFailed):
+        with contextlib.suppress(load_tools.LoadFailed):
             _load(server.url(path), connections, ctx.settings.warmup, streams)
 
 
@@ -121,13 +121,15 @@ def cpu(server: RunningServer, ctx: Context) -> Outcome:
     )
 
 
-def _load_result(finish: Callable[[], load.WrkResult], outcome: Outcome) -> load.WrkResult | None:
+def _load_result(
+    finish: Callable[[], load_tools.WrkResult], outcome: Outcome
+) -> load_tools.WrkResult | None:
     """Collect a load that is there to keep the server busy: if none of its requests completed
     (a single event loop can starve /cpu behind other requests for seconds), the server was
     still busy, so that is a warning, not a failed cell."""
     try:
         result = finish()
-    except load.LoadFailed as exc:
+    except load_tools.LoadFailed as exc:
         outcome.warnings.append(f"background load: {str(exc).splitlines()[0]}")
         return None
     outcome.errors += result.errors
@@ -139,13 +141,13 @@ def mixed(server: RunningServer, ctx: Context) -> Outcome:
     seconds = max(ctx.settings.duration, MIXED_MIN_S)
     # The same CPU load for every server, whatever its worker count, so their latencies compare.
     connections = MIXED_CPU_CONNECTIONS_PER_WORKER * ctx.settings.workers
-    busy = load.start_wrk(server.url("/cpu"), connections, seconds + 2 * MIXED_MARGIN_S)
+    busy = load_tools.start_wrk(server.url("/cpu"), connections, seconds + 2 * MIXED_MARGIN_S)
     outcome = Outcome()
     try:
         time.sleep(MIXED_MARGIN_S)
-        fast = load.wrk(server.url("/"), FAST_CONNECTIONS, seconds, latency=True)
+        fast = load_tools.wrk(server.url("/"), FAST_CONNECTIONS, seconds, latency=True)
     finally:
-        saturating = _load_result(lambda: load.wait_wrk(busy), outcome)
+        saturating = _load_result(lambda: load_tools.wait_wrk(busy), outcome)
     assert fast.p50_ms is not None and fast.p99_ms is not None  # wait_wrk checked
     outcome.figures |= {"mixed.p50_ms": fast.p50_ms, "mixed.p99_ms": fast.p99_ms}
     outcome.errors += fast.errors
@@ -156,8 +158,8 @@ def mixed(server: RunningServer, ctx: Context) -> Outcome:
 
 def stream(server: RunningServer, ctx: Context) -> Outcome:
     mib = ctx.settings.stream_mib
-    down = load.download(server.url(f"/download?mib={mib}"), mib * MIB, TRANSFER_TIMEOUT_S)
-    up = load.upload(server.url("/upload"), ctx.upload_body, TRANSFER_TIMEOUT_S)
+    down = load_tools.download(server.url(f"/download?mib={mib}"), mib * MIB, TRANSFER_TIMEOUT_S)
+    up = load_tools.upload(server.url("/upload"), ctx.upload_body, TRANSFER_TIMEOUT_S)
     return Outcome({"stream.download_mib_s": down / MIB, "stream.upload_mib_s": up / MIB})
 
 
@@ -178,12 +180,14 @@ def settled_rss(pid: int) -> float:
 def memory(server: RunningServer, ctx: Context) -> Outcome:
     outcome = Outcome({"memory.idle_mib": settled_rss(server.pid)})
     seconds = max(ctx.settings.warmup + ctx.settings.duration, 1)
-    cpu_load = load.start_wrk(server.url("/cpu"), cpu_connections(server.spec.workers), seconds)
+    cpu_load = load_tools.start_wrk(
+        server.url("/cpu"), cpu_connections(server.spec.workers), seconds
+    )
     try:
-        json_load = load.start_wrk(server.url("/json"), JSON_CONNECTIONS, seconds)
-        _load_result(lambda: load.wait_wrk(json_load), outcome)
+        json_load = load_tools.start_wrk(server.url("/json"), JSON_CONNECTIONS, seconds)
+        _load_result(lambda: load_tools.wait_wrk(json_load), outcome)
     finally:
-        _load_result(lambda: load.wait_wrk(cpu_load), outcome)
+        _load_result(lambda: load_tools.wait_wrk(cpu_load), outcome)
     outcome.figures["memory.loaded_mib"] = settled_rss(server.pid)
     return outcome
 
@@ -214,9 +218,11 @@ def _hostile_load(server: RunningServer, kind: str, *args: str) -> tuple[dict[st
     return json.loads(finished.stdout), peak / MIB
 
 
-def _load_error(what: str, finished: subprocess.CompletedProcess[str]) -> load.LoadFailed:
+def _load_error(what: str, finished: subprocess.CompletedProcess[str]) -> load_tools.LoadFailed:
     tail = (finished.stderr or finished.stdout).strip().splitlines()[-3:]
-    return load.LoadFailed(f"{what} exited with code {finished.returncode}: {' | '.join(tail)}")
+    return load_tools.LoadFailed(
+        f"{what} exited with code {finished.returncode}: {' | '.join(tail)}"
+    )
 
 
 def _count_failures(outcome: Outcome, what: str, result: dict[str, Any]) -> None:
@@ -235,7 +241,7 @@ def hostile(server: RunningServer, ctx: Context) -> Outcome:
     def run(what: str, kind: str, *args: str) -> tuple[dict[str, Any], float] | None:
         try:
             result, peak = _hostile_load(server, kind, *args)
-        except (load.LoadFailed, subprocess.TimeoutExpired, ValueError) as exc:
+        except (load_tools.LoadFailed, subprocess.TimeoutExpired, ValueError) as exc:
             outcome.warnings.append(f"{what}: {str(exc).splitlines()[0]}")
             return None
         _count_failures(outcome, what, result)

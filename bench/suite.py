@@ -15,7 +15,7 @@ from pathlib import Path
 
 import interpserve
 from bench import apps
-from bench.load import LoadFailed
+from bench.load_tools import LoadFailed
 from bench.results import Results
 from bench.scenarios import HTTP2_SCENARIOS, RUNNERS, Context, Outcome, cpu
 from bench.servers import ROOT, RunningServer, ServerFailed, ServerSpec, running

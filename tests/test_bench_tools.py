@@ -102,7 +102,7 @@ def test_process_model_refuses_unknown_measurements() -> None:
 
 
 def test_h2load_output_is_read() -> None:
-    from bench.load import parse_h2load
+    from bench.load_tools import parse_h2load
 
     output = """
 finished in 3.01s, 5355.67 req/s, 209.43KB/s

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from bench import machine, plots, report
+from bench import charts, machine, results_md
 from bench.metrics import SCENARIOS
 from bench.results import Results
 from bench.servers import catalogue
@@ -75,9 +75,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def write_outputs(results: Results, out_dir: Path) -> None:
     results.save(out_dir / "results.json")
-    (out_dir / "RESULTS.md").write_text(report.render(results))
-    plots.scenario_charts(results, out_dir)
-    plots.scaling_chart(results, out_dir)
+    (out_dir / "RESULTS.md").write_text(results_md.render(results))
+    charts.scenario_charts(results, out_dir)
+    charts.scaling_chart(results, out_dir)
     log(f"wrote {out_dir / 'RESULTS.md'}")
 
 
