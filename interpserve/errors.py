@@ -6,6 +6,11 @@ Each message is one line for the operator (or the app's author), never a traceba
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a type only: errors.py imports nothing of interpserve when it runs
+    from interpserve.frontend.http_events import ParsedEvent
+
 
 class ConfigError(ValueError):
     """An option has a value the server cannot use."""
@@ -53,6 +58,22 @@ class ClientDisconnected(OSError):
     """What an app's send() raises once the client has gone, or the WebSocket is closed (ASGI
     2.4 asks for an OSError subclass): the app learns it may stop producing what nobody will
     read."""
+
+
+class BadRequest(Exception):
+    """The client sent something that is not acceptable HTTP/1.1: answer `status` and close.
+
+    `events` are those parsed from the same data before the error: requests pipelined ahead of
+    the bad one are still answered."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.events: list[ParsedEvent] = []
+
+
+class MalformedRequest(Exception):
+    """An HTTP/2 request breaks HTTP/2's rules: the stream is reset with PROTOCOL_ERROR."""
 
 
 class HTTP2ConnectionError(Exception):

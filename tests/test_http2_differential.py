@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 
 from bench.h2_connection import h2_server
 from interpserve.config import Config
-from interpserve.errors import HTTP2ConnectionError
+from interpserve.errors import BadRequest, HTTP2ConnectionError, MalformedRequest
 from interpserve.frontend import http2_events as ev
 from interpserve.frontend import http2_frames as fr
 from interpserve.frontend.http2 import (
@@ -49,8 +49,8 @@ from interpserve.frontend.http2 import (
 )
 from interpserve.frontend.http2_connection import ClosedBy, HTTP2Connection, StreamState
 from interpserve.frontend.http2_hpack import CachingDecoder
-from interpserve.frontend.http2_rules import MalformedRequest, check_trailers, request_head
-from interpserve.frontend.http_rules import BadRequest, Limits
+from interpserve.frontend.http2_rules import check_trailers, request_head
+from interpserve.frontend.http_rules import Limits
 
 CONFIG = Config()
 LIMITS = Limits()

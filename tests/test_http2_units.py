@@ -26,7 +26,7 @@ from support import connection, receive
 
 from interpserve import events as ev
 from interpserve.config import Config
-from interpserve.errors import HTTP2ConnectionError
+from interpserve.errors import BadRequest, HTTP2ConnectionError, MalformedRequest
 from interpserve.frontend.http2 import CLOSED_STREAMS_KEPT, SLICE, HTTP2Session, new_connection
 from interpserve.frontend.http2_events import RequestReceived
 from interpserve.frontend.http2_frames import (
@@ -40,11 +40,10 @@ from interpserve.frontend.http2_guard import FloodMeter
 from interpserve.frontend.http2_hpack import CachingDecoder, StaticEncoder
 from interpserve.frontend.http2_rules import (
     H2Framing,
-    MalformedRequest,
     request_head,
     response_fields,
 )
-from interpserve.frontend.http_rules import BadRequest, Limits
+from interpserve.frontend.http_rules import Limits
 from interpserve.frontend.response import DefaultHeaders
 
 BASE = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/a?b=1"), (b":authority", b"h")]

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from support import ParserClass
 
+from interpserve.errors import BadRequest
 from interpserve.frontend.http_grammar import FramingGuard
 from interpserve.frontend.http_parser import (
     END_OF_REQUEST,
-    BadRequest,
     BodyData,
     EndOfRequest,
     Limits,

@@ -7,10 +7,10 @@ import importlib.util
 import pytest
 from support import ParserClass
 
+from interpserve.errors import BadRequest
 from interpserve.frontend.http_parser import (
     DEFAULT_LIMITS,
     END_OF_REQUEST,
-    BadRequest,
     BodyData,
     EndOfRequest,
     H11Parser,

@@ -10,10 +10,10 @@ import random
 import pytest
 from support import ParserClass
 
+from interpserve.errors import BadRequest
 from interpserve.frontend.http_grammar import FramingGuard
 from interpserve.frontend.http_parser import (
     END_OF_REQUEST,
-    BadRequest,
     BodyData,
     H11Parser,
     HttptoolsParser,

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from support import HTTP_IMPLS, ROOT, TIMEOUT, ParserClass, exchange, read_to_eof
 
+from interpserve.errors import BadRequest
 from interpserve.frontend.http_parser import (
-    BadRequest,
     Limits,
     RequestParser,
 )

@@ -25,13 +25,13 @@ from typing import Protocol, cast
 
 from interpserve.accesslog import AccessLog
 from interpserve.config import Config
+from interpserve.errors import BadRequest
 from interpserve.events import Address
 from interpserve.frontend.budget import MemoryBudget
 from interpserve.frontend.correlation import CorrelationIds
 from interpserve.frontend.cycle import RequestCycle
 from interpserve.frontend.http2_frames import PREFACE as _HTTP2_PREFACE
 from interpserve.frontend.http_parser import (
-    BadRequest,
     BodyData,
     EndOfRequest,
     ParsedEvent,

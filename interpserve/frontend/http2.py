@@ -15,7 +15,7 @@ import logging
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
-from interpserve.errors import HTTP2ConnectionError
+from interpserve.errors import BadRequest, HTTP2ConnectionError, MalformedRequest
 from interpserve.frontend import http2_events as h2e
 from interpserve.frontend.http2_connection import HTTP2Connection
 from interpserve.frontend.http2_frames import ErrorCode
@@ -26,9 +26,9 @@ from interpserve.frontend.http2_guard import (
     RAPID_RESET_RATE,
     FloodMeter,
 )
-from interpserve.frontend.http2_rules import MalformedRequest, check_trailers, request_head
+from interpserve.frontend.http2_rules import check_trailers, request_head
 from interpserve.frontend.http2_stream import STREAM_HIGH_WATER, HTTP2Stream, StreamPhase
-from interpserve.frontend.http_rules import BadRequest, Limits
+from interpserve.frontend.http_rules import Limits
 
 if TYPE_CHECKING:
     from interpserve.config import Config

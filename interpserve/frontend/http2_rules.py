@@ -14,9 +14,10 @@ import re
 from enum import Enum
 from functools import cache
 
+from interpserve.errors import BadRequest, MalformedRequest
 from interpserve.events import Headers
 from interpserve.frontend.http_events import RequestHead
-from interpserve.frontend.http_rules import BadRequest, Limits
+from interpserve.frontend.http_rules import Limits
 from interpserve.frontend.proxy import FORWARDING_FIELDS
 from interpserve.frontend.response import DefaultHeaders
 
@@ -28,10 +29,6 @@ CONNECTION_SPECIFIC = frozenset(
 )
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")  # a token, lowercase (RFC 9113 §8.2.1)
 _BAD_VALUE = re.compile(rb"[\0\r\n]|^[ \t]|[ \t]$")
-
-
-class MalformedRequest(Exception):
-    """The request breaks HTTP/2's rules: the stream is reset with PROTOCOL_ERROR."""
 
 
 class H2Framing(Enum):

@@ -33,8 +33,9 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from interpserve.compiled import speedups
+from interpserve.errors import BadRequest
 from interpserve.frontend.http_events import RequestHead
-from interpserve.frontend.http_rules import BadRequest, Limits, make_head
+from interpserve.frontend.http_rules import Limits, make_head
 from interpserve.frontend.proxy import FORWARDING_FIELDS
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"

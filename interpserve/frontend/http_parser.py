@@ -17,6 +17,7 @@ from typing import Protocol
 
 import h11
 
+from interpserve.errors import BadRequest
 from interpserve.frontend.http_events import (
     END_OF_REQUEST,
     BodyData,
@@ -26,14 +27,13 @@ from interpserve.frontend.http_events import (
     Upgrade,
 )
 from interpserve.frontend.http_grammar import FramingGuard
-from interpserve.frontend.http_rules import BadRequest, Limits, make_head, without_fragment
+from interpserve.frontend.http_rules import Limits, make_head, without_fragment
 
 DEFAULT_LIMITS = Limits()
 
 # The parser's interface: what feed() returns and raises.
 __all__ = [
     "END_OF_REQUEST",
-    "BadRequest",
     "BodyData",
     "EndOfRequest",
     "H11Parser",

@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from interpserve.frontend.http_events import ParsedEvent, RequestHead
+from interpserve.errors import BadRequest
+from interpserve.frontend.http_events import RequestHead
 from interpserve.frontend.proxy import FORWARDING_FIELDS
 
 # An http(s) URL as the target (absolute-form): its authority, with no userinfo (RFC 9110
@@ -16,18 +17,6 @@ from interpserve.frontend.proxy import FORWARDING_FIELDS
 _ABSOLUTE_FORM = re.compile(
     rb"(?i:https?)://([A-Za-z0-9\-._~%!$&'()*+,;=:\[\]]+)([/?].*)?", re.DOTALL
 )
-
-
-class BadRequest(Exception):
-    """The client sent something that is not acceptable HTTP/1.1: answer `status` and close.
-
-    `events` are those parsed from the same data before the error: requests pipelined ahead of
-    the bad one are still answered."""
-
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.events: list[ParsedEvent] = []
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,9 +41,15 @@ def _load() -> tuple[Any, ...]:
     fuzzer can instrument them first."""
     global _parsers
     if not _parsers:
+        from interpserve import errors
         from interpserve.frontend import http_parser as hp
 
-        _parsers = (hp.BadRequest, [hp.H11Parser, hp.HttptoolsParser], hp.Limits(**LIMITS_ARGS), hp)
+        _parsers = (
+            errors.BadRequest,
+            [hp.H11Parser, hp.HttptoolsParser],
+            hp.Limits(**LIMITS_ARGS),
+            hp,
+        )
     return _parsers
 
 
