@@ -17,11 +17,16 @@ Run it from the repository root (locust comes with the `compare` extra). Three p
    tools' percentiles can be compared.
 3. Each generator's own latency: the same rates, and `interpserve bench --rate 5000`, against
    bench.bare_server (one fixed reply per read, nothing parsed: its own latency is a few tens
-   of microseconds), so what is measured is the generator's and the loopback's.
+   of microseconds), so what is measured is the generator's and the loopback's. Beside it, at
+   5000/s, bench/floor_client.c (the same schedule kept by a C program with nothing else to
+   do, built with cc): the floor of any generator on this machine. Then both again against a
+   bare server with the real-time policy (--realtime), which takes the server's own waits
+   for a core out of what is measured.
 4. The generator's top rate: GET / of interpserve x N, wrk closed loop against one and two
    `interpserve bench` generator processes, each's CPU.
 
-Writes bench/results/GENERATORS.md (the tables) and generators.json.
+Writes bench/results/GENERATORS.md (the tables) and generators.json, each with the load
+average before and after.
 """
 
 from __future__ import annotations
@@ -30,15 +35,18 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench import load_tools
+from bench.machine import load_average
 from bench.servers import HOST, ROOT, RunningServer, ServerSpec, catalogue, running
 from bench.settings import cores
 
@@ -77,6 +85,29 @@ def _ours(run: dict[str, Any], tool: str, rate: float | None) -> dict[str, Any]:
         "tool": tool, "asked": rate, "sent": run["sent_rps"], "rps": run["rps"],
         "p50_ms": latency.get("p50"), "p99_ms": latency.get("p99"),
         "errors": run["requests"] - run["successes"], "generator_cpu": cpus, "late": run["late"],
+        "realtime": all(g["realtime"] for g in run["generators"]),
+    }  # fmt: skip
+
+
+def build_floor_client(directory: Path) -> Path | None:
+    """bench/floor_client.c, built with cc into `directory`; None without a C compiler."""
+    compiler = shutil.which("cc")
+    if compiler is None:
+        return None
+    program = directory / "floor_client"
+    source = ROOT / "bench" / "floor_client.c"
+    subprocess.run([compiler, "-O2", "-o", str(program), str(source)], check=True, timeout=120)
+    return program
+
+
+def floor_client(program: Path, server: RunningServer, rate: float, seconds: int) -> dict[str, Any]:
+    argv = [str(program), str(server.port), str(rate), str(seconds)]
+    done = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=seconds + 60)
+    result = json.loads(done.stdout)
+    return {
+        "tool": "C floor client", "asked": rate, "sent": None, "rps": result["rps"],
+        "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"], "errors": 0,
+        "generator_cpu": None, "late": result["late"], "realtime": result["realtime"],
     }  # fmt: skip
 
 
@@ -99,6 +130,7 @@ def locust(url: str, path: str, rate: float, seconds: int) -> dict[str, Any]:
         "tool": "locust", "asked": rate, "sent": None, "rps": float(total["Requests/s"]),
         "p50_ms": float(total["50%"]), "p99_ms": float(total["99%"]),
         "errors": int(total["Failure Count"]), "generator_cpu": None, "late": None,
+        "realtime": None,
     }  # fmt: skip
 
 
@@ -107,7 +139,7 @@ def wrk(url: str, connections: int, seconds: int) -> dict[str, Any]:
     return {
         "tool": f"wrk -c{connections}", "asked": None, "sent": None, "rps": result.rps,
         "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "errors": result.errors,
-        "generator_cpu": None, "late": None,
+        "generator_cpu": None, "late": None, "realtime": None,
     }  # fmt: skip
 
 
@@ -142,15 +174,23 @@ def compare_open_loop(
     return rows
 
 
+def at_top_rate(
+    server: RunningServer, floor: Path | None, top: float, seconds: int
+) -> list[dict[str, Any]]:
+    """`interpserve bench --rate top`, then the C floor client at the same rate."""
+    args = ["--rate", str(top), "-d", str(seconds), "--warmup", "1"]
+    rows = [_ours(interpserve_bench(server.url("/"), *args), "interpserve bench", top)]
+    if floor is not None:
+        rows.append(floor_client(floor, server, top, seconds))
+    return rows
+
+
 def overhead(
-    server: RunningServer, rates: list[float], top: float, seconds: int
+    server: RunningServer, floor: Path | None, rates: list[float], top: float, seconds: int
 ) -> list[dict[str, Any]]:
     """Each tool's own floor: the bare server answers in tens of microseconds, so what is
     measured is the generator's (and the loopback's) latency."""
-    rows = side_by_side(server, "/", rates, seconds)
-    args = ["--rate", str(top), "-d", str(seconds), "--warmup", "1"]
-    rows.append(_ours(interpserve_bench(server.url("/"), *args), "interpserve bench", top))
-    return rows
+    return side_by_side(server, "/", rates, seconds) + at_top_rate(server, floor, top, seconds)
 
 
 def top_rate(server: RunningServer, seconds: int) -> list[dict[str, Any]]:
@@ -176,12 +216,13 @@ def _cell(value: Any, digits: int = 1) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     headers = ["generator", "asked/s", "sent/s", "answered/s", "p50 ms", "p99 ms", "errors"]
-    headers += ["late", "generator CPU"]
+    headers += ["late", "generator CPU", "real-time"]
     lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     for r in rows:
         cells = [r["tool"], _cell(r["asked"]), _cell(r["sent"]), _cell(r["rps"]),
                  _cell(r["p50_ms"], 2), _cell(r["p99_ms"], 2), _cell(r["errors"]),
-                 _cell(r["late"]), _cell(r["generator_cpu"])]  # fmt: skip
+                 _cell(r["late"]), _cell(r["generator_cpu"]),
+                 _cell({True: "yes", False: "no"}.get(r.get("realtime")))]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -207,8 +248,13 @@ def main(argv: list[str] | None = None) -> None:
     bare = ServerSpec("bare-uvloop", "bare uvloop", "uvloop", 1,
                       lambda port, workers: [sys.executable, "-m", "bench.bare_server",
                                              "--host", HOST, "--port", str(port)])  # fmt: skip
-    results: dict[str, Any] = {"workers": args.workers, "seconds": args.seconds}
+    realtime_bare = replace(bare, key="bare-uvloop-realtime",
+                            command=lambda port, workers: [*bare.command(port, workers),
+                                                           "--realtime"])  # fmt: skip
+    results: dict[str, Any] = {"workers": args.workers, "seconds": args.seconds,
+                               "loadavg_before": load_average()}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as log_dir:
+        floor = build_floor_client(Path(log_dir))
         with serving(peers["interpserve-interpreter"], env, Path(log_dir)) as server:
             print("open loop on /cpu ...", flush=True)
             results["open_loop"] = compare_open_loop(server, rates, args.seconds, args.workers)
@@ -219,7 +265,13 @@ def main(argv: list[str] | None = None) -> None:
             results["top_rate"] = top_rate(server, args.seconds)
         with serving(bare, env, Path(log_dir)) as server:
             print("overhead against the bare server ...", flush=True)
-            results["overhead"] = overhead(server, rates, args.overhead_rate, args.seconds)
+            results["overhead"] = overhead(server, floor, rates, args.overhead_rate, args.seconds)
+        with serving(realtime_bare, env, Path(log_dir)) as server:
+            print("overhead against the real-time bare server ...", flush=True)
+            results["overhead_realtime"] = at_top_rate(
+                server, floor, args.overhead_rate, args.seconds
+            )
+    results["loadavg_after"] = load_average()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "generators.json").write_text(json.dumps(results, indent=2) + "\n")
     report = [
@@ -228,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
         f"`python -m bench.generators --seconds {args.seconds} --rates {args.rates} "
         f"--slow-rates {args.slow_rates}` "
         f"(interpserve interpreter x{args.workers}, the same server for every row of a table).",
+        f"Load average (1, 5, 15 min) before: {results['loadavg_before']}; "
+        f"after: {results['loadavg_after']}.",
         "",
         f"## Open loop: /cpu (about {HANDLER_S * 1000:g} ms of CPU), the same rates",
         "",
@@ -240,6 +294,10 @@ def main(argv: list[str] | None = None) -> None:
         "## Each generator's own latency: against bench.bare_server",
         "",
         table(results["overhead"]),
+        "",
+        "## The same at the top rate, against the bare server with the real-time policy",
+        "",
+        table(results["overhead_realtime"]),
         "",
         "## Top rate: GET /, closed loop, 64 connections",
         "",

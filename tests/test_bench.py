@@ -143,7 +143,7 @@ def test_histograms_merge_through_encoding() -> None:
 def _finished(**fields: float) -> Finished:
     values: dict[str, Any] = dict(
         index=0, elapsed=2.0, cpu_seconds=0.5, due=0, sent_in_window=0, late=0, waited=0,
-        max_lag=0.0, connections_opened=1, peak_connections=1,
+        max_lag=0.0, connections_opened=1, peak_connections=1, realtime=False,
     )  # fmt: skip
     values.update(fields)
     return Finished(**values)
@@ -206,7 +206,12 @@ def test_generator_limits() -> None:
     assert text[1].startswith("The load generator may have limited 1 of 2 runs: the load gen")
     assert text[1].endswith("Try --generators, or a second machine.")
     starved = format_generator([late])
-    assert starved[1].endswith("the latencies include that delay.")
+    assert starved[1].endswith(
+        "the latencies include that delay. Given the right to a real-time policy (root, or "
+        "CAP_SYS_NICE), it waits less."
+    )
+    realtime = summarize(_result([[1.0] * 400], rate=200, due=400, late=40, realtime=True))
+    assert format_generator([realtime])[1].endswith("the latencies include that delay.")
 
 
 def test_summarize_no_successes() -> None:
@@ -626,7 +631,7 @@ def test_open_loop_counts_a_request_dispatched_after_its_due_time_as_late() -> N
         False,
         Load(rate=100, duration=1, warmup=0, max_connections=1),
     )
-    run = _OpenLoop(spec, report=None, start=0.0)  # type: ignore[arg-type]
+    run = _OpenLoop(spec, report=None, start=0.0, realtime=False)  # type: ignore[arg-type]
     opened: list[object] = []
     run.connect = opened.append  # type: ignore[assignment,method-assign]
     run.dispatch(due=0.010, now=0.010)

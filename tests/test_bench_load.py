@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 import threading
 import urllib.request
@@ -195,6 +196,27 @@ def test_open_loop_meets_the_asked_rate(hello: ServerProcess, arrival: Arrival) 
     assert fast.latency_ms is not None and slow.latency_ms is not None
     assert slow.latency_ms.p50 > fast.latency_ms.p50
     assert len(summary.generators) == 2 and len(summary.series) >= 3
+    # Far from a core each: they kept the real-time policy, where this machine grants it.
+    assert [g.realtime for g in summary.generators] == [_realtime_allowed()] * 2
+
+
+def _realtime_allowed() -> bool:
+    """Whether a process started here may take the real-time policy (root, CAP_SYS_NICE)."""
+    code = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
+    return subprocess.run([sys.executable, "-c", code], timeout=TIMEOUT).returncode == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_generator_that_needs_a_core_gives_up_realtime(hello: ServerProcess) -> None:
+    """Asked for far more than one process can dispatch, the generator is busy all the time:
+    it still reads answers and reports progress between batches of due requests, and it goes
+    back to the ordinary policy, leaving the server its share of the cores."""
+    progress: list[Progress] = []
+    flood = Load(rate=500_000, duration=1, max_connections=16, timeout=1)
+    behind = _run(hello.url + "/", flood, progress.append)
+    assert any(p.phase is Phase.MEASURE and p.successes for p in progress), _describe(behind)
+    assert behind.successes > 0 and behind.late > 0, _describe(behind)
+    assert not behind.generators[0].realtime
 
 
 class _Pause:

@@ -11,7 +11,9 @@ for the first connection to come free; its latency runs from when it was *due*, 
 waiting for a slow server is counted (no coordinated omission). The schedule is kept with a
 timerfd where the platform has one (microsecond wake-ups; the event loop's own timers have
 millisecond steps), and a request dispatched later than LATE_AFTER past its due time is counted
-as late: the generator, not the server, fell behind.
+as late: the generator, not the server, fell behind. Where it is allowed, an open-loop process
+also takes a real-time scheduling policy, so that a due request waits for no ordinary process
+(docs/bench.md has what that changed), and gives it back if it ever needs most of a core.
 
 A failed request is counted by kind and its connection replaced, so a server that goes away
 mid-run shows up as errors, not as a crash.
@@ -50,6 +52,15 @@ TICK_INTERVAL = 0.25
 LATE_AFTER = 0.002
 # The generator processes' scheduling priority (nice), where the user may raise it.
 GENERATOR_NICE = -10
+# Open loop: the real-time priority (SCHED_FIFO) taken where allowed, the lowest: above every
+# ordinary process, below the kernel's own real-time threads.
+REALTIME_PRIORITY = 1
+# A real-time process using more of a core than this (over a tick) goes back to the ordinary
+# policy: it no longer waits for wake-ups, and it must not starve the server of a core.
+REALTIME_CPU_LIMIT = 0.8
+# At most this many due requests go out per wake-up before the loop reads what has arrived (a
+# generator behind its schedule would otherwise never read, nor tick).
+DISPATCH_BATCH = 64
 
 
 class Phase(enum.Enum):
@@ -109,6 +120,8 @@ class Finished:
     max_lag: float
     connections_opened: int
     peak_connections: int
+    # Whether the process ran under the real-time policy throughout the run.
+    realtime: bool
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -128,21 +141,16 @@ def generate(spec: Share, report: Connection) -> None:
     clock in every process), run, send Ticks, then Finished (or one line saying why not)."""
     # Ctrl-C reaches the whole process group; the parent decides when this process ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Ahead of the server for a core, where that is allowed: on a machine whose cores the
-    # server keeps busy, a request due would otherwise wait for the scheduler, as a client on
-    # another machine never does. The generator's own CPU use is small, so the server loses
-    # little.
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, GENERATOR_NICE)
+    realtime = _raise_priority(spec.load.open_loop)
     from interpserve.serving import loop_factory
 
     try:
         report.send(Ready(spec.index))
         start = report.recv()
         run = (
-            _OpenLoop(spec, report, start)
+            _OpenLoop(spec, report, start, realtime)
             if spec.load.open_loop
-            else _ClosedLoop(spec, report, start)
+            else _ClosedLoop(spec, report, start, realtime)
         )
         with asyncio.Runner(loop_factory=loop_factory("auto")) as runner:
             report.send(runner.run(run.run()))
@@ -154,11 +162,30 @@ def generate(spec: Share, report: Connection) -> None:
         report.close()
 
 
+def _raise_priority(open_loop: bool) -> bool:
+    """Ahead of the server for a core, where that is allowed: on a machine whose cores the
+    server (or anything else) keeps busy, a request due would otherwise wait for the scheduler,
+    as a client on another machine never does. The generator's own CPU use is small, so the
+    server loses little. nice is not enough for an open loop: the scheduler still lets a
+    waking process wait milliseconds for a busy core, and where sessions are grouped
+    (autogroup) nice ranks only the processes of one session. Whether it runs real-time."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, GENERATOR_NICE)
+    if not open_loop or not hasattr(os, "sched_setscheduler"):
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+    except OSError:
+        return False  # not root, no CAP_SYS_NICE, no RLIMIT_RTPRIO
+    return True
+
+
 class _Run:
     """What both loops share: the clock of the run, the connections, the counts, the ticks."""
 
-    def __init__(self, spec: Share, report: Connection, start: float) -> None:
+    def __init__(self, spec: Share, report: Connection, start: float, realtime: bool) -> None:
         self.spec = spec
+        self.realtime = realtime
         self.load = spec.load
         self.report = report
         self.start = start
@@ -230,6 +257,7 @@ class _Run:
             max_lag=self.max_lag,
             connections_opened=self.opened,
             peak_connections=self.peak,
+            realtime=self.realtime,
         )
 
     def connect(self, on_made: Callable[[_Connection], None]) -> asyncio.Task[None]:
@@ -329,9 +357,16 @@ class _Run:
                 connection.fail("timeout")
 
     async def _tick(self) -> None:
+        cpu, at = time.process_time(), time.monotonic()
         while True:
             await asyncio.sleep(TICK_INTERVAL)
             self.send_tick()
+            last_cpu, last_at = cpu, at
+            cpu, at = time.process_time(), time.monotonic()
+            if self.realtime and cpu - last_cpu > REALTIME_CPU_LIMIT * (at - last_at):
+                self.realtime = False
+                with contextlib.suppress(OSError):
+                    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
     def send_tick(self) -> None:
         encoded = tuple(
@@ -360,8 +395,8 @@ class _ClosedLoop(_Run):
     share them: a request sent during the warm-up is not counted even if it completes after.
     At the end of a --duration run, requests still in flight are dropped, as wrk does."""
 
-    def __init__(self, spec: Share, report: Connection, start: float) -> None:
-        super().__init__(spec, report, start)
+    def __init__(self, spec: Share, report: Connection, start: float, realtime: bool) -> None:
+        super().__init__(spec, report, start, realtime)
         # Measured requests still to send (None: no limit, the duration ends the run).
         self.budget = (
             None
@@ -422,8 +457,8 @@ class _ClosedLoop(_Run):
 
 
 class _OpenLoop(_Run):
-    def __init__(self, spec: Share, report: Connection, start: float) -> None:
-        super().__init__(spec, report, start)
+    def __init__(self, spec: Share, report: Connection, start: float, realtime: bool) -> None:
+        super().__init__(spec, report, start, realtime)
         load = self.load
         self.window_end = self.measure_from + cast(float, load.window)
         self.limit = max(1, share(load.max_connections, load.generators, spec.index))
@@ -518,9 +553,10 @@ class _OpenLoop(_Run):
 
 
 async def _keep_schedule(times: Iterator[float], dispatch: Callable[[float, float], None]) -> None:
-    """Call dispatch(due, now) for each due time once it has come, all that have come at each
-    wake-up. A timerfd wakes the loop to the microsecond; without one (not Linux), the loop's
-    own timers do, to the millisecond."""
+    """Call dispatch(due, now) for each due time once it has come: all that have come at each
+    wake-up, up to DISPATCH_BATCH, the rest once the loop has read what arrived. A timerfd
+    wakes the loop to the microsecond; without one (not Linux), the loop's own timers do, to
+    the millisecond."""
     due = next(times, None)
     if due is None:
         return
@@ -541,7 +577,9 @@ async def _keep_schedule(times: Iterator[float], dispatch: Callable[[float, floa
         with contextlib.suppress(BlockingIOError):
             os.read(fd, 8)
         now = time.monotonic()
-        while due is not None and due <= now:
+        for _ in range(DISPATCH_BATCH):
+            if due is None or due > now:
+                break
             dispatch(due, now)
             due = next(times, None)
             now = time.monotonic()

@@ -108,6 +108,10 @@ def format_generator(summaries: Sequence[Summary]) -> list[str]:
             "Its CPU was not busy: the server or other programs kept it waiting for a core; "
             "the latencies include that delay."
         )
+        if not all(g.realtime for g in worst.generators):
+            advice += (
+                " Given the right to a real-time policy (root, or CAP_SYS_NICE), it waits less."
+            )
     return [
         line,
         f"The load generator may have limited {runs}: "

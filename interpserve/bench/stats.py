@@ -73,6 +73,8 @@ class GeneratorSummary:
     max_lag_ms: float
     connections_opened: int
     peak_connections: int
+    # Open loop: it kept the real-time scheduling policy throughout (generator.py).
+    realtime: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ def _generator(finished: Finished) -> GeneratorSummary:
         max_lag_ms=finished.max_lag * 1000,
         connections_opened=finished.connections_opened,
         peak_connections=finished.peak_connections,
+        realtime=finished.realtime,
     )
 
 
