@@ -13,12 +13,19 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from interpserve.bench import histogram
 from interpserve.bench.cli import main as bench_main
 from interpserve.bench.cli import parse_worker_counts, parse_worker_kinds
 from interpserve.bench.deployment import Deployment
-from interpserve.bench.export import CSV_COLUMNS, JSON_SCHEMA, report_csv, report_json
+from interpserve.bench.export import (
+    CSV_COLUMNS,
+    JSON_SCHEMA,
+    report_csv,
+    report_json,
+    report_openmetrics,
+)
 from interpserve.bench.generator import LATE_AFTER, Finished, Share, _OpenLoop
 from interpserve.bench.http1 import (
     ProtocolError,
@@ -435,6 +442,39 @@ def test_csv_export() -> None:
     record = dict(zip(CSV_COLUMNS, rows[1], strict=True))
     assert record["measurement"] == "capacity_search" and record["kind"] == "interpreter"
     assert record["slo_met"] in ("True", "False")
+
+
+def test_openmetrics_export() -> None:
+    """Parsed by prometheus_client's OpenMetrics parser, which rejects what the format does
+    not allow (a family's samples apart, a missing # EOF, a counter without _total)."""
+    deployments = _deployments()[:1]
+    capacity = deployments[0].capacity
+    assert capacity is not None
+    mixed = Deployment("process", 2)
+    mixed.run = summarize(_result([[1.0] * 9, [50.0]], rate=5, due=10, sent_in_window=10))
+    text = report_openmetrics([*deployments, mixed], parse_slo("p99<200ms"))
+    assert text.endswith("# EOF\n")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    latency = families["interpserve_bench_latency_seconds"]
+    assert (latency.type, latency.unit) == ("summary", "seconds")
+    steps = {s.labels["step"] for s in latency.samples if s.labels["measurement"] != "run"}
+    assert len(steps) == len(capacity.steps)
+    run = [s for s in latency.samples if s.labels["measurement"] == "run"]
+    by_path = {(s.labels["path"], s.labels.get("quantile"), s.name): s.value for s in run}
+    assert by_path[("", None, "interpserve_bench_latency_seconds_count")] == 10
+    assert by_path[("/1", "0.99", "interpserve_bench_latency_seconds")] == pytest.approx(0.05, 0.01)
+    assert by_path[("/0", "0.5", "interpserve_bench_latency_seconds")] == pytest.approx(1e-3, 0.01)
+    met = {s.value for s in families["interpserve_bench_slo_met"].samples}
+    assert met == {0.0, 1.0}  # the search stepped on both sides of its capacity
+
+    def of_the_run(family: str) -> Any:
+        (sample,) = [s for s in families[family].samples if s.labels["measurement"] == "run"]
+        return sample
+
+    asked = of_the_run("interpserve_bench_asked_per_second")
+    assert (asked.labels["kind"], asked.labels["workers"], asked.value) == ("process", "2", 5)
+    late = of_the_run("interpserve_bench_late")
+    assert late.name == "interpserve_bench_late_total" and late.value == 0
 
 
 def test_format_table_aligns_columns() -> None:

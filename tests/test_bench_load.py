@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from support import TIMEOUT, StartServer
 
 from interpserve.bench.cli import main as bench_main
@@ -320,8 +321,10 @@ def test_capacity_search_agrees_with_a_rate_sweep(
     same highest rate within 5%."""
     server = start_server("tests.apps.faults_app:app", "--workers", "1")
     out, table = tmp_path / "capacity.json", tmp_path / "capacity.csv"
+    metrics = tmp_path / "capacity.om"
     argv = [server.url + "/block?ms=10", "--slo", "p99<100ms", "--sweep-rate", "80..124:4"]
     argv += ["-d", "1", "--warmup", "0.3", "--json", str(out), "--csv", str(table)]
+    argv += ["--openmetrics", str(metrics)]
     bench_main(argv)
     printed = capsys.readouterr().out
     data = json.loads(out.read_text())
@@ -334,6 +337,7 @@ def test_capacity_search_agrees_with_a_rate_sweep(
     assert "Capacity at p99<100ms, errors<1%:" in printed
     assert "the server holds " in printed and "Knee: " in printed
     rows = table.read_text().splitlines()
-    assert len(rows) == 1 + len(deployment["rate_sweep"]["steps"]) + len(
-        deployment["capacity"]["steps"]
-    )
+    measured = len(deployment["rate_sweep"]["steps"]) + len(deployment["capacity"]["steps"])
+    assert len(rows) == 1 + measured
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    assert len(families["interpserve_bench_slo_met"].samples) == measured

@@ -22,7 +22,7 @@ from typing import NoReturn
 
 from interpserve.bench.client import LoadError, check_reachable, run_load
 from interpserve.bench.deployment import Deployment
-from interpserve.bench.export import report_csv, report_json
+from interpserve.bench.export import report_csv, report_json, report_openmetrics
 from interpserve.bench.histogram import INSTALL_HINT, hdrhistogram_installed
 from interpserve.bench.http1 import parse_header, parse_url
 from interpserve.bench.load import GENERATOR_RATE, Arrival, Load, WeightedPath, parse_path
@@ -201,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", metavar="PATH", help="write the results as JSON")
     output.add_argument(
         "--csv", metavar="PATH", help="write one row per measured run (and path) as CSV"
+    )
+    output.add_argument(
+        "--openmetrics",
+        metavar="PATH",
+        help="write every measured run's figures as OpenMetrics text, for a time-series store",
     )
     output.add_argument(
         "--plot",
@@ -420,6 +425,8 @@ def _output(
         _write("--json", args.json, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     if args.csv:
         _write("--csv", args.csv, report_csv(deployments, slo))
+    if args.openmetrics:
+        _write("--openmetrics", args.openmetrics, report_openmetrics(deployments, slo))
     if args.plot:
         try:
             written = plot_all(deployments, slo, title, args.plot)

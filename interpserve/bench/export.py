@@ -1,16 +1,18 @@
-"""--json and --csv: what a CI job keeps. The JSON layout is versioned (JSON_SCHEMA) and
-documented in docs/bench.md; the CSV has one row per measured run (and per path of a mixed
-run), for a spreadsheet or a time-series store."""
+"""--json, --csv and --openmetrics: what a CI job keeps. The JSON layout is versioned
+(JSON_SCHEMA) and documented in docs/bench.md; the CSV has one row per measured run (and per
+path of a mixed run), for a spreadsheet; the OpenMetrics text has the same figures as samples
+labelled by run (and path), for a time-series store (a Pushgateway, a textfile collector)."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from interpserve.bench.deployment import Deployment
+from interpserve.bench.histogram import PERCENTILES
 from interpserve.bench.load import Load
 from interpserve.bench.search import Capacity, Step
 from interpserve.bench.slo import Slo
@@ -131,15 +133,110 @@ def _csv_rows(
     return rows
 
 
+@dataclasses.dataclass(frozen=True)
+class _Measured:
+    deployment: Deployment
+    measurement: str  # run, rate_sweep, capacity_search
+    step: int  # its place among the deployment's measurements of that kind
+    summary: Summary
+    met: bool | None  # None: no SLO to meet
+
+
+def _measured(deployments: Sequence[Deployment], slo: Slo | None) -> Iterator[_Measured]:
+    """Every measured run, in the order of the report."""
+    for d in deployments:
+        if d.run:
+            yield _Measured(d, "run", 0, d.run, None)
+        for i, step in enumerate(d.rates):
+            yield _Measured(d, "rate_sweep", i, step.summary, step.met if slo else None)
+        for i, step in enumerate(d.capacity.steps if d.capacity else []):
+            yield _Measured(d, "capacity_search", i, step.summary, step.met)
+
+
 def report_csv(deployments: Sequence[Deployment], slo: Slo | None) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for d in deployments:
-        if d.run:
-            writer.writerows(_csv_rows(d, "run", d.run, None))
-        for step in d.rates:
-            writer.writerows(_csv_rows(d, "rate_sweep", step.summary, step.met if slo else None))
-        for step in d.capacity.steps if d.capacity else []:
-            writer.writerows(_csv_rows(d, "capacity_search", step.summary, step.met))
+    for m in _measured(deployments, slo):
+        writer.writerows(_csv_rows(m.deployment, m.measurement, m.summary, m.met))
     return out.getvalue()
+
+
+# OpenMetrics families: name, type, unit, help. Every sample is labelled with its run (kind,
+# workers, measurement, step) and path ("" for all paths together).
+_FAMILIES = (
+    ("latency_seconds", "summary", "seconds",
+     "Latency of successful requests (open loop: from when each was due)"),
+    ("latency_max_seconds", "gauge", "seconds", "The slowest successful request"),
+    ("answered_per_second", "gauge", "", "Successful responses per second"),
+    ("requests", "counter", "", "Measured requests, answered or failed"),
+    ("errors", "counter", "", "Measured requests that failed"),
+    ("asked_per_second", "gauge", "", "Open loop: the rate asked"),
+    ("sent_per_second", "gauge", "", "Open loop: the rate at which requests went out"),
+    ("late", "counter", "", "Open loop: requests the generator dispatched late"),
+    ("waited", "counter", "", "Open loop: requests that waited for a free connection"),
+    ("generator_cpu_ratio", "gauge", "ratio", "The busiest generator process's CPU, of a core"),
+    ("slo_met", "gauge", "", "1 if the run met the SLO, else 0"),
+)  # fmt: skip
+OPENMETRICS_PREFIX = "interpserve_bench_"
+
+
+def _label_value(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _samples(m: _Measured, family: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(suffix, extra labels, value) of one run's samples in `family`, per path where the
+    figure is one of each path's."""
+    summary = m.summary
+    paths = [("", summary.successes, summary.error_count, summary.latency_ms)]
+    if len(summary.paths) > 1:
+        paths += [(p.path, p.successes, p.errors, p.latency_ms) for p in summary.paths]
+    for path, successes, errors, latency in paths:
+        on = {"path": path}
+        if family == "latency_seconds" and latency is not None:
+            for q, name in zip(PERCENTILES, ("p50", "p90", "p99", "p99.9"), strict=True):
+                yield "", {**on, "quantile": f"{q / 100:g}"}, latency.at(name) / 1000
+            yield "_sum", on, latency.mean * successes / 1000
+            yield "_count", on, successes
+        elif family == "latency_max_seconds" and latency is not None:
+            yield "", on, latency.max / 1000
+        elif family == "requests":
+            yield "_total", on, successes + errors
+        elif family == "errors":
+            yield "_total", on, errors
+        if path:
+            continue  # the rest are the run's, not a path's
+        if family == "answered_per_second":
+            yield "", on, summary.rps
+        elif family == "asked_per_second" and summary.asked_rps is not None:
+            yield "", on, summary.asked_rps
+        elif family == "sent_per_second" and summary.sent_rps is not None:
+            yield "", on, summary.sent_rps
+        elif family in ("late", "waited") and summary.asked_rps is not None:
+            yield "_total", on, getattr(summary, family)
+        elif family == "generator_cpu_ratio":
+            yield "", on, summary.generator_cpu
+        elif family == "slo_met" and m.met is not None:
+            yield "", on, float(m.met)
+
+
+def report_openmetrics(deployments: Sequence[Deployment], slo: Slo | None) -> str:
+    """The OpenMetrics text exposition of every measured run (each family's samples together,
+    as the format requires, and `# EOF` at the end)."""
+    measured = list(_measured(deployments, slo))
+    lines = []
+    for family, kind, unit, text in _FAMILIES:
+        name = OPENMETRICS_PREFIX + family
+        lines += [f"# TYPE {name} {kind}", f"# HELP {name} {text}."]
+        if unit:
+            lines.append(f"# UNIT {name} {unit}")
+        for m in measured:
+            run = {"kind": m.deployment.kind or "", "workers": m.deployment.workers or "",
+                   "measurement": m.measurement, "step": m.step}  # fmt: skip
+            for suffix, labels, value in _samples(m, family):
+                pairs = ",".join(
+                    f'{key}="{_label_value(v)}"' for key, v in {**run, **labels}.items()
+                )
+                lines.append(f"{name}{suffix}{{{pairs}}} {value!r}")
+    return "\n".join([*lines, "# EOF", ""])
