@@ -14,6 +14,7 @@ from interpserve.backoff import CrashLoop
 from interpserve.config import Config
 from interpserve.errors import NoWorkerYet, StartupError, WorkerGone
 from interpserve.pool.channel import WorkerChannel
+from interpserve.pool.handle import DRAINED_AT_STOP, IN_ROTATION, WorkerHandle, WorkerStage
 from interpserve.pool.interpreter_worker import InterpreterWorker
 from interpserve.pool.process_worker import ProcessWorker
 from interpserve.pool.recycling import Ending, Tenure
@@ -21,9 +22,7 @@ from interpserve.tasks import BackgroundTasks
 
 logger = logging.getLogger("interpserve.error")
 
-# The pool's end of a worker (what runs inside is worker/main.py's Worker).
-WorkerHandle = InterpreterWorker | ProcessWorker
-WORKER_KINDS: dict[str, type[InterpreterWorker] | type[ProcessWorker]] = {
+WORKER_KINDS: dict[str, Callable[[int, str], WorkerHandle]] = {
     "interpreter": InterpreterWorker,
     "process": ProcessWorker,
 }
@@ -50,25 +49,24 @@ class WorkerPool:
         self.kind = kind
         self._make_worker = WORKER_KINDS[kind]
         self._last_id = 0
-        self.workers: list[WorkerHandle] = []  # in rotation
-        self._abandoned: list[WorkerHandle] = []
-        # Out of rotation, finishing their requests (see _retire): stop() must not forget them.
-        self._retiring: set[WorkerHandle] = set()
+        # Every worker from its start until it is closed, and its stage: stop() and abort()
+        # must not forget one (a retire that was cancelled, a successor waiting, a stuck one).
+        self._stages: dict[WorkerHandle, WorkerStage] = {}
+        self.workers: list[WorkerHandle] = []  # those in rotation (IN_ROTATION), in order
         self._tasks = BackgroundTasks()
         self._stopping = False
         # Held while workers start and join or leave the rotation (reload, recycle, replace,
         # SIGTTIN/SIGTTOU): one change at a time, each starting from what the last one left.
         self._changing = asyncio.Lock()
         self._reload_waiting = False  # a reload waits for the lock: more SIGHUPs join it
-        self._recycling: set[WorkerHandle] = set()  # a successor is starting, or ready and waiting
         self._tenures: dict[WorkerHandle, Tenure] = {}  # of those in rotation
-        self._spares: set[WorkerHandle] = set()  # successors ready, waiting for their tenure to end
         # How long starting a worker takes, as last measured: successors start this early.
         self._start_seconds = 0.0
         # Called after an interpreter worker is destroyed (see ServingProcess._check_leftovers).
         self.on_interpreter_destroyed: Callable[[], None] | None = None
-        self._starting: set[WorkerHandle] = set()  # being started: see abort()
-        self._checking: set[WorkerChannel] = set()  # see request_timed_out
+        # Workers in rotation whose stuck check is under way (see request_timed_out): a check
+        # of its own, beside the stage (a worker may be checked while it is recycling).
+        self._checking: set[WorkerChannel] = set()
         self._crash_loop = CrashLoop()
         self._worker_joined: list[asyncio.Future[None]] = []  # see when_worker_ready
         self.restarts = 0
@@ -188,7 +186,7 @@ class WorkerPool:
                 return
             old = list(self.workers)
             for worker in old:
-                self._deactivate(worker)
+                self._deactivate(worker, WorkerStage.RETIRING)
             for worker in new:
                 self._activate(worker)
         await asyncio.gather(*(self._retire(worker) for worker in old))
@@ -214,7 +212,7 @@ class WorkerPool:
                 return
             self.target -= 1
             worker = self.workers[-1]
-            self._deactivate(worker)
+            self._deactivate(worker, WorkerStage.RETIRING)
         await self._retire(worker)
         logger.info("Removed a worker: %d serving.", len(self.workers))
 
@@ -235,9 +233,9 @@ class WorkerPool:
         await self._tasks.cancel_all()
         # Those in rotation, those a cancelled reload or recycle was draining, and successors
         # that were waiting to take over.
-        retiring = [*self.workers, *self._retiring, *self._spares]
+        retiring = self._in(DRAINED_AT_STOP)
         await asyncio.gather(*(self._retire(worker, timeout) for worker in retiring))
-        busy = [worker for worker in self._abandoned if worker.running]
+        busy = [worker for worker in self._in({WorkerStage.ABANDONED}) if worker.running]
         for worker in busy:
             logger.warning(
                 "Worker %d is still busy at exit (stuck, or starting).", worker.worker_id
@@ -247,18 +245,20 @@ class WorkerPool:
     def cancel_requests(self) -> None:
         """The graceful shutdown's deadline: every app task still running is cancelled (it
         sees CancelledError, its `finally` runs)."""
-        for worker in [*self.workers, *self._retiring, *self._spares]:
+        for worker in self._in(DRAINED_AT_STOP):
             worker.channel.send(ev.CancelAll())
 
     def abort(self) -> None:
         """The server exits at once (a second Ctrl+C): kill every worker process, so that none
         outlives it. (Interpreters end with the process.)"""
-        everyone = [*self.workers, *self._retiring, *self._spares, *self._starting]
-        for worker in [*everyone, *self._abandoned]:
+        for worker in list(self._stages):
             if worker.kind == "process":
                 worker.terminate()
 
     # Internals
+
+    def _in(self, stages: frozenset[WorkerStage] | set[WorkerStage]) -> list[WorkerHandle]:
+        return [worker for worker, stage in self._stages.items() if stage in stages]
 
     async def _start_workers(self, count: int) -> list[WorkerHandle]:
         """Start `count` new workers side by side; all ready, or StartupError (none left)."""
@@ -267,7 +267,8 @@ class WorkerPool:
             self._last_id += 1
             settings = self._config.worker_settings(self._last_id)
             workers.append(self._make_worker(self._last_id, settings))
-        self._starting.update(workers)
+        for worker in workers:
+            self._stages[worker] = WorkerStage.STARTING
         timeout = self._config.timeout_worker_start
         started_at = asyncio.get_running_loop().time()
         try:
@@ -289,10 +290,8 @@ class WorkerPool:
             # could not stop: interpreters still importing).
             for worker in workers:
                 worker.terminate()
-                self._abandoned.append(worker)
+                self._stages[worker] = WorkerStage.ABANDONED
             raise
-        finally:
-            self._starting.difference_update(workers)
         self._start_seconds = asyncio.get_running_loop().time() - started_at
         failures = [result for result in results if isinstance(result, ev.WorkerFailed)]
         if failures:
@@ -317,14 +316,16 @@ class WorkerPool:
                 loop.call_at(start_at, self._start_recycle, worker),
                 loop.call_at(tenure.ends_at, tenure.end, Ending.LIFETIME),
             ]
+        self._stages[worker] = WorkerStage.SERVING
         self.workers.append(worker)
         self._tasks.spawn(self._watch(worker))
         self._wake_waiting()
 
-    def _deactivate(self, worker: WorkerHandle) -> bool:
-        """Take a worker out of rotation; False if it was not in it."""
-        if worker not in self.workers:
+    def _deactivate(self, worker: WorkerHandle, stage: WorkerStage) -> bool:
+        """Take a worker out of rotation, into `stage`; False if it was not in rotation."""
+        if self._stages.get(worker) not in IN_ROTATION:
             return False
+        self._stages[worker] = stage
         self.workers.remove(worker)
         self._tenures.pop(worker).end(Ending.LEFT)
         return True
@@ -338,7 +339,7 @@ class WorkerPool:
         if taken >= tenure.request_limit:
             tenure.end(Ending.REQUESTS)
             self._start_recycle(worker)
-        elif worker not in self._recycling:
+        elif self._stages[worker] is WorkerStage.SERVING:
             now = asyncio.get_running_loop().time()
             if tenure.successor_due(taken, now, self._start_seconds):
                 self._start_recycle(worker)
@@ -349,7 +350,7 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         ready_at = loop.time()
         await worker.channel.lost.wait()
-        if self._stopping or not self._deactivate(worker):
+        if self._stopping or not self._deactivate(worker, WorkerStage.LOST):
             return
         uptime = loop.time() - ready_at
         delay = self._crash_loop.crashed(uptime)
@@ -389,8 +390,8 @@ class WorkerPool:
 
     def _start_recycle(self, worker: WorkerHandle) -> None:
         """Start a worker's successor, once: each recycle starts a worker."""
-        if worker not in self._recycling and worker in self._tenures and not self._stopping:
-            self._recycling.add(worker)
+        if self._stages.get(worker) is WorkerStage.SERVING and not self._stopping:
+            self._stages[worker] = WorkerStage.RECYCLING
             self._tasks.spawn(self._recycle(worker))
 
     async def _recycle(self, worker: WorkerHandle) -> None:
@@ -406,10 +407,9 @@ class WorkerPool:
                 logger.error("Could not recycle worker %d: %s", worker.worker_id, exc)
                 worker.channel.request_limit = None  # it serves on: better than nobody
                 return
-            self._spares.add(successor)
+            self._stages[successor] = WorkerStage.SPARE
             ending = await tenure.ended
             async with self._changing:
-                self._spares.discard(successor)
                 if self._stopping or (ending is Ending.LEFT and len(self.workers) >= self.target):
                     # The server is stopping, or another took the place it would have taken.
                     self._tasks.spawn(self._retire(successor))
@@ -420,7 +420,7 @@ class WorkerPool:
                         "Worker %d replaces worker %d.", successor.worker_id, worker.worker_id
                     )
                     return
-                self._deactivate(worker)
+                self._deactivate(worker, WorkerStage.RETIRING)
                 self._activate(successor)
             logger.info(
                 "Recycling worker %d after %d requests (%s; worker %d takes over).",
@@ -432,7 +432,10 @@ class WorkerPool:
             self.restarts += 1
             await self._retire(worker)
         finally:
-            self._recycling.discard(worker)
+            if self._stages.get(worker) is WorkerStage.RECYCLING:
+                self._stages[worker] = (
+                    WorkerStage.SERVING
+                )  # no successor came: it may recycle again
 
     async def _watch_memory(self, limit: int) -> None:
         """--limit-max-memory: every MEMORY_CHECK seconds, a worker over the limit is recycled
@@ -456,9 +459,9 @@ class WorkerPool:
 
     async def _retire(self, worker: WorkerHandle, timeout: float | None = None) -> None:
         """Out of rotation, then finish its requests, run lifespan shutdown, and stop. If this
-        is cancelled (the server stops meanwhile), stop() finishes it: see _retiring."""
-        self._deactivate(worker)
-        self._retiring.add(worker)
+        is cancelled (the server stops meanwhile), stop() finishes it (it is RETIRING still)."""
+        self._deactivate(worker, WorkerStage.RETIRING)
+        self._stages[worker] = WorkerStage.RETIRING
         worker.channel.shutdown()
         timeout = self._config.timeout_graceful_shutdown if timeout is None else timeout
         stopped = await worker.wait_stopped(timeout)
@@ -472,7 +475,6 @@ class WorkerPool:
         else:
             logger.warning("Worker %d did not stop within %s s.", worker.worker_id, timeout)
             self._give_up(worker)
-        self._retiring.discard(worker)
 
     async def _check_stuck(self, channel: WorkerChannel) -> None:
         """Whether a worker whose request timed out is stuck: it gets no requests meanwhile
@@ -484,7 +486,7 @@ class WorkerPool:
             if await channel.ping(STUCK_AFTER):
                 self._readmit(channel)
                 return
-            stuck_still_running = sum(1 for w in self._abandoned if w.running)
+            stuck_still_running = sum(1 for w in self._in({WorkerStage.ABANDONED}) if w.running)
             if stuck_still_running >= self._config.worker_count:
                 # Each abandoned interpreter keeps a thread and its memory until its code
                 # returns: past this cap the stuck worker stays (dispatch avoids it: busy).
@@ -495,7 +497,7 @@ class WorkerPool:
                 )
                 self._readmit(channel)
                 return
-            if not self._deactivate(worker):
+            if not self._deactivate(worker, WorkerStage.ABANDONED):
                 return
             logger.error(
                 "Worker %d is stuck (its event loop has not answered for %.1f s); replacing it.",
@@ -513,6 +515,8 @@ class WorkerPool:
             self._wake_waiting()
 
     def _close(self, worker: WorkerHandle, *, destroy: bool = True) -> None:
+        """Release a worker that has stopped: the pool forgets it."""
+        self._stages.pop(worker, None)
         if worker.close(destroy=destroy) and self.on_interpreter_destroyed is not None:
             self.on_interpreter_destroyed()
 
@@ -520,13 +524,12 @@ class WorkerPool:
         """Stop a worker that does not stop when asked: a process is killed; an interpreter
         cannot be, so it is disconnected and destroyed once its code returns, if ever."""
         worker.terminate()
-        self._abandoned.append(worker)
+        self._stages[worker] = WorkerStage.ABANDONED
         self._tasks.spawn(self._reap(worker))
 
     async def _reap(self, worker: WorkerHandle) -> None:
         await worker.wait_stopped(None)
         self._close(worker)
-        self._abandoned.remove(worker)
         logger.info("Worker %d finally stopped and was cleaned up.", worker.worker_id)
 
 
