@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -591,6 +592,17 @@ def run_virtual[T](main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run `main()` to its end on a VirtualClockLoop."""
     with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
         return runner.run(main())
+
+
+def on_virtual_clock[**P](test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
+    """An async test run to its end on a VirtualClockLoop of its own, not on pytest-asyncio's
+    loop (whose clock is real); its fixtures and parameters are the coroutine function's."""
+
+    @functools.wraps(test)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        run_virtual(lambda: test(*args, **kwargs))
+
+    return run
 
 
 class FakeTransport(asyncio.Transport):

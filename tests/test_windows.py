@@ -1,14 +1,16 @@
 """The front end's windows and budget in memory: a real connection and its request cycles, with
 a fake transport for the client's socket (support.FakeTransport) and a fake worker channel that
 records what would cross the pipes, so every step (a read, a credit, the socket filling) is
-taken one at a time."""
+taken one at a time. Time is the test's too: the loop's clock is virtual (support.VirtualClockLoop:
+a connection's wait for its turn after a costly read passes at once) and so is the clock the
+connection times its reads with (`clock`), so a loaded machine changes nothing."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-from support import FakeChannel, FakeTransport, connection, receive
+from support import FakeChannel, FakeTransport, connection, on_virtual_clock, receive
 
 from interpserve import events as ev
 from interpserve.frontend.connection import _READ_LEAST, READ_SIZE, HTTPConnection
@@ -18,6 +20,29 @@ def post(size: int) -> bytes:
     return b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size
 
 
+class ReadClock:
+    """time.perf_counter for the connection, under the test's control: every reading of it is
+    `cost` seconds after the one before."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.cost = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.cost
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> ReadClock:
+    """The clock the connection times its reads with: every read is quick (costs nothing)
+    unless the test says otherwise, however loaded the machine."""
+    read_clock = ReadClock()
+    monkeypatch.setattr(time, "perf_counter", read_clock)
+    return read_clock
+
+
+@on_virtual_clock
 async def test_a_body_is_read_as_far_as_its_window_and_no_further() -> None:
     conn, transport, channel = connection()
     await receive(conn, transport, post(10 * ev.BODY_WINDOW_MIN) + b"x" * (3 * ev.BODY_WINDOW_MIN))
@@ -27,6 +52,7 @@ async def test_a_body_is_read_as_far_as_its_window_and_no_further() -> None:
     assert len(conn.get_buffer(-1)) <= READ_SIZE
 
 
+@on_virtual_clock
 async def test_a_window_widens_while_the_app_keeps_receiving() -> None:
     conn, transport, channel = connection()
     size = 8 * ev.BODY_WINDOW
@@ -70,26 +96,12 @@ async def read_on(
     return sizes
 
 
-class ReadClock:
-    """time.perf_counter for the connection, under the test's control: every reading of it is
-    `cost` seconds after the one before."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.cost = 0.0
-
-    def __call__(self) -> float:
-        self.now += self.cost
-        return self.now
-
-
+@on_virtual_clock
 async def test_a_connection_whose_reads_were_slow_reads_the_most_again_once_they_are_quick(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: ReadClock,
 ) -> None:
     """Slow reads shrink a connection's reads to the least; quick ones, however small, widen
     them again (reads below the size that is timed at the most are timed while it reads less)."""
-    clock = ReadClock()
-    monkeypatch.setattr(time, "perf_counter", clock)
     conn, transport, channel = connection()
     await receive(conn, transport, post(UPLOAD))
     await read_on(conn, transport, channel, 8)  # the window widens
@@ -100,14 +112,13 @@ async def test_a_connection_whose_reads_were_slow_reads_the_most_again_once_they
     assert channel.body_sent() < UPLOAD
 
 
+@on_virtual_clock
 async def test_a_plain_body_whose_reads_are_slow_one_at_a_time_is_read_the_most_at_once(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: ReadClock,
 ) -> None:
     """A slow read between quick ones (the one that completes a batch of frames for the
     worker's pipe, or one a preemption slowed) neither shrinks the reads nor makes the
     connection wait for a turn; reads slow one after the other do."""
-    clock = ReadClock()
-    monkeypatch.setattr(time, "perf_counter", clock)
     conn, transport, channel = connection()
     await receive(conn, transport, post(UPLOAD))
     costs = [0.01 if read % 4 == 3 else 0.0 for read in range(64)]
@@ -120,6 +131,7 @@ async def test_a_plain_body_whose_reads_are_slow_one_at_a_time_is_read_the_most_
     assert conn.state.costly_until > 0.0
 
 
+@on_virtual_clock
 async def test_a_spent_budget_stops_a_body_whose_app_has_not_received_all() -> None:
     conn, transport, channel = connection(limit_buffers=4 * ev.BODY_WINDOW_MIN)
     budget = conn.state.budget
@@ -137,6 +149,7 @@ async def test_a_spent_budget_stops_a_body_whose_app_has_not_received_all() -> N
     assert transport.reading
 
 
+@on_virtual_clock
 async def test_pipelined_requests_wait_for_the_client_to_take_the_answers() -> None:
     conn, transport, channel = connection()
     await receive(conn, transport, b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n" * 3)
@@ -150,6 +163,7 @@ async def test_pipelined_requests_wait_for_the_client_to_take_the_answers() -> N
 
 
 @pytest.mark.parametrize("paused", [False, True])
+@on_virtual_clock
 async def test_a_streamed_response_gets_credit_as_the_client_takes_it(paused: bool) -> None:
     conn, transport, channel = connection()
     await receive(conn, transport, b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
