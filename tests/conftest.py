@@ -4,13 +4,18 @@ parameters every test of the front end's HTTP or of the workers runs once per va
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Iterator
 
 import pytest
 from support import HTTP_IMPLS, ROOT, WORKER_KINDS, ParserClass, StartServer
 
+from interpserve import wire
+from interpserve.compiled import speedups
+from interpserve.frontend import http_grammar, response
 from interpserve.frontend.http_parser import H11Parser, HttptoolsParser
 from interpserve.testing import ServerProcess
+from interpserve.worker import asgi
 
 _NO_HTTPTOOLS = pytest.mark.skipif(
     importlib.util.find_spec("httptools") is None, reason="httptools is not installed"
@@ -20,6 +25,13 @@ _PARSER_PARAMS = [
     for name in HTTP_IMPLS
 ]
 PARSER_CLASSES = {"h11": H11Parser, "httptools": HttptoolsParser}
+_PURE_IMPL_PARAMS = [
+    pytest.param(
+        "compiled",
+        marks=pytest.mark.skipif(speedups is None, reason="interpserve._speedups not built"),
+    ),
+    "python",
+]
 
 
 @pytest.fixture
@@ -59,3 +71,37 @@ def worker_kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def hello_server(start_server: StartServer, http_impl: str) -> ServerProcess:
     return start_server("examples.hello:app", "--workers", "2", "--http", http_impl)
+
+
+def _python_twins() -> dict[int, object]:
+    """The Python reference of each compiled function (_speedups.c), by the compiled one's id."""
+    if speedups is None:
+        return {}
+    return {
+        id(speedups.encode_parts): wire.python_encode_parts,
+        id(speedups.decode_whole_frames): wire.python_decode_whole_frames,
+        id(speedups.parse_plain_request): http_grammar.python_parse_plain_request,
+        id(speedups.skip_chunks): http_grammar.python_skip_chunks,
+        id(speedups.plan_response): response.python_plan_response,
+        id(speedups.checked_headers): asgi.python_checked_headers,
+    }
+
+
+@pytest.fixture(params=_PURE_IMPL_PARAMS)
+def pure_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The suites of the pure functions run once per implementation, as aiohttp runs its
+    parser's on both: "compiled" (_speedups.c, what users get where it is built) and "python"
+    (the reference). For "python", every name bound to a compiled function, in the package and
+    in the test's module, is its Python twin during the test, and the servers the test starts
+    run without the compiled module (INTERPSERVE_NO_SPEEDUPS)."""
+    if request.param == "python":
+        twins = _python_twins()
+        package = [m for name, m in sys.modules.items() if name.startswith("interpserve.")]
+        for module in [*package, request.module]:
+            if module is speedups:
+                continue
+            for name, value in list(vars(module).items()):
+                if id(value) in twins:
+                    monkeypatch.setattr(module, name, twins[id(value)])
+        monkeypatch.setenv("INTERPSERVE_NO_SPEEDUPS", "1")
+    return str(request.param)

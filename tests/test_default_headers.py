@@ -14,6 +14,9 @@ from interpserve.errors import ConfigError
 from interpserve.frontend.response import DefaultHeaders, error_response, plan_response
 from interpserve.option_values import encode_header
 
+# On the compiled functions and on their Python references (conftest.py's pure_impl).
+pytestmark = pytest.mark.usefixtures("pure_impl")
+
 DATE = b"Sun, 06 Nov 1994 08:49:37 GMT"
 
 

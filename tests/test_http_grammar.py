@@ -19,6 +19,9 @@ from interpserve.frontend.http_parser import (
     RequestParser,
 )
 
+# On the compiled functions and on their Python references (conftest.py's pure_impl).
+pytestmark = pytest.mark.usefixtures("pure_impl")
+
 GOOD = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
 
 

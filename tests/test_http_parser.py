@@ -21,6 +21,9 @@ from interpserve.frontend.http_parser import (
     parser_factory,
 )
 
+# On the compiled functions and on their Python references (conftest.py's pure_impl).
+pytestmark = pytest.mark.usefixtures("pure_impl")
+
 HAS_HTTPTOOLS = importlib.util.find_spec("httptools") is not None
 
 

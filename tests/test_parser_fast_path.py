@@ -22,6 +22,9 @@ from interpserve.frontend.http_parser import (
     RequestHead,
 )
 
+# On the compiled functions and on their Python references (conftest.py's pure_impl).
+pytestmark = pytest.mark.usefixtures("pure_impl")
+
 
 class H11FullPath(H11Parser):
     def feed(self, data: bytes) -> list[ParsedEvent]:

@@ -18,6 +18,9 @@ from interpserve.frontend.response import (
     status_line,
 )
 
+# On the compiled functions and on their Python references (conftest.py's pure_impl).
+pytestmark = pytest.mark.usefixtures("pure_impl")
+
 DATE = b"Sun, 06 Nov 1994 08:49:37 GMT"
 
 

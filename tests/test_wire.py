@@ -14,6 +14,9 @@ from interpserve import wire
 from interpserve.errors import WireError
 from interpserve.wire import HEADER_SIZE, MAX_PAYLOAD, FrameDecoder, encode
 
+# On the compiled functions and on their Python references (conftest.py's pure_impl).
+pytestmark = pytest.mark.usefixtures("pure_impl")
+
 
 def roundtrip(event: ev.Event) -> list[ev.Event]:
     return FrameDecoder().feed(encode(event))
