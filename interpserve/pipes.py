@@ -27,11 +27,18 @@ logger = logging.getLogger("interpserve.error")
 # reader, a cost on both sides, so fewer larger writes pay once the rest of a request is cheap
 # (docs/performance.md, "Figures behind the code").
 _BATCH = 16
+# ...and once their payloads come to this much: a batch of big body chunks in one write would
+# leave that much waiting in memory when the pipe is full (see _HELD_MOST).
+_BATCH_BYTES = 256 * 1024
 # Linux's default pipe holds 64 KiB: a 64 KiB body chunk would take two writes and wake the
 # reader twice. 1 MiB (Linux's default upper limit for an unprivileged process) holds several.
 _PIPE_SIZE = 1 << 20
 # At most this much is read from a pipe at once by asyncio: see FramePipe.connect.
 _READ_SIZE = 64 * 1024
+# A worker's senders wait (`drained`) while more than this waits in its memory for a pipe the
+# front end has not emptied: the pipe itself holds _PIPE_SIZE already, and what the apps send
+# beyond it would pile up in the worker, however small each response's window.
+_HELD_MOST = 64 * 1024
 
 
 def open_pipe() -> tuple[int, int]:
@@ -66,10 +73,12 @@ class FramePipe(asyncio.Protocol):
         self._on_backlog = on_backlog
         self._backlog = 0
         self._write_paused = False
+        self._drained: asyncio.Event | None = None  # made when a sender first waits
         self._decoder = FrameDecoder()
         self._reader: asyncio.ReadTransport | None = None
         self._writer: asyncio.WriteTransport | None = None
         self._pending: list[bytes] = []
+        self._pending_size = 0  # of the payloads in _pending
         self._flush_scheduled = False  # at the end of this loop pass, for what is pending then
         self._receiving = False  # in data_received, which flushes when it is done
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,6 +92,8 @@ class FramePipe(asyncio.Protocol):
         if self._on_backlog is not None:
             # Told as soon as anything waits in memory, and once all of it is written.
             writer.set_write_buffer_limits(0)
+        else:
+            writer.set_write_buffer_limits(_HELD_MOST)
         self._writer = writer
         reader, _ = await loop.connect_read_pipe(
             lambda: self, os.fdopen(os.dup(fd_in), "rb", buffering=0)
@@ -98,13 +109,29 @@ class FramePipe(asyncio.Protocol):
     def send(self, event: ev.Event) -> None:
         if self.closed:
             return
-        self._pending += encode_parts(event)
-        if len(self._pending) >= 2 * _BATCH:  # (a header and a payload a frame)
+        header, payload = encode_parts(event)
+        self._pending += header, payload
+        self._pending_size += len(payload)
+        if len(self._pending) >= 2 * _BATCH or self._pending_size >= _BATCH_BYTES:
             self._flush()
         elif not self._flush_scheduled and not self._receiving:
             assert self._loop is not None
             self._flush_scheduled = True
             self._loop.call_soon(self._flush_at_pass_end)
+
+    @property
+    def backed_up(self) -> bool:
+        """More than the pipe's mark waits in memory for the other side to read."""
+        return self._write_paused and not self.closed
+
+    async def drained(self) -> None:
+        """Return once what waits in memory has gone down to the pipe's low mark (or the pipe
+        has closed): a worker's app waits here before it sends more body bytes."""
+        while self.backed_up:
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            self._drained.clear()
+            await self._drained.wait()
 
     def _flush_at_pass_end(self) -> None:
         self._flush_scheduled = False
@@ -116,10 +143,13 @@ class FramePipe(asyncio.Protocol):
             if self._write_paused:
                 self._note_backlog()
         self._pending.clear()
+        self._pending_size = 0
 
     def _writing_held(self, held: bool) -> None:
         """From the writing pipe's protocol: bytes began, or stopped, waiting in memory."""
         self._write_paused = held
+        if not held and self._drained is not None:
+            self._drained.set()
         self._note_backlog()
 
     def _note_backlog(self) -> None:
@@ -163,6 +193,8 @@ class FramePipe(asyncio.Protocol):
         self._flush()
         self.closed = True
         self._note_backlog()  # what is left to write no longer counts
+        if self._drained is not None:
+            self._drained.set()
         if self._reader is not None:
             self._reader.close()
         if self._writer is not None:

@@ -6,6 +6,8 @@ what bounds them, and generous bounds on growth).
   sends; many of them hold little more than that each;
 - the budget (--limit-buffers) stops reading what would go past it, and reading resumes as it
   drains, with nothing lost;
+- many clients that read a big download slowly hold the app's chunk each and little more: its
+  send() waits for the client (the response's window) and for the worker's pipe;
 - a body of tiny chunks arrives whole, in few messages;
 - the app's mistakes are named in the log (and a 500 given when that is still possible), and a
   client's leaving is none of the app's.
@@ -30,6 +32,7 @@ from support import (
     BUFFERS_APP,
     MB,
     TIMEOUT,
+    PeakRSS,
     RawConnection,
     StartServer,
     raw_get,
@@ -122,6 +125,47 @@ def test_many_unread_uploads_hold_little(buffers_server: ServerProcess, tmp_path
         for conn in conns:
             conn.close()
     assert all(answer["total"] == size for answer in answers)
+
+
+async def _read_slowly(port: int, path: str, piece: int) -> tuple[bytes, int, str]:
+    """GET `path` through a small receive buffer, `piece` bytes a loop pass: the answer's
+    status line, and its body's size and sha256."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=piece)
+    try:
+        writer.write(raw_get(path, "Connection: close"))
+        head = await reader.readuntil(b"\r\n\r\n")
+        digest, size = hashlib.sha256(), 0
+        while data := await reader.read(piece):
+            digest.update(data)
+            size += len(data)
+            await asyncio.sleep(0)
+        return head.split(b"\r\n", 1)[0], size, digest.hexdigest()
+    finally:
+        writer.close()
+
+
+async def test_many_slow_readers_of_a_download_hold_little(buffers_server: ServerProcess) -> None:
+    """100 clients read a 4 MiB download of fresh 64 KiB chunks through small buffers, while
+    the front end, serving all of them, is slower than the apps: the server's memory grows
+    by about the app's own chunk each (what any server holds for it), not by what the apps
+    could produce meanwhile, and every byte arrives in order."""
+    clients, mib = 100, 4
+    path = f"/stream?mib={mib}"
+    idle = rss_bytes(buffers_server.pid)
+    with PeakRSS(buffers_server.pid) as peak:
+        readers = (_read_slowly(buffers_server.port, path, 4096) for _ in range(clients))
+        answers = await asyncio.wait_for(asyncio.gather(*readers), 60)
+    grown = peak.peak - idle
+    expected = hashlib.sha256()
+    for index in range(mib * 16):
+        expected.update(bytes([index % 256]) * 65536)
+    assert set(answers) == {(b"HTTP/1.1 200 OK", mib * MB, expected.hexdigest())}
+    # (A generous bound: test_pipes.py counts what a worker holds for a pipe not emptied.)
+    assert grown < clients * 320 * 1024, f"RSS grew by {grown / MB:.0f} MB for {clients} readers"
 
 
 # The budget ------------------------------------------------------------------------------------

@@ -1,14 +1,23 @@
-"""Worker pipes are enlarged where the OS allows it, and still plain pipes."""
+"""Worker pipes are enlarged where the OS allows it, and still plain pipes; a worker's app waits
+while the front end does not empty its pipe."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import os
 import sys
+from typing import Any
 
 import pytest
+from support import MB
 
-from interpserve.pipes import open_pipe
+from interpserve import events as ev
+from interpserve.pipes import _BATCH_BYTES, _HELD_MOST, FramePipe, open_pipe
+from interpserve.worker.asgi import HTTPCycle
+
+HAS_PIPE_SIZE = hasattr(fcntl, "F_GETPIPE_SZ")
 
 
 def test_open_pipe_carries_bytes() -> None:
@@ -30,3 +39,54 @@ def test_open_pipe_holds_more_than_one_body_chunk() -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+async def test_a_worker_app_waits_while_the_front_end_does_not_empty_its_pipe() -> None:
+    """A worker's app has all the credit it wants, but the front end reads nothing from the
+    worker's pipe: its send() waits once the pipe is full and a little more waits in memory,
+    instead of piling up what it sends there; it sends on once the pipe is read."""
+    to_front_r, to_front_w = open_pipe()
+    to_worker_r, to_worker_w = open_pipe()
+    pipe = FramePipe(lambda event: None, lambda: None)
+    sent = 0
+    chunk, most = 64 * 1024, 64 * MB
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal sent
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while sent < most:
+            await send({"type": "http.response.body", "body": b"x" * chunk, "more_body": True})
+            sent += chunk
+
+    try:
+        await pipe.connect(to_worker_r, to_front_w)
+        request = ev.Request(1, "GET", "http", "1.1", b"/", b"", (), None, None, False, False)
+        cycle = HTTPCycle(request, pipe, lambda exc: None, "", {}, None)
+        cycle.credit(2 * most)
+        task = asyncio.create_task(cycle.run(app))
+        for _ in range(1000):  # loop passes, until the app waits for the pipe
+            if pipe.backed_up or task.done():
+                break
+            await asyncio.sleep(0)
+        for _ in range(10):
+            await asyncio.sleep(0)  # (it waits for good: nothing reads the pipe)
+        assert not task.done()
+        pipe_size = fcntl.fcntl(to_front_w, fcntl.F_GETPIPE_SZ) if HAS_PIPE_SIZE else 65536
+        assert pipe._writer is not None
+        held = _HELD_MOST + _BATCH_BYTES + chunk  # (the mark, and one write beyond it)
+        assert pipe._writer.get_write_buffer_size() <= held
+        assert sent <= pipe_size + held + chunk
+        held_back = sent
+        os.set_blocking(to_front_r, False)
+        for _ in range(1000):  # the front end reads: the app sends on
+            if task.done() or sent >= held_back + 4 * MB:
+                break
+            with contextlib.suppress(BlockingIOError):
+                os.read(to_front_r, 1 << 20)
+            await asyncio.sleep(0)
+        assert sent >= held_back + 4 * MB or task.done()
+        task.cancel()
+    finally:
+        pipe.close()
+        for fd in (to_front_r, to_front_w, to_worker_r, to_worker_w):
+            os.close(fd)

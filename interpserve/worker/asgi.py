@@ -8,7 +8,7 @@ import logging
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from interpserve import events as ev
@@ -23,6 +23,20 @@ _ERROR_HEADERS = ((b"content-type", b"text/plain; charset=utf-8"), (b"content-le
 # What would split or corrupt the response if it were in a header.
 _FORBIDDEN_IN_NAME = re.compile(rb"[\r\n\0:]")
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
+
+
+class EventPipe(Protocol):
+    """Where a cycle's events go: the worker's pipe to the front end (pipes.FramePipe)."""
+
+    def send(self, event: ev.Event) -> None: ...
+    @property
+    def backed_up(self) -> bool:
+        """The front end is not emptying the pipe: more than a little waits in memory."""
+        ...
+
+    async def drained(self) -> None:
+        """Return once the pipe has room again."""
+        ...
 
 
 def checked_headers(raw: Any) -> ev.Headers:
@@ -90,14 +104,15 @@ class HTTPCycle:
     def __init__(
         self,
         request: ev.Request,
-        send_event: Callable[[ev.Event], None],
+        pipe: EventPipe,
         on_fatal: Callable[[BaseException], None],
         root_path: str,
         state: dict[str, Any],
         request_id_header: bytes | None,
     ) -> None:
         self._id = request.request_id
-        self._send_event = send_event
+        self._pipe = pipe
+        self._send_event = pipe.send
         self._on_fatal = on_fatal
         self.scope = connection_scope("http", request, root_path, state, request_id_header)
         self.scope["method"] = request.method
@@ -263,8 +278,10 @@ class HTTPCycle:
                 _wake(self._wakeup)
             if len(body) > self._send_credit:
                 body = await self._send_beyond_credit(body)
-                if self._disconnected:
-                    return
+            if self._pipe.backed_up:
+                await self._pipe.drained()
+            if self._disconnected:
+                return
             self._send_body(body, more_body)
         elif kind == "http.response.trailers":
             self._send_trailers(message)
@@ -290,9 +307,12 @@ class HTTPCycle:
         response waiting for it."""
         view = memoryview(body)
         while len(view) > self._send_credit and not self._disconnected:
-            if self._send_credit > 0:
+            if self._send_credit > 0 and not self._pipe.backed_up:
                 piece, view = view[: self._send_credit], view[self._send_credit :]
                 self._send_body(piece.tobytes(), True)
+            elif self._send_credit > 0:
+                await self._pipe.drained()  # (the credit is there, but not the pipe's room)
+                continue
             await self._credit_given()
         return view.tobytes()
 

@@ -178,7 +178,7 @@ class Worker:
         request_id = request.request_id
         args = (
             request,
-            self._pipe.send,
+            self._pipe,
             self._fatal,
             self._root_path,
             self._state,

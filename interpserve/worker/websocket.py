@@ -21,6 +21,7 @@ from interpserve.errors import ClientDisconnected
 from interpserve.wire import MAX_PAYLOAD
 from interpserve.worker.app import ASGIApp, Message
 from interpserve.worker.asgi import (
+    EventPipe,
     checked_headers,
     checked_status,
     connection_scope,
@@ -45,14 +46,15 @@ class WebSocketCycle:
     def __init__(
         self,
         request: ev.Request,
-        send_event: Callable[[ev.Event], None],
+        pipe: EventPipe,
         on_fatal: Callable[[BaseException], None],
         root_path: str,
         state: dict[str, Any],
         request_id_header: bytes | None,
     ) -> None:
         self._id = request.request_id
-        self._send_event = send_event
+        self._pipe = pipe
+        self._send_event = pipe.send
         self._on_fatal = on_fatal
         self.scope = connection_scope("websocket", request, root_path, state, request_id_header)
         # (A trusted proxy may have forwarded "wss" already.)
@@ -193,6 +195,10 @@ class WebSocketCycle:
         if _too_big(data):
             # It would not fit in one frame of the wire format, and break the worker's pipe.
             raise RuntimeError(f"a WebSocket message is limited to {MAX_PAYLOAD} bytes")
+        if self._pipe.backed_up:
+            await self._pipe.drained()  # (the front end is not emptying the pipe: wait)
+            if self._closed is not None:
+                raise ClientDisconnected(f"the WebSocket is closed (code {self._closed[0]})")
         self._send_event(ev.WebSocketMessage(self._id, data))
         await self._wait_credit(len(data))
 

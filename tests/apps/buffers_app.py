@@ -8,6 +8,8 @@ HTTP routes:
     /count               reads the body; answers JSON {"sha256", "size", "messages": how many
                          receive() calls brought body bytes}
     /double-start        sends http.response.start twice
+    /stream?mib=N        N MiB with content-length, in 64 KiB chunks, each a new bytes object
+                         (as a file's reads are) whose bytes are all its index modulo 256
 WebSocket routes:
     /hold?marker=PATH&log=LOG
                          accepts, waits until PATH exists, then receives: each message's size
@@ -31,6 +33,9 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+STREAM_CHUNK = 64 * 1024
+STREAM_CHUNKS_PER_MIB = 16
+
 
 async def _until_exists(path: str) -> None:
     while not os.path.exists(path):
@@ -44,8 +49,20 @@ async def _answer(send: Send, data: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _stream(send: Send, mib: int) -> None:
+    headers = [(b"content-length", b"%d" % (mib * STREAM_CHUNKS_PER_MIB * STREAM_CHUNK))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    chunks = mib * STREAM_CHUNKS_PER_MIB
+    for index in range(chunks):
+        body = bytes([index % 256]) * STREAM_CHUNK
+        await send({"type": "http.response.body", "body": body, "more_body": index < chunks - 1})
+
+
 async def _http(scope: Scope, receive: Receive, send: Send, query: dict[str, str]) -> None:
     path = scope["path"]
+    if path == "/stream":
+        await _stream(send, int(query["mib"]))
+        return
     if path == "/double-start":
         start = {"type": "http.response.start", "status": 200, "headers": []}
         await send(start)
