@@ -150,6 +150,27 @@ async def test_a_spent_budget_stops_a_body_whose_app_has_not_received_all() -> N
 
 
 @on_virtual_clock
+async def test_a_widened_window_takes_only_what_the_budget_has_room_for() -> None:
+    """A window widened while the budget had room is not all read again once others have
+    filled the budget: beyond the small window, a read brings what the budget has room for,
+    even if the room went between the read's decision and the read itself."""
+    conn, transport, channel = connection()
+    budget = conn.state.budget
+    await receive(conn, transport, post(UPLOAD))
+    await read_on(conn, transport, channel, 12)  # (it widens to the most: the budget has room)
+    assert len(conn.get_buffer(-1)) == READ_SIZE
+    budget.reserve(budget.limit - ev.BODY_WINDOW_MIN // 2)  # others fill the budget meanwhile
+    assert len(conn.get_buffer(-1)) == ev.BODY_WINDOW_MIN
+    budget.release(budget.limit - ev.BODY_WINDOW_MIN // 2)
+    await read_on(conn, transport, channel, 1)
+    assert len(conn.get_buffer(-1)) == READ_SIZE
+    budget.reserve(budget.limit)  # spent: the small window still moves
+    conn.update_reading()
+    assert transport.reading
+    assert len(conn.get_buffer(-1)) == ev.BODY_WINDOW_MIN
+
+
+@on_virtual_clock
 async def test_pipelined_requests_wait_for_the_client_to_take_the_answers() -> None:
     conn, transport, channel = connection()
     await receive(conn, transport, b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n" * 3)

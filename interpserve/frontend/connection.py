@@ -225,6 +225,14 @@ class HTTPConnection(asyncio.BufferedProtocol):
             self.shutdown()
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self._read_size > _READ_AHEAD:
+            budget = self.state.budget
+            if budget.held + self._read_size > budget.limit:
+                # Other connections took the budget's room since this one's room was decided:
+                # it reads what is left (at least a little: the read is under way; what it
+                # brings then stops it until there is room).
+                self._read_size = max(min(self._room(), self._read_most), _READ_LEAST)
+                self._read_view = self.state.read_buffer[: self._read_size]
         return self._read_view
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -452,8 +460,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         opens, the responses before a pipelined request go, the budget has room again."""
         if self._bad_request is not None or self._closing or self._upgrade:
             return  # reading stays paused: see _reject and _on_upgrade
-        session = self._session
-        room = session.read_room() if session is not None else self._read_room()
+        room = self._room()
         if room <= 0:
             self._pause_reading()
             return
@@ -464,6 +471,10 @@ class HTTPConnection(asyncio.BufferedProtocol):
         if self._reading_paused and self._transport is not None:
             self._reading_paused = False
             self._transport.resume_reading()
+
+    def _room(self) -> int:
+        session = self._session
+        return session.read_room() if session is not None else self._read_room()
 
     def room_available(self) -> None:
         self.update_reading()

@@ -249,8 +249,14 @@ class RequestCycle:
         if room > 0 and channel.backed_up:
             channel.when_drained(self._conn)  # (what it reads would wait in memory for it)
             return 0
-        if room > 0 and (self._held or self._in_flight) and self._conn.wait_for_budget():
+        outstanding = self._held + self._in_flight
+        if room > 0 and outstanding and self._conn.wait_for_budget():
             return 0
+        if outstanding + room > ev.BODY_WINDOW_MIN:
+            # Beyond the small window only what the budget has room for: a window widened
+            # while there was room is not all taken again once many others fill the budget.
+            budget = self._conn.state.budget
+            room = min(room, max(ev.BODY_WINDOW_MIN - outstanding, budget.limit - budget.held))
         return room
 
     def add_body(self, data: bytes) -> None:
