@@ -19,8 +19,6 @@ import gc
 from collections.abc import Callable
 from functools import cache
 
-from interpserve.interpreters import current_id
-
 # How often a watch looks at what is in use. A burst is over when that has fallen to a quarter of
 # its peak and stayed there for a look or more (see BurstWatch).
 CHECK_INTERVAL = 1.0
@@ -43,6 +41,10 @@ def _malloc_trim() -> Callable[[int], int] | None:
 def release_memory() -> None:
     """Collect this interpreter's garbage in cycles; in a process's main interpreter, return
     the C heaps' free pages to the system as well."""
+    # Imported on the first burst: every worker interpreter imports this module at start, and
+    # interpreters.py brings CPython's interpreter API and datetime with it.
+    from interpserve.interpreters import current_id
+
     gc.collect()
     if current_id() == 0 and (trim := _malloc_trim()) is not None:
         trim(0)

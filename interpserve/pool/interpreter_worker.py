@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import marshal
 import os
 import threading
 
@@ -15,11 +17,13 @@ from interpserve.pool.channel import WorkerChannel
 logger = logging.getLogger("interpserve.error")
 
 # Runs inside the new interpreter. Its sys.path starts as the process's did at start-up, so it
-# is set from the settings before anything of ours or the app's is imported.
+# is set from the settings before anything of ours or the app's is imported. The settings cross
+# in marshal's format, which the interpreter has loaded already (importlib reads bytecode with
+# it), where json would be one more module in every worker's memory.
 _BOOTSTRAP = """\
-import json, sys
-settings = {settings!r}
-sys.path[:] = json.loads(settings)["sys_path"]
+import marshal, sys
+settings = marshal.loads({settings!r})
+sys.path[:] = settings["sys_path"]
 from interpserve.worker.main import run_worker
 run_worker({fd_in}, {fd_out}, settings, "interpreter")
 """
@@ -31,7 +35,7 @@ class InterpreterWorker:
     def __init__(self, worker_id: int, settings: str) -> None:
         self.worker_id = worker_id
         self.channel = WorkerChannel(worker_id)
-        self._settings = settings
+        self._settings = marshal.dumps(json.loads(settings))
         self._interpreter: Interpreter | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future[None] | None = None

@@ -13,7 +13,7 @@ from interpserve.worker.main import run_worker
 # front end is gone.)
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-settings = sys.stdin.read()
+settings = json.loads(sys.stdin.read())
 # The front end's sys.path, --app-dir first, as an interpreter worker's bootstrap sets it.
-sys.path[:] = json.loads(settings)["sys_path"]
+sys.path[:] = settings["sys_path"]
 run_worker(int(sys.argv[1]), int(sys.argv[2]), settings, "process")

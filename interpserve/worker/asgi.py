@@ -9,7 +9,6 @@ import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import unquote_to_bytes
 
 from interpserve import events as ev
 from interpserve.compiled import speedups
@@ -363,5 +362,10 @@ def _wake(event: asyncio.Event | None) -> None:
 def decode_path(raw_path: bytes) -> str:
     """ASGI's `path`: percent-escapes and UTF-8 decoded."""
     if b"%" in raw_path:
+        # Imported here, once a path has an escape: at the top, urllib.parse (and ipaddress,
+        # which it imports) would be in the memory of every worker interpreter (see
+        # docs/processes.md, "What a worker interpreter imports").
+        from urllib.parse import unquote_to_bytes
+
         raw_path = unquote_to_bytes(raw_path)
     return raw_path.decode("utf-8", errors="replace")

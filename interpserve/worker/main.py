@@ -5,7 +5,6 @@ to stop, and run lifespan shutdown."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from typing import Any
@@ -29,9 +28,9 @@ logger = logging.getLogger("interpserve.error")
 _REQUEST_BURST = 64
 
 
-def run_worker(fd_in: int, fd_out: int, settings_json: str, kind: str) -> None:
-    """Entry point: blocks until the worker has stopped. `kind`: interpreter or process."""
-    settings = json.loads(settings_json)
+def run_worker(fd_in: int, fd_out: int, settings: dict[str, Any], kind: str) -> None:
+    """Entry point: blocks until the worker has stopped. `kind`: interpreter or process;
+    `settings`: Config.worker_settings, decoded."""
     outputs = configure_worker_logging(
         settings["log_level"], settings["log_format"], settings["worker_id"], kind
     )
