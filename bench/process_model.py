@@ -18,7 +18,8 @@ or a peer measured in the same run. Each measurement starts its own servers (ben
 - reloads: 20 SIGHUPs, each followed by a little load; the tree's settled RSS before and after,
   and the same with --no-supervisor (the workers reloaded inside one process).
 - memory: the tree's RSS idle and after load (bench's memory scenario) at 2 and 8 workers,
-  against uvicorn --workers N.
+  against uvicorn --workers N; after the load, each process's RSS and the tree's PSS too
+  (the RSS sum counts the pages the processes share once per process, PSS once in all).
 - processes: plaintext requests/s and CPU per request with --processes 2 against 1 and
   uvicorn --workers 2 (in turns, R rounds), and the main interpreter's CPU per request, which
   sets one front end's ceiling.
@@ -47,7 +48,7 @@ from bench import load_tools
 from bench.apps import MIB
 from bench.cpu_split import measure as cpu_split
 from bench.metrics import HELLO_CONNECTIONS
-from bench.procs import rss_bytes, tree_rss_bytes
+from bench.procs import rss_bytes, tree, tree_pss_bytes, tree_rss_bytes
 from bench.scenarios import Context, memory, settled_rss
 from bench.servers import HOST, RunningServer, ServerSpec, catalogue, running
 from bench.settings import RESULTS_DIR, Settings
@@ -278,9 +279,16 @@ def memory_against_uvicorn(run: Run, workers: int) -> Figures:
     for key in ("interpserve-interpreter", "uvicorn-n"):
         with run.server(specs[key]) as (server, _):
             figures[key] = memory(server, ctx).figures
+            # After the load, settled: each process's RSS (parents first), and the tree's PSS.
+            figures[key]["processes_rss_mib"] = [
+                round(rss_bytes(pid) / MIB, 1) for pid in tree(server.pid)
+            ]
+            figures[key]["loaded_pss_mib"] = tree_pss_bytes(server.pid) / MIB
     ours, theirs = figures["interpserve-interpreter"], figures["uvicorn-n"]
-    for name in ("memory.idle_mib", "memory.loaded_mib"):
-        figures[f"{name.split('.')[1]}_vs_uvicorn"] = ours[name] / theirs[name]
+    for name in ("memory.idle_mib", "memory.loaded_mib", "loaded_pss_mib"):
+        figures[f"{name.removeprefix('memory.').removesuffix('_mib')}_vs_uvicorn"] = (
+            ours[name] / theirs[name]
+        )
     return figures
 
 

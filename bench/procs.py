@@ -55,6 +55,26 @@ def tree_rss_bytes(pid: int) -> int:
     return sum(rss_bytes(p) for p in tree(pid))
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of one process: each page it shares with others counts as its
+    share of it (a page mapped by four processes, a quarter); 0 if it is gone."""
+    try:
+        rollup = (PROC / str(pid) / "smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    for line in rollup.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def tree_pss_bytes(pid: int) -> int:
+    """Sum of PSS over the tree: what the tree costs the machine, each shared page once (the
+    pages of libpython, libssl and the like, which every process of a multi-process server
+    maps, count once in all, where the RSS sum counts them once per process)."""
+    return sum(pss_bytes(p) for p in tree(pid))
+
+
 def _stat_cpu_seconds(stat_file: Path) -> float:
     """User plus system CPU time from a /proc stat file; 0 if its process or thread is gone."""
     try:
