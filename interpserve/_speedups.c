@@ -42,6 +42,13 @@ typedef struct {
     PyObject *default_headers;
     /* setup_parser */
     PyObject *RequestHead, *methods, *forwarding_fields, *s_11, *s_10;
+    /* setup_hpack: hpack's static table (a tuple of (name, value)) and Huffman code */
+    PyObject *static_table;
+    uint32_t huffman_codes[257];
+    uint8_t huffman_lengths[257];
+    /* setup_http2 */
+    PyObject *h2_RequestHead, *h2_forwarding, *h2_none, *h2_length, *h2_stream, *s_2,
+        *s_host_field, *s_cookie_field;
     /* attribute names, interned */
     PyObject *s_request_id, *s_method, *s_scheme, *s_http_version, *s_raw_path, *s_query_string,
         *s_headers, *s_client, *s_server, *s_more_body, *s_expect_continue, *s_websocket,
@@ -1277,6 +1284,445 @@ fail:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* HTTP/2: HPACK's encoding of a header block (frontend/http2_hpack.py's encode_fields), an
+ * app's response start as its header block (frontend/http2_rules.py's response_block), and
+ * a request's head from its decoded fields (http2_rules.py's accepted_head). */
+
+#define STATIC_ENTRIES 61
+#define HUFFMAN_SYMBOLS 257
+
+static int hpack_ready(State *st) {
+    if (st->static_table == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_hpack() has not been called");
+        return 0;
+    }
+    return 1;
+}
+
+/* An HPACK integer (RFC 7541 §5.1) with `prefix_bits` bits in a first byte that has `first`'s
+ * other bits: hpack's encode_integer, the flag or'ed into the first byte. */
+static int put_integer(Buffer *b, unsigned first, int prefix_bits, size_t value) {
+    size_t max = ((size_t)1 << prefix_bits) - 1;
+    char c;
+    if (value < max) {
+        c = (char)(first | value);
+        return buffer_add(b, &c, 1);
+    }
+    c = (char)(first | max);
+    if (buffer_add(b, &c, 1)) return -1;
+    value -= max;
+    while (value >= 128) {
+        c = (char)((value & 127) + 128);
+        if (buffer_add(b, &c, 1)) return -1;
+        value >>= 7;
+    }
+    c = (char)value;
+    return buffer_add(b, &c, 1);
+}
+
+/* A string literal (§5.2), Huffman-coded when that is shorter (http2_hpack._string). */
+static int put_string(State *st, Buffer *b, Span s) {
+    const unsigned char *p = (const unsigned char *)s.data;
+    size_t bits = 0;
+    for (Py_ssize_t i = 0; i < s.size; i++) bits += st->huffman_lengths[p[i]];
+    size_t coded = (bits + 7) / 8;
+    if (coded >= (size_t)s.size) {
+        return put_integer(b, 0, 7, (size_t)s.size) || buffer_add(b, s.data, s.size);
+    }
+    if (put_integer(b, 0x80, 7, coded)) return -1;
+    char *out = buffer_reserve(b, (Py_ssize_t)coded);
+    if (out == NULL) return -1;
+    uint64_t acc = 0;
+    int held = 0;
+    for (Py_ssize_t i = 0; i < s.size; i++) {
+        int length = st->huffman_lengths[p[i]];
+        acc = (acc << length) | st->huffman_codes[p[i]];
+        held += length;
+        while (held >= 8) {
+            held -= 8;
+            *out++ = (char)(acc >> held);
+        }
+    }
+    if (held) *out = (char)((acc << (8 - held)) | ((1u << (8 - held)) - 1)); /* EOS padding */
+    return 0;
+}
+
+static int span_equals(Span a, PyObject *bytes) {
+    return a.size == PyBytes_GET_SIZE(bytes) && memcmp(a.data, PyBytes_AS_STRING(bytes), a.size) == 0;
+}
+
+/* One field on its own (http2_hpack.encode_field): indexed from the static table, or a
+ * literal without indexing, by the static table's first entry of that name if it has one. */
+static int put_field(State *st, Buffer *b, Span name, Span value) {
+    int name_index = 0;
+    for (int i = 0; i < STATIC_ENTRIES; i++) {
+        PyObject *entry = PyTuple_GET_ITEM(st->static_table, i);
+        if (!span_equals(name, PyTuple_GET_ITEM(entry, 0))) continue;
+        if (span_equals(value, PyTuple_GET_ITEM(entry, 1))) return put_integer(b, 0x80, 7, i + 1);
+        if (!name_index) name_index = i + 1;
+    }
+    if (name_index) return put_integer(b, 0, 4, name_index) || put_string(st, b, value);
+    return buffer_add(b, "\0", 1) || put_string(st, b, name) || put_string(st, b, value);
+}
+
+/* The bytes of a pair's name and value, as `for name, value in fields` unpacks it; TypeError
+ * for what is not bytes (the Python version's dict and Huffman table refuse it too). */
+static int pair_spans(PyObject *pair, Span *name, Span *value) {
+    if (!PyTuple_Check(pair) && !PyList_Check(pair)) {
+        PyErr_Format(PyExc_TypeError, "cannot unpack non-iterable %.80s object",
+                     Py_TYPE(pair)->tp_name);
+        return -1;
+    }
+    if (PySequence_Fast_GET_SIZE(pair) != 2) {
+        PyErr_Format(PyExc_ValueError, "expected 2 values to unpack, got %zd",
+                     PySequence_Fast_GET_SIZE(pair));
+        return -1;
+    }
+    PyObject *n = PySequence_Fast_GET_ITEM(pair, 0), *v = PySequence_Fast_GET_ITEM(pair, 1);
+    if (!PyBytes_Check(n) || !PyBytes_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "a field's name and value must be bytes");
+        return -1;
+    }
+    name->data = PyBytes_AS_STRING(n);
+    name->size = PyBytes_GET_SIZE(n);
+    value->data = PyBytes_AS_STRING(v);
+    value->size = PyBytes_GET_SIZE(v);
+    return 0;
+}
+
+static PyObject *buffer_bytes(Buffer *b) { return PyBytes_FromStringAndSize(b->data, b->size); }
+
+static PyObject *encode_fields(PyObject *module, PyObject *fields) {
+    State *st = get_state(module);
+    if (!hpack_ready(st)) return NULL;
+    PyObject *seq = PySequence_Fast(fields, "fields must be an iterable of pairs");
+    if (seq == NULL) return NULL;
+    Buffer b;
+    buffer_init(&b);
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        Span name, value;
+        if (pair_spans(PySequence_Fast_GET_ITEM(seq, i), &name, &value) ||
+            put_field(st, &b, name, value))
+            goto done;
+    }
+    result = buffer_bytes(&b);
+done:
+    buffer_free(&b);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* The fields HTTP/1.1's hop-by-hop meaning leaves out of HTTP/2 (http2_rules.CONNECTION_SPECIFIC). */
+static int connection_specific(Span name) {
+    return equals(name, "connection") || equals(name, "keep-alive") ||
+           equals(name, "proxy-connection") || equals(name, "transfer-encoding") ||
+           equals(name, "upgrade");
+}
+
+/* The server's own header lines as fields, as DefaultHeaders.fields makes them: its `server`
+ * line (if `server`) and its `extra` lines, together, split at each CRLF, each line's name
+ * and value parted at its first ": ". */
+static int put_default_fields(State *st, Buffer *b, PyObject *defaults, int server) {
+    PyObject *names[2] = {st->s_server, st->s_extra};
+    Buffer lines;
+    buffer_init(&lines);
+    int failed = 0;
+    for (int k = server ? 0 : 1; k < 2 && !failed; k++) {
+        PyObject *part = PyObject_GetAttr(defaults, names[k]);
+        if (part == NULL) {
+            failed = -1;
+        } else if (!PyBytes_Check(part)) {
+            PyErr_SetString(PyExc_TypeError, "the default header lines must be bytes");
+            failed = -1;
+        } else {
+            failed = buffer_add(&lines, PyBytes_AS_STRING(part), PyBytes_GET_SIZE(part));
+        }
+        Py_XDECREF(part);
+    }
+    const char *p = lines.data, *end = p + lines.size;
+    while (p < end && !failed) {
+        const char *stop = find_crlf(p, end);
+        if (stop == NULL) stop = end;
+        if (stop > p) {
+            const char *sep = p;
+            while (sep + 1 < stop && !(sep[0] == ':' && sep[1] == ' ')) sep++;
+            Span name = {p, stop - p}, value = {stop, 0};
+            if (sep + 1 < stop) {
+                name.size = sep - p;
+                value.data = sep + 2;
+                value.size = stop - sep - 2;
+            }
+            failed = put_field(st, b, name, value);
+        }
+        p = stop + 2;
+    }
+    buffer_free(&lines);
+    return failed;
+}
+
+static int http2_ready(State *st) {
+    if (st->h2_RequestHead == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_http2() has not been called");
+        return 0;
+    }
+    return hpack_ready(st);
+}
+
+static PyObject *response_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    State *st = get_state(module);
+    if (!http2_ready(st)) return NULL;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "response_block() takes 5 arguments");
+        return NULL;
+    }
+    PyObject *status = args[0], *headers = args[1], *method = args[2], *date = args[3];
+    if (!PyLong_Check(status)) {
+        PyErr_SetString(PyExc_TypeError, "status must be an int");
+        return NULL;
+    }
+    if (!PyBytes_Check(date)) {
+        PyErr_SetString(PyExc_TypeError, "date must be bytes");
+        return NULL;
+    }
+    int overflow;
+    long long code = PyLong_AsLongLongAndOverflow(status, &overflow);
+    if (code == -1 && PyErr_Occurred()) return NULL;
+    if (overflow) code = overflow < 0 ? LLONG_MIN : LLONG_MAX;
+    int no_body_allowed = code < 200 || code == 204;
+
+    PyObject *result = NULL, *content_length = NULL, *text = NULL;
+    PyObject *seq = PySequence_Fast(headers, "headers must be an iterable of pairs");
+    if (seq == NULL) return NULL;
+    Buffer b;
+    buffer_init(&b);
+    char digits[24];
+    Span status_text = {digits, 0};
+    if (!overflow) {
+        status_text.size = snprintf(digits, sizeof(digits), "%lld", code);
+    } else {
+        PyObject *exact = PyNumber_Long(status); /* (as b"%d" takes an int subclass) */
+        text = exact ? PyObject_Str(exact) : NULL;
+        Py_XDECREF(exact);
+        if (text == NULL || text_span(text, &status_text, 1)) goto done;
+    }
+    Span status_name = {":status", 7};
+    if (put_field(st, &b, status_name, status_text)) goto done;
+    int has_server = 0, has_date = 0;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        Span name, value;
+        if (pair_spans(PySequence_Fast_GET_ITEM(seq, i), &name, &value)) goto done;
+        if (connection_specific(name)) continue;
+        if (equals(name, "content-length")) {
+            /* Only the first valid one, where a body is allowed. */
+            if (content_length != NULL || no_body_allowed) continue;
+            content_length = content_length_of(value);
+            if (content_length == NULL) {
+                if (PyErr_Occurred()) goto done;
+                continue;
+            }
+        } else if (equals(name, "server")) {
+            has_server = 1;
+        } else if (equals(name, "date")) {
+            has_date = 1;
+        }
+        if (put_field(st, &b, name, value)) goto done;
+    }
+    if (put_default_fields(st, &b, args[4], !has_server)) goto done;
+    if (PyBytes_GET_SIZE(date) && !has_date) {
+        Span name = {"date", 4}, value = {PyBytes_AS_STRING(date), PyBytes_GET_SIZE(date)};
+        if (put_field(st, &b, name, value)) goto done;
+    }
+    int head = PyUnicode_Check(method) && PyUnicode_CompareWithASCIIString(method, "HEAD") == 0;
+    PyObject *framing = head || no_body_allowed || code == 304 ? st->h2_none
+                        : content_length != NULL           ? st->h2_length
+                                                           : st->h2_stream;
+    if (content_length == NULL && (content_length = PyLong_FromLong(-1)) == NULL) goto done;
+    PyObject *block = buffer_bytes(&b);
+    if (block != NULL) result = PyTuple_Pack(3, block, framing, content_length);
+    Py_XDECREF(block);
+done:
+    buffer_free(&b);
+    Py_DECREF(seq);
+    Py_XDECREF(text);
+    Py_XDECREF(content_length);
+    return result;
+}
+
+/* A regular field's name and value as RFC 9113 §8.2.1 and §8.2.2 allow them in a request
+ * (http2_rules._check_field): a lowercase token; no NUL, CR or LF, nor whitespace at either
+ * end; not HTTP/1.1's connection-specific, and `te` only as "trailers". */
+static int valid_request_field(Span name, Span value) {
+    if (name.size == 0) return 0;
+    for (Py_ssize_t i = 0; i < name.size; i++) {
+        unsigned char c = (unsigned char)name.data[i];
+        if (!is_tchar(c) || (c >= 'A' && c <= 'Z')) return 0;
+    }
+    if (value.size) {
+        if (memchr(value.data, '\0', value.size) || memchr(value.data, '\r', value.size) ||
+            memchr(value.data, '\n', value.size))
+            return 0;
+        char first = value.data[0], last = value.data[value.size - 1];
+        if (first == ' ' || first == '\t' || last == ' ' || last == '\t') return 0;
+    }
+    if (connection_specific(name)) return 0;
+    return !equals(name, "te") || lower_equals(value.data, value.size, "trailers");
+}
+
+/* A content-length's value as request_head takes it (digits, at most 18), or -1. */
+static long long request_length(Span value) {
+    if (value.size == 0 || value.size > 18) return -1;
+    long long n = 0;
+    for (Py_ssize_t i = 0; i < value.size; i++) {
+        if (value.data[i] < '0' || value.data[i] > '9') return -1;
+        n = n * 10 + (value.data[i] - '0');
+    }
+    return n;
+}
+
+enum { PSEUDO_METHOD, PSEUDO_SCHEME, PSEUDO_PATH, PSEUDO_AUTHORITY, PSEUDO_COUNT };
+static const char *const PSEUDO_NAMES[PSEUDO_COUNT] = {":method", ":scheme", ":path",
+                                                       ":authority"};
+
+static PyObject *accepted_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    State *st = get_state(module);
+    if (!http2_ready(st)) return NULL;
+    if (nargs != 3 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "expected (list of fields, end_stream, limits)");
+        return NULL;
+    }
+    PyObject *fields = args[0];
+    int end_stream = PyObject_IsTrue(args[1]);
+    if (end_stream < 0) return NULL;
+    Py_ssize_t request_line, max_fields, field_size, body_limit;
+    if (read_limit(args[2], st->s_request_line, &request_line) ||
+        read_limit(args[2], st->s_fields, &max_fields) ||
+        read_limit(args[2], st->s_field_size, &field_size) ||
+        read_limit(args[2], st->s_body, &body_limit))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(fields);
+    PyObject *pseudo[PSEUDO_COUNT] = {NULL};
+    Py_ssize_t regular = 0, cookies = 0, hosts = 0, cookie_size = 0;
+    long long length = -1;
+    int expect_continue = 0, forwarded = 0;
+    PyObject *host = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Span name, value;
+        PyObject *pair = PyList_GET_ITEM(fields, i);
+        if (pair_spans(pair, &name, &value)) return NULL;
+        if (name.size && name.data[0] == ':') {
+            if (regular || cookies) Py_RETURN_NONE; /* a pseudo-header after a regular one */
+            int k = 0;
+            while (k < PSEUDO_COUNT && !equals(name, PSEUDO_NAMES[k])) k++;
+            if (k == PSEUDO_COUNT || pseudo[k] != NULL) Py_RETURN_NONE;
+            pseudo[k] = PySequence_Fast_GET_ITEM(pair, 1);
+            continue;
+        }
+        if (!valid_request_field(name, value)) Py_RETURN_NONE;
+        /* Limits.check_field, counting the fields before it but the cookies */
+        if (regular + 1 > max_fields || name.size + value.size > field_size) Py_RETURN_NONE;
+        if (equals(name, "cookie")) {
+            cookies++;
+            cookie_size += value.size;
+            continue;
+        }
+        regular++;
+        if (equals(name, "host")) {
+            hosts++;
+            host = PySequence_Fast_GET_ITEM(pair, 1);
+        } else if (equals(name, "content-length")) {
+            long long this = request_length(value);
+            if (this < 0 || (length >= 0 && this != length)) Py_RETURN_NONE;
+            if (body_limit >= 0 && this > body_limit) Py_RETURN_NONE;
+            length = this;
+        } else if (equals(name, "expect")) {
+            if (lower_equals(value.data, value.size, "100-continue")) expect_continue = 1;
+        }
+        for (Py_ssize_t f = 0; f < PyTuple_GET_SIZE(st->h2_forwarding); f++) {
+            if (span_equals(name, PyTuple_GET_ITEM(st->h2_forwarding, f))) forwarded = 1;
+        }
+    }
+    PyObject *method = pseudo[PSEUDO_METHOD], *path = pseudo[PSEUDO_PATH];
+    PyObject *authority = pseudo[PSEUDO_AUTHORITY], *scheme = pseudo[PSEUDO_SCHEME];
+    if (method == NULL || PyBytes_GET_SIZE(method) == 0) Py_RETURN_NONE;
+    const char *m = PyBytes_AS_STRING(method), *p = PyBytes_AS_STRING(path ? path : method);
+    Py_ssize_t m_size = PyBytes_GET_SIZE(method), p_size = path ? PyBytes_GET_SIZE(path) : 0;
+    if (m_size == 7 && memcmp(m, "CONNECT", 7) == 0) Py_RETURN_NONE; /* (a 501) */
+    if (scheme == NULL || PyBytes_GET_SIZE(scheme) == 0 || p_size == 0) Py_RETURN_NONE;
+    if (!(p[0] == '/' || (p_size == 1 && p[0] == '*' && m_size == 7 && memcmp(m, "OPTIONS", 7) == 0)))
+        Py_RETURN_NONE;
+    if (p_size > request_line || hosts > 1) Py_RETURN_NONE;
+    if (authority != NULL && hosts == 1 && PyObject_RichCompareBool(host, authority, Py_NE))
+        Py_RETURN_NONE;
+
+    /* The headers: the :authority as host if there is none, then the fields but the cookies,
+     * in order, then the cookies joined (RFC 9113 §8.2.3). */
+    int insert_host = authority != NULL && hosts == 0;
+    PyObject *headers = PyList_New(regular + insert_host + (cookies ? 1 : 0));
+    if (headers == NULL) return NULL;
+    Py_ssize_t at = 0;
+    if (insert_host) {
+        PyObject *pair = PyTuple_Pack(2, st->s_host_field, authority);
+        if (pair == NULL) goto fail;
+        PyList_SET_ITEM(headers, at++, pair);
+    }
+    PyObject *cookie = NULL;
+    char *c = NULL;
+    if (cookies) {
+        cookie = PyBytes_FromStringAndSize(NULL, cookie_size + 2 * (cookies - 1));
+        if (cookie == NULL) goto fail;
+        c = PyBytes_AS_STRING(cookie);
+    }
+    for (Py_ssize_t i = 0, joined = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(fields, i);
+        PyObject *name = PySequence_Fast_GET_ITEM(pair, 0);
+        if (PyBytes_AS_STRING(name)[0] == ':' && PyBytes_GET_SIZE(name)) continue;
+        if (PyBytes_GET_SIZE(name) == 6 && memcmp(PyBytes_AS_STRING(name), "cookie", 6) == 0) {
+            PyObject *value = PySequence_Fast_GET_ITEM(pair, 1);
+            if (joined++) {
+                memcpy(c, "; ", 2);
+                c += 2;
+            }
+            memcpy(c, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+            c += PyBytes_GET_SIZE(value);
+            continue;
+        }
+        PyObject *item = PyTuple_Check(pair) ? Py_NewRef(pair)
+                                             : PyTuple_Pack(2, name, PySequence_Fast_GET_ITEM(pair, 1));
+        if (item == NULL) {
+            Py_XDECREF(cookie);
+            goto fail;
+        }
+        PyList_SET_ITEM(headers, at++, item);
+    }
+    if (cookie != NULL) {
+        PyObject *pair = PyTuple_Pack(2, st->s_cookie_field, cookie);
+        Py_DECREF(cookie);
+        if (pair == NULL) goto fail;
+        PyList_SET_ITEM(headers, at++, pair);
+    }
+    PyObject *head_args[9] = {
+        PyUnicode_DecodeASCII(m, m_size, "replace"),
+        path,
+        st->s_2,
+        headers,
+        Py_True,
+        !end_stream && expect_continue ? Py_True : Py_False,
+        end_stream ? Py_False : Py_True,
+        Py_False,
+        forwarded ? Py_True : Py_False,
+    };
+    if (head_args[0] == NULL) goto fail;
+    PyObject *result = PyObject_Vectorcall(st->h2_RequestHead, head_args, 9, NULL);
+    Py_DECREF(head_args[0]);
+    Py_DECREF(headers);
+    return result;
+fail:
+    Py_DECREF(headers);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Set-up, by the Python modules at import */
 
 static void set(PyObject **slot, PyObject *value) { Py_XSETREF(*slot, Py_NewRef(value)); }
@@ -1321,11 +1767,8 @@ static PyObject *setup_response(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *setup_parser(PyObject *module, PyObject *args) {
-    State *st = get_state(module);
-    PyObject *head, *methods, *forwarding;
-    if (!PyArg_ParseTuple(args, "OO!O", &head, &PyFrozenSet_Type, &methods, &forwarding))
-        return NULL;
+/* The fields through which a proxy names the client, as a tuple of bytes. */
+static PyObject *forwarding_tuple(PyObject *forwarding) {
     PyObject *fields = PySequence_Tuple(forwarding);
     if (fields == NULL) return NULL;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields); i++) {
@@ -1335,9 +1778,69 @@ static PyObject *setup_parser(PyObject *module, PyObject *args) {
             return NULL;
         }
     }
+    return fields;
+}
+
+static PyObject *setup_parser(PyObject *module, PyObject *args) {
+    State *st = get_state(module);
+    PyObject *head, *methods, *forwarding;
+    if (!PyArg_ParseTuple(args, "OO!O", &head, &PyFrozenSet_Type, &methods, &forwarding))
+        return NULL;
+    PyObject *fields = forwarding_tuple(forwarding);
+    if (fields == NULL) return NULL;
     set(&st->RequestHead, head);
     set(&st->methods, methods);
     Py_XSETREF(st->forwarding_fields, fields);
+    Py_RETURN_NONE;
+}
+
+static PyObject *setup_hpack(PyObject *module, PyObject *args) {
+    State *st = get_state(module);
+    PyObject *table, *codes, *lengths;
+    if (!PyArg_ParseTuple(args, "OOO", &table, &codes, &lengths)) return NULL;
+    PyObject *entries = PySequence_Tuple(table);
+    if (entries == NULL) return NULL;
+    int ok = PyTuple_GET_SIZE(entries) == STATIC_ENTRIES;
+    for (Py_ssize_t i = 0; ok && i < STATIC_ENTRIES; i++) {
+        PyObject *entry = PyTuple_GET_ITEM(entries, i);
+        ok = PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) == 2 &&
+             PyBytes_Check(PyTuple_GET_ITEM(entry, 0)) && PyBytes_Check(PyTuple_GET_ITEM(entry, 1));
+    }
+    if (!ok || PySequence_Size(codes) != HUFFMAN_SYMBOLS ||
+        PySequence_Size(lengths) != HUFFMAN_SYMBOLS) {
+        Py_DECREF(entries);
+        PyErr_SetString(PyExc_ValueError, "not HPACK's static table and Huffman code");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < HUFFMAN_SYMBOLS; i++) {
+        PyObject *code = PySequence_GetItem(codes, i), *length = PySequence_GetItem(lengths, i);
+        unsigned long c = code ? PyLong_AsUnsignedLong(code) : (unsigned long)-1;
+        long l = length ? PyLong_AsLong(length) : -1;
+        Py_XDECREF(code);
+        Py_XDECREF(length);
+        if (PyErr_Occurred() || l < 5 || l > 30 || c >> l) {
+            Py_DECREF(entries);
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "not HPACK's Huffman code");
+            return NULL;
+        }
+        st->huffman_codes[i] = (uint32_t)c;
+        st->huffman_lengths[i] = (uint8_t)l;
+    }
+    Py_XSETREF(st->static_table, entries);
+    Py_RETURN_NONE;
+}
+
+static PyObject *setup_http2(PyObject *module, PyObject *args) {
+    State *st = get_state(module);
+    PyObject *head, *forwarding, *none, *length, *stream;
+    if (!PyArg_ParseTuple(args, "OOOOO", &head, &forwarding, &none, &length, &stream)) return NULL;
+    PyObject *fields = forwarding_tuple(forwarding);
+    if (fields == NULL) return NULL;
+    set(&st->h2_RequestHead, head);
+    Py_XSETREF(st->h2_forwarding, fields);
+    set(&st->h2_none, none);
+    set(&st->h2_length, length);
+    set(&st->h2_stream, stream);
     Py_RETURN_NONE;
 }
 
@@ -1352,6 +1855,17 @@ static PyMethodDef methods[] = {
     {"setup_parser", setup_parser, METH_VARARGS,
      "setup_parser(RequestHead, methods, forwarding_fields): what parse_plain_request needs "
      "from http_grammar.py."},
+    {"setup_hpack", setup_hpack, METH_VARARGS,
+     "setup_hpack(static_table, huffman_codes, huffman_lengths): hpack's tables, for "
+     "encode_fields."},
+    {"setup_http2", setup_http2, METH_VARARGS,
+     "setup_http2(RequestHead, forwarding_fields, none, length, stream): what accepted_head "
+     "and response_block need from http2_rules.py."},
+    {"encode_fields", encode_fields, METH_O, "frontend.http2_hpack.encode_fields, compiled."},
+    {"response_block", (PyCFunction)(void (*)(void))response_block, METH_FASTCALL,
+     "frontend.http2_rules.response_block, compiled."},
+    {"accepted_head", (PyCFunction)(void (*)(void))accepted_head, METH_FASTCALL,
+     "frontend.http2_rules.accepted_head, compiled."},
     {"parse_plain_request", (PyCFunction)(void (*)(void))parse_plain_request, METH_FASTCALL,
      "framing.parse_plain_request, compiled."},
     {"skip_chunks", (PyCFunction)(void (*)(void))skip_chunks, METH_FASTCALL,
@@ -1372,7 +1886,9 @@ static PyMethodDef methods[] = {
     X(s_10) X(s_request_id) X(s_method) X(s_scheme) X(s_http_version) X(s_raw_path)            \
     X(s_query_string) X(s_headers) X(s_client) X(s_server) X(s_more_body)                      \
     X(s_expect_continue) X(s_websocket) X(s_status) X(s_body) X(s_finished) X(s_extra)         \
-    X(s_request_line) X(s_fields) X(s_field_size)
+    X(s_request_line) X(s_fields) X(s_field_size) X(static_table) X(h2_RequestHead)           \
+    X(h2_forwarding) X(h2_none) X(h2_length) X(h2_stream) X(s_2) X(s_host_field)              \
+    X(s_cookie_field)
 
 static int exec_module(PyObject *module) {
     State *st = get_state(module);
@@ -1385,6 +1901,9 @@ static int exec_module(PyObject *module) {
 #undef INTERN
     if ((st->s_11 = PyUnicode_InternFromString("1.1")) == NULL) return -1;
     if ((st->s_10 = PyUnicode_InternFromString("1.0")) == NULL) return -1;
+    if ((st->s_2 = PyUnicode_InternFromString("2")) == NULL) return -1;
+    if ((st->s_host_field = PyBytes_FromString("host")) == NULL) return -1;
+    if ((st->s_cookie_field = PyBytes_FromString("cookie")) == NULL) return -1;
     return 0;
 }
 

@@ -12,7 +12,7 @@ from support import HTTP_IMPLS, ROOT, WORKER_KINDS, ParserClass, StartServer
 
 from interpserve import wire
 from interpserve.compiled import speedups
-from interpserve.frontend import http_grammar, response
+from interpserve.frontend import http2_hpack, http2_rules, http_grammar, response
 from interpserve.frontend.http_parser import H11Parser, HttptoolsParser
 from interpserve.testing import ServerProcess
 from interpserve.worker import asgi
@@ -84,6 +84,9 @@ def _python_twins() -> dict[int, object]:
         id(speedups.skip_chunks): http_grammar.python_skip_chunks,
         id(speedups.plan_response): response.python_plan_response,
         id(speedups.checked_headers): asgi.python_checked_headers,
+        id(speedups.encode_fields): http2_hpack.python_encode_fields,
+        id(speedups.response_block): http2_rules.python_response_block,
+        id(speedups.accepted_head): http2_rules.python_accepted_head,
     }
 
 

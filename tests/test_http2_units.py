@@ -6,8 +6,10 @@ tests/test_http2_differential.py."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import struct
+import weakref
 from typing import Any
 
 import pytest
@@ -31,6 +33,7 @@ from interpserve.frontend.http2 import CLOSED_STREAMS_KEPT, SLICE, HTTP2Session,
 from interpserve.frontend.http2_events import RequestReceived
 from interpserve.frontend.http2_frames import (
     DATA,
+    HEADERS,
     MAX_FRAME_SIZE_LIMIT,
     PREFACE,
     ErrorCode,
@@ -45,6 +48,9 @@ from interpserve.frontend.http2_rules import (
 )
 from interpserve.frontend.http_rules import Limits
 from interpserve.frontend.response import DefaultHeaders
+
+# On the compiled functions and on their Python references (conftest.py's pure_impl).
+pytestmark = pytest.mark.usefixtures("pure_impl")
 
 BASE = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/a?b=1"), (b":authority", b"h")]
 
@@ -310,6 +316,56 @@ async def test_response_bytes_waiting_for_the_client_are_in_the_budget() -> None
     assert budget.held == 0
     frames, _, _ = split_frames(bytes(transport.written), MAX_FRAME_SIZE_LIMIT)
     assert sum(len(payload) for kind, _, _, payload in frames if kind == DATA) == 10_000
+
+
+def _get(stream_id: int, encoder: Encoder) -> HeadersFrame:
+    fields = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a")]
+    return HeadersFrame(stream_id, data=encoder.encode(fields), flags=["END_HEADERS", "END_STREAM"])
+
+
+async def test_a_whole_small_response_leaves_as_headers_and_one_data_frame() -> None:
+    conn, transport, channel = connection()
+    encoder = Encoder()
+    conn.data_received(_client_frames(SettingsFrame(0), _get(1, encoder)))
+    (cycle,) = channel.sinks.values()
+    transport.take()
+    cycle.on_response_start(200, [(b"content-length", b"2")])
+    cycle.on_response_body(b"ok", False)
+    await asyncio.sleep(0)
+    frames, _, _ = split_frames(transport.take(), MAX_FRAME_SIZE_LIMIT)
+    assert [(kind, flags) for kind, flags, _, _ in frames] == [(HEADERS, 0x4), (DATA, 0x1)]
+    assert frames[1][3] == b"ok"
+    # A start without its body: its HEADERS go at the end of the worker's batch, alone.
+    conn.data_received(_get(3, encoder).serialize())
+    cycle = channel.sinks[2]
+    cycle.on_response_start(200, [])
+    cycle.flush_head()
+    cycle.on_response_body(b"more", True)
+    cycle.on_response_body(b"", False)
+    await asyncio.sleep(0)
+    frames, _, _ = split_frames(transport.take(), MAX_FRAME_SIZE_LIMIT)
+    assert [(kind, flags, payload) for kind, flags, _, payload in frames] == [
+        (HEADERS, 0x4, frames[0][3]),
+        (DATA, 0x1, b"more"),  # (the end came before the window was used: it goes with it)
+    ]
+
+
+async def test_a_finished_stream_is_freed_without_the_garbage_collector() -> None:
+    conn, _, channel = connection()
+    conn.data_received(_client_frames(SettingsFrame(0), _get(1, Encoder())))
+    session = conn._session
+    assert isinstance(session, HTTP2Session)
+    stream = weakref.ref(session._streams[1])
+    cycle = weakref.ref(channel.sinks[1])
+    gc.disable()
+    try:
+        channel.sinks[1].on_response_start(200, [])
+        channel.sinks[1].on_response_body(b"ok", False)
+        channel.sinks.pop(1).on_finished()  # (the channel forgets it, as the pool's does)
+        await asyncio.sleep(0)
+        assert stream() is None and cycle() is None
+    finally:
+        gc.enable()
 
 
 # HPACK --------------------------------------------------------------------------------------

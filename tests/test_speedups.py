@@ -14,6 +14,8 @@ import sys
 
 import httpx
 import pytest
+from hpack import Decoder
+from hpack.table import HeaderTable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import ROOT, SAMPLE_EVENTS, byte_fields, events_strategy, header_fields, request_ids
@@ -21,7 +23,7 @@ from support import ROOT, SAMPLE_EVENTS, byte_fields, events_strategy, header_fi
 from interpserve import events as ev
 from interpserve import wire
 from interpserve.compiled import speedups
-from interpserve.frontend import http_grammar, response
+from interpserve.frontend import http2_hpack, http2_rules, http_grammar, response
 from interpserve.frontend.http_events import RequestHead
 from interpserve.frontend.http_rules import Limits
 from interpserve.interpreters import Interpreter
@@ -279,7 +281,7 @@ _ODD_NAMES = ["Transfer-Encoding", "Upgrade", "bad name", "", "a:b", "\x80", "X-
 _ODD_VALUES = ["1" * 19, "5 ", "-1", "a ", "\x80", "\x01", "a\rb", "a\nb", "\x7f", "\t", "h"]
 
 
-def _pick(rng: random.Random, usual: list[str], odd: list[str]) -> str:
+def _pick[T](rng: random.Random, usual: list[T], odd: list[T]) -> T:
     return rng.choice(odd if rng.random() < 1 / 16 else usual)
 
 
@@ -474,6 +476,181 @@ def test_an_install_without_them_says_so_once_at_start() -> None:
     with ServerProcess("examples.hello:app", *args, cwd=str(ROOT)) as server:
         assert httpx.get(server.url + "/", timeout=10).status_code == 200
     assert "_speedups" not in server.output
+
+
+# HTTP/2: HPACK's encoding, the response's header block, the request's head
+
+_H2_NAMES = [
+    b":status", b"content-type", b"content-length", b"server", b"date", b"set-cookie",
+    b"x-a", b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"age", b"",
+]  # fmt: skip
+_H2_VALUES = [
+    b"200", b"404", b"13", b" 13 ", b"1" * 25, b"9" * 5000, b"gzip, deflate", b"", b"text/plain",
+    b"\xff\x00", b"a" * 300,
+]  # fmt: skip
+_h2_fields = st.lists(
+    st.tuples(
+        st.sampled_from(_H2_NAMES) | st.binary(max_size=20),
+        st.sampled_from(_H2_VALUES) | st.binary(max_size=40),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=500)
+@given(fields=_h2_fields)
+def test_property_the_same_header_blocks(fields: list[tuple[bytes, bytes]]) -> None:
+    assert speedups.encode_fields(fields) == http2_hpack.python_encode_fields(fields)
+
+
+def test_header_blocks_of_every_byte_and_every_static_entry() -> None:
+    """Each byte's Huffman code (alone and after others, at every bit offset), every entry
+    of the static table, and integers past their prefix (a name index of 15 and more, a
+    string of 127 bytes and more)."""
+    fields = [(bytes([b]), bytes([b]) * n) for b in range(256) for n in (1, 3, 7, 130)]
+    fields += list(HeaderTable.STATIC_TABLE)
+    fields += [(name, b"other") for name, _ in HeaderTable.STATIC_TABLE]
+    for field in fields:
+        assert speedups.encode_fields([field]) == http2_hpack.python_encode_fields([field])
+    assert speedups.encode_fields(fields) == http2_hpack.python_encode_fields(fields)
+    decoder = Decoder()
+    decoder.max_header_list_size = 1 << 20
+    assert decoder.decode(http2_hpack.StaticEncoder().encode(fields), raw=True) == fields
+
+
+@pytest.mark.parametrize(
+    "fields", [[("a", "b")], [(b"a", "b")], [(b"a",)], [(b"a", b"b", b"c")], [None], [(b"a", 1)]]
+)
+def test_the_same_refusals_of_fields(fields: object) -> None:
+    assert outcome(speedups.encode_fields, fields) == outcome(
+        http2_hpack.python_encode_fields, fields
+    )
+
+
+@settings(max_examples=500)
+@given(
+    status=st.sampled_from([100, 103, 200, 204, 206, 304, 404, 599, 1000, -1, 2**70]),
+    headers=_h2_fields.map(tuple),
+    method=st.sampled_from(["GET", "HEAD", "POST", "head"]),
+    date=st.sampled_from([b"", b"Sun, 06 Nov 1994 08:49:37 GMT"]),
+    defaults=_defaults,
+)
+def test_property_the_same_response_blocks(
+    status: int, headers: ev.Headers, method: str, date: bytes, defaults: response.DefaultHeaders
+) -> None:
+    args = (status, headers, method, date, defaults)
+    assert outcome(speedups.response_block, *args) == outcome(
+        http2_rules.python_response_block, *args
+    )
+
+
+_PSEUDO = {
+    b":method": [b"GET", b"POST", b"OPTIONS", b"CONNECT", b"", b"G\xffT", b"get"],
+    b":scheme": [b"https", b"http", b""],
+    b":path": [b"/", b"/a?b=c", b"*", b"", b"a", b"/\x00 x"],
+    b":authority": [b"example.com", b"h:1", b""],
+}
+_ODD_PSEUDO = [b":status", b":protocol", b":", b":Method"]
+_REQUEST_FIELDS = {
+    b"user-agent": [b"h2load", b"curl/8"],
+    b"accept": [b"*/*", b""],
+    b"cookie": [b"a=1", b"b=2", b""],
+    b"host": [b"example.com", b"other"],
+    b"content-length": [b"0", b"5", b"05", b"18", b"", b"-1", b"1" * 19, b"1" * 18, b"5 "],
+    b"expect": [b"100-continue", b"100-Continue", b"nothing"],
+    b"te": [b"trailers", b"TRAILERS", b"gzip"],
+    b"x-forwarded-for": [b"10.0.0.1"],
+    b"forwarded": [b"for=x"],
+    b"x-a": [b"v", b"a b", b"\tv", b"v ", b"a\rb", b"a\nb", b"a\x00b", b"\xff", b"\x7f"],
+}
+_ODD_FIELD_NAMES = [
+    b"Host", b"X-A", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+    b"upgrade", b"bad name", b"", b"a:b", b"\x80", b"x{",
+]  # fmt: skip
+
+
+def _random_request_fields(rng: random.Random) -> list[tuple[bytes, bytes]]:
+    """A decoded HTTP/2 request header list as a client sends it, now and then with a fault:
+    pseudo-headers missing, repeated, unknown or late; fields invalid or HTTP/1.1's."""
+    pseudo = [(name, rng.choice(values[:2])) for name, values in _PSEUDO.items()]
+    if rng.random() < 1 / 8:
+        pseudo = [(name, rng.choice(_PSEUDO[name])) for name, _ in pseudo]
+    if rng.random() < 1 / 16:
+        del pseudo[rng.randrange(len(pseudo))]
+    if rng.random() < 1 / 16:
+        pseudo.append(rng.choice(pseudo) if rng.random() < 0.5 else (rng.choice(_ODD_PSEUDO), b"x"))
+    fields = []
+    for _ in range(rng.randrange(6)):
+        name = _pick(rng, sorted(_REQUEST_FIELDS), _ODD_FIELD_NAMES)
+        fields.append((name, rng.choice(_REQUEST_FIELDS.get(name, [b"v"]))))
+    if rng.random() < 1 / 16 and fields:
+        fields.insert(rng.randrange(len(fields)), rng.choice(pseudo))
+    return pseudo + fields
+
+
+def test_the_same_request_heads_on_generated_fields() -> None:
+    rng = random.Random(20261202)
+    accepted = 0
+    for _ in range(20000):
+        fields = _random_request_fields(rng)
+        end_stream = rng.random() < 0.5
+        limits = _pick(rng, [Limits()], _SMALL_LIMITS)
+        expected = http2_rules.python_accepted_head(fields, end_stream, limits)
+        assert speedups.accepted_head(fields, end_stream, limits) == expected, fields
+        accepted += expected is not None
+    assert 5000 < accepted < 19000  # (both kinds, from the generator)
+
+
+@settings(max_examples=500)
+@given(
+    fields=st.lists(
+        st.tuples(
+            st.sampled_from([*_PSEUDO, *_ODD_PSEUDO, *_REQUEST_FIELDS, *_ODD_FIELD_NAMES])
+            | st.binary(max_size=8),
+            st.sampled_from(
+                [v for vs in (*_PSEUDO.values(), *_REQUEST_FIELDS.values()) for v in vs]
+            )
+            | st.binary(max_size=8),
+        ),
+        max_size=10,
+    ),
+    end_stream=st.booleans(),
+)
+def test_property_the_same_request_heads(
+    fields: list[tuple[bytes, bytes]], end_stream: bool
+) -> None:
+    limits = Limits()
+    expected = http2_rules.python_accepted_head(fields, end_stream, limits)
+    assert speedups.accepted_head(fields, end_stream, limits) == expected
+
+
+def test_a_request_head_is_accepted_at_all() -> None:
+    fields = [
+        (b":method", b"POST"),
+        (b":scheme", b"https"),
+        (b":path", b"/a?b"),
+        (b":authority", b"h"),
+        (b"cookie", b"a=1"),
+        (b"content-length", b"2"),
+        (b"cookie", b"b=2"),
+        (b"x-forwarded-for", b"1"),
+    ]
+    head = speedups.accepted_head(fields, False, Limits())
+    assert head == http2_rules.python_accepted_head(fields, False, Limits())
+    assert head is not None
+    assert (head.method, head.target, head.http_version, head.has_body) == (
+        "POST",
+        b"/a?b",
+        "2",
+        True,
+    )
+    assert head.headers == [
+        (b"host", b"h"),
+        (b"content-length", b"2"),
+        (b"x-forwarded-for", b"1"),
+        (b"cookie", b"a=1; b=2"),
+    ]
+    assert head.forwarded
 
 
 # What the compiled functions build by position

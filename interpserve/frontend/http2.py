@@ -26,7 +26,7 @@ from interpserve.frontend.http2_guard import (
     RAPID_RESET_RATE,
     FloodMeter,
 )
-from interpserve.frontend.http2_rules import check_trailers, request_head
+from interpserve.frontend.http2_rules import accepted_head, check_trailers, request_head
 from interpserve.frontend.http2_stream import STREAM_HIGH_WATER, HTTP2Stream, StreamPhase
 from interpserve.frontend.http_rules import Limits
 
@@ -190,13 +190,21 @@ class HTTP2Session:
     def output_paused(self) -> bool:
         return self.conn.writing_paused or self._pending > OUTPUT_BUDGET
 
-    def send_headers(
-        self, stream: HTTP2Stream, fields: list[tuple[bytes, bytes]], end_stream: bool
-    ) -> None:
-        self._h2.send_headers(stream.stream_id, fields, end_stream=end_stream)
+    def send_block(self, stream: HTTP2Stream, block: bytes, end_stream: bool) -> None:
+        """HEADERS with a header block (http2_hpack.encode_fields')."""
+        self._h2.send_block(stream.stream_id, block, end_stream=end_stream)
         if end_stream:
             self._answered_in_full(stream)
         self._flush_soon()
+
+    def send_response(self, stream: HTTP2Stream, block: bytes, body: bytes) -> bool:
+        """A whole response in one go, if the client's windows take its body now: it skips the
+        queue of streams waiting for them (False: it is for the queue)."""
+        if not self._h2.send_response(stream.stream_id, block, body):
+            return False
+        self._answered_in_full(stream)
+        self._flush_soon()
+        return True
 
     def queue(self, stream: HTTP2Stream, size: int) -> None:
         self._sending[stream.stream_id] = stream
@@ -291,7 +299,9 @@ class HTTP2Session:
             return
         self._last_stream_id = stream_id
         try:
-            head = request_head(event.headers, event.end_stream, self._limits)
+            head = accepted_head(event.headers, event.end_stream, self._limits) or request_head(
+                event.headers, event.end_stream, self._limits
+            )  # (the second names the fault)
         except MalformedRequest as exc:
             logger.debug("Malformed HTTP/2 request from %s: %s", self.conn.client, exc)
             h2.reset(stream_id, ErrorCode.PROTOCOL_ERROR)
@@ -497,6 +507,8 @@ class HTTP2Session:
 
     def _close_stream(self, stream: HTTP2Stream) -> None:
         """Forget a stream: its response is sent, or it was reset."""
+        if stream.phase is StreamPhase.CLOSED:
+            return
         if stream.phase is not StreamPhase.ANSWERED and not stream.cycle.response_complete:
             stream.cycle.disconnect()
         stream.phase = StreamPhase.CLOSED
@@ -509,6 +521,10 @@ class HTTP2Session:
         stream.out.clear()
         stream.pending = 0
         self._streams.pop(stream.stream_id, None)
+        # Its cycle lives on while its worker may still report to it, and holds the stream:
+        # without the stream's reference back, reference counting frees both at the end,
+        # and every stream is not left to the garbage collector.
+        del stream.cycle
         if not self._streams:
             self._idle_since = self._loop.time()
             self._arm_idle_timer()

@@ -46,7 +46,7 @@ from interpserve.frontend.http2_events import (
     UnknownFrameReceived,
     WindowUpdated,
 )
-from interpserve.frontend.http2_hpack import CachingDecoder, StaticEncoder
+from interpserve.frontend.http2_hpack import CachingDecoder, StaticEncoder, encode_fields
 
 ErrorCode = fr.ErrorCode
 # Frames in one field block (HEADERS and its CONTINUATION frames) beyond which the client is
@@ -213,10 +213,15 @@ class HTTP2Connection:
             self._out.append(fr.window_update_frame(0, self._in_max - fr.DEFAULT_WINDOW))
 
     def send_headers(self, stream_id: int, fields: Fields, end_stream: bool = False) -> None:
+        self.send_block(stream_id, encode_fields(fields), end_stream)
+
+    def send_block(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
+        """HEADERS (and CONTINUATION frames, if need be) with a header block from
+        `encode_fields`."""
         stream = self._streams.get(stream_id)
         if stream is None or stream.state is StreamState.HALF_CLOSED_LOCAL:
             return  # reset meanwhile, by either side
-        block = self._encoder.encode(fields)
+        block = self._encoder.start(block)
         flags = fr.END_STREAM if end_stream else 0
         size = self.max_outbound_frame
         out = self._out
@@ -233,6 +238,35 @@ class HTTP2Connection:
                 )
         if end_stream:
             self._local_end(stream)
+
+    def send_response(self, stream_id: int, block: bytes, body: bytes) -> bool:
+        """A whole response at once: HEADERS with its header block (from `encode_fields`) and
+        its body in one DATA frame that ends the stream, if the client's windows and frame
+        size take them now (else nothing is sent: False). Most responses are this."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.state is StreamState.HALF_CLOSED_LOCAL:
+            return True  # reset meanwhile, by either side: nothing to send
+        size = len(body)
+        limit = self.max_outbound_frame
+        if size > stream.out_window or size > self.outbound_window or size > limit:
+            return False
+        if len(block) >= limit:
+            return False
+        block = self._encoder.start(block)
+        out = self._out
+        if size:
+            out.append(fr.frame_header(fr.HEADERS, fr.END_HEADERS, stream_id, len(block)))
+            out.append(block)
+            out.append(fr.frame_header(fr.DATA, fr.END_STREAM, stream_id, size))
+            out.append(body)
+            stream.out_window -= size
+            self.outbound_window -= size
+        else:
+            flags = fr.END_HEADERS | fr.END_STREAM
+            out.append(fr.frame_header(fr.HEADERS, flags, stream_id, len(block)))
+            out.append(block)
+        self._local_end(stream)
+        return True
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         """DATA within `window(stream_id)` and the client's frame size (the session's to keep)."""

@@ -1,7 +1,8 @@
 """HPACK, done with less Python than hpack does it per request.
 
 Responses are encoded without a dynamic table, so that a field's encoding never depends on
-what came before it, and each distinct field is encoded once (`StaticEncoder`). Requests are
+what came before it (`encode_fields`: compiled in _speedups.c where it is built; here each
+distinct field is encoded once and kept; `StaticEncoder` gives h2 the same). Requests are
 decoded by hpack, but a header block that changes nothing in the decoder's table (most, once
 a client has indexed its fields: the same few bytes for every request) is decoded once for as
 long as the table stays as it is (`CachingDecoder`).
@@ -23,6 +24,8 @@ from hpack.hpack import Decoder, encode_integer
 from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.table import HeaderTable
+
+from interpserve.compiled import speedups
 
 # Distinct fields kept encoded, for all connections together; beyond it the cache starts again
 # (a Date a second, a length per body size: it stays small for most apps, and cannot grow for
@@ -64,6 +67,21 @@ def encode_field(name: bytes, value: bytes) -> bytes:
     return b"\x00" + _string(name) + _string(value)
 
 
+def encode_fields(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """A header block of `fields`, each encoded alone (`encode_field`, its bytes kept for the
+    next time). Pure: the compiled version (_speedups.c) returns the same bytes."""
+    encoded = _encoded
+    out = []
+    for name, value in fields:
+        field = encoded.get((name, value))
+        if field is None:
+            if len(encoded) >= MAX_CACHED_FIELDS:
+                encoded.clear()
+            field = encoded[name, value] = encode_field(name, value)
+        out.append(field)
+    return b"".join(out)
+
+
 class StaticEncoder:
     """What h2 needs of an encoder (`encode`, and `header_table_size`, which it sets from the
     client's SETTINGS), without a dynamic table."""
@@ -73,19 +91,15 @@ class StaticEncoder:
         self.header_table_size = 0  # the client's limit: never reached, with no table
 
     def encode(self, headers: Iterable[tuple[bytes, bytes]], huffman: bool = True) -> bytes:
-        fields = _encoded
-        out = []
-        if not self._announced:
-            self._announced = True
-            out.append(_TABLE_SIZE_ZERO)
-        for name, value in headers:
-            encoded = fields.get((name, value))
-            if encoded is None:
-                if len(fields) >= MAX_CACHED_FIELDS:
-                    fields.clear()
-                encoded = fields[name, value] = encode_field(name, value)
-            out.append(encoded)
-        return b"".join(out)
+        return self.start(encode_fields(headers))
+
+    def start(self, block: bytes) -> bytes:
+        """`block` (from `encode_fields`) as the connection's next header block: the first
+        also tells the client that this side's table is empty."""
+        if self._announced:
+            return block
+        self._announced = True
+        return _TABLE_SIZE_ZERO + block
 
 
 class _CountedTable(HeaderTable):
@@ -130,3 +144,12 @@ class CachingDecoder(Decoder):
             blocks[bytes(data)] = headers
             return list(headers)
         return headers
+
+
+# The Python version, the reference: its C twin, encode_fields in _speedups.c, must match it
+# (tests/test_speedups.py).
+python_encode_fields = encode_fields
+
+if speedups is not None:
+    speedups.setup_hpack(HeaderTable.STATIC_TABLE, REQUEST_CODES, REQUEST_CODES_LENGTH)
+    encode_fields = speedups.encode_fields

@@ -14,8 +14,10 @@ import re
 from enum import Enum
 from functools import cache
 
+from interpserve.compiled import speedups
 from interpserve.errors import BadRequest, MalformedRequest
 from interpserve.events import Headers
+from interpserve.frontend.http2_hpack import python_encode_fields
 from interpserve.frontend.http_events import RequestHead
 from interpserve.frontend.http_rules import Limits
 from interpserve.frontend.proxy import FORWARDING_FIELDS
@@ -105,6 +107,18 @@ def request_head(
     )
 
 
+def accepted_head(
+    fields: list[tuple[bytes, bytes]], end_stream: bool, limits: Limits
+) -> RequestHead | None:
+    """`request_head`'s head, or None where it raises (it names the fault then). Pure: the
+    compiled version (_speedups.c), which every request goes through where it is built,
+    returns the same for any list of (bytes, bytes) pairs."""
+    try:
+        return request_head(fields, end_stream, limits)
+    except (MalformedRequest, BadRequest):
+        return None
+
+
 def check_trailers(fields: list[tuple[bytes, bytes]]) -> None:
     """A request's trailer section: regular fields only (§8.1), each valid (§8.2.1)."""
     for name, value in fields:
@@ -152,7 +166,30 @@ def response_fields(
     return fields, framing, content_length
 
 
+def response_block(
+    status: int, headers: Headers, method: str, date: bytes, defaults: DefaultHeaders
+) -> tuple[bytes, H2Framing, int]:
+    """`response_fields`, with the fields as their HPACK header block (http2_hpack's
+    `encode_fields`; this reference uses its Python version). Pure: the compiled version
+    (_speedups.c) returns the same."""
+    fields, framing, content_length = response_fields(status, headers, method, date, defaults)
+    return python_encode_fields(fields), framing, content_length
+
+
 @cache
 def _default_fields(defaults: DefaultHeaders, server: bool) -> list[tuple[bytes, bytes]]:
     """The server's own header lines as fields, split once per configuration."""
     return defaults.fields(server=server)
+
+
+# The Python versions, the reference: their C twins in _speedups.c must match them
+# (tests/test_speedups.py).
+python_accepted_head = accepted_head
+python_response_block = response_block
+
+if speedups is not None:
+    speedups.setup_http2(
+        RequestHead, FORWARDING_FIELDS, H2Framing.NONE, H2Framing.LENGTH, H2Framing.STREAM
+    )
+    accepted_head = speedups.accepted_head
+    response_block = speedups.response_block

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from interpserve import events as ev
 from interpserve.frontend.cycle import RequestCycle
-from interpserve.frontend.http2_rules import CONNECTION_SPECIFIC, H2Framing, response_fields
+from interpserve.frontend.http2_hpack import encode_fields
+from interpserve.frontend.http2_rules import CONNECTION_SPECIFIC, H2Framing, response_block
 from interpserve.frontend.http_events import RequestHead
 
 if TYPE_CHECKING:
@@ -80,8 +81,19 @@ class HTTP2Stream:
             self._session.queue(self, 0)
 
     def send_headers(self, fields: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+        self.send_block(encode_fields(fields), end_stream)
+
+    def send_block(self, block: bytes, end_stream: bool) -> None:
+        """HEADERS with a header block from `encode_fields`."""
         if self.phase is StreamPhase.OPEN:
-            self._session.send_headers(self, fields, end_stream)
+            self._session.send_block(self, block, end_stream)
+
+    def send_response(self, block: bytes, body: bytes) -> bool:
+        """The whole response at once, if the client's windows allow (else False, and the
+        cycle sends it in parts)."""
+        if self.phase is not StreamPhase.OPEN:
+            return True  # reset meanwhile: nothing to send
+        return self._session.send_response(self, block, body)
 
     def hold(self, size: int) -> None:
         self.buffered += size
@@ -122,16 +134,29 @@ class HTTP2Cycle(RequestCycle):
         super().__init__(stream, head)
         self._framing = H2Framing.STREAM
         self._length = -1
+        # The response's header block, until it can leave with its first body bytes (as
+        # HTTP/1.1's head does): the whole of a small response then leaves at once.
+        self._block: bytes | None = None
 
     def _send_continue(self) -> None:
         self._conn.send_headers([(b":status", b"100")], end_stream=False)
 
     def _start_response(self, status: int, headers: ev.Headers) -> None:
         state = self._conn.state
-        fields, self._framing, self._length = response_fields(
+        block, self._framing, self._length = response_block(
             status, headers, self.head.method, state.date(), state.default_headers
         )
-        self._conn.send_headers(fields, end_stream=self._framing is H2Framing.NONE)
+        if self._framing is H2Framing.NONE:
+            self._conn.send_block(block, end_stream=True)
+        else:
+            self._block = block
+
+    def flush_head(self) -> None:
+        """The response's start came without body bytes: its HEADERS go now."""
+        block = self._block
+        if block is not None:
+            self._block = None
+            self._conn.send_block(block, end_stream=False)
 
     def _write_body(self, data: bytes, more_body: bool) -> None:
         framing = self._framing
@@ -140,18 +165,28 @@ class HTTP2Cycle(RequestCycle):
             remaining = self._length - self._written
             if not more_body and size < remaining:
                 # Less than the app's Content-Length: the client must not take it for whole.
+                self._block = None
                 self._conn.abort()
                 return
             data = data[: max(remaining, 0)]  # no more than it, either
         self._written += size
-        if framing is not H2Framing.NONE:
-            self._conn.write(data)
-            if not more_body:
-                self._conn.finish()
+        if framing is H2Framing.NONE:
+            return
+        block = self._block
+        if block is not None:
+            self._block = None
+            if not more_body and self._conn.send_response(block, data):
+                return
+            self._conn.send_block(block, end_stream=False)
+        self._conn.write(data)
+        if not more_body:
+            self._conn.finish()
 
     def _write_trailers(self, headers: ev.Headers) -> None:
         if self._framing is H2Framing.LENGTH and self._written < self._length:
+            self._block = None
             self._conn.abort()  # less than the app's Content-Length, as in _write_body
         elif self._framing is not H2Framing.NONE:
+            self.flush_head()
             fields = [(name, value) for name, value in headers if name not in CONNECTION_SPECIFIC]
             self._conn.finish(fields)
