@@ -328,6 +328,13 @@ class WebSocketAccept(_Event):
 
 WebSocketEvent = WebSocketMessage | WebSocketClose | WebSocketAccept
 
+# The close codes the server uses (RFC 6455 §7.4.1), in the front end and the worker alike.
+WS_NORMAL_CLOSURE = 1000
+WS_ABNORMAL_CLOSURE = 1006  # reported, never sent: the connection ended without a close frame
+WS_MESSAGE_TOO_BIG = 1009
+WS_INTERNAL_ERROR = 1011
+WS_SERVICE_RESTART = 1012
+
 Event = (
     Request
     | RequestBody

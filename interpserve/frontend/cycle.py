@@ -16,14 +16,13 @@ import asyncio
 import logging
 import time
 from enum import Enum, auto
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from interpserve import events as ev
 from interpserve.accesslog import CLIENT_CLOSED
-from interpserve.errors import NoWorkerYet, WorkerGone
+from interpserve.frontend.dispatch import SERVICE_UNAVAILABLE, RequestConnection, WorkerRequest
 from interpserve.frontend.health import is_probe, probe_response
 from interpserve.frontend.http_events import RequestHead
-from interpserve.frontend.proxy import resolve
 from interpserve.frontend.response import (
     CONTINUE,
     LAST_CHUNK,
@@ -33,28 +32,16 @@ from interpserve.frontend.response import (
     plan_response,
 )
 from interpserve.logs import escape
-from interpserve.pool.channel import WorkerChannel
-
-if TYPE_CHECKING:
-    from interpserve.frontend.connection import ServerState
 
 logger = logging.getLogger("interpserve.error")
 
 _TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
 
 
-class CycleConnection(Protocol):
+class CycleConnection(RequestConnection, Protocol):
     """What a request cycle needs of "its connection": an HTTP/1.1 connection (connection.py),
     or one stream of an HTTP/2 connection (http2_stream.py)."""
 
-    @property
-    def state(self) -> ServerState: ...
-    @property
-    def client(self) -> ev.Address | None: ...
-    @property
-    def server(self) -> ev.Address | None: ...
-    @property
-    def scheme(self) -> str: ...
     @property
     def writing_paused(self) -> bool:
         """The client is not taking the response as fast as it comes: no more credit."""
@@ -90,40 +77,6 @@ class CycleConnection(Protocol):
     def abort(self) -> None: ...
 
 
-def request_event(
-    conn: CycleConnection,
-    head: RequestHead,
-    request_id: int,
-    correlation_id: str | None,
-    *,
-    websocket: bool = False,
-) -> ev.Request:
-    """What a worker is told of a request (or a WebSocket handshake): the client and scheme as
-    a trusted proxy says they are, else as the connection has them; and its --request-id."""
-    path, _, query = head.target.partition(b"?")
-    client, scheme = conn.client, conn.scheme
-    if head.forwarded and (trusted := conn.state.trusted_proxies) is not None:
-        client, scheme = resolve(client, scheme, head.headers, trusted)
-    headers = tuple(head.headers)
-    if correlation_id is not None and (ids := conn.state.request_ids) is not None:
-        headers = ids.request_headers(headers, correlation_id)
-    # (Positional: keyword arguments would double the cost of building it.)
-    return ev.Request(
-        request_id,
-        head.method,
-        scheme,
-        head.http_version,
-        path,
-        query,
-        headers,
-        client,
-        conn.server,
-        head.has_body,
-        head.expect_continue,
-        websocket,
-    )
-
-
 class Stage(Enum):
     """Where a request is on its way (the app's own life, and the client's, are apart)."""
 
@@ -133,18 +86,17 @@ class Stage(Enum):
     COMPLETE = auto()  # the response is complete
 
 
-class RequestCycle:
+class RequestCycle(WorkerRequest):
     """One request, whichever connection it came on. The response's framing is HTTP/1.1's
     here (`_start_response`, `_write_body`, `_write_trailers`, `_send_continue`); HTTP/2's
     cycle replaces those and nothing else."""
 
+    _conn: CycleConnection
+
     def __init__(self, conn: CycleConnection, head: RequestHead) -> None:
-        self._conn = conn
-        self.head = head
+        super().__init__(conn, head)
         self.keep_alive = head.keep_alive
         self.stage = Stage.QUEUED
-        self._channel: WorkerChannel | None = None
-        self._request_id = 0
         # Request body received from the client, not yet sent to the worker, and its size; and
         # how much was sent that the app has not received yet.
         self._body: list[bytes] = []
@@ -169,12 +121,7 @@ class RequestCycle:
         self._finished = False
         self._disconnected = False
         self.status = 0
-        self._client = conn.client  # or the one a trusted proxy forwarded: see dispatch()
-        self._started_at = time.perf_counter()
         self._timeout: asyncio.TimerHandle | None = None
-        self._waiting_for_worker: asyncio.Task[None] | None = None
-        ids = conn.state.request_ids
-        self.correlation_id = None if ids is None else ids.choose(head.headers, conn.client)
 
     @property
     def queued(self) -> bool:
@@ -199,24 +146,16 @@ class RequestCycle:
             self._finished = True
             self.respond(*probe_response(ready=pool.ready, draining=conn.state.draining))
             return
-        try:
-            channel = pool.choose()
-        except WorkerGone as exc:
-            if isinstance(exc, NoWorkerYet) and self._waiting_for_worker is None:
-                self._waiting_for_worker = pool.when_worker_ready(self.dispatch)
-                return
-            self._finished = True
-            self.respond(503, b"Service Unavailable")
+        if not self._to_worker(self.dispatch):
             return
-        self._channel = channel
-        self._request_id = channel.new_request_id()
-        request = request_event(conn, self.head, self._request_id, self.correlation_id)
-        self._client = request.client
-        channel.start_request(self, request)
         self._flush_body()
         timeout = conn.state.config.timeout_request
         if timeout is not None:
             self._timeout = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    def _unavailable(self) -> None:
+        self._finished = True
+        self.respond(503, SERVICE_UNAVAILABLE)
 
     def _timed_out(self) -> None:
         self._timeout = None
@@ -300,8 +239,7 @@ class RequestCycle:
         if self._disconnected:
             return
         self._disconnected = True
-        if self._waiting_for_worker is not None:
-            self._waiting_for_worker.cancel()
+        self._stop_waiting()
         if self._channel is not None and not self._finished:
             self._channel.send(ev.Disconnect(self._request_id))
         self._let_go()
@@ -529,22 +467,11 @@ class RequestCycle:
         self._conn.cycle_done(self)
 
     def _log_access(self, status: int, disconnected: bool) -> None:
-        access_log = self._conn.state.access_log
-        assert access_log is not None
-        head, plan = self.head, self._plan
+        plan = self._plan
         if plan is None or plan.framing is ResponseFraming.NONE:
             sent = 0
         elif plan.framing is ResponseFraming.LENGTH:
             sent = min(self._written, plan.content_length)
         else:
             sent = self._written
-        access_log.log(
-            head,
-            self._client,  # (a proxy's word for it)
-            status,
-            self._started_at,
-            response_bytes=sent,
-            worker_id=self._channel.worker_id if self._channel else None,
-            request_id=self.correlation_id,
-            disconnected=disconnected,
-        )
+        self._write_access_line(status, sent, disconnected=disconnected)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import zlib
 from enum import Enum, auto
 from typing import TYPE_CHECKING, cast
@@ -42,22 +41,14 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from interpserve import events as ev
 from interpserve.accesslog import ClosedBy
-from interpserve.errors import NoWorkerYet, WorkerGone
-from interpserve.frontend.cycle import request_event
+from interpserve.frontend.dispatch import SERVICE_UNAVAILABLE, WorkerRequest
 from interpserve.frontend.http_events import RequestHead
 from interpserve.frontend.response import status_line
-from interpserve.pool.channel import WorkerChannel
 
 if TYPE_CHECKING:
     from interpserve.frontend.connection import HTTPConnection
 
 logger = logging.getLogger("interpserve.error")
-
-# Close codes (RFC 6455 §7.4.1).
-ABNORMAL_CLOSURE = 1006  # reported, never sent: the connection ended without a close frame
-MESSAGE_TOO_BIG = 1009
-INTERNAL_ERROR = 1011
-SERVICE_RESTART = 1012
 
 # How long the client has to answer our close frame before the connection is dropped.
 CLOSE_TIMEOUT = 10.0
@@ -112,16 +103,15 @@ class BoundedDeflate(PerMessageDeflate):
         return super().frame_inbound_complete(proto, fin)
 
 
-class WebSocketSession:
+class WebSocketSession(WorkerRequest):
+    websocket = True
+    _conn: HTTPConnection
+
     def __init__(self, conn: HTTPConnection, head: RequestHead):
-        self._conn = conn
-        self._head = head
+        super().__init__(conn, head)
         self._config = conn.state.config
         self._ws = WSConnection(ConnectionType.SERVER)
         self._state = _State.HANDSHAKE
-        self._channel: WorkerChannel | None = None
-        self._request_id = 0
-        self._client = conn.client  # or the one a trusted proxy forwarded: see start()
         self._early = bytearray()  # bytes received before the app accepted
         # The message being reassembled, and its size in bytes (text counted as UTF-8).
         self._parts: list[bytes | bytearray | str] = []
@@ -135,10 +125,6 @@ class WebSocketSession:
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        self._waiting_for_worker: asyncio.Task[None] | None = None
-        self._started_at = time.perf_counter()
-        ids = conn.state.request_ids
-        self._correlation_id = None if ids is None else ids.choose(head.headers, conn.client)
         self._accepted = False
         self._ending: tuple[int, ClosedBy] | None = None  # the first close: its code, by whom
 
@@ -148,7 +134,7 @@ class WebSocketSession:
         """Validate the handshake, then send it to a worker; `data` is what followed it."""
         self._early += data
         try:
-            self._ws.receive_data(_handshake_bytes(self._head))
+            self._ws.receive_data(_handshake_bytes(self.head))
             events = list(self._ws.events())
         except RemoteProtocolError as exc:
             logger.debug("Invalid WebSocket handshake: %s", exc)
@@ -164,23 +150,11 @@ class WebSocketSession:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        pool = self._conn.state.pool
-        try:
-            channel = pool.choose()
-        except WorkerGone as exc:
-            if isinstance(exc, NoWorkerYet) and self._waiting_for_worker is None:
-                self._waiting_for_worker = pool.when_worker_ready(self._dispatch)
-                return
-            self._respond(503, b"Service Unavailable")
-            return
-        self._channel = channel
-        self._request_id = channel.new_request_id()
         # A handshake has no body: the framing guard refuses an Upgrade request with one.
-        request = request_event(
-            self._conn, self._head, self._request_id, self._correlation_id, websocket=True
-        )
-        self._client = request.client
-        channel.start_request(self, request)
+        self._to_worker(self._dispatch)
+
+    def _unavailable(self) -> None:
+        self._respond(503, SERVICE_UNAVAILABLE)
 
     def data_received(self, data: bytes) -> None:
         if self._state is _State.HANDSHAKE:
@@ -208,14 +182,13 @@ class WebSocketSession:
         self._in_flight = self._size = self._withheld_credit = 0
         self._parts.clear()
         self._account()
-        if self._waiting_for_worker is not None:
-            self._waiting_for_worker.cancel()
+        self._stop_waiting()
         for timer in (self._ping_timer, self._pong_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
-        self._tell_app_closed(ABNORMAL_CLOSURE, "")  # unless it already knows better
+        self._tell_app_closed(ev.WS_ABNORMAL_CLOSURE, "")  # unless it already knows better
         if self._accepted:
-            self._log_access(101, self._ending or (ABNORMAL_CLOSURE, ClosedBy.CLIENT))
+            self._log_access(101, self._ending or (ev.WS_ABNORMAL_CLOSURE, ClosedBy.CLIENT))
 
     def writable(self) -> None:
         """The client's socket has drained: give the app the credit withheld meanwhile."""
@@ -229,8 +202,8 @@ class WebSocketSession:
         once accepted)."""
         self._shutting_down = True
         if self._state is _State.OPEN:
-            self._tell_app_closed(SERVICE_RESTART, "")
-            self._close(SERVICE_RESTART, "server shutting down", ClosedBy.SERVER)
+            self._tell_app_closed(ev.WS_SERVICE_RESTART, "")
+            self._close(ev.WS_SERVICE_RESTART, "server shutting down", ClosedBy.SERVER)
 
     # From the worker (pool.channel.ResponseSink and WebSocketSink)
 
@@ -277,7 +250,7 @@ class WebSocketSession:
         if self._state in (_State.HANDSHAKE, _State.DENYING):
             self._conn.abort()  # the app left without an answer, or with half of one
         elif self._state is _State.OPEN:
-            self._close(1000, "", ClosedBy.APP)
+            self._close(ev.WS_NORMAL_CLOSURE, "", ClosedBy.APP)
 
     def on_worker_lost(self) -> None:
         self._finished = True
@@ -286,7 +259,7 @@ class WebSocketSession:
         elif self._state is _State.DENYING:
             self._conn.abort()
         elif self._state is _State.OPEN:
-            self._close(INTERNAL_ERROR, "", ClosedBy.SERVER)
+            self._close(ev.WS_INTERNAL_ERROR, "", ClosedBy.SERVER)
 
     # The handshake
 
@@ -322,7 +295,7 @@ class WebSocketSession:
             # The app's answer cannot be written (a header h11 refuses, a body longer than its
             # Content-Length...): the client cannot be told anything sensible.
             logger.error("Invalid WebSocket handshake response from the app: %s", exc)
-            self._tell_app_closed(ABNORMAL_CLOSURE, "")
+            self._tell_app_closed(ev.WS_ABNORMAL_CLOSURE, "")
             self._conn.abort()
             return False
         if isinstance(event, RejectConnection):
@@ -346,9 +319,9 @@ class WebSocketSession:
         added = state.default_headers.fields(server=not has_server)
         if date := state.date():
             added.append((b"date", date))
-        if self._correlation_id is not None and state.request_ids is not None:
+        if self.correlation_id is not None and state.request_ids is not None:
             # (The names are lowercase: the app's, checked in the worker, and ours.)
-            headers = list(state.request_ids.response_headers(tuple(headers), self._correlation_id))
+            headers = list(state.request_ids.response_headers(tuple(headers), self.correlation_id))
         return [*headers, *added]
 
     def _respond(self, status: int, body: bytes) -> None:
@@ -391,8 +364,8 @@ class WebSocketSession:
             self._parts.clear()
             self._size = 0
             self._account()
-            self._tell_app_closed(MESSAGE_TOO_BIG, "")
-            self._close(MESSAGE_TOO_BIG, "message too big", ClosedBy.SERVER)
+            self._tell_app_closed(ev.WS_MESSAGE_TOO_BIG, "")
+            self._close(ev.WS_MESSAGE_TOO_BIG, "message too big", ClosedBy.SERVER)
             return
         self._parts.append(data)
         if not event.message_finished:
@@ -492,8 +465,8 @@ class WebSocketSession:
 
     def _ping_timed_out(self) -> None:
         self._pong_timer = None
-        self._tell_app_closed(ABNORMAL_CLOSURE, "")
-        self._close(INTERNAL_ERROR, "keepalive ping timeout", ClosedBy.SERVER)
+        self._tell_app_closed(ev.WS_ABNORMAL_CLOSURE, "")
+        self._close(ev.WS_INTERNAL_ERROR, "keepalive ping timeout", ClosedBy.SERVER)
 
     # Plumbing
 
@@ -507,20 +480,7 @@ class WebSocketSession:
 
     def _log_access(self, status: int, closed: tuple[int, ClosedBy] | None = None) -> None:
         """A line for the handshake's answer, and one for the close of an accepted one."""
-        access_log = self._conn.state.access_log
-        if access_log is None:
-            return
-        access_log.log(
-            self._head,
-            self._client,  # (a proxy's word for it)
-            status,
-            self._started_at,
-            response_bytes=None,
-            worker_id=self._channel.worker_id if self._channel else None,
-            request_id=self._correlation_id,
-            websocket=True,
-            closed=closed,
-        )
+        self._write_access_line(status, None, closed=closed)
 
 
 def _handshake_bytes(head: RequestHead) -> bytes:

@@ -30,10 +30,6 @@ from interpserve.worker.asgi import (
 
 logger = logging.getLogger("interpserve.error")
 
-_NORMAL_CLOSURE = 1000
-_INTERNAL_ERROR = 1011
-_SERVICE_RESTART = 1012
-
 
 class _State(Enum):
     CONNECTING = auto()
@@ -95,8 +91,8 @@ class WebSocketCycle:
         self._shutting_down = True
         if self._state is _State.ACCEPTED and self._closed is None:
             self._state = _State.CLOSED
-            self._send_event(ev.WebSocketClose(self._id, _SERVICE_RESTART, ""))
-            self.closed(_SERVICE_RESTART, "")
+            self._send_event(ev.WebSocketClose(self._id, ev.WS_SERVICE_RESTART, ""))
+            self.closed(ev.WS_SERVICE_RESTART, "")
 
     # ASGI
 
@@ -125,7 +121,7 @@ class WebSocketCycle:
             elif self._state is _State.DENYING:
                 logger.error("ASGI callable returned without completing its denial response.")
             elif self._state is _State.ACCEPTED:
-                self._close(_NORMAL_CLOSURE, "")  # returning is the end of the conversation
+                self._close(ev.WS_NORMAL_CLOSURE, "")  # returning is the end of the conversation
         finally:
             self._send_event(ev.RequestFinished(self._id))
 
@@ -156,7 +152,7 @@ class WebSocketCycle:
             self._accept(message)
         elif kind == "websocket.close" and state in (_State.CONNECTING, _State.ACCEPTED):
             # Before accepting, this denies the handshake: the front end answers 403.
-            code = message.get("code", _NORMAL_CLOSURE)
+            code = message.get("code", ev.WS_NORMAL_CLOSURE)
             if not isinstance(code, int) or not 1000 <= code <= 4999:
                 raise RuntimeError(f"invalid WebSocket close code: {code!r}")
             self._close(code, str(message.get("reason") or ""))
@@ -238,7 +234,7 @@ class WebSocketCycle:
             self._state = _State.CLOSED
             self._send_event(error_response(self._id))
         elif self._state is _State.ACCEPTED:
-            self._close(_INTERNAL_ERROR, "")
+            self._close(ev.WS_INTERNAL_ERROR, "")
 
 
 def _too_big(data: bytes | str) -> bool:
