@@ -30,6 +30,7 @@ from interpserve.events import Address
 from interpserve.frontend.budget import MemoryBudget
 from interpserve.frontend.correlation import CorrelationIds
 from interpserve.frontend.cycle import RequestCycle
+from interpserve.frontend.dispatch import SERVICE_UNAVAILABLE
 from interpserve.frontend.http2_frames import PREFACE as _HTTP2_PREFACE
 from interpserve.frontend.http_parser import (
     BodyData,
@@ -89,6 +90,14 @@ class ReadWait(Enum):
     IDLE = "idle"  # the next request on a keep-alive connection
     HEAD = "head"  # the rest of a request head: a deadline
     BODY = "body"  # more of a request body: reset by every byte
+
+
+class Closure(Enum):
+    """Whether the connection is closing, and how."""
+
+    OPEN = "open"
+    CLOSING = "closing"  # after what was written (the protocol says so), or the client left
+    ABORTED = "aborted"  # at once, by the server: a response could not be completed
 
 
 class Session(Protocol):
@@ -187,8 +196,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self._read_view = state.read_buffer[:_READ_AHEAD]
         self._read_most = READ_SIZE  # less while its reads are slow to take apart
         self._read_took = 0.0  # how long the last read timed took to take apart
-        self._closing = False
-        self._aborted = False  # by the server: a response could not be completed
+        self._closure = Closure.OPEN  # nothing more is written once it is not OPEN
         # A WebSocket handshake waiting for the responses before it, then the session that has
         # taken the connection over: either way the connection carries no more HTTP/1.1.
         self._upgrade: Upgrade | None = None
@@ -304,13 +312,15 @@ class HTTPConnection(asyncio.BufferedProtocol):
                 self._on_upgrade(event)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closing = True
+        aborted = self._closure is Closure.ABORTED
+        if not aborted:
+            self._closure = Closure.CLOSING
         self._cancel_read_timer()
         state = self.state
         state.connections.discard(self)
         state.budget.forget(self)
         for cycle in self._cycles:  # the one being answered, and any pipelined behind it
-            cycle.disconnect(client_gone=not self._aborted)
+            cycle.disconnect(client_gone=not aborted)
         self._cycles.clear()
         self._parsing = None
         if self._session is not None:
@@ -342,7 +352,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
     # Called by the request cycles
 
     def write(self, data: bytes) -> None:
-        if self._transport is not None and not self._closing:
+        if self._transport is not None and self._closure is Closure.OPEN:
             self._transport.write(data)
 
     def hold(self, size: int) -> None:
@@ -381,14 +391,14 @@ class HTTPConnection(asyncio.BufferedProtocol):
 
     def close(self) -> None:
         """Close after what has been written (used when the protocol says so)."""
-        if self._transport is not None and not self._closing:
-            self._closing = True
+        if self._transport is not None and self._closure is Closure.OPEN:
+            self._closure = Closure.CLOSING
             self._transport.close()
 
     def abort(self) -> None:
         """Close at once: a response cannot be completed."""
         if self._transport is not None:
-            self._closing = self._aborted = True
+            self._closure = Closure.ABORTED
             self._transport.abort()
 
     # Called by the server
@@ -418,7 +428,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         if self._session is None and self._cycles and not self._cycles[0].response_started:
             cycle = self._cycles[0]
             cycle.keep_alive = False
-            cycle.respond(503, b"Service Unavailable")
+            cycle.respond(503, SERVICE_UNAVAILABLE)
         else:
             self.abort()
 
@@ -458,7 +468,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
     def update_reading(self) -> None:
         """Read on, as much as there is room for now; or stop until there is room: a window
         opens, the responses before a pipelined request go, the budget has room again."""
-        if self._bad_request is not None or self._closing or self._upgrade:
+        if self._bad_request is not None or self._closure is not Closure.OPEN or self._upgrade:
             return  # reading stays paused: see _reject and _on_upgrade
         room = self._room()
         if room <= 0:
@@ -513,7 +523,11 @@ class HTTPConnection(asyncio.BufferedProtocol):
         it byte by byte is cut off), or more of a request body (reset by every byte)."""
         config = self.state.config
         parsing = self._parsing
-        if self._closing or self._bad_request is not None or self._session is not None:
+        if (
+            self._closure is not Closure.OPEN
+            or self._bad_request is not None
+            or self._session is not None
+        ):
             self._waiting_for = ReadWait.NOTHING
         elif self._parser.in_head:
             if self._waiting_for is not ReadWait.HEAD:
