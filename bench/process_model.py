@@ -48,11 +48,12 @@ from bench import load_tools
 from bench.apps import MIB
 from bench.cpu_split import measure as cpu_split
 from bench.metrics import HELLO_CONNECTIONS
-from bench.procs import rss_bytes, tree, tree_pss_bytes, tree_rss_bytes
+from bench.procs import tree, tree_pss_bytes, tree_rss_bytes
 from bench.scenarios import Context, memory, settled_rss
 from bench.servers import HOST, RunningServer, ServerSpec, catalogue, running
 from bench.settings import RESULTS_DIR, Settings
 from bench.suite import precompile, server_env
+from interpserve.rss import rss_bytes
 from interpserve.testing import running as process_runs
 
 RECYCLES = 200

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from interpserve.rss import rss_bytes
+
 PROC = Path("/proc")
 
 
@@ -37,21 +39,10 @@ def tree(pid: int) -> list[int]:
     return pids
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of one process (VmRSS); 0 if it is gone or is a zombie."""
-    try:
-        status = (PROC / str(pid) / "status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def tree_rss_bytes(pid: int) -> int:
-    """Sum of VmRSS over the tree. Pages shared between processes count once per process, as
-    they would in `ps`; that is the figure an operator sees."""
+    """Sum of the resident set sizes over the tree (interpserve.rss's, the server's own
+    measure). Pages shared between processes count once per process, as they would in `ps`;
+    that is the figure an operator sees."""
     return sum(rss_bytes(p) for p in tree(pid))
 
 
