@@ -13,7 +13,6 @@ same HPACK encoder and decoder), so the difference is the framing and the stream
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -23,6 +22,7 @@ from h2.connection import H2Connection
 from h2.events import RequestReceived as H2RequestReceived
 from hpack import Encoder
 
+from bench.settings import parse_rounds
 from interpserve.config import Config
 from interpserve.frontend import http2_frames as fr
 from interpserve.frontend.http2 import new_connection
@@ -142,13 +142,8 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=32000, help="per round (32000)")
-    parser.add_argument("--batch", type=int, default=32, help="requests a read (32)")
-    parser.add_argument("--rounds", type=int, default=5, help="(default 5)")
-    args = parser.parse_args(argv)
-    if args.batch < 1 or args.requests < args.batch or args.rounds < 1:
-        parser.error("need --batch >= 1, --requests >= --batch and --rounds >= 1")
+    description = __doc__.split("\n\n")[0]
+    args = parse_rounds(description, argv, requests=32000, batch=32, rounds=5, per="a read")
     for name, make in (("interpserve", interpserve_connection), ("h2", h2_connection)):
         rounds = [measure(make, args.requests, args.batch) for _ in range(args.rounds)]
         received, answered = min(rounds, key=sum)

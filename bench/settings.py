@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -12,6 +13,22 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 def cores() -> int:
     return os.process_cpu_count() or 1
+
+
+def parse_rounds(
+    description: str, argv: list[str] | None, *, requests: int, batch: int, rounds: int, per: str
+) -> argparse.Namespace:
+    """The command line of a microbenchmark that times rounds of requests sent in batches
+    (bench.worker_cpu, bench.h2_connection): --requests, --batch (requests `per` batch) and
+    --rounds."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--requests", type=int, default=requests, help=f"per round ({requests})")
+    parser.add_argument("--batch", type=int, default=batch, help=f"requests {per} ({batch})")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"measured rounds ({rounds})")
+    args = parser.parse_args(argv)
+    if args.batch < 1 or args.requests < args.batch or args.rounds < 1:
+        parser.error("need --batch >= 1, --requests >= --batch and --rounds >= 1")
+    return args
 
 
 @dataclass(frozen=True)

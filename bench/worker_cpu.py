@@ -14,13 +14,13 @@ machine, compare the best rounds of runs that alternate between two checkouts.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import time
 from collections.abc import Callable
 
 from bench.procs import cpu_seconds
+from bench.settings import parse_rounds
 from interpserve import events as ev
 from interpserve import wire
 from interpserve.config import Config
@@ -104,13 +104,8 @@ def _request_done(event: ev.Event) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=60_000, help="per round (default 60000)")
-    parser.add_argument("--batch", type=int, default=16, help="requests per write (default 16)")
-    parser.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")
-    args = parser.parse_args(argv)
-    if args.batch < 1 or args.requests < args.batch or args.rounds < 1:
-        parser.error("need --batch >= 1, --requests >= --batch and --rounds >= 1")
+    description = __doc__.split("\n\n")[0]
+    args = parse_rounds(description, argv, requests=60_000, batch=16, rounds=3, per="a write")
     # The worker inherits it: /cpu is not served here, and bench.apps need not calibrate it.
     os.environ.setdefault("BENCH_CPU_LOOPS", "1000")
     worker = WorkerUnderTest()
