@@ -8,7 +8,15 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from support import HTTP_IMPLS, ROOT, WORKER_KINDS, ParserClass, StartServer
+from support import (
+    HTTP_IMPLS,
+    ROOT,
+    WORKER_KINDS,
+    ParserClass,
+    StartServer,
+    serve_for_module,
+    shared_or_own,
+)
 
 from interpserve import wire
 from interpserve.compiled import speedups
@@ -50,9 +58,10 @@ def start_server() -> Iterator[StartServer]:
         server.stop(timeout=15)
 
 
-@pytest.fixture(params=_PARSER_PARAMS)
+@pytest.fixture(scope="module", params=_PARSER_PARAMS)
 def http_impl(request: pytest.FixtureRequest) -> str:
-    """Every HTTP test runs once per parser backend (the value of --http)."""
+    """Every HTTP test runs once per parser backend (the value of --http). Per module, so that a
+    module's shared servers (`shared_or_own`) are started once per backend."""
     return str(request.param)
 
 
@@ -68,9 +77,22 @@ def worker_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+HELLO_ARGS = ("examples.hello:app", "--workers", "2")
+
+
+@pytest.fixture(scope="module")
+def shared_hello_server(http_impl: str) -> Iterator[ServerProcess]:
+    yield from serve_for_module(*HELLO_ARGS, "--http", http_impl)
+
+
 @pytest.fixture
-def hello_server(start_server: StartServer, http_impl: str) -> ServerProcess:
-    return start_server("examples.hello:app", "--workers", "2", "--http", http_impl)
+def hello_server(
+    request: pytest.FixtureRequest, start_server: StartServer, http_impl: str
+) -> ServerProcess:
+    """examples.hello on two workers, shared by the module's tests (see `shared_or_own`)."""
+    return shared_or_own(
+        request, "shared_hello_server", lambda: start_server(*HELLO_ARGS, "--http", http_impl)
+    )
 
 
 def _python_twins() -> dict[int, object]:

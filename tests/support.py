@@ -54,6 +54,35 @@ HTTP_IMPLS = ["h11", "httptools"]
 WORKER_KINDS = ["interpreter", "process"]
 
 
+# Servers shared by a module's tests -----------------------------------------------------------
+
+
+def serve_for_module(app: str, *args: str) -> Iterator[ServerProcess]:
+    """A server for a module-scoped fixture: started at the first test that asks for it,
+    stopped after the module's last."""
+    server = ServerProcess(app, *args, cwd=str(ROOT)).start()
+    try:
+        yield server
+    finally:
+        server.stop(timeout=15)
+
+
+def shared_or_own(
+    request: pytest.FixtureRequest, shared: str, start_own: Callable[[], ServerProcess]
+) -> ServerProcess:
+    """The server of the module-scoped fixture named `shared`, which the module's tests share
+    (starting a server costs more than most tests that use one); a test marked `own_server`,
+    one that reads the server's output or memory or changes the server, gets one of its own
+    from `start_own`."""
+    if request.node.get_closest_marker("own_server"):
+        return start_own()
+    server: ServerProcess = request.getfixturevalue(shared)
+    assert server.process is not None and server.process.poll() is None, (
+        f"an earlier test stopped the shared server; its output:\n{server.output[-3000:]}"
+    )
+    return server
+
+
 # Raw sockets -------------------------------------------------------------------------------
 
 

@@ -273,6 +273,7 @@ def test_escape() -> None:
     assert escape("back\\slash caf\u00e9") == "back\\\\slash caf\u00e9"
 
 
+@pytest.mark.own_server
 def test_encoded_crlf_in_the_path_stays_encoded(hello_server: ServerProcess) -> None:
     target = "/a%0d%0aINFO:%20%20%20%20%20forged%1b[2J"
     exchange(

@@ -140,6 +140,7 @@ def test_slow_reader_of_200_mb_does_not_grow_memory(start_server) -> None:
 # Apps that misbehave
 
 
+@pytest.mark.own_server
 def test_app_raises_before_the_response(hello_server: ServerProcess) -> None:
     response = httpx.get(hello_server.url + "/error", timeout=TIMEOUT)
     assert response.status_code == 500
@@ -148,6 +149,7 @@ def test_app_raises_before_the_response(hello_server: ServerProcess) -> None:
     assert_still_serving(hello_server)
 
 
+@pytest.mark.own_server
 def test_app_raises_after_the_response_started(hello_server: ServerProcess) -> None:
     """The response cannot be completed: the connection is dropped, and the request pipelined
     behind it is not answered on a connection whose framing is lost."""

@@ -410,6 +410,7 @@ def _idle_rss(server: ServerProcess) -> int:
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.own_server
 def test_large_upload_is_streamed(hello_server: ServerProcess, chunked: bool) -> None:
     """100 MB sent to /echo while its echo is read back; neither is ever held whole."""
     total = 100 * MB
@@ -451,6 +452,7 @@ def test_large_upload_is_streamed(hello_server: ServerProcess, chunked: bool) ->
     assert grown < RSS_HEADROOM, f"RSS grew by {grown / MB:.0f} MB while echoing 100 MB"
 
 
+@pytest.mark.own_server
 def test_large_upload_with_httpx_generator(hello_server: ServerProcess) -> None:
     """httpx writes the whole body before it reads the response, so it cannot upload 100 MB
     to /echo (that needs reading while writing: see above). "/" answers without reading the
@@ -476,6 +478,7 @@ def test_large_upload_with_httpx_generator(hello_server: ServerProcess) -> None:
     assert grown < RSS_HEADROOM, f"RSS grew by {grown / MB:.0f} MB for a 100 MB upload"
 
 
+@pytest.mark.own_server
 def test_large_download_is_streamed(hello_server: ServerProcess) -> None:
     n, size = 1600, 65536  # 100 MB
     idle = _idle_rss(hello_server)
@@ -494,6 +497,7 @@ def test_large_download_is_streamed(hello_server: ServerProcess) -> None:
     assert grown < RSS_HEADROOM, f"RSS grew by {grown / MB:.0f} MB while sending 100 MB"
 
 
+@pytest.mark.own_server
 def test_slow_reader_applies_backpressure(hello_server: ServerProcess) -> None:
     """A client that does not read holds the app back: the server does not queue the rest."""
     n, size = 1600, 65536
@@ -549,6 +553,7 @@ def test_disconnect_during_request_body(hello_server: ServerProcess) -> None:
 # Application errors ------------------------------------------------------------------------
 
 
+@pytest.mark.own_server
 def test_app_error_before_start_is_a_500(hello_server: ServerProcess) -> None:
     with httpx.Client(timeout=TIMEOUT) as client:
         response = client.get(hello_server.url + "/error")
@@ -573,6 +578,7 @@ def _assert_cut_short(data: bytes) -> None:
     assert data.count(b"HTTP/1.1 ") <= 1, "nothing may follow a response that was cut short"
 
 
+@pytest.mark.own_server
 def test_app_error_after_start_breaks_the_response(hello_server: ServerProcess) -> None:
     with httpx.Client(timeout=TIMEOUT) as client, pytest.raises(httpx.RemoteProtocolError):
         client.get(hello_server.url + "/error-after-start")
@@ -721,6 +727,7 @@ ENDLESS = {
 
 
 @pytest.mark.parametrize("start", ENDLESS.values(), ids=ENDLESS.keys())
+@pytest.mark.own_server
 def test_endless_field_is_cut_off(hello_server: ServerProcess, start: bytes) -> None:
     """A header or trailer field that never ends is refused once it passes the field size
     limit: it is not buffered, and other clients are served as usual meanwhile."""

@@ -15,7 +15,7 @@ import signal
 import socket
 import ssl
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -34,7 +34,7 @@ from hyperframe.frame import (
     SettingsFrame,
     WindowUpdateFrame,
 )
-from support import MB, TIMEOUT
+from support import MB, TIMEOUT, StartServer, serve_for_module, shared_or_own
 
 from interpserve.frontend.http2_frames import PREFACE
 from interpserve.frontend.http2_guard import IDLE_FRAME_BURST, RAPID_RESET_BURST
@@ -197,9 +197,17 @@ def assert_serves(server: ServerProcess) -> None:
     assert (response.http_version, response.text) == ("HTTP/2", "Hello, world!")
 
 
+@pytest.fixture(scope="module")
+def shared_h2_server() -> Iterator[ServerProcess]:
+    yield from serve_for_module("examples.hello:app", "--workers", "2")
+
+
 @pytest.fixture
-def h2_server(start_server) -> ServerProcess:
-    return start_server("examples.hello:app", "--workers", "2")
+def h2_server(request: pytest.FixtureRequest, start_server: StartServer) -> ServerProcess:
+    """examples.hello on two workers, shared by the module's tests (support.shared_or_own)."""
+    return shared_or_own(
+        request, "shared_h2_server", lambda: start_server("examples.hello:app", "--workers", "2")
+    )
 
 
 # What clients see ---------------------------------------------------------------------------
@@ -246,6 +254,7 @@ def test_curl_prior_knowledge(h2_server: ServerProcess) -> None:
     assert result.stdout.endswith(b"\r\n\r\nabc")
 
 
+@pytest.mark.own_server
 def test_streams_of_one_connection_run_on_different_workers_at_once(
     h2_server: ServerProcess,
 ) -> None:
@@ -376,6 +385,7 @@ def test_continuation_flood(h2_server: ServerProcess, frame_size: int) -> None:
     assert_serves(h2_server)
 
 
+@pytest.mark.own_server
 def test_rapid_reset(h2_server: ServerProcess) -> None:
     with RawH2(h2_server) as raw:
         frames: list[Frame] = []
@@ -501,6 +511,7 @@ def test_request_limits(start_server) -> None:
         assert raw.stream(9).status == 200
 
 
+@pytest.mark.own_server
 def test_graceful_shutdown_goaway_then_in_flight_streams_finish(h2_server: ServerProcess) -> None:
     with RawH2(h2_server) as raw:
         raw.request(1, "/sleep?s=1")

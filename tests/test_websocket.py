@@ -17,6 +17,7 @@ import signal
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from support import (
     PeakRSS,
     StartServer,
     rss_bytes,
+    serve_for_module,
+    shared_or_own,
     wait_for_file,
     ws_client,
 )
@@ -48,11 +51,24 @@ from interpserve.testing import ServerProcess, wait_until
 RAW_APP = "tests.apps.ws_raw:app"
 STARLETTE_APP = "tests.apps.ws_starlette:app"
 MiB = 1024 * 1024
+WS_ARGS = (RAW_APP, "--workers", "2")
+
+
+@pytest.fixture(scope="module")
+def shared_ws_server(http_impl: str) -> Iterator[ServerProcess]:
+    yield from serve_for_module(*WS_ARGS, "--http", http_impl)
 
 
 @pytest.fixture
-def ws_server(start_server: StartServer, http_impl: str) -> ServerProcess:
-    return start_server(RAW_APP, "--workers", "2", "--http", http_impl)
+def ws_server(
+    request: pytest.FixtureRequest, start_server: StartServer, http_impl: str
+) -> ServerProcess:
+    """tests.apps.ws_raw on two workers, shared by the module's tests (support.shared_or_own)."""
+    return shared_or_own(
+        request,
+        "shared_ws_server",
+        lambda: start_server(*WS_ARGS, "--http", http_impl),
+    )
 
 
 async def recv(ws: ClientConnection) -> str | bytes:
@@ -259,6 +275,7 @@ async def test_client_ping_is_answered(ws_server: ServerProcess) -> None:
 # Closing -------------------------------------------------------------------------------------
 
 
+@pytest.mark.own_server
 def test_a_client_that_breaks_the_protocol_is_no_error_of_the_app(
     ws_server: ServerProcess, tmp_path: Path
 ) -> None:
