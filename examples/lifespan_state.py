@@ -21,6 +21,10 @@ Try it: `curl -X PUT --data hello localhost:8000/cache/greeting`, then a few tim
 `curl "localhost:8000/cache/greeting?hold=1" & curl "localhost:8000/cache/greeting?hold=1"`
 shows one worker with the value and one without. State that all workers must see belongs in
 something outside the server: a database server, Redis, files.
+
+Dispatch is per request, not per connection: the requests of one keep-alive connection (a
+page, then its favicon or its CSS) may run on different workers, so a per-worker cache can
+answer differently within one page load.
 """
 
 from __future__ import annotations

@@ -4,6 +4,18 @@ The example Django project's ASGI entry point. Routes: `/` (text), `/notes/` (GE
 as JSON; POST with a form field or JSON body `text` adds one). The SQLite file is DJANGO_DB_PATH
 (default in the temp dir); its tables are created here on import, so no `migrate` step is needed.
 Django does not do ASGI lifespan: it raises ValueError for a lifespan scope.
+
+Static files: with DEBUG off (as here unless DJANGO_DEBUG=1, and as in production) Django serves
+none, and neither does interpserve, so a project with `django.contrib.admin` gets the admin's
+pages without their CSS and JavaScript (404s for /static/...). Serve them with one of: Django's
+`ASGIStaticFilesHandler` around the application (with `django.contrib.staticfiles` installed it
+finds them in the apps, as runserver does),
+
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+    application = ASGIStaticFilesHandler(get_asgi_application())
+
+WhiteNoise (its middleware, serving STATIC_ROOT after `manage.py collectstatic`), or the reverse
+proxy in front, from STATIC_ROOT.
 """
 
 import fcntl
