@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 from support import (
@@ -18,12 +19,9 @@ from support import (
     shared_or_own,
 )
 
-from interpserve import wire
 from interpserve.compiled import speedups
-from interpserve.frontend import http2_hpack, http2_rules, http_grammar, response
 from interpserve.frontend.http_parser import H11Parser, HttptoolsParser
 from interpserve.testing import ServerProcess
-from interpserve.worker import asgi
 
 _NO_HTTPTOOLS = pytest.mark.skipif(
     importlib.util.find_spec("httptools") is None, reason="httptools is not installed"
@@ -95,20 +93,14 @@ def hello_server(
     )
 
 
-def _python_twins() -> dict[int, object]:
-    """The Python reference of each compiled function (_speedups.c), by the compiled one's id."""
-    if speedups is None:
-        return {}
+def _python_twins(package: list[ModuleType]) -> dict[int, object]:
+    """The Python reference of each compiled function (_speedups.c), by the compiled one's id:
+    a module's `python_NAME` is the reference of `speedups.NAME`."""
     return {
-        id(speedups.encode_parts): wire.python_encode_parts,
-        id(speedups.decode_whole_frames): wire.python_decode_whole_frames,
-        id(speedups.parse_plain_request): http_grammar.python_parse_plain_request,
-        id(speedups.skip_chunks): http_grammar.python_skip_chunks,
-        id(speedups.plan_response): response.python_plan_response,
-        id(speedups.checked_headers): asgi.python_checked_headers,
-        id(speedups.encode_fields): http2_hpack.python_encode_fields,
-        id(speedups.response_block): http2_rules.python_response_block,
-        id(speedups.accepted_head): http2_rules.python_accepted_head,
+        id(getattr(speedups, name.removeprefix("python_"))): value
+        for module in package
+        for name, value in vars(module).items()
+        if name.startswith("python_") and hasattr(speedups, name.removeprefix("python_"))
     }
 
 
@@ -120,11 +112,13 @@ def pure_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     in the test's module, is its Python twin during the test, and the servers the test starts
     run without the compiled module (INTERPSERVE_NO_SPEEDUPS)."""
     if request.param == "python":
-        twins = _python_twins()
-        package = [m for name, m in sys.modules.items() if name.startswith("interpserve.")]
+        package = [
+            module
+            for name, module in sys.modules.items()
+            if name.startswith("interpserve.") and module is not speedups
+        ]
+        twins = _python_twins(package)
         for module in [*package, request.module]:
-            if module is speedups:
-                continue
             for name, value in list(vars(module).items()):
                 if id(value) in twins:
                     monkeypatch.setattr(module, name, twins[id(value)])
