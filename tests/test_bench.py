@@ -1,6 +1,6 @@
 """`interpserve bench`, the pure parts: schedules, histograms, statistics, SLOs, the capacity
 search, HTTP framing, the report and its exports, argument parsing, all on known inputs.
-Real runs against real servers are in tests/test_bench_load.py."""
+Real runs against real servers are in tests/e2e/test_bench_load.py."""
 
 from __future__ import annotations
 

@@ -235,7 +235,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
         yield server
 
 
-# The server speaks HTTP/2 to a client that opens with its preface (tests/test_http2.py, where
+# The server speaks HTTP/2 to a client that opens with its preface (tests/e2e/test_http2.py, where
 # --no-http2 is shown to answer it with 505 as the parsers do).
 SERVER_VECTORS = {name: vector for name, vector in VECTORS.items() if name != "http-2-preface"}
 

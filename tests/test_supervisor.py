@@ -1,7 +1,7 @@
 """The supervisor's decisions in memory: a supervisor whose processes are only pids it is told
 about, whose signals are recorded, and whose clock a test moves. What its serving processes say
 goes through control.py's lines, what happens to them through the exit statuses waitpid gives.
-(The same supervisor against real processes: tests/test_process_model.py.)"""
+(The same supervisor against real processes: tests/e2e/test_process_model.py.)"""
 
 from __future__ import annotations
 

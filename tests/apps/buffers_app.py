@@ -1,4 +1,4 @@
-"""A raw ASGI 3 app for tests/test_buffers.py: it shows what the front end's windows and budget
+"""A raw ASGI 3 app for tests/e2e/test_buffers.py: it shows what the front end's windows and budget
 let through to a worker, and makes the app mistakes the server must name.
 
 HTTP routes:

@@ -1,4 +1,5 @@
-"""A raw ASGI 3 app that misbehaves on purpose, for tests/test_faults.py and the smuggling tests.
+"""A raw ASGI 3 app that misbehaves on purpose, for tests/e2e/test_faults.py and the smuggling
+tests.
 
 Routes:
     /read-body             reads the whole request body, then answers its length: nothing is
@@ -24,7 +25,7 @@ Routes:
     /block?ms=N            blocks its worker's event loop (time.sleep) until the end of the
                            next free N ms slot, then answers "ok": a worker serves one request
                            per slot, so it holds exactly 1000 / N requests/s whatever else the
-                           machine does (a fixed capacity, for tests/test_bench_load.py)
+                           machine does (a fixed capacity, for tests/e2e/test_bench_load.py)
     anything else          200 "ok"
 """
 

@@ -1,4 +1,4 @@
-"""A raw ASGI 3 app for the logging tests (tests/test_access_log.py, test_request_id.py,
+"""A raw ASGI 3 app for the logging tests (tests/e2e/test_access_log.py, test_request_id.py,
 test_worker_output.py, test_log_config.py).
 
 Routes (query parameters in brackets):

@@ -1,4 +1,4 @@
-"""A raw ASGI 3 app for the WebSocket tests (tests/test_websocket.py).
+"""A raw ASGI 3 app for the WebSocket tests (tests/e2e/test_websocket.py).
 
 WebSocket routes (query parameters in brackets):
     /echo            accept (the first offered subprotocol, and an x-ws-test: yes header), then

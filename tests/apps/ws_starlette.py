@@ -1,4 +1,4 @@
-"""A Starlette app for the WebSocket tests (tests/test_websocket.py).
+"""A Starlette app for the WebSocket tests (tests/e2e/test_websocket.py).
 
 Routes:
     GET /       200 "starlette"

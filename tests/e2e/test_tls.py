@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
-from support import TIMEOUT
+from support import ROOT, TIMEOUT
 
 from interpserve.testing import ServerFailed, ServerProcess
 
@@ -154,9 +154,7 @@ def test_cipher_list_option(start_server, certs: Certs) -> None:
 )
 def test_bad_tls_setup_stops_the_start(certs: Certs, flags: tuple[str, ...], message: str) -> None:
     cert = ("--ssl-certfile", certs.cert_file, "--ssl-keyfile", certs.key_file)
-    server = ServerProcess(
-        "examples.hello:app", "--workers", "1", *cert, *flags, cwd=str(Path(__file__).parent.parent)
-    )
+    server = ServerProcess("examples.hello:app", "--workers", "1", *cert, *flags, cwd=str(ROOT))
     with pytest.raises(ServerFailed):
         server.start(timeout=20)
     assert message in server.output
@@ -171,7 +169,7 @@ def test_a_certificate_given_as_the_key_stops_the_start(certs: Certs) -> None:
         certs.cert_file,
         "--ssl-keyfile",
         certs.cert_file,  # a certificate where the key should be
-        cwd=str(Path(__file__).parent.parent),
+        cwd=str(ROOT),
     )
     with pytest.raises(ServerFailed):
         server.start(timeout=20)

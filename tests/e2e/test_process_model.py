@@ -422,7 +422,7 @@ async def test_the_buffer_budget_is_shared_among_the_processes(
     """--limit-buffers is the server's bound, as --workers is its count: with two serving
     processes each front end holds half. Five clients' 60 kB messages that their apps do not
     receive yet: at least three reach one serving process, past its half of 256 KiB (one front
-    end with all of it holds four without a word: tests/test_buffers.py)."""
+    end with all of it holds four without a word: tests/e2e/test_buffers.py)."""
     budget = 256 * 1024
     server = start_server(
         BUFFERS_APP, "--processes", "2", "--workers", "2", "--limit-buffers", str(budget)
