@@ -66,6 +66,21 @@ def test_cpu_split_reports_each_server() -> None:
     assert len(lines) == 3
 
 
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed")
+def test_cpu_split_over_http2_reports_the_servers_that_speak_it() -> None:
+    servers = "bare-uvloop,interpserve-interpreter"
+    args = ("--seconds", "1", "--rounds", "1", "--servers", servers, "--http2")
+    result = run("bench.cpu_split", *args)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "round 1:" and len(lines) == 2  # (bare uvloop speaks HTTP/1.1 only)
+    assert re.fullmatch(
+        r"  interpserve interpreter x\d+: [\d,]+ req/s, [\d.]+ us a request "
+        r"\(main interpreter [\d.]+, workers [\d.]+\)",
+        lines[1],
+    )
+
+
 def test_cpu_split_refuses_bad_arguments() -> None:
     result = run("bench.cpu_split", "--rounds", "0")
     assert result.returncode == 2
