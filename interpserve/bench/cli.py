@@ -306,7 +306,8 @@ class _Bench:
     def measure(self, url: str, deployment: Deployment) -> Deployment:
         label = deployment.label
         if not self.rates and not self.slo:
-            deployment.run = self.run(label, url, self.load)
+            rate = self.load.rate
+            deployment.run = self.run(label, url, self.load if rate is None else self.at_rate(rate))
             if deployment.kind is not None:
                 _note(_run_note(deployment, deployment.run))
             return deployment

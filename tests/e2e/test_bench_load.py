@@ -11,6 +11,7 @@ that the test starts and ends).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from support import TIMEOUT, StartServer
 from interpserve.bench.cli import main as bench_main
 from interpserve.bench.client import Progress, run_load
 from interpserve.bench.generator import Phase
-from interpserve.bench.load import Arrival, Load, WeightedPath
+from interpserve.bench.load import GENERATOR_RATE, Arrival, Load, WeightedPath
 from interpserve.bench.schedule import due_times
 from interpserve.bench.stats import Summary, summarize
 from interpserve.testing import ServerProcess
@@ -199,6 +200,18 @@ def test_open_loop_meets_the_asked_rate(hello: ServerProcess, arrival: Arrival) 
     assert len(summary.generators) == 2 and len(summary.series) >= 3
     # Far from a core each: they kept the real-time policy, where this machine grants it.
     assert [g.realtime for g in summary.generators] == [_realtime_allowed()] * 2
+
+
+@pytest.mark.timeout(60)
+def test_a_rate_takes_one_generator_process_per_share_of_it(
+    hello: ServerProcess, tmp_path: Path
+) -> None:
+    out = tmp_path / "run.json"
+    rate = GENERATOR_RATE + 100
+    bench_main([hello.url + "/", "--rate", str(rate), "-d", "0.5", "--json", str(out)])
+    run = json.loads(out.read_text())["deployments"][0]["run"]
+    assert len(run["generators"]) == min(2, os.process_cpu_count() or 1)
+    assert run["successes"] == run["due"] == rate // 2, run
 
 
 def _realtime_allowed() -> bool:
