@@ -295,23 +295,24 @@ class HTTP2Connection:
         on the connection, and on the stream if its body is still coming."""
         if size <= 0:
             return
-        processed = self._in_processed + size
-        increment = _window_increment(self._in_window, self._in_max, processed)
-        if increment:
-            self._in_window += increment
-            processed = 0
-            self._out.append(fr.window_update_frame(0, increment))
-        self._in_processed = processed
+        self._in_window, self._in_processed = self._reopen(
+            0, self._in_window, self._in_max, self._in_processed + size
+        )
         stream = self._streams.get(stream_id)
         if stream is None or stream.state is StreamState.HALF_CLOSED_REMOTE:
             return
-        processed = stream.in_processed + size
-        increment = _window_increment(stream.in_window, self._stream_window, processed)
-        if increment:
-            stream.in_window += increment
-            processed = 0
-            self._out.append(fr.window_update_frame(stream_id, increment))
-        stream.in_processed = processed
+        stream.in_window, stream.in_processed = self._reopen(
+            stream_id, stream.in_window, self._stream_window, stream.in_processed + size
+        )
+
+    def _reopen(self, stream_id: int, window: int, maximum: int, processed: int) -> tuple[int, int]:
+        """A receive window (the connection's: stream 0) of which `processed` bytes have been
+        taken: its size and what counts as taken, after a WINDOW_UPDATE if one is due now."""
+        increment = _window_increment(window, maximum, processed)
+        if not increment:
+            return window, processed
+        self._out.append(fr.window_update_frame(stream_id, increment))
+        return window + increment, 0
 
     def goaway(self, code: int, last_stream_id: int | None = None) -> None:
         """GOAWAY: the client may open no more streams (beyond `last_stream_id`, by default

@@ -99,7 +99,12 @@ def connection_scope(
     return scope
 
 
-class HTTPCycle:
+class ASGICycle:
+    """What the HTTP and the websocket adapters share: the request's id, the pipe its events
+    go out on, what to call if the app breaks the worker, and its scope."""
+
+    scope_type = "http"
+
     def __init__(
         self,
         request: ev.Request,
@@ -113,7 +118,16 @@ class HTTPCycle:
         self._pipe = pipe
         self._send_event = pipe.send
         self._on_fatal = on_fatal
-        self.scope = connection_scope("http", request, root_path, state, request_id_header)
+        self.scope = connection_scope(self.scope_type, request, root_path, state, request_id_header)
+        self._begin(request)
+
+    def _begin(self, request: ev.Request) -> None:
+        """The rest of its scope and state: its kind's own."""
+        raise NotImplementedError
+
+
+class HTTPCycle(ASGICycle):
+    def _begin(self, request: ev.Request) -> None:
         self.scope["method"] = request.method
         # Trailers reach a client only over HTTP/2, and only one that said it takes them.
         self._trailers_offered = request.http_version == "2" and any(

@@ -12,19 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
 from enum import Enum, auto
-from typing import Any
 
 from interpserve import events as ev
 from interpserve.errors import ClientDisconnected
 from interpserve.wire import MAX_PAYLOAD
 from interpserve.worker.app import ASGIApp, Message
 from interpserve.worker.asgi import (
-    EventPipe,
+    ASGICycle,
     checked_headers,
     checked_status,
-    connection_scope,
     error_response,
 )
 
@@ -38,21 +35,10 @@ class _State(Enum):
     CLOSED = auto()  # the app closed it, or its denial response is complete
 
 
-class WebSocketCycle:
-    def __init__(
-        self,
-        request: ev.Request,
-        pipe: EventPipe,
-        on_fatal: Callable[[BaseException], None],
-        root_path: str,
-        state: dict[str, Any],
-        request_id_header: bytes | None,
-    ) -> None:
-        self._id = request.request_id
-        self._pipe = pipe
-        self._send_event = pipe.send
-        self._on_fatal = on_fatal
-        self.scope = connection_scope("websocket", request, root_path, state, request_id_header)
+class WebSocketCycle(ASGICycle):
+    scope_type = "websocket"
+
+    def _begin(self, request: ev.Request) -> None:
         # (A trusted proxy may have forwarded "wss" already.)
         self.scope["scheme"] = "wss" if request.scheme in ("https", "wss") else "ws"
         self.scope["subprotocols"] = _subprotocols(request.headers)
