@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 
@@ -39,5 +40,9 @@ class SupervisorLink:
         loop.add_reader(self._lifeline, readable)
 
     def _say(self, word: str, *args: object) -> None:
+        # The supervisor may log in answer ("Listening on" to READY): what this process has
+        # logged and still holds for the end of its loop's pass (logoutput.Output) goes first.
+        for handler in logging.getLogger("interpserve.error").handlers:
+            handler.flush()
         with contextlib.suppress(BrokenPipeError):  # the supervisor is gone: see when_lost
             os.write(self._messages, control.encode(word, *args))
