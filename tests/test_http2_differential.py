@@ -473,6 +473,15 @@ DIVERGENCES: dict[str, tuple[str, Callable[[Step], bool]]] = {
         "depend on itself any more",
         lambda s: s.ours_error is None and _h2_says(s, "depend on itself"),
     ),
+    "pseudo-header fields in trailers are a stream error": (
+        "§8.1: trailers must not include pseudo-header fields, so they are malformed: a "
+        "stream error PROTOCOL_ERROR where the field block is decoded (h2 hands them up first)",
+        lambda s: (
+            E.PROTOCOL_ERROR in _resets(s.ours)
+            and s.ours_error is None
+            and any(o[0] == "trailers" and o[2] == "malformed" for o in s.theirs)
+        ),
+    ),
     "PRIORITY of the wrong size is a stream error": (
         "§6.3: a PRIORITY frame with a length other than 5 is a stream error FRAME_SIZE_ERROR",
         lambda s: _reset_instead(s, E.FRAME_SIZE_ERROR, "PRIORITY", "FrameDataMissing"),
@@ -1013,6 +1022,10 @@ RFC_PROGRAMS: dict[str, tuple[list[bytes], Observation | None]] = {
     "priority signals are not checked": (
         [fr.frame(fr.PRIORITY, 0, 1, struct.pack(">LB", 1, 15)), _request(1, GET)],
         ("request", 1, ("GET", b"/", (), False, False)),
+    ),
+    "pseudo-header fields in trailers are a stream error": (
+        [OPEN_1, fr.frame(fr.HEADERS, fr.END_HEADERS | fr.END_STREAM, 1, _block(POST))],
+        ("sent reset", 1, E.PROTOCOL_ERROR),
     ),
     "PRIORITY of the wrong size is a stream error": (
         [OPEN_1, fr.frame(fr.PRIORITY, 0, 1, bytes(4))],
