@@ -697,6 +697,16 @@ static PyObject *content_length_of(Span value) {
     return n;
 }
 
+/* A response's Content-Length, for HTTP/1.1 and HTTP/2 alike: only the first valid one, where a
+ * body is allowed, is kept (into *content_length); a second, invalid or forbidden one is dropped.
+ * 1: kept, 0: dropped, -1: an error is set. */
+static int take_content_length(Span value, int no_body_allowed, PyObject **content_length) {
+    if (*content_length != NULL || no_body_allowed) return 0;
+    *content_length = content_length_of(value);
+    if (*content_length != NULL) return 1;
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 /* b"close" in value.lower() */
 static int says_close(Span value) {
     for (Py_ssize_t i = 0; i + 5 <= value.size; i++) {
@@ -803,13 +813,9 @@ static PyObject *plan_response(PyObject *module, PyObject *const *args, Py_ssize
             bytes_span(PyTuple_GET_ITEM(pair, 1), &value, keep))
             goto done;
         if (equals(name, "content-length")) {
-            /* A second length, or an invalid or forbidden one, is dropped. */
-            if (content_length != NULL || no_body_allowed) continue;
-            content_length = content_length_of(value);
-            if (content_length == NULL) {
-                if (PyErr_Occurred()) goto done;
-                continue;
-            }
+            int kept = take_content_length(value, no_body_allowed, &content_length);
+            if (kept < 0) goto done;
+            if (!kept) continue;
         } else if (equals(name, "transfer-encoding")) {
             continue; /* framing is ours to decide */
         } else if (equals(name, "connection")) {
@@ -1514,13 +1520,9 @@ static PyObject *response_block(PyObject *module, PyObject *const *args, Py_ssiz
         if (pair_spans(PySequence_Fast_GET_ITEM(seq, i), &name, &value)) goto done;
         if (connection_specific(name)) continue;
         if (equals(name, "content-length")) {
-            /* Only the first valid one, where a body is allowed. */
-            if (content_length != NULL || no_body_allowed) continue;
-            content_length = content_length_of(value);
-            if (content_length == NULL) {
-                if (PyErr_Occurred()) goto done;
-                continue;
-            }
+            int kept = take_content_length(value, no_body_allowed, &content_length);
+            if (kept < 0) goto done;
+            if (!kept) continue;
         } else if (equals(name, "server")) {
             has_server = 1;
         } else if (equals(name, "date")) {
