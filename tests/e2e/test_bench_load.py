@@ -330,12 +330,14 @@ def test_capacity_search_agrees_with_a_rate_sweep(
     start_server: StartServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """/block?ms=10 on one worker holds 100 requests/s whatever else runs on the machine; the
-    search and a brute-force sweep in steps of 4 around it, against the same server, find the
-    same highest rate within 5%."""
+    search and a brute-force sweep in steps of 2 around it, against the same server, find the
+    same highest rate within 5%. (The sweep's step is finer than that 5%: in steps of 4 from 80,
+    its highest met rate was 96 while the search found 101, both right about a server that
+    holds 100.)"""
     server = start_server("tests.apps.faults_app:app", "--workers", "1")
     out, table = tmp_path / "capacity.json", tmp_path / "capacity.csv"
     metrics = tmp_path / "capacity.om"
-    argv = [server.url + "/block?ms=10", "--slo", "p99<100ms", "--sweep-rate", "80..124:4"]
+    argv = [server.url + "/block?ms=10", "--slo", "p99<100ms", "--sweep-rate", "92..108:2"]
     argv += ["-d", "1", "--warmup", "0.3", "--json", str(out), "--csv", str(table)]
     argv += ["--openmetrics", str(metrics)]
     bench_main(argv)
