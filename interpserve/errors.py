@@ -93,3 +93,23 @@ class HTTP2StreamError(Exception):
         super().__init__(message)
         self.stream_id = stream_id
         self.code = code
+
+
+# The test harness (interpserve.testing) and `interpserve bench` (interpserve/bench/)
+
+
+class ServerFailed(Exception):
+    """A server started by interpserve.testing exited (or did not come up) before it was
+    listening."""
+
+
+class AppFailed(Exception):
+    """`interpserve bench` could not start the app; the message is one line for the user."""
+
+
+class LoadError(Exception):
+    """`interpserve bench` could not run the load; the message is one line for the user."""
+
+
+class BadResponse(Exception):
+    """The bytes `interpserve bench` read from the server are not an HTTP/1.x response."""

@@ -20,12 +20,10 @@ from collections.abc import Callable, Sequence
 from signal import SIGKILL, SIGTERM
 from types import TracebackType
 
+from interpserve.errors import ServerFailed
+
 _LISTENING = re.compile(r"Listening on (?:(https?)://([^\s]+):(\d+)|unix:(\S+))")
 _SERVING = re.compile(r"Started server process \[(\d+)\]")
-
-
-class ServerFailed(Exception):
-    """The server exited (or did not come up) before it was listening."""
 
 
 class ServerProcess:

@@ -29,13 +29,14 @@ from websockets.asyncio.client import connect
 from interpserve import events as ev
 from interpserve import rss
 from interpserve.config import Config
+from interpserve.errors import ServerFailed
 from interpserve.frontend.connection import HTTPConnection, ServerState
 from interpserve.frontend.cycle import RequestCycle
 from interpserve.frontend.http_parser import H11Parser, HttptoolsParser
 from interpserve.logoutput import Output
 from interpserve.pipes import open_pipe
 from interpserve.pool.channel import WorkerChannel
-from interpserve.testing import ServerFailed, ServerProcess, running, wait_until
+from interpserve.testing import ServerProcess, running, wait_until
 from interpserve.worker.main import Worker
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,6 @@ from interpserve.bench.export import (
 )
 from interpserve.bench.generator import LATE_AFTER, Finished, Share, _OpenLoop
 from interpserve.bench.http1 import (
-    ProtocolError,
     ResponseParser,
     Target,
     build_request,
@@ -60,6 +59,7 @@ from interpserve.bench.stats import (
 from interpserve.bench.stats import knee as scaling_knee
 from interpserve.bench.sweep import server_error
 from interpserve.cli import SUBCOMMANDS
+from interpserve.errors import BadResponse
 
 # Load, paths and schedules ----------------------------------------------------------------
 
@@ -655,7 +655,7 @@ def test_parser_cut_short() -> None:
     ],
 )
 def test_parser_rejects_garbage(data: bytes) -> None:
-    with pytest.raises(ProtocolError):
+    with pytest.raises(BadResponse):
         ResponseParser().feed(data)
 
 

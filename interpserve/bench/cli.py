@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from interpserve.bench.client import LoadError, check_reachable, run_load
+from interpserve.bench.client import check_reachable, run_load
 from interpserve.bench.deployment import Deployment
 from interpserve.bench.export import report_csv, report_json, report_openmetrics
 from interpserve.bench.histogram import INSTALL_HINT, hdrhistogram_installed
@@ -38,8 +38,9 @@ from interpserve.bench.report import (
 from interpserve.bench.search import Step, find_capacity, rate_steps
 from interpserve.bench.slo import Slo, parse_slo, violations
 from interpserve.bench.stats import Summary, summarize
-from interpserve.bench.sweep import AppFailed, serving
+from interpserve.bench.sweep import serving
 from interpserve.cli_parser import Parser
+from interpserve.errors import AppFailed, LoadError
 
 PROG = "interpserve bench"
 DEFAULT_DURATION = 5.0

@@ -19,6 +19,7 @@ from interpserve.bench.generator import Finished, Phase, Ready, Share, Tick, des
 from interpserve.bench.http1 import build_request, parse_url
 from interpserve.bench.load import Load, WeightedPath, path_cycle
 from interpserve.bench.stats import RunResult, Second
+from interpserve.errors import LoadError
 
 if TYPE_CHECKING:
     from hdrh.histogram import HdrHistogram
@@ -28,10 +29,6 @@ READY_TIMEOUT = 60.0
 # Between the last Ready and the common start: every process has its start message by then.
 START_MARGIN = 0.05
 SERIES_STEP = 1.0
-
-
-class LoadError(Exception):
-    """The run could not happen; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,10 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, cast
 
 from interpserve.bench import histogram
-from interpserve.bench.http1 import ProtocolError, ResponseParser
+from interpserve.bench.http1 import ResponseParser
 from interpserve.bench.load import Load, share
 from interpserve.bench.schedule import due_times
+from interpserve.errors import BadResponse
 
 if TYPE_CHECKING:
     pass
@@ -631,7 +632,7 @@ class _Connection(asyncio.Protocol):
             return  # the rest of a response already given up on (timed out)
         try:
             statuses = self.parser.feed(data)
-        except ProtocolError:
+        except BadResponse:
             self.fail("invalid response")
             return
         if statuses:

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from interpserve.errors import BadResponse
+
 MAX_HEAD = 64 * 1024
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _TRAILERS, _UNTIL_EOF = range(6)
@@ -22,10 +24,6 @@ _FRAMING = re.compile(
 )
 # A header line without a colon: not HTTP.
 _NO_COLON = re.compile(rb"\r\n[^:\r\n]*(?=\r\n|$)")
-
-
-class ProtocolError(Exception):
-    """The server's bytes are not an HTTP/1.x response."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +134,7 @@ class ResponseParser:
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(buffer) > MAX_HEAD:
-                    raise ProtocolError("response head too large")
+                    raise BadResponse("response head too large")
                 return False
             self._parse_head(bytes(buffer[:end]))
             del buffer[: end + 4]
@@ -176,9 +174,9 @@ class ResponseParser:
             or len(status_text) != 3
             or not status_text.isdigit()
         ):
-            raise ProtocolError("invalid status line")
+            raise BadResponse("invalid status line")
         if _NO_COLON.search(head):
-            raise ProtocolError("invalid header line")
+            raise BadResponse("invalid header line")
         status = int(status_text)
         length: int | None = None
         chunked = False
@@ -187,7 +185,7 @@ class ResponseParser:
             name = name.lower()
             if name == b"content-length":
                 if not value.strip().isdigit():
-                    raise ProtocolError("invalid content-length")
+                    raise BadResponse("invalid content-length")
                 length = int(value)
             elif name == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
@@ -215,7 +213,7 @@ class ResponseParser:
         try:
             size = int(size_text, 16)
         except ValueError:
-            raise ProtocolError("invalid chunk size") from None
+            raise BadResponse("invalid chunk size") from None
         if size == 0:
             self._state = _TRAILERS
         else:

@@ -8,17 +8,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from interpserve.testing import ServerFailed, ServerProcess
+from interpserve.errors import AppFailed, ServerFailed
+from interpserve.testing import ServerProcess
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
 # The server names the kind it runs, which is how "auto" is resolved in the report.
 _STARTING = re.compile(r"Starting \d+ (\w+) worker")
-
-
-class AppFailed(Exception):
-    """The app did not start; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

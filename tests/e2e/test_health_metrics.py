@@ -21,12 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import ROOT, TIMEOUT, StartServer, child_pids
 
 from interpserve.config import Config
-from interpserve.errors import ConfigError
+from interpserve.errors import ConfigError, ServerFailed
 from interpserve.frontend.health import is_probe, probe_response
 from interpserve.frontend.server import Server
 from interpserve.listen import bind
 from interpserve.pool.pool import WorkerPool
-from interpserve.testing import ServerFailed, ServerProcess, wait_until
+from interpserve.testing import ServerProcess, wait_until
 
 _METRICS_URL = re.compile(r"Metrics on (http://\S+/metrics)")
 

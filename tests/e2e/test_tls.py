@@ -14,7 +14,8 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from support import ROOT, TIMEOUT
 
-from interpserve.testing import ServerFailed, ServerProcess
+from interpserve.errors import ServerFailed
+from interpserve.testing import ServerProcess
 
 
 @dataclass

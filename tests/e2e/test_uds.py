@@ -11,7 +11,8 @@ import httpx
 import pytest
 from support import ROOT, TIMEOUT
 
-from interpserve.testing import ServerFailed, ServerProcess
+from interpserve.errors import ServerFailed
+from interpserve.testing import ServerProcess
 
 
 def uds_client(path: str) -> httpx.Client:
