@@ -14,13 +14,13 @@ more round. What it leaves out (the wire codec and the pipes) is HTTP/1.1's as m
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import cProfile
 import time
 from typing import Any
 
 from bench.h2_connection import client_reads
+from bench.settings import parse_rounds
 from interpserve import events as ev
 from interpserve.config import Config
 from interpserve.frontend.connection import HTTPConnection, ServerState
@@ -130,14 +130,10 @@ async def _round(requests: int, batch: int, profile: cProfile.Profile | None) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=32000, help="per round (32000)")
-    parser.add_argument("--batch", type=int, default=32, help="requests a read (32)")
-    parser.add_argument("--rounds", type=int, default=5, help="(default 5)")
-    parser.add_argument("--profile", help="write a cProfile of one more round here")
-    args = parser.parse_args(argv)
-    if args.batch < 1 or args.requests < args.batch or args.rounds < 1:
-        parser.error("need --batch >= 1, --requests >= --batch and --rounds >= 1")
+    description = __doc__.split("\n\n")[0]
+    args = parse_rounds(
+        description, argv, requests=32000, batch=32, rounds=5, per="a read", profile=True
+    )
     rounds = [asyncio.run(_round(args.requests, args.batch, None)) for _ in range(args.rounds)]
     print(f"front end, HTTP/2 plaintext: {min(rounds):.1f} us a request", flush=True)
     if args.profile:

@@ -16,15 +16,25 @@ def cores() -> int:
 
 
 def parse_rounds(
-    description: str, argv: list[str] | None, *, requests: int, batch: int, rounds: int, per: str
+    description: str,
+    argv: list[str] | None,
+    *,
+    requests: int,
+    batch: int,
+    rounds: int,
+    per: str,
+    profile: bool = False,
 ) -> argparse.Namespace:
     """The command line of a microbenchmark that times rounds of requests sent in batches
-    (bench.worker_cpu, bench.h2_connection): --requests, --batch (requests `per` batch) and
-    --rounds."""
+    (bench.worker_cpu, bench.h2_connection, bench.h2_frontend): --requests, --batch (requests
+    `per` batch) and --rounds, and with `profile` --profile (a file for the cProfile of one more
+    round)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--requests", type=int, default=requests, help=f"per round ({requests})")
     parser.add_argument("--batch", type=int, default=batch, help=f"requests {per} ({batch})")
     parser.add_argument("--rounds", type=int, default=rounds, help=f"measured rounds ({rounds})")
+    if profile:
+        parser.add_argument("--profile", help="write a cProfile of one more round here")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.requests < args.batch or args.rounds < 1:
         parser.error("need --batch >= 1, --requests >= --batch and --rounds >= 1")
