@@ -7,6 +7,11 @@ a parser, rich, dataclasses, urllib.parse, json) fails here, not only in a bench
 The bound is relative: what a fresh interpreter holds once it has imported asyncio and logging
 (which every worker needs, and which bring ssl, inspect, typing and the rest with them) is
 measured on the Python running the tests, so the same list holds on every Python from 3.13.
+
+What asyncio imports but uses only when asked (ssl, asyncio.sslproto, inspect) a worker holds
+deferred: in sys.modules, loaded on first use (interpserve/worker/deferred.py). That they are
+not loaded at start is pinned here, that they work once used here and, with a real TLS
+connection, in tests/e2e/test_tls.py.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from support import ROOT, TIMEOUT, StartServer, get_path
+import pytest
+from support import ROOT, TIMEOUT, WORKER_KINDS, StartServer, get_path
+
+from interpserve.worker.deferred import DEFERRED
 
 # interpserve's modules a worker needs from its start: the worker itself, and what it shares
 # with the front end (the events, their wire format and pipes, the log output, the errors).
@@ -34,6 +42,7 @@ WORKER_MODULES = {
     "interpserve.worker.allocator",
     "interpserve.worker.app",
     "interpserve.worker.asgi",
+    "interpserve.worker.deferred",
     "interpserve.worker.lifespan",
     "interpserve.worker.main",
     "interpserve.worker.websocket",
@@ -49,27 +58,69 @@ _BASELINE = (
 )
 
 
-def _baseline() -> set[str]:
-    """The modules of a fresh isolated interpreter once it has imported asyncio and logging."""
+def _run(code: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-c", _BASELINE],
+        [sys.executable, "-c", code],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=TIMEOUT * 3,
-        check=True,
+        check=False,
     )
-    return set(result.stdout.split())
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
-def test_a_worker_imports_only_its_own_modules_beyond_asyncio(start_server: StartServer) -> None:
-    server = start_server(
-        "tests.apps.modules_app:app", "--workers", "1", "--worker-kind", "interpreter"
-    )
+def _baseline() -> set[str]:
+    """The modules of a fresh isolated interpreter once it has imported asyncio and logging."""
+    return set(_run(_BASELINE).split())
+
+
+@pytest.mark.parametrize("kind", WORKER_KINDS)
+def test_a_worker_imports_only_its_own_modules_beyond_asyncio(
+    start_server: StartServer, kind: str
+) -> None:
+    server = start_server("tests.apps.modules_app:app", "--workers", "1", "--worker-kind", kind)
     response = get_path(server, "/")
     assert response.status_code == 200
-    at_start = set(response.text.split())
-    baseline = _baseline()
+    names = response.text.split()
+    at_start = {name for name in names if not name.startswith("~")}
+    deferred = {name.removeprefix("~") for name in names if name.startswith("~")}
+    assert deferred == set(DEFERRED)
+    assert not {"_ssl", "ast", "dis"} & at_start  # what ssl and inspect would have imported
     assert {"asyncio", "logging", "interpserve.worker.main"} <= at_start
-    extra = {name for name in at_start - baseline if name.split(".")[0] != "tests"}
-    assert extra - WORKER_MODULES - BUILT_IN == set()
+    if kind == "interpreter":  # a process worker's process imports its own (runpy, json)
+        extra = {name for name in at_start - _baseline() if name.split(".")[0] != "tests"}
+        assert extra - WORKER_MODULES - BUILT_IN == set()
+
+
+_DEFERRED_USED = """import sys, threading
+from interpserve.worker.deferred import defer_imports, pending
+defer_imports()
+import asyncio, ssl, inspect
+assert all(pending(sys.modules[name]) for name in ("ssl", "asyncio.sslproto", "inspect"))
+assert asyncio.sslproto is sys.modules["asyncio.sslproto"] and ssl is sys.modules["ssl"]
+# The first reads, from several threads at once: one load, into the module already bound.
+found = []
+threads = [threading.Thread(target=lambda: found.append(ssl.SSLContext)) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+from ssl import SSLContext, create_default_context
+assert set(found) == {SSLContext} and not pending(ssl)
+create_default_context()
+assert asyncio.sslproto.SSLProtocol and not pending(asyncio.sslproto)
+assert inspect.signature(defer_imports).return_annotation == "None"
+try:
+    from ssl import no_such_name
+except ImportError:
+    pass
+else:
+    raise AssertionError("imported a name ssl does not have")
+print("ok")
+"""
+
+
+def test_deferred_modules_load_whole_on_first_use() -> None:
+    assert _run(_DEFERRED_USED).split() == ["ok"]

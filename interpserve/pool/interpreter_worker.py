@@ -19,11 +19,14 @@ logger = logging.getLogger("interpserve.error")
 # Runs inside the new interpreter. Its sys.path starts as the process's did at start-up, so it
 # is set from the settings before anything of ours or the app's is imported. The settings cross
 # in marshal's format, which the interpreter has loaded already (importlib reads bytecode with
-# it), where json would be one more module in every worker's memory.
+# it), where json would be one more module in every worker's memory. What asyncio imports but
+# uses only when asked (ssl, inspect) is imported on first use (worker/deferred.py).
 _BOOTSTRAP = """\
 import marshal, sys
 settings = marshal.loads({settings!r})
 sys.path[:] = settings["sys_path"]
+from interpserve.worker.deferred import defer_imports
+defer_imports()
 from interpserve.worker.main import run_worker
 run_worker({fd_in}, {fd_out}, settings, "interpreter")
 """

@@ -5,7 +5,10 @@ import json
 import signal
 import sys
 
-from interpserve.worker.main import run_worker
+from interpserve.worker.deferred import defer_imports
+
+defer_imports()  # before asyncio is imported
+from interpserve.worker.main import run_worker  # noqa: E402
 
 # The front end decides when workers stop: Ctrl+C in a terminal, `timeout`, `kill -TERM -PGID`
 # or systemd's KillMode=control-group reach the whole process group, and a worker must drain

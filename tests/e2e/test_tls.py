@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,3 +176,40 @@ def test_a_certificate_given_as_the_key_stops_the_start(certs: Certs) -> None:
     with pytest.raises(ServerFailed):
         server.start(timeout=20)
     assert "cannot set up TLS from --ssl-certfile/--ssl-keyfile" in server.output
+
+
+def test_an_app_makes_an_outbound_tls_connection_from_its_worker(
+    start_server, certs: Certs, worker_kind: str
+) -> None:
+    """A worker imports ssl (and asyncio's TLS protocol) on first use, not at start
+    (interpserve/worker/deferred.py): an app that imports ssl still gets the whole module, and
+    asyncio's TLS works, against a real TLS server on loopback."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(certs.cert_file, certs.key_file)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(TIMEOUT)
+    received: list[bytes] = []
+
+    def serve_one() -> None:
+        with (
+            listener,
+            listener.accept()[0] as raw,
+            server_context.wrap_socket(raw, server_side=True) as tls,
+        ):
+            tls.settimeout(TIMEOUT)
+            received.append(tls.recv(64))
+            tls.sendall(b"pong\n")
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    server = start_server(
+        "tests.apps.outbound_tls:app", "--workers", "1", "--worker-kind", worker_kind
+    )
+    port = listener.getsockname()[1]
+    response = httpx.get(
+        server.url + "/", params={"port": port, "ca": certs.ca_file}, timeout=TIMEOUT
+    )
+    thread.join(TIMEOUT)
+    assert response.status_code == 200
+    assert response.text.startswith("pong\n(scope: 'Scope', receive: ")
+    assert received == [b"ping\n"]
