@@ -140,6 +140,10 @@ class Metrics:
     def serve(self, sock: socket.socket) -> None:
         """Serve /metrics on a thread, on a socket bound for it (listen.bind_metrics): bound
         by the supervisor, it stays the same across serving processes."""
+        # Across a reload, the serving process going and the one coming share the socket: both
+        # are woken by a connection and one takes it. On a blocking socket the other's accept()
+        # would wait for the next one, and shutdown() with it: the old process would never exit.
+        sock.setblocking(False)
         httpd = _BoundServer(("", 0), _QuietHandler, bind_and_activate=False)
         httpd.socket.close()
         httpd.socket = sock
@@ -153,14 +157,26 @@ class Metrics:
         shown = f"[{host}]" if ":" in host else host
         logger.info("Metrics on http://%s:%d/metrics", shown, port)
 
-    def close(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+    async def close(self) -> None:
+        """Accept no more scrapes, and answer those accepted: the process may be about to exit,
+        and a scrape cut off is a failed one. On a thread, since they read the pool on this
+        loop."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            await asyncio.to_thread(_close, httpd)
+
+
+def _close(httpd: WSGIServer) -> None:
+    httpd.shutdown()
+    httpd.server_close()  # (joins the scrapes' threads: see _BoundServer)
 
 
 class _BoundServer(ThreadingWSGIServer):
+    # Scrapes on threads that server_close() waits for, not daemon threads that the process's
+    # exit would cut off mid-response.
+    daemon_threads = False
+    block_on_close = True
+
     def server_bind(self) -> None:
         # The socket is bound and listening already: only what binding would have set.
         self.server_address = self.socket.getsockname()
@@ -170,6 +186,10 @@ class _BoundServer(ThreadingWSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    # A client that connects and says nothing holds its thread (and close(), at shutdown) no
+    # longer than a scrape may wait for the loop.
+    timeout = SNAPSHOT_TIMEOUT
+
     def log_message(self, format: str, *args: object) -> None:
         """Scrapes are not logged (nor were they by prometheus_client's own server)."""
 

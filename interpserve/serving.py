@@ -121,12 +121,16 @@ class ServingProcess:
             if not starting.cancelled():
                 await self._should_exit.wait()
             logger.info("Shutting down")
+            if metrics is not None:
+                # First: a stopping process's figures are no longer the server's (under a
+                # supervisor, its successor serves the same metrics socket already).
+                await metrics.close()
             clean = await self._stop()
         finally:
             if self._listeners is not None:
                 self._listeners.close()
             if metrics is not None:
-                metrics.close()
+                await metrics.close()
         logger.info("Finished server process [%d]", os.getpid())
         return clean
 

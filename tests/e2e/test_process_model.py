@@ -450,9 +450,14 @@ def test_metrics_stay_on_their_port_across_a_reload(start_server: StartServer) -
     assert match is not None, server.output
     url = match.group(1)
     assert "interpserve_workers 1.0" in httpx.get(url, timeout=TIMEOUT).text
+    first = server.pid
     server.signal(signal.SIGHUP)
     assert server.wait_for_output("Reloaded:", timeout=20), server.output
     assert wait_until(lambda: server.output.count(f"Metrics on {url}") == 2, 10), server.output
+    # Whichever process takes it (the one going, until it stops, or its successor), a scrape
+    # is answered, with the figures of a process that serves.
+    assert "interpserve_workers 1.0" in httpx.get(url, timeout=TIMEOUT).text
+    assert server.wait_for_output(f"Finished server process [{first}]", timeout=20), server.output
     assert "interpserve_workers 1.0" in httpx.get(url, timeout=TIMEOUT).text
 
 
