@@ -16,13 +16,17 @@ connection, in tests/e2e/test_tls.py.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import subprocess
 import sys
+import threading
+from types import ModuleType
 
 import pytest
 from support import ROOT, TIMEOUT, WORKER_KINDS, StartServer, get_path
 
-from interpserve.worker.deferred import DEFERRED
+from interpserve.worker.deferred import DEFERRED, _deferred_module, pending
 
 # interpserve's modules a worker needs from its start: the worker itself, and what it shares
 # with the front end (the events, their wire format and pipes, the log output, the errors).
@@ -124,3 +128,39 @@ print("ok")
 
 def test_deferred_modules_load_whole_on_first_use() -> None:
     assert _run(_DEFERRED_USED).split() == ["ok"]
+
+
+class _SlowLoader(importlib.abc.Loader):
+    """A module whose code defines one name, then waits to be let go before the next."""
+
+    def __init__(self) -> None:
+        self.running = threading.Event()
+        self.go_on = threading.Event()
+
+    def exec_module(self, module: ModuleType) -> None:
+        setattr(module, "early", "early")  # noqa: B010 (a module that has no such name yet)
+        assert getattr(module, "early") == "early" and pending(module)  # noqa: B009
+        self.running.set()
+        assert self.go_on.wait(TIMEOUT)
+        setattr(module, "late", "late")  # noqa: B010
+
+
+def test_a_thread_reading_a_deferred_module_while_it_loads_waits_for_all_of_it() -> None:
+    loader = _SlowLoader()
+    spec = importlib.util.spec_from_loader("slow", loader)
+    assert spec is not None
+    module = _deferred_module(spec)
+    found: list[object] = []
+    first = threading.Thread(target=lambda: found.append(module.early))
+    first.start()
+    assert loader.running.wait(TIMEOUT)
+    second = threading.Thread(target=lambda: found.append(module.late))
+    second.start()
+    second.join(0.2)  # not a synchronisation: it must still be waiting for the module's code
+    assert second.is_alive()
+    loader.go_on.set()
+    first.join(TIMEOUT)
+    second.join(TIMEOUT)
+    assert sorted(map(str, found)) == ["early", "late"] and not pending(module)
+    with pytest.raises(AttributeError):
+        module.missing  # noqa: B018

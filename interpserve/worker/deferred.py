@@ -82,16 +82,34 @@ class _Loader:
     def __init__(self, module: ModuleType, spec: importlib.machinery.ModuleSpec) -> None:
         self._module = module
         self._spec = spec
-        # A worker's threads (an app's executor) may read the module's first attribute at once.
+        # A worker's threads (an app's executor) may read the module's first attribute at once:
+        # the others wait for the whole module, since until its code has run a name it defines
+        # late is simply missing. Reentrant, for the loading thread's own reads meanwhile.
         self._lock = threading.RLock()
+        self._loading = False
 
     def __call__(self, attribute: str) -> Any:
         module = self._module
-        if attribute == _PACKAGE_PATH:
-            raise AttributeError(f"module {module.__name__!r} has no attribute {attribute!r}")
-        with self._lock:
-            if vars(module).get("__getattr__") is self:
-                del vars(module)["__getattr__"]
-                assert self._spec.loader is not None  # found by a path finder
-                self._spec.loader.exec_module(module)
-        return getattr(module, attribute)
+        if attribute != _PACKAGE_PATH:
+            with self._lock:
+                if not self._loading:
+                    self._load()
+        # Reached while loading (by the loading thread) or for a name the module lacks.
+        try:
+            return vars(module)[attribute]
+        except KeyError:
+            message = f"module {module.__name__!r} has no attribute {attribute!r}"
+            raise AttributeError(message) from None
+
+    def _load(self) -> None:
+        """Run the module's code into it; only then stop answering for it, so that no thread
+        reads a module half-run."""
+        self._loading = True
+        assert self._spec.loader is not None  # found by a path finder
+        try:
+            self._spec.loader.exec_module(self._module)
+        except BaseException:
+            self._loading = False
+            raise
+        if vars(self._module).get("__getattr__") is self:
+            del vars(self._module)["__getattr__"]
