@@ -18,12 +18,11 @@ interpserve with its access log on to uvicorn with its on.
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import load_tools
+from bench import deployed, load_tools
 from bench.cpu_split import rounds_options
 from bench.metrics import HELLO_CONNECTIONS
 from bench.procs import tree_cpu_seconds
@@ -33,7 +32,7 @@ from bench.servers import APP, HOST, Command, RunningServer, ServerSpec, running
 def _uvicorn(*log_flags: str) -> Command:
     def command(port: int, workers: int) -> list[str]:
         return [
-            sys.executable, "-m", "uvicorn", APP, "--workers", str(workers),
+            deployed.python(), "-m", "uvicorn", APP, "--workers", str(workers),
             "--http", "httptools", "--loop", "uvloop", *log_flags,
             "--host", HOST, "--port", str(port),
         ]  # fmt: skip
@@ -44,7 +43,7 @@ def _uvicorn(*log_flags: str) -> Command:
 def _interpserve(*log_flags: str) -> Command:
     def command(port: int, workers: int) -> list[str]:
         return [
-            sys.executable, "-m", "interpserve", APP, "--workers", str(workers),
+            deployed.python(), "-m", "interpserve", APP, "--workers", str(workers),
             "--worker-kind", "interpreter", *log_flags, "--host", HOST, "--port", str(port),
         ]  # fmt: skip
 

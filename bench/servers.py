@@ -6,13 +6,13 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import deployed
 from bench.procs import free_port, stop_tree
 
 HOST = "127.0.0.1"
@@ -31,7 +31,7 @@ class ServerFailed(RuntimeError):
 def _interpserve(kind: str, flags: tuple[str, ...] = ()) -> Command:
     def command(port: int, workers: int) -> list[str]:
         return [
-            sys.executable, "-m", "interpserve", APP, "--workers", str(workers),
+            deployed.python(), "-m", "interpserve", APP, "--workers", str(workers),
             "--worker-kind", kind, "--no-access-log", "--log-level", "warning",
             "--host", HOST, "--port", str(port), *flags,
         ]  # fmt: skip
@@ -41,7 +41,7 @@ def _interpserve(kind: str, flags: tuple[str, ...] = ()) -> Command:
 
 def _uvicorn(port: int, workers: int) -> list[str]:
     return [
-        sys.executable, "-m", "uvicorn", APP, "--workers", str(workers),
+        deployed.python(), "-m", "uvicorn", APP, "--workers", str(workers),
         "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
         "--host", HOST, "--port", str(port),
     ]  # fmt: skip
@@ -53,7 +53,7 @@ def _uvicorn_with(flags: tuple[str, ...]) -> Command:
 
 def _granian(port: int, workers: int) -> list[str]:
     return [
-        sys.executable, "-m", "granian", "--interface", "asgi", "--workers", str(workers),
+        deployed.python(), "-m", "granian", "--interface", "asgi", "--workers", str(workers),
         "--no-access-log", "--log-level", "warning", "--host", HOST, "--port", str(port), APP,
     ]  # fmt: skip
 
@@ -61,7 +61,7 @@ def _granian(port: int, workers: int) -> list[str]:
 def _hypercorn(port: int, workers: int) -> list[str]:
     # uvloop, as every other server here runs on it; hypercorn's default is plain asyncio.
     return [
-        sys.executable, "-m", "hypercorn", "--workers", str(workers), "--worker-class", "uvloop",
+        deployed.python(), "-m", "hypercorn", "--workers", str(workers), "--worker-class", "uvloop",
         "--bind", f"{HOST}:{port}", APP,
     ]  # fmt: skip
 

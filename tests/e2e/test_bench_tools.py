@@ -4,6 +4,7 @@
 - bench/cpu_split.py splits a plaintext request's CPU by server and thread, beside the bare
   uvloop floor;
 - bench/hostile.py's loads, small, against a real server;
+- bench/interpreter_memory.py takes one more worker interpreter apart;
 - bench/process_model.py measures the supervisor, recycling, reloads and --processes (its runs
   take minutes: only its arguments are checked here).
 """
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from support import ROOT, StartServer
@@ -126,3 +128,17 @@ status codes: 16060 2xx, 0 3xx, 3 4xx, 4 5xx
 """
     result = parse_h2load(output)
     assert (result.rps, result.requests, result.errors) == (5355.67, 16060, 17)
+
+
+def test_interpreter_memory_reports_each_stage(tmp_path: Path) -> None:
+    out = tmp_path / "interpreter_memory.json"
+    result = run("bench.interpreter_memory", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    bare, itself, deferred, worker, app = (stage["mib"] for stage in figures["stages"])
+    # ssl and inspect deferred: less than asyncio as it imports itself, more than bare.
+    assert bare < deferred < itself and deferred < worker < app
+    allocator = figures["composition"]["allocator"]
+    assert allocator["arenas"] > 0 and 0 < allocator["live_bytes"] < allocator["arenas"] * 2**20
+    assert figures["composition"]["code"] > 0 and "dict" in figures["composition"]["objects_bytes"]
+    assert "one more interpreter" in result.stdout
