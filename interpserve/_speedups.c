@@ -7,8 +7,9 @@
  * fallback where this module is not built): tests/test_speedups.py holds the two to the same
  * output and the same errors on generated input.
  *
- * Why: in a plaintext request the first four were 7 us of the main interpreter's 21 (measured
- * by memoising them), and compiled they save a worker 2.5 us of its 7.5. Why in C and not mypyc:
+ * Why: in a plaintext request the first four were a third of the main interpreter's time, and
+ * as large a share of a worker's (docs/performance.md, "Figures behind the code"). Why in C and
+ * not mypyc:
  * a module that runs in subinterpreters must use multi-phase initialisation and keep no global
  * state, which mypyc's modules do not; this one keeps everything in its module state (one per
  * interpreter).
