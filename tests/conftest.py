@@ -15,8 +15,7 @@ from support import (
     WORKER_KINDS,
     ParserClass,
     StartServer,
-    serve_for_module,
-    shared_or_own,
+    backend_server_fixtures,
 )
 
 from interpserve.compiled import speedups
@@ -75,22 +74,10 @@ def worker_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-HELLO_ARGS = ("examples.hello:app", "--workers", "2")
-
-
-@pytest.fixture(scope="module")
-def shared_hello_server(http_impl: str) -> Iterator[ServerProcess]:
-    yield from serve_for_module(*HELLO_ARGS, "--http", http_impl)
-
-
-@pytest.fixture
-def hello_server(
-    request: pytest.FixtureRequest, start_server: StartServer, http_impl: str
-) -> ServerProcess:
-    """examples.hello on two workers, shared by the module's tests (see `shared_or_own`)."""
-    return shared_or_own(
-        request, "shared_hello_server", lambda: start_server(*HELLO_ARGS, "--http", http_impl)
-    )
+# examples.hello on two workers.
+shared_hello_server, hello_server = backend_server_fixtures(
+    "hello_server", "examples.hello:app", "--workers", "2"
+)
 
 
 def _python_twins(package: list[ModuleType]) -> dict[int, object]:

@@ -84,6 +84,27 @@ def shared_or_own(
     return server
 
 
+def backend_server_fixtures(name: str, app: str, *args: str) -> tuple[Any, Any]:
+    """Two fixtures, for a module to assign to names of its own: `name`, the server of `app`
+    with `args` under each parser backend (--http `http_impl`), which the module's tests share
+    (`shared_or_own`), and the module-scoped fixture that holds it, `shared_NAME`."""
+    shared_name = f"shared_{name}"
+
+    @pytest.fixture(scope="module", name=shared_name)
+    def shared(http_impl: str) -> Iterator[ServerProcess]:
+        yield from serve_for_module(app, *args, "--http", http_impl)
+
+    @pytest.fixture(name=name)
+    def server(
+        request: pytest.FixtureRequest, start_server: StartServer, http_impl: str
+    ) -> ServerProcess:
+        return shared_or_own(
+            request, shared_name, lambda: start_server(app, *args, "--http", http_impl)
+        )
+
+    return shared, server
+
+
 # Raw sockets -------------------------------------------------------------------------------
 
 
@@ -266,6 +287,18 @@ BUFFERS_APP = "tests.apps.buffers_app:app"
 # Interpreter recycles without the serving process replaced for what they leave behind: one
 # process throughout, whose worker numbers count from 1.
 ONE_SERVING_PROCESS = ("--limit-max-leftover", "0")
+
+
+def control_server(
+    start_server: StartServer,
+    kind: str,
+    workers: int,
+    *flags: str,
+    env: dict[str, str] | None = None,
+) -> ServerProcess:
+    """The control app (tests/apps/control.py) with `workers` workers of `kind`."""
+    return start_server(CONTROL, "--worker-kind", kind, "--workers", str(workers), *flags, env=env)
+
 
 _WORKER_ID = re.compile(r"worker=(\d+)\s*$")
 

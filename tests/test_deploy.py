@@ -336,18 +336,21 @@ def fd_servers() -> Iterator[list[FdServer]]:
         server.stop()
 
 
+def serve_hello_on(sock: socket.socket, fd_servers: list[FdServer]) -> FdServer:
+    """examples.hello on one worker, on the listening socket `sock` (--fd)."""
+    fd = sock.fileno()
+    command = [str(BIN / "interpserve"), "examples.hello:app", "--fd", str(fd), "--workers", "1"]
+    server = FdServer(command, pass_fds=(fd,), env={})
+    fd_servers.append(server)
+    return server
+
+
 def test_fd_serves_on_an_inherited_socket(fd_servers: list[FdServer]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        fd = sock.fileno()
-        server = FdServer(
-            [str(BIN / "interpserve"), "examples.hello:app", "--fd", str(fd), "--workers", "1"],
-            pass_fds=(fd,),
-            env={},
-        )
-        fd_servers.append(server)
+        server = serve_hello_on(sock, fd_servers)
         assert f"Listening on http://127.0.0.1:{port} " in server.wait_listening()
         response = httpx.get(f"http://127.0.0.1:{port}/", timeout=TIMEOUT)
         assert response.text == "Hello, world!"
@@ -359,13 +362,7 @@ def test_fd_serves_on_an_inherited_unix_socket(fd_servers: list[FdServer], tmp_p
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.bind(path)
         sock.listen()
-        fd = sock.fileno()
-        server = FdServer(
-            [str(BIN / "interpserve"), "examples.hello:app", "--fd", str(fd), "--workers", "1"],
-            pass_fds=(fd,),
-            env={},
-        )
-        fd_servers.append(server)
+        server = serve_hello_on(sock, fd_servers)
         assert f"Listening on unix:{path}" in server.wait_listening()
         with httpx.Client(transport=httpx.HTTPTransport(uds=path), timeout=TIMEOUT) as client:
             assert client.get("http://localhost/").text == "Hello, world!"

@@ -24,14 +24,10 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from tests.apps.shared import Receive, Scope, Send
 
 STREAM_CHUNK = 64 * 1024
 STREAM_CHUNKS_PER_MIB = 16

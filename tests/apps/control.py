@@ -33,14 +33,10 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qs
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from tests.apps.shared import Receive, Scope, Send, interpreter_id, respond
 
 
 def _read_version() -> str:
@@ -60,31 +56,13 @@ VERSION = _read_version()
 _HELD: list[str] = []  # what /grow keeps
 
 
-def _interpreter_id() -> int:
-    try:
-        from interpserve.interpreters import current_id
-
-        return current_id()
-    except Exception:
-        return -1
-
-
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 async def _text(send: Send, body: str, status: int = 200) -> None:
-    await _respond(send, status, body.encode(), b"text/plain; charset=utf-8")
+    await respond(
+        send,
+        body.encode(),
+        status=status,
+        headers=[(b"content-type", b"text/plain; charset=utf-8")],
+    )
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -96,7 +74,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             log = os.environ.get("CONTROL_SHUTDOWN_LOG")
             if log:
                 with open(log, "a", encoding="utf-8") as f:
-                    f.write(f"shutdown {os.getpid()} {_interpreter_id()}\n")
+                    f.write(f"shutdown {os.getpid()} {interpreter_id()}\n")
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -149,8 +127,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/pid":
         await _text(send, str(os.getpid()))
     elif path == "/whoami":
-        body = {"pid": os.getpid(), "interpreter": _interpreter_id(), "version": VERSION}
-        await _respond(send, 200, json.dumps(body).encode(), b"application/json")
+        body = {"pid": os.getpid(), "interpreter": interpreter_id(), "version": VERSION}
+        await respond(
+            send, json.dumps(body).encode(), headers=[(b"content-type", b"application/json")]
+        )
     elif path == "/forever":
         _forever()
     elif path == "/sleep":

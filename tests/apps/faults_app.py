@@ -33,15 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import parse_qs
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
+from tests.apps.shared import Receive, Scope, Send
 
 # When the worker's current /block slot ends (one per interpreter).
 _slot_free_at = 0.0

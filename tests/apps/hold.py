@@ -15,22 +15,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import parse_qs
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from tests.apps.shared import Receive, Scope, Send, interpreter_id, respond
 
 HOLD_AT_MOST = 30.0
-
-
-def _interpreter_id() -> int:
-    from interpserve.interpreters import current_id
-
-    return current_id()
 
 
 def _hold(release: str) -> bool:
@@ -41,21 +30,18 @@ def _hold(release: str) -> bool:
     return False
 
 
-async def _respond(send: Send, body: bytes) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+_JSON = [(b"content-type", b"application/json")]
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     if scope["path"] != "/hold":
-        await _respond(send, b'"ok"')
+        await respond(send, b'"ok"', headers=_JSON)
         return
     query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
     with open(query["here"], "w") as f:
-        f.write(str(_interpreter_id()))
+        f.write(str(interpreter_id()))
     released = _hold(query["release"])
-    body = {"pid": os.getpid(), "interpreter": _interpreter_id(), "released": released}
-    await _respond(send, json.dumps(body).encode())
+    body = {"pid": os.getpid(), "interpreter": interpreter_id(), "released": released}
+    await respond(send, json.dumps(body).encode(), headers=_JSON)

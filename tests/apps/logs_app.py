@@ -25,14 +25,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import parse_qs
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from tests.apps.shared import Receive, Scope, Send, respond
 
 logger = logging.getLogger("logs_app")
 if os.environ.get("LOGS_APP_BASIC_CONFIG") == "1":
@@ -57,17 +52,6 @@ def _print(query: dict[str, str]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-
-
-async def _respond(send: Send, body: bytes, headers: list[tuple[bytes, bytes]] = []) -> None:  # noqa: B006
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", b"%d" % len(body)), *headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _stream(receive: Receive, send: Send) -> None:
@@ -119,9 +103,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             "extension": scope.get("extensions", {}).get("request_id"),
             "header": header.decode() if header else None,
         }
-        await _respond(send, json.dumps(found).encode())
+        await respond(send, json.dumps(found).encode())
         return
     elif path == "/own-id":
-        await _respond(send, b"ok", [(b"x-request-id", b"the-app's")])
+        await respond(send, b"ok", headers=[(b"x-request-id", b"the-app's")])
         return
-    await _respond(send, b"ok")
+    await respond(send, b"ok")

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from tests.apps.shared import Receive, Scope, Send
+
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 

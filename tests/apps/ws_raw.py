@@ -30,20 +30,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import parse_qs
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-
-def _interpreter_id() -> int:
-    from interpserve.interpreters import current_id
-
-    return current_id()
+from tests.apps.shared import Message, Receive, Scope, Send, interpreter_id
 
 
 async def _accept(scope: Scope, send: Send) -> None:
@@ -163,7 +152,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             if data in (b"done", "done"):
                 await send({"type": "websocket.send", "text": str(total)})
     elif path == "/whoami":
-        who = {"pid": os.getpid(), "interpreter": _interpreter_id()}
+        who = {"pid": os.getpid(), "interpreter": interpreter_id()}
         await send({"type": "websocket.send", "text": json.dumps(who)})
         await _until_closed(receive)
     else:

@@ -37,6 +37,7 @@ from support import (
     StartServer,
     access_worker_ids,
     child_pids,
+    control_server,
     get_path,
     rss_bytes,
 )
@@ -58,17 +59,6 @@ LEFTOVER_MIB = 16
 MIB = 1 << 20
 # What the apps of the shutdown tests would take, far past the deadline.
 SLEEP_S = 30
-
-
-def control_server(
-    start_server: StartServer,
-    kind: str,
-    workers: int,
-    *flags: str,
-    env: dict[str, str] | None = None,
-) -> ServerProcess:
-    """The control app (tests/apps/control.py) with `workers` workers of `kind`."""
-    return start_server(CONTROL, "--worker-kind", kind, "--workers", str(workers), *flags, env=env)
 
 
 def errors_of(outcomes: Counter[int | str]) -> Counter[int | str]:

@@ -38,6 +38,7 @@ from support import (
     StartServer,
     access_worker_ids,
     child_pids,
+    control_server,
     get_path,
     raw_request,
 )
@@ -86,12 +87,10 @@ def versioned_server(
     (CONTROL_VERSION_FILE), starting at "v1"."""
     version_file = tmp_path / "version"
     version_file.write_text("v1")
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
+    server = control_server(
+        start_server,
         kind,
-        "--workers",
-        str(workers),
+        workers,
         *flags,
         env={"CONTROL_VERSION_FILE": str(version_file), **(env or {})},
     )
@@ -110,7 +109,7 @@ def concurrently(server: ServerProcess, paths: list[str]) -> tuple[list[httpx.Re
 
 
 def test_whoami_reports_this_process_and_interpreter(start_server: StartServer) -> None:
-    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "1")
+    server = control_server(start_server, "interpreter", 1)
     data = json.loads(get_path(server, "/whoami").text)
     assert data == {"pid": server.pid, "interpreter": data["interpreter"], "version": "none"}
     assert data["interpreter"] > 0
@@ -122,7 +121,7 @@ def test_whoami_reports_this_process_and_interpreter(start_server: StartServer) 
 def test_process_worker_killed_mid_request_is_replaced(
     start_server: StartServer, tmp_path: Path
 ) -> None:
-    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
+    server = control_server(start_server, "process", 2)
     assert wait_until(lambda: len(child_pids(server.pid)) == 2), child_pids(server.pid)
     before = child_pids(server.pid)
     # With no request in flight the first worker takes the next one: /pid, then /sleep.
@@ -168,7 +167,7 @@ def test_request_pipelined_behind_a_lost_one_goes_to_a_live_worker(
 ) -> None:
     """The 502 for a request lost with its worker lets the request pipelined behind it go on
     at once: to the other worker, not to the one whose pipe has just closed."""
-    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
+    server = control_server(start_server, "process", 2)
     assert wait_until(lambda: len(child_pids(server.pid)) == 2), child_pids(server.pid)
     # With no request in flight the first worker takes the next one: /pid, then /sleep.
     victim = int(get_path(server, "/pid").text)
@@ -187,7 +186,7 @@ def test_request_pipelined_behind_a_lost_one_goes_to_a_live_worker(
 def test_process_worker_killed_under_load_answers_every_request(
     start_server: StartServer,
 ) -> None:
-    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
+    server = control_server(start_server, "process", 2)
     assert wait_until(lambda: len(child_pids(server.pid)) == 2), child_pids(server.pid)
     before = child_pids(server.pid)
     victim = min(before)
@@ -260,7 +259,7 @@ def test_requests_wait_for_the_replacement_of_the_only_worker(
 ) -> None:
     """With no worker in rotation, requests wait for the replacement, as they would in the
     listen backlog of a process pool, instead of getting 503."""
-    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "1")
+    server = control_server(start_server, "process", 1)
     victim = _kill_the_only_worker(server)
     responses, _ = concurrently(server, ["/pid"] * 4)
     assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
@@ -272,7 +271,7 @@ def test_requests_wait_for_the_replacement_of_the_only_worker(
 def test_a_request_waiting_for_a_worker_may_leave(start_server: StartServer) -> None:
     """A client that leaves while its request waits for a worker takes the request with it:
     nothing is sent to the replacement, and the server goes on serving."""
-    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "1")
+    server = control_server(start_server, "process", 1)
     _kill_the_only_worker(server)
     with RawConnection(server) as conn:
         conn.send(raw_request("GET", "/pid?tag=left-early"))
@@ -324,7 +323,7 @@ def test_sigterm_answers_a_request_waiting_for_a_worker(
 
 
 def test_interpreter_worker_crash_is_replaced(start_server: StartServer) -> None:
-    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "2")
+    server = control_server(start_server, "interpreter", 2)
     assert get_path(server, "/pid").text == str(server.pid)
 
     response = get_path(server, "/crash")
@@ -350,7 +349,7 @@ def test_interpreter_worker_crash_is_replaced(start_server: StartServer) -> None
 
 
 def test_requests_after_a_crash_go_to_a_healthy_worker(start_server: StartServer) -> None:
-    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "2")
+    server = control_server(start_server, "interpreter", 2)
     with httpx.Client(timeout=TIMEOUT) as client:
         # The crashing worker's exit takes 2 s more (asyncio.run waits for an executor job):
         # a window that every worker's exit has, made wide enough to hit every time.
@@ -367,7 +366,7 @@ def test_the_only_worker_is_replaced_while_its_crash_is_still_exiting(
 ) -> None:
     """A worker that says it is going down is replaced at once, not once it has exited: its
     exit can take long (asyncio.run waits for the app's executor jobs)."""
-    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "1")
+    server = control_server(start_server, "interpreter", 1)
     with httpx.Client(timeout=TIMEOUT) as client:
         assert client.get(server.url + "/crash?linger=8").status_code == 500
         started = time.monotonic()
@@ -402,12 +401,10 @@ def test_workers_are_recycled_after_their_request_limit(
     start_server: StartServer, tmp_path: Path
 ) -> None:
     shutdown_log = tmp_path / "shutdown.log"
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
+    server = control_server(
+        start_server,
         "interpreter",
-        "--workers",
-        "2",
+        2,
         "--limit-max-requests",
         "50",
         *ONE_SERVING_PROCESS,
@@ -444,12 +441,10 @@ def test_workers_are_recycled_after_their_request_limit(
 
 def test_recycled_worker_does_not_far_exceed_its_limit(start_server: StartServer) -> None:
     limit = 20
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
+    server = control_server(
+        start_server,
         "interpreter",
-        "--workers",
-        "2",
+        2,
         "--limit-max-requests",
         str(limit),
         *ONE_SERVING_PROCESS,
@@ -474,9 +469,7 @@ def test_recycling_under_concurrent_load_keeps_the_pool_at_its_size(
     of the event loop under load. Once asked, a worker is not recycled again meanwhile: each
     recycle starts a worker, and the pool once grew to 40. (Successors of workers that reach
     their limits together start side by side.)"""
-    server = start_server(
-        CONTROL, "--worker-kind", "process", "--workers", "2", "--limit-max-requests", "20"
-    )
+    server = control_server(start_server, "process", 2, "--limit-max-requests", "20")
     peak = 0
     conns = [RawConnection(server) for _ in range(40)]
     try:
@@ -511,9 +504,7 @@ def assert_timed_out_and_replaced(server: ServerProcess) -> None:
 
 
 def test_request_timeout_replaces_a_stuck_interpreter_worker(start_server: StartServer) -> None:
-    server = start_server(
-        CONTROL, "--worker-kind", "interpreter", "--workers", "2", "--timeout-request", "1"
-    )
+    server = control_server(start_server, "interpreter", 2, "--timeout-request", "1")
     assert_timed_out_and_replaced(server)
 
     # Full worker count: two slow requests run side by side, neither lands on the stuck worker.
@@ -558,9 +549,7 @@ def test_request_timeout_after_the_response_leaves_the_connection_alone(
 def test_requests_avoid_a_worker_whose_request_timed_out(start_server: StartServer) -> None:
     """While a timed-out worker is checked for being stuck, it gets no new requests: they once
     went to it for a second, and got 502 when it was replaced."""
-    server = start_server(
-        CONTROL, "--worker-kind", "process", "--workers", "2", "--timeout-request", "1"
-    )
+    server = control_server(start_server, "process", 2, "--timeout-request", "1")
     assert get_path(server, "/forever").status_code == 504
     responses, _ = concurrently(server, ["/sleep?s=0.2"] * 6)
     assert [r.status_code for r in responses] == [200] * 6, server.output
@@ -568,9 +557,7 @@ def test_requests_avoid_a_worker_whose_request_timed_out(start_server: StartServ
 
 
 def test_request_timeout_kills_a_stuck_process_worker(start_server: StartServer) -> None:
-    server = start_server(
-        CONTROL, "--worker-kind", "process", "--workers", "2", "--timeout-request", "1"
-    )
+    server = control_server(start_server, "process", 2, "--timeout-request", "1")
     assert wait_until(lambda: len(child_pids(server.pid)) == 2)
     before = child_pids(server.pid)
     # With no request in flight, the first worker takes the next request: /forever goes to it.
@@ -680,12 +667,10 @@ def test_sigterm_during_a_reload_stops_the_draining_workers_too(
 ) -> None:
     """The old serving process of a reload, still draining at SIGTERM, is stopped with the
     rest: no worker process outlives the server."""
-    server = start_server(
-        CONTROL,
-        "--worker-kind",
+    server = control_server(
+        start_server,
         "process",
-        "--workers",
-        "1",
+        1,
         "--timeout-graceful-shutdown",
         "1",
     )
@@ -714,7 +699,7 @@ def test_sigterm_to_the_process_group_drains_process_workers(
 ) -> None:
     """`timeout`, `kill -TERM -PGID` and systemd's KillMode=control-group signal the workers
     too: they wait for the front end's word, and the requests in flight finish."""
-    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
+    server = control_server(start_server, "process", 2)
     with ThreadPoolExecutor(2) as pool:
         started = [tmp_path / "a", tmp_path / "b"]
         slow = [pool.submit(get_path, server, f"/sleep?s=1&started={path}") for path in started]
@@ -728,7 +713,7 @@ def test_sigterm_to_the_process_group_drains_process_workers(
 
 
 def test_sigttin_then_sighup_keeps_the_new_size(start_server: StartServer) -> None:
-    server = start_server(CONTROL, "--worker-kind", "process", "--workers", "2")
+    server = control_server(start_server, "process", 2)
     server.signal(signal.SIGTTIN)
     server.signal(signal.SIGHUP)
     assert server.wait_for_output("Reloaded:", timeout=20), server.output
@@ -736,25 +721,25 @@ def test_sigttin_then_sighup_keeps_the_new_size(start_server: StartServer) -> No
 
 
 def test_sigttin_and_sigttou_add_and_remove_a_worker(start_server: StartServer) -> None:
-    server = start_server(CONTROL, "--worker-kind", "interpreter", "--workers", "2")
+    server = control_server(start_server, "interpreter", 2)
+
+    def workers_of_three_at_once(tag: str) -> set[int]:
+        # Three slow requests at once go to as many different workers as there are (long
+        # enough to overlap however slowly the client threads start).
+        responses, _ = concurrently(server, [f"/sleep?s=2&tag={tag}"] * 3)
+        assert [r.status_code for r in responses] == [200] * 3
+        assert wait_until(lambda: len(access_worker_ids(server.output, f"tag={tag}")) == 3, 5)
+        return set(access_worker_ids(server.output, f"tag={tag}"))
 
     server.signal(signal.SIGTTIN)
     assert server.wait_for_output("Added worker", timeout=15), server.output
     assert "Added worker 3: 3 serving." in server.output
-    # Three slow requests at once go to three different workers (long enough to overlap however
-    # slowly the client threads start).
-    responses, _ = concurrently(server, ["/sleep?s=2&tag=three"] * 3)
-    assert [r.status_code for r in responses] == [200] * 3
-    assert wait_until(lambda: len(access_worker_ids(server.output, "tag=three")) == 3, 5)
-    assert set(access_worker_ids(server.output, "tag=three")) == {1, 2, 3}
+    assert workers_of_three_at_once("three") == {1, 2, 3}
 
     server.signal(signal.SIGTTOU)
     assert server.wait_for_output("Removed a worker", timeout=15), server.output
     assert "Removed a worker: 2 serving." in server.output
-    responses, _ = concurrently(server, ["/sleep?s=2&tag=two"] * 3)
-    assert [r.status_code for r in responses] == [200] * 3
-    assert wait_until(lambda: len(access_worker_ids(server.output, "tag=two")) == 3, 5)
-    assert len(set(access_worker_ids(server.output, "tag=two"))) == 2
+    assert len(workers_of_three_at_once("two")) == 2
     for _ in range(10):
         assert get_path(server, "/").status_code == 200
 

@@ -17,7 +17,6 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,8 @@ from support import (
     ParserClass,
     PeakRSS,
     StartServer,
+    backend_server_fixtures,
     rss_bytes,
-    serve_for_module,
-    shared_or_own,
     wait_for_file,
     ws_client,
 )
@@ -51,24 +49,8 @@ from interpserve.testing import ServerProcess, wait_until
 RAW_APP = "tests.apps.ws_raw:app"
 STARLETTE_APP = "tests.apps.ws_starlette:app"
 MiB = 1024 * 1024
-WS_ARGS = (RAW_APP, "--workers", "2")
-
-
-@pytest.fixture(scope="module")
-def shared_ws_server(http_impl: str) -> Iterator[ServerProcess]:
-    yield from serve_for_module(*WS_ARGS, "--http", http_impl)
-
-
-@pytest.fixture
-def ws_server(
-    request: pytest.FixtureRequest, start_server: StartServer, http_impl: str
-) -> ServerProcess:
-    """tests.apps.ws_raw on two workers, shared by the module's tests (support.shared_or_own)."""
-    return shared_or_own(
-        request,
-        "shared_ws_server",
-        lambda: start_server(*WS_ARGS, "--http", http_impl),
-    )
+# tests.apps.ws_raw on two workers.
+shared_ws_server, ws_server = backend_server_fixtures("ws_server", RAW_APP, "--workers", "2")
 
 
 async def recv(ws: ClientConnection) -> str | bytes:
