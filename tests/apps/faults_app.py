@@ -35,7 +35,7 @@ import asyncio
 import time
 from urllib.parse import parse_qs
 
-from tests.apps.shared import Receive, Scope, Send
+from tests.apps.shared import Receive, Scope, Send, send_until_refused
 
 # When the worker's current /block slot ends (one per interpreter).
 _slot_free_at = 0.0
@@ -103,14 +103,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b"late"})
     elif path == "/stream-forever":
         await _start(send)
-        try:
-            while True:
-                await send({"type": "http.response.body", "body": b"tick\n", "more_body": True})
-                await asyncio.sleep(0.01)
-        except OSError as exc:
-            with open(query["marker"], "w") as f:
-                f.write(type(exc).__name__)
-            raise
+        tick = {"type": "http.response.body", "body": b"tick\n", "more_body": True}
+        await send_until_refused(send, tick, query["marker"])
     elif path == "/status":
         await send({"type": "http.response.start", "status": int(query["code"]), "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})

@@ -27,7 +27,7 @@ import os
 import threading
 from urllib.parse import parse_qs
 
-from tests.apps.shared import Receive, Scope, Send, respond
+from tests.apps.shared import Receive, Scope, Send, lifespan, respond
 
 logger = logging.getLogger("logs_app")
 if os.environ.get("LOGS_APP_BASIC_CONFIG") == "1":
@@ -65,13 +65,8 @@ async def _stream(receive: Receive, send: Send) -> None:
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     assert scope["type"] == "http"
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     path = scope["path"]

@@ -3,6 +3,7 @@ whole response sent at once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -30,3 +31,23 @@ async def respond(
     fields = [(b"content-length", b"%d" % len(body)), *headers]
     await send({"type": "http.response.start", "status": status, "headers": fields})
     await send({"type": "http.response.body", "body": body})
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
+    """A lifespan with nothing to start or stop."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+async def send_until_refused(send: Send, message: Message, marker: str) -> None:
+    """Send `message` every 10 ms until send() raises, then write the exception's type name to
+    the file `marker` (the test's sign of what the app was told) and raise it on."""
+    try:
+        while True:
+            await send(message)
+            await asyncio.sleep(0.01)
+    except Exception as exc:
+        with open(marker, "w") as f:
+            f.write(type(exc).__name__)
+        raise

@@ -32,7 +32,15 @@ import json
 import os
 from urllib.parse import parse_qs
 
-from tests.apps.shared import Message, Receive, Scope, Send, interpreter_id
+from tests.apps.shared import (
+    Message,
+    Receive,
+    Scope,
+    Send,
+    interpreter_id,
+    lifespan,
+    send_until_refused,
+)
 
 
 async def _accept(scope: Scope, send: Send) -> None:
@@ -73,9 +81,7 @@ async def _http(send: Send) -> None:
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await lifespan(receive, send)
         return
     if scope["type"] == "http":
         await _http(send)
@@ -132,14 +138,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 f.write(str(sent))
         await _until_closed(receive)
     elif path == "/send-forever":
-        try:
-            while True:
-                await send({"type": "websocket.send", "text": "tick"})
-                await asyncio.sleep(0.01)
-        except Exception as exc:
-            with open(query["marker"], "w") as f:
-                f.write(type(exc).__name__)
-            raise
+        await send_until_refused(send, {"type": "websocket.send", "text": "tick"}, query["marker"])
     elif path == "/slow-reader":
         await asyncio.sleep(float(query["seconds"]))
         total = 0
