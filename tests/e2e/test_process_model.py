@@ -56,6 +56,10 @@ _RECYCLED = re.compile(r"Recycling worker (\d+) after (\d+) requests \(([^;]+);"
 # Recycles enough for what destroyed interpreters leave to show, and the leftover that bounds it.
 RECYCLES = 20
 LEFTOVER_MIB = 16
+_ASKED = re.compile(
+    r"Replacing serving process \[(\d+)\]: destroyed interpreters left (\d+) MiB behind "
+    r"\(--limit-max-leftover\)"
+)
 MIB = 1 << 20
 # What the apps of the shutdown tests would take, far past the deadline.
 SLEEP_S = 30
@@ -258,12 +262,30 @@ def test_memory_left_by_destroyed_interpreters_replaces_the_serving_process(
         assert server.wait_for_output(f"takes over from [{first}]", timeout=60), server.output
         assert wait_until(lambda: server.output.count("Recycling worker") >= RECYCLES, 60)
         outcomes = load.stop()
-        holds = rss_bytes(server.pid)
     assert outcomes == {200: sum(outcomes.values())}, outcomes
-    line = next(li for li in server.output.splitlines() if "Replacing serving process" in li)
-    assert f"[{first}]: destroyed interpreters left" in line and "(--limit-max-leftover)" in line
+
+    # Each serving process asks for its successor at the first destroyed interpreter that takes
+    # it past the bound (by its own measure, which the supervisor's line quotes)...
+    def asks() -> dict[int, int]:
+        """MiB left behind when each serving process asked, by its pid."""
+        return {int(pid): int(mib) for pid, mib in _ASKED.findall(server.output)}
+
+    assert first in asks(), server.output
+    assert all(left < 2 * LEFTOVER_MIB for left in asks().values()), asks()
+
+    # ...and the successor starts afresh: once no handover is under way, the serving process
+    # holds about what the first started with. (Not during one: the process on its way out
+    # recycles on until its successor is ready, holding more meanwhile.)
+    def handed_over() -> bool:
+        output = server.output
+        return all(
+            f"takes over from [{pid}]" in output or f"[{pid}] serves on" in output for pid in asks()
+        )
+
+    assert wait_until(handed_over, 30), server.output
     assert server.pid != first
     # In one process, RECYCLES destroyed interpreters would have left several times the bound.
+    holds = rss_bytes(server.pid)
     assert holds - started_with < 2 * LEFTOVER_MIB * MIB, (holds, started_with)
 
 
