@@ -89,7 +89,15 @@ class Stage(Enum):
 class RequestCycle(WorkerRequest):
     """One request, whichever connection it came on. The response's framing is HTTP/1.1's
     here (`_start_response`, `_write_body`, `_write_trailers`, `_send_continue`); HTTP/2's
-    cycle replaces those and nothing else."""
+    cycle replaces those and nothing else.
+
+    Its state is `stage`, the response's way to the client (what the connection reads), and
+    two one-way latches beside it, one per party, each of which can close in any stage (so
+    not stages of their own, nor one of the other): `_disconnected`, the client's end (gone,
+    or its response cut off: nothing more is written, nor sent to the app), and `_finished`,
+    the app's end (it returned, its worker was lost, or it never had one: nothing more is
+    sent to a worker). A response complete with the app still running (a background task),
+    and a client gone while the app runs on, are both ordinary."""
 
     _conn: CycleConnection
 
