@@ -13,6 +13,7 @@ import os
 import re
 import selectors
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -427,6 +428,40 @@ def ws_client(server: ServerProcess, path: str, **options: Any) -> connect:
     options.setdefault("close_timeout", TIMEOUT)
     options.setdefault("max_size", None)
     return connect(ws_url(server, path), **options)
+
+
+# What the kernel holds of a loopback connection (Linux /proc/net/tcp) -------------------------
+
+
+def _tcp_endpoint(host: str, port: int) -> str:
+    """An IPv4 address and port as /proc/net/tcp writes them (the address in host byte order)."""
+    address = int.from_bytes(socket.inet_aton(host), sys.byteorder)
+    return f"{address:08X}:{port:04X}"
+
+
+def tcp_queues(local: tuple[str, int], remote: tuple[str, int]) -> tuple[int, int] | None:
+    """The (unacknowledged sent, unread received) byte counts of the TCP socket from `local`
+    to `remote`, or None if there is none: the kernel's word that bytes reached the other end,
+    and that a process read them (loopback gives no other sign of either)."""
+    wanted = (_tcp_endpoint(*local), _tcp_endpoint(*remote))
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if (fields[1], fields[2]) == wanted:
+            sent, received = fields[4].split(":")
+            return int(sent, 16), int(received, 16)
+    return None
+
+
+def delivered(sock: socket.socket) -> bool:
+    """Whether the other end's kernel has acknowledged all that `sock` sent."""
+    queues = tcp_queues(sock.getsockname()[:2], sock.getpeername()[:2])
+    return queues is not None and queues[0] == 0
+
+
+def read_by_server(sock: socket.socket) -> bool:
+    """Whether what `sock` sent has reached the server and the server has read all of it."""
+    server_side = tcp_queues(sock.getpeername()[:2], sock.getsockname()[:2])
+    return delivered(sock) and server_side is not None and server_side[1] == 0
 
 
 # Processes (Linux /proc) -------------------------------------------------------------------

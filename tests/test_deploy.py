@@ -18,8 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,13 +26,13 @@ import httpx
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
-from support import ROOT, TIMEOUT
+from support import ROOT, TIMEOUT, read_by_server, read_to_eof
 
 from interpserve import cli
 from interpserve.config import Config
 from interpserve.pool.pool import STOP_GRACE
 from interpserve.supervisor import KILL_AFTER
-from interpserve.testing import ServerProcess
+from interpserve.testing import ServerProcess, wait_until
 
 DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
@@ -258,17 +256,14 @@ def test_entrypoint_configured_only_by_the_environment(uid: int | None) -> None:
             subprocess.run([sys.executable, *check[1:]], env=check_env, timeout=30).returncode == 0
         )
 
-        sleeping: list[httpx.Response] = []
-        client = threading.Thread(
-            target=lambda: sleeping.append(httpx.get(server.url + "/sleep?s=1", timeout=TIMEOUT))
-        )
-        client.start()
-        # The stimulus: the request has time to reach a worker (the image's example app says
-        # nothing as it starts one); SIGTERM must let it finish.
-        time.sleep(0.5)
-        server.signal(signal.SIGTERM)
-        client.join(TIMEOUT)
-        assert [(r.status_code, r.text) for r in sleeping] == [(200, "slept")]
+        with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET /sleep?s=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            # Once the front end has read it (the kernel says so: the image's example app says
+            # nothing as it starts), it is the worker's; SIGTERM must let it finish.
+            assert wait_until(lambda: read_by_server(sock), 5)
+            server.signal(signal.SIGTERM)
+            response = read_to_eof(sock)
+        assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"\r\n\r\nslept")
         assert server.wait(30) == 0
     assert "Finished server process" in server.output
     # With the server gone, the HEALTHCHECK fails.

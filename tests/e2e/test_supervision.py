@@ -39,8 +39,10 @@ from support import (
     access_worker_ids,
     child_pids,
     control_server,
+    delivered,
     get_path,
     raw_request,
+    read_by_server,
 )
 from websockets.asyncio.client import connect
 
@@ -212,9 +214,9 @@ def test_process_worker_killed_under_load_answers_every_request(
             assert wait_until(lambda: not running(victim) and _files_released(victim), 5)
             for conn in burst:
                 conn.request("GET", "/")
-            # The stimulus: the burst is in the frozen server's socket buffers before it
-            # thaws (loopback gives no signal for that).
-            time.sleep(0.2)
+            # The burst is in the frozen server's socket buffers before it thaws (its kernel
+            # has acknowledged every byte).
+            assert wait_until(lambda: all(delivered(conn.sock) for conn in burst), 5)
         finally:
             os.kill(server.pid, signal.SIGCONT)
             load.resume()
@@ -310,9 +312,9 @@ def test_sigterm_answers_a_request_waiting_for_a_worker(
     assert server.wait_for_output("Replacement for worker 1 failed", timeout=15), server.output
     with RawConnection(server) as conn:
         conn.send(raw_request("GET", "/"))
-        # The stimulus: the request has time to reach the front end and wait for a worker
-        # (nothing the server says shows that it waits).
-        time.sleep(0.5)
+        # Once the front end has read it, it waits for a worker (nothing the server says shows
+        # that; the kernel says the front end has read it).
+        assert wait_until(lambda: read_by_server(conn.sock), 5)
         server.signal(signal.SIGTERM)
         response = conn.read_to_eof()
     assert response.startswith(b"HTTP/1.1 503 "), response
