@@ -150,7 +150,8 @@ class RequestCycle(WorkerRequest):
             self.stage = Stage.DISPATCHED
         conn = self._conn
         pool = conn.state.pool
-        if is_probe(conn.state.config.health_path, self.head.target):
+        health_path = conn.state.config.health_path
+        if health_path is not None and is_probe(health_path, self.head.target):
             self._finished = True
             self.respond(*probe_response(ready=pool.ready, draining=conn.state.draining))
             return

@@ -111,6 +111,13 @@ class WorkerRequest:
         channel.start_request(cast(ResponseSink, self), request)  # (each subclass is one)
         return True
 
+    def on_whole_response(self, status: int, headers: ev.Headers, body: bytes) -> None:
+        """(ResponseSink's) The three steps, in order: a protocol may do them in fewer."""
+        sink = cast(ResponseSink, self)  # (each subclass is one)
+        sink.on_response_start(status, headers)
+        sink.on_response_body(body, False)
+        sink.on_finished()
+
     def _unavailable(self) -> None:
         """Answer 503 (SERVICE_UNAVAILABLE), as its protocol does."""
         raise NotImplementedError

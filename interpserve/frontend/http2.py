@@ -202,8 +202,15 @@ class HTTP2Session:
         queue of streams waiting for them (False: it is for the queue)."""
         if not self._h2.send_response(stream.stream_id, block, body):
             return False
-        self._answered_in_full(stream)
-        self._flush_soon()
+        # _answered_in_full and _close_if_answered, inline: this is every small response.
+        stream.phase = StreamPhase.ANSWERED
+        stream.end_pending = False
+        if not stream.request_ended:
+            # Answered before the client sent all of its body: it need send no more.
+            self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
+        self._close_stream(stream)
+        if not self._flush_scheduled:
+            self._flush_soon()
         return True
 
     def queue(self, stream: HTTP2Stream, size: int) -> None:
@@ -512,23 +519,26 @@ class HTTP2Session:
         if stream.phase is not StreamPhase.ANSWERED and not stream.cycle.response_complete:
             stream.cycle.disconnect()
         stream.phase = StreamPhase.CLOSED
+        stream_id = stream.stream_id
         if stream.buffered:
             # Body the worker never took: the connection's window must not lose it.
-            self._h2.acknowledge(stream.stream_id, stream.buffered)
+            self._h2.acknowledge(stream_id, stream.buffered)
             stream.buffered = 0
-        if self._sending.pop(stream.stream_id, None) is not None:
+        if self._sending and self._sending.pop(stream_id, None) is not None:
             self._queued(-stream.pending)
-        stream.out.clear()
+        if stream.out:
+            stream.out.clear()
         stream.pending = 0
-        self._streams.pop(stream.stream_id, None)
+        streams = self._streams
+        streams.pop(stream_id, None)
         # Its cycle lives on while its worker may still report to it, and holds the stream:
         # without the stream's reference back, reference counting frees both at the end,
         # and every stream is not left to the garbage collector.
         del stream.cycle
-        if not self._streams:
+        if not streams:
             self._idle_since = self._loop.time()
             self._arm_idle_timer()
-        self._close_if_done()
+            self._close_if_done()  # (only a connection with no stream left closes)
 
     def _close_if_done(self) -> None:
         if self._state is SessionState.DRAINING and not self._streams:

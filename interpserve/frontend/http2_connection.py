@@ -21,6 +21,7 @@ tests/test_http2_differential.py.)
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Callable
 from enum import Enum, auto
@@ -56,6 +57,12 @@ MAX_BLOCK_FRAMES = 64
 _SETTINGS_ACK = fr.frame(fr.SETTINGS, fr.ACK, 0)
 _FLAG_SETTINGS = frozenset((fr.Setting.ENABLE_PUSH, fr.Setting.ENABLE_CONNECT_PROTOCOL))
 _PING_ACK_HEADER = fr.frame_header(fr.PING, fr.ACK, 0, 8)
+# A whole small response's two frame headers (HEADERS with its block, then DATA ending the
+# stream) packed at once: fr.frame_header's layout, twice.
+_TWO_HEADERS = struct.Struct(">HBBBLHBBBL")
+_HEADER_SIZE = fr.HEADER_SIZE
+# The HEADERS flags that ask more of it than a whole field block.
+_PLAIN = fr.END_HEADERS | fr.PADDED | fr.PRIORITY_FLAG
 
 
 class ConnectionState(Enum):
@@ -253,19 +260,24 @@ class HTTP2Connection:
         if len(block) >= limit:
             return False
         block = self._encoder.start(block)
-        out = self._out
         if size:
-            out.append(fr.frame_header(fr.HEADERS, fr.END_HEADERS, stream_id, len(block)))
-            out.append(block)
-            out.append(fr.frame_header(fr.DATA, fr.END_STREAM, stream_id, size))
-            out.append(body)
+            length = len(block)
+            heads = _TWO_HEADERS.pack(
+                length >> 8, length & 0xFF, fr.HEADERS, fr.END_HEADERS, stream_id,
+                size >> 8, size & 0xFF, fr.DATA, fr.END_STREAM, stream_id,
+            )  # fmt: skip
+            self._out += (heads[:_HEADER_SIZE], block, heads[_HEADER_SIZE:], body)
             stream.out_window -= size
             self.outbound_window -= size
         else:
             flags = fr.END_HEADERS | fr.END_STREAM
-            out.append(fr.frame_header(fr.HEADERS, flags, stream_id, len(block)))
-            out.append(block)
-        self._local_end(stream)
+            self._out += (fr.frame_header(fr.HEADERS, flags, stream_id, len(block)), block)
+        if stream.state is StreamState.OPEN:
+            stream.state = StreamState.HALF_CLOSED_LOCAL
+        else:  # (the usual: the request had ended; _local_end, inline)
+            stream.state = StreamState.CLOSED
+            del self._streams[stream_id]
+            self._remember(stream_id, ClosedBy.END_STREAM)
         return True
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
@@ -358,7 +370,11 @@ class HTTP2Connection:
                         ErrorCode.PROTOCOL_ERROR, "a frame inside a field block"
                     )
                 try:
-                    if kind < fr.KNOWN_TYPES:
+                    if kind == fr.HEADERS and stream_id and flags & _PLAIN == fr.END_HEADERS:
+                        # A whole field block, unpadded, without priority: most requests
+                        # (what _headers does with it, without its call).
+                        self._field_block(stream_id, flags, payload, events)
+                    elif kind < fr.KNOWN_TYPES:
                         handlers[kind](flags, stream_id, payload, events)
                     else:
                         events.append(UnknownFrameReceived(kind))  # §5.5: ignored
@@ -470,7 +486,13 @@ class HTTP2Connection:
         """A whole field block: a request, or its trailers."""
         stream = self._streams.get(stream_id)
         opens = stream is None and stream_id > self.highest_stream_id and stream_id & 1
-        headers = self._decode(block)  # always: HPACK's state must follow every block (§4.3)
+        # Always decoded: HPACK's state must follow every block (§4.3).
+        try:
+            headers = self._decoder.decode(block, raw=True)
+        except OversizedHeaderListError as exc:
+            raise HTTP2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, str(exc)) from exc
+        except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            raise HTTP2ConnectionError(ErrorCode.COMPRESSION_ERROR, str(exc)) from exc
         if opens and len(self._streams) >= self._max_streams:
             # A stream error (§5.1.2), not the connection's: a proxy's streams may cross the
             # SETTINGS that lowered the limit, and its others go on. REFUSED_STREAM tells it
@@ -692,14 +714,6 @@ class HTTP2Connection:
     def _discarded(self, size: int) -> None:
         """Flow-controlled bytes nobody will take: the connection's window gets them back."""
         self.acknowledge(0, size)
-
-    def _decode(self, block: bytes) -> Fields:
-        try:
-            return self._decoder.decode(block, raw=True)
-        except OversizedHeaderListError as exc:
-            raise HTTP2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, str(exc)) from exc
-        except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
-            raise HTTP2ConnectionError(ErrorCode.COMPRESSION_ERROR, str(exc)) from exc
 
 
 def _content_length(headers: Fields) -> int:

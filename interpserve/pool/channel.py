@@ -20,6 +20,11 @@ class ResponseSink(Protocol):
     """Where a worker's answer to one request goes (the front end's request cycle)."""
 
     def on_response_start(self, status: int, headers: ev.Headers) -> None: ...
+    def on_whole_response(self, status: int, headers: ev.Headers, body: bytes) -> None:
+        """A whole response whose app has returned (most are): on_response_start,
+        on_response_body and on_finished in one call."""
+        ...
+
     def flush_head(self) -> None: ...
     def on_response_body(self, data: bytes, more_body: bool) -> None: ...
     def on_credit(self, size: int) -> None: ...
@@ -143,6 +148,10 @@ class WorkerChannel:
             case ev.ResponseStart():
                 request_id = event.request_id
                 if sink := self._sinks.get(request_id):
+                    if event.finished and not event.more_body:
+                        sink.on_whole_response(event.status, event.headers, event.body)
+                        self._sinks.pop(request_id, None)
+                        return
                     sink.on_response_start(event.status, event.headers)
                     body, more_body = event.body, event.more_body
                     if body or not more_body:
