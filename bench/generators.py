@@ -15,15 +15,19 @@ Run it from the repository root (locust comes with the `compare` extra). Three p
    --slow-rates from both tools. Locust adds milliseconds of its own to each request on this
    machine (part 3 measures it), more than a tenth of /cpu's 5 ms, so this is where the two
    tools' percentiles can be compared.
-3. Each generator's own latency: the same rates, and `interpserve bench --rate 5000`, against
-   bench.bare_server (one fixed reply per read, nothing parsed: its own latency is a few tens
-   of microseconds), so what is measured is the generator's and the loopback's. Beside it, at
-   5000/s, bench/floor_client.c (the same schedule kept by a C program with nothing else to
-   do, built with cc): the floor of any generator on this machine. Then both again against a
-   bare server with the real-time policy (--realtime), which takes the server's own waits
-   for a core out of what is measured.
+3. Each generator's own latency: the same rates, and `interpserve bench --rate 5000` (without
+   and with --realtime), against bench.bare_server (one fixed reply per read, nothing parsed:
+   its own latency is a few tens of microseconds), so what is measured is the generator's and
+   the loopback's. Beside it, at 5000/s, bench/floor_client.c (the same schedule kept by a C
+   program with nothing else to do, built with cc): the floor of any generator on this
+   machine. Then both again against a bare server with the real-time policy (--realtime),
+   which takes the server's own waits for a core out of what is measured.
 4. The generator's top rate: GET / of interpserve x N, wrk closed loop against one and two
    `interpserve bench` generator processes, each's CPU.
+
+Each row has the generator's CPU per request: interpserve bench's generator processes over the
+measured window (from its --json), wrk's and locust's whole process (locust's start, about a
+second of imports, included).
 
 Writes bench/results/GENERATORS.md (the tables) and generators.json, each with the load
 average before and after.
@@ -35,6 +39,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -68,6 +73,16 @@ class Client(FastHttpUser):
 """
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _per_request_us(cpu_seconds: float, requests: float) -> float | None:
+    return cpu_seconds / requests * 1e6 if requests else None
+
+
 def interpserve_bench(url: str, *args: str) -> dict[str, Any]:
     """One `interpserve bench` run's result, from its --json."""
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
@@ -81,11 +96,13 @@ def interpserve_bench(url: str, *args: str) -> dict[str, Any]:
 def _ours(run: dict[str, Any], tool: str, rate: float | None) -> dict[str, Any]:
     latency = run["latency_ms"] or {}
     cpus = [g["cpu"] for g in run["generators"]]
+    # The generator processes' CPU over the measured window (the parent only collects).
+    cpu_us = _per_request_us(sum(cpus) * run["duration_s"], run["requests"])
     return {
         "tool": tool, "asked": rate, "sent": run["sent_rps"], "rps": run["rps"],
         "p50_ms": latency.get("p50"), "p99_ms": latency.get("p99"),
         "errors": run["requests"] - run["successes"], "generator_cpu": cpus, "late": run["late"],
-        "realtime": all(g["realtime"] for g in run["generators"]),
+        "realtime": all(g["realtime"] for g in run["generators"]), "cpu_us": cpu_us,
     }  # fmt: skip
 
 
@@ -108,6 +125,7 @@ def floor_client(program: Path, server: RunningServer, rate: float, seconds: int
         "tool": "C floor client", "asked": rate, "sent": None, "rps": result["rps"],
         "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"], "errors": 0,
         "generator_cpu": None, "late": result["late"], "realtime": result["realtime"],
+        "cpu_us": None,
     }  # fmt: skip
 
 
@@ -123,7 +141,9 @@ def locust(url: str, path: str, rate: float, seconds: int) -> dict[str, Any]:
             "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
         ]  # fmt: skip
         env = os.environ | {"BENCH_USER_RATE": str(rate / users), "BENCH_PATH": path}
+        before = _children_cpu()
         subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+        cpu = _children_cpu() - before
         with open(f"{prefix}_stats.csv", newline="") as f:
             total = next(row for row in csv.DictReader(f) if row["Name"] == "Aggregated")
     return {
@@ -131,15 +151,20 @@ def locust(url: str, path: str, rate: float, seconds: int) -> dict[str, Any]:
         "p50_ms": float(total["50%"]), "p99_ms": float(total["99%"]),
         "errors": int(total["Failure Count"]), "generator_cpu": None, "late": None,
         "realtime": None,
+        # The whole process, its start (about a second of imports) included.
+        "cpu_us": _per_request_us(cpu, int(total["Request Count"])),
     }  # fmt: skip
 
 
 def wrk(url: str, connections: int, seconds: int) -> dict[str, Any]:
+    before = _children_cpu()
     result = load_tools.wrk(url, connections, seconds, latency=True)
+    cpu = _children_cpu() - before
     return {
         "tool": f"wrk -c{connections}", "asked": None, "sent": None, "rps": result.rps,
         "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "errors": result.errors,
-        "generator_cpu": None, "late": None, "realtime": None,
+        "generator_cpu": [cpu / seconds], "late": None, "realtime": None,
+        "cpu_us": _per_request_us(cpu, result.requests),
     }  # fmt: skip
 
 
@@ -177,9 +202,17 @@ def compare_open_loop(
 def at_top_rate(
     server: RunningServer, floor: Path | None, top: float, seconds: int
 ) -> list[dict[str, Any]]:
-    """`interpserve bench --rate top`, then the C floor client at the same rate."""
+    """`interpserve bench --rate top`, without and with --realtime, then the C floor client at
+    the same rate."""
     args = ["--rate", str(top), "-d", str(seconds), "--warmup", "1"]
-    rows = [_ours(interpserve_bench(server.url("/"), *args), "interpserve bench", top)]
+    rows = [
+        _ours(
+            interpserve_bench(server.url("/"), *args, *flag),
+            " ".join(["interpserve bench", *flag]),
+            top,
+        )
+        for flag in ([], ["--realtime"])
+    ]
     if floor is not None:
         rows.append(floor_client(floor, server, top, seconds))
     return rows
@@ -216,12 +249,12 @@ def _cell(value: Any, digits: int = 1) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     headers = ["generator", "asked/s", "sent/s", "answered/s", "p50 ms", "p99 ms", "errors"]
-    headers += ["late", "generator CPU", "real-time"]
+    headers += ["late", "generator CPU", "CPU µs/request", "real-time"]
     lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     for r in rows:
         cells = [r["tool"], _cell(r["asked"]), _cell(r["sent"]), _cell(r["rps"]),
                  _cell(r["p50_ms"], 2), _cell(r["p99_ms"], 2), _cell(r["errors"]),
-                 _cell(r["late"]), _cell(r["generator_cpu"]),
+                 _cell(r["late"]), _cell(r["generator_cpu"]), _cell(r.get("cpu_us")),
                  _cell({True: "yes", False: "no"}.get(r.get("realtime")))]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 /* Compiled versions of the few pure functions every request goes through, on both sides of a
  * worker's pipes: the wire codec's request and response-start frames and its frame loop
  * (wire.py), the parser's fast path and its run over a chunked body's chunks
- * (frontend/http_grammar.py), the response head (frontend/response.py) and a worker's check of an
- * app's response headers (worker/asgi.py).
+ * (frontend/http_grammar.py), the response head (frontend/response.py), a worker's check of an
+ * app's response headers (worker/asgi.py), and the load generator's read of a whole response
+ * (bench/http1.py).
  * Each does exactly what the Python it replaces does, which stays the reference (and the
  * fallback where this module is not built): tests/test_speedups.py holds the two to the same
  * output and the same errors on generated input.
@@ -1847,6 +1848,75 @@ static PyObject *setup_http2(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* The load generator's fast path: bench/http1.py's whole_response */
+
+/* Whether "close" is in data[0:size], ignoring ASCII case. */
+static int has_close(const char *data, Py_ssize_t size) {
+    for (Py_ssize_t i = 0; i + 5 <= size; i++) {
+        if (lower_equals(data + i, 5, "close")) return 1;
+    }
+    return 0;
+}
+
+static PyObject *whole_response(PyObject *Py_UNUSED(module), PyObject *arg) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "expected bytes");
+        return NULL;
+    }
+    const char *data = PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    if (size < 12 || memcmp(data, "HTTP/1.1 ", 9) != 0) return PyLong_FromLong(0);
+    int status = 0;
+    for (int i = 9; i < 12; i++) {
+        if (data[i] < '0' || data[i] > '9') return PyLong_FromLong(0);
+        status = status * 10 + (data[i] - '0');
+    }
+    if (status < 200 || status == 204 || status == 304) return PyLong_FromLong(0);
+    const char *end = NULL;
+    for (const char *at = data; (at = find_crlf(at, data + size)) != NULL; at += 2) {
+        if (data + size - at >= 4 && at[2] == '\r' && at[3] == '\n') {
+            end = at;
+            break;
+        }
+    }
+    if (end == NULL) return PyLong_FromLong(0);
+    long long length = -1;
+    for (const char *line = data; line <= end;) {
+        /* A line runs to the next CR or LF, which must start a CRLF, or to the end of the head. */
+        const char *stop = line;
+        while (stop < end && *stop != '\r' && *stop != '\n') stop++;
+        if (stop < end && (stop[0] != '\r' || stop[1] != '\n')) return PyLong_FromLong(0);
+        if (line != data) { /* not the status line */
+            const char *colon = memchr(line, ':', (size_t)(stop - line));
+            if (colon == NULL || colon == line) return PyLong_FromLong(0);
+            if (line[0] == ' ' || line[0] == '\t' || colon[-1] == ' ' || colon[-1] == '\t')
+                return PyLong_FromLong(0);
+            Py_ssize_t name_size = colon - line;
+            const char *value = colon + 1, *value_end = stop;
+            if (lower_equals(line, name_size, "content-length")) {
+                while (value < value_end && (*value == ' ' || *value == '\t')) value++;
+                while (value_end > value && (value_end[-1] == ' ' || value_end[-1] == '\t'))
+                    value_end--;
+                if (length >= 0 || value == value_end || value_end - value > 18)
+                    return PyLong_FromLong(0);
+                length = 0;
+                for (const char *q = value; q < value_end; q++) {
+                    if (*q < '0' || *q > '9') return PyLong_FromLong(0);
+                    length = length * 10 + (*q - '0');
+                }
+            } else if (lower_equals(line, name_size, "transfer-encoding") ||
+                       (lower_equals(line, name_size, "connection") &&
+                        has_close(value, value_end - value))) {
+                return PyLong_FromLong(0);
+            }
+        }
+        line = stop + 2;
+    }
+    if (length != (long long)(size - (end - data) - 4)) return PyLong_FromLong(0);
+    return PyLong_FromLong(status);
+}
+
 static PyMethodDef methods[] = {
     {"setup_wire", setup_wire, METH_VARARGS,
      "setup_wire(Request, ResponseStart, WireError, struct_error, encoders, decoders, "
@@ -1879,6 +1949,7 @@ static PyMethodDef methods[] = {
      "wire._decode_whole_frames, compiled."},
     {"plan_response", (PyCFunction)(void (*)(void))plan_response, METH_FASTCALL | METH_KEYWORDS,
      "response.plan_response, compiled."},
+    {"whole_response", whole_response, METH_O, "bench.http1.whole_response, compiled."},
     {NULL, NULL, 0, NULL},
 };
 

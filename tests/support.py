@@ -56,6 +56,40 @@ HTTP_IMPLS = ["h11", "httptools"]
 WORKER_KINDS = ["interpreter", "process"]
 
 
+# The load generator's responses (interpserve.bench.http1): whole, plain ones, the near misses
+# the fast path must leave to the parser (a piece swapped for an odd one), and arbitrary bytes.
+_BENCH_PIECES = {
+    "version": [b"HTTP/1.1", b"HTTP/1.0", b"http/1.1", b"HTTP/1.1x"],
+    "status": [b"200", b"201", b"404", b"204", b"304", b"100", b"101", b"2x0", b"99"],
+    "reason": [b" OK", b"", b" A\rB", b" A\nB"],
+    "name": [b"X-Other", b"Content-Length", b"content-LENGTH", b" Content-Length",
+             b"Content-Length ", b"Transfer-Encoding", b"Connection", b"", b"A\rB"],
+    "separator": [b":", b": ", b":\t", b" :", b""],
+    "value": [b"keep-alive", b"close", b"Keep-Alive, CLOSE", b"chunked", b"-1", b"5\x0b",
+              b"9" * 19, b"a\nb", b"x:y", b""],
+}  # fmt: skip
+
+
+@st.composite
+def _bench_response(draw: st.DrawFn) -> bytes:
+    def piece(kind: str) -> bytes:
+        """Mostly the first, plain choice; now and then any other."""
+        choices = _BENCH_PIECES[kind]
+        return draw(st.sampled_from(choices)) if draw(st.integers(0, 5)) == 0 else choices[0]
+
+    body = draw(st.sampled_from([b"", b"hello", b"hello\r\n\r\n"]))
+    length = str(len(body) + draw(st.sampled_from([0, 0, 0, 1, -1]))).encode()
+    lines = [
+        piece("name") + piece("separator") + piece("value") for _ in range(draw(st.integers(0, 3)))
+    ]
+    lines.insert(draw(st.integers(0, len(lines))), b"Content-Length" + piece("separator") + length)
+    head = piece("version") + b" " + piece("status") + piece("reason")
+    return head + b"".join(b"\r\n" + line for line in lines) + b"\r\n\r\n" + body
+
+
+bench_responses = st.one_of(_bench_response(), st.binary(max_size=80))
+
+
 # Servers shared by a module's tests -----------------------------------------------------------
 
 

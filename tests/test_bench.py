@@ -13,9 +13,11 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from support import bench_responses
 
-from interpserve.bench import histogram
+from interpserve.bench import histogram, http1
 from interpserve.bench.cli import main as bench_main
 from interpserve.bench.cli import parse_worker_counts, parse_worker_kinds
 from interpserve.bench.deployment import Deployment
@@ -114,16 +116,15 @@ def test_open_loop_window() -> None:
 
 
 def test_histogram_values_are_clamped() -> None:
-    assert histogram.to_us(0.0) == histogram.LOWEST_US
-    assert histogram.to_us(0.0015) == 1500
-    assert histogram.to_us(1e9) == histogram.HIGHEST_US
+    h = histogram.recorded([0.0, 0.0015, 0.0015, 1e9])
+    assert h.get_total_count() == 4
+    assert h.get_min_value() == histogram.LOWEST_US
+    assert h.get_count_at_value(1500) == 2
+    assert h.get_max_value() == h.get_highest_equivalent_value(histogram.HIGHEST_US)
 
 
 def _histogram(values_ms: Sequence[float]) -> Any:
-    h = histogram.new()
-    for value in values_ms:
-        h.record_value(histogram.to_us(value / 1000))
-    return h
+    return histogram.recorded(value / 1000 for value in values_ms)
 
 
 def test_histograms_merge_through_encoding() -> None:
@@ -214,7 +215,7 @@ def test_generator_limits() -> None:
     assert text[1].endswith("Try --generators, or a second machine.")
     starved = format_generator([late])
     assert starved[1].endswith(
-        "the latencies include that delay. Given the right to a real-time policy (root, or "
+        "the latencies include that delay. With --realtime (and the right to it: root, or "
         "CAP_SYS_NICE), it waits less."
     )
     realtime = summarize(_result([[1.0] * 400], rate=200, due=400, late=40, realtime=True))
@@ -336,6 +337,28 @@ def test_capacity_search_agrees_with_a_sweep(start: float) -> None:
     assert not found.generator_limited
 
 
+def test_a_miss_is_measured_again_before_it_counts() -> None:
+    """The first run at 100/s misses (the machine paused the server): the search measures 100/s
+    again, which meets, and finds the capacity as if nothing happened. Every miss that counts
+    was measured twice."""
+    slo = parse_slo("p99<200ms")
+    _, steady = _server(118)
+    paused = [100.0]
+
+    def measure(rate: float) -> Summary:
+        if rate in paused:
+            paused.remove(rate)
+            return _run(900, rate, asked=rate)
+        return steady(rate)
+
+    found = find_capacity(measure, slo, 100.0)
+    first, second = found.steps[:2]
+    assert first.rate == second.rate == 100 and not first.met and second.met
+    assert found.rate is not None and abs(found.rate - 118) <= 0.05 * 118
+    missed = [step.rate for step in found.steps[2:] if not step.met]
+    assert missed and all(missed.count(rate) == 2 for rate in missed)
+
+
 def test_a_miss_within_the_generators_delay_makes_a_lower_bound() -> None:
     slo = parse_slo("p99<50ms")
     lagging = GeneratorSummary(0.1, late=50, waited=0, max_lag_ms=8.0, connections_opened=1,
@@ -355,8 +378,8 @@ def test_capacity_search_that_finds_nothing() -> None:
     def measure(rate: float) -> Summary:
         return _run(900, rate, asked=rate)
 
-    found = find_capacity(measure, parse_slo("p99<200ms"), 100.0, max_steps=6)
-    assert found.rate is None and found.best is None and len(found.steps) == 6
+    found = find_capacity(measure, parse_slo("p99<200ms"), 100.0, max_steps=7)
+    assert found.rate is None and found.best is None and len(found.steps) == 7
 
 
 def test_rate_steps() -> None:
@@ -636,6 +659,60 @@ def test_parser_connection_header() -> None:
     parser = ResponseParser()
     parser.feed(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")
     assert parser.keep_alive
+
+
+# The fast path, compiled and in Python (conftest.py's pure_impl): what it takes, the parser
+# would read the same; the rest it leaves to the parser.
+
+PLAIN = b"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\ncontent-length:\t5 \r\n\r\nhello"
+
+
+@pytest.mark.usefixtures("pure_impl")
+@pytest.mark.parametrize(
+    "data",
+    [
+        PLAIN,
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 404 \r\nX: a:b\r\nCONTENT-LENGTH: 005\r\n\r\nhello",
+    ],
+)
+def test_whole_response_takes_a_plain_response(data: bytes) -> None:
+    assert http1.whole_response(data) == ResponseParser().feed(data)[0]
+
+
+@pytest.mark.usefixtures("pure_impl")
+@pytest.mark.parametrize(
+    "data",
+    [
+        PLAIN[:-1],  # cut short
+        PLAIN + b"!",  # more than the response
+        PLAIN.replace(b"1.1", b"1.0"),
+        PLAIN.replace(b"201 Created", b"100 Continue"),
+        PLAIN.replace(b"201 Created", b"204 No Content"),
+        PLAIN.replace(b"Content-Type: text/plain", b"Connection: close"),
+        PLAIN.replace(b"Content-Type: text/plain", b"Transfer-Encoding: chunked"),
+        PLAIN.replace(b"Content-Type: text/plain", b"Content-Length: 5"),  # twice
+        PLAIN.replace(b"Content-Type:", b"Content-Type :"),
+        PLAIN.replace(b"\r\nContent-Type", b"\r\n Content-Type"),  # a folded line
+        PLAIN.replace(b"text/plain", b"text\nplain"),
+        PLAIN.replace(b"Content-Type: text/plain", b"no colon"),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000000\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\nbody until close",
+    ],
+)
+def test_whole_response_leaves_the_rest_to_the_parser(data: bytes) -> None:
+    assert http1.whole_response(data) == 0
+
+
+@pytest.mark.usefixtures("pure_impl")
+@settings(max_examples=500)
+@given(data=bench_responses)
+def test_property_whole_response_agrees_with_the_parser(data: bytes) -> None:
+    status = http1.whole_response(data)
+    if status:
+        parser = ResponseParser()
+        assert parser.feed(data) == [status]
+        assert parser.idle and parser.keep_alive
 
 
 def test_parser_cut_short() -> None:

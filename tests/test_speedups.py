@@ -18,10 +18,19 @@ from hpack import Decoder
 from hpack.table import HeaderTable
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import ROOT, SAMPLE_EVENTS, byte_fields, events_strategy, header_fields, request_ids
+from support import (
+    ROOT,
+    SAMPLE_EVENTS,
+    bench_responses,
+    byte_fields,
+    events_strategy,
+    header_fields,
+    request_ids,
+)
 
 from interpserve import events as ev
 from interpserve import wire
+from interpserve.bench import http1
 from interpserve.compiled import speedups
 from interpserve.frontend import http2_hpack, http2_rules, http_grammar, response
 from interpserve.frontend.http_events import RequestHead
@@ -691,3 +700,12 @@ def test_the_fields_built_by_position(cls: type) -> None:
     """_speedups.c builds these by position, as their Python makers do: a field added, moved
     or removed must be changed there too (and then here)."""
     assert list(cls.__match_args__) == POSITIONAL_FIELDS[cls]
+
+
+# The load generator's fast path
+
+
+@settings(max_examples=1000)
+@given(data=bench_responses)
+def test_property_whole_response_the_same(data: bytes) -> None:
+    assert speedups.whole_response(data) == http1.python_whole_response(data)

@@ -38,6 +38,7 @@ def load_json(load: Load) -> dict[str, Any]:
         "requests": load.requests,
         "warmup_s": load.warmup,
         "timeout_s": load.timeout,
+        "realtime": load.realtime,
     }
 
 

@@ -11,9 +11,10 @@ for the first connection to come free; its latency runs from when it was *due*, 
 waiting for a slow server is counted (no coordinated omission). The schedule is kept with a
 timerfd where the platform has one (microsecond wake-ups; the event loop's own timers have
 millisecond steps), and a request dispatched later than LATE_AFTER past its due time is counted
-as late: the generator, not the server, fell behind. Where it is allowed, an open-loop process
-also takes a real-time scheduling policy, so that a due request waits for no ordinary process
-(docs/bench.md has what that changed), and gives it back if it ever needs most of a core.
+as late: the generator, not the server, fell behind. Asked to (--realtime), and where it is
+allowed, an open-loop process also takes a real-time scheduling policy, so that a due request
+waits for no ordinary process (docs/bench.md has what that changes, and why it is not the
+default), and gives it back if it ever needs most of a core.
 
 A failed request is counted by kind and its connection replaced, so a server that goes away
 mid-run shows up as errors, not as a crash.
@@ -37,7 +38,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, cast
 
 from interpserve.bench import histogram
-from interpserve.bench.http1 import ResponseParser
+from interpserve.bench.http1 import ResponseParser, whole_response
 from interpserve.bench.load import Load, share
 from interpserve.bench.schedule import due_times
 from interpserve.errors import BadResponse
@@ -142,7 +143,7 @@ def generate(spec: Share, report: Connection) -> None:
     clock in every process), run, send Ticks, then Finished (or one line saying why not)."""
     # Ctrl-C reaches the whole process group; the parent decides when this process ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    realtime = _raise_priority(spec.load.open_loop)
+    realtime = _raise_priority(spec.load.open_loop and spec.load.realtime)
     from interpserve.serving import loop_factory
 
     try:
@@ -163,16 +164,17 @@ def generate(spec: Share, report: Connection) -> None:
         report.close()
 
 
-def _raise_priority(open_loop: bool) -> bool:
+def _raise_priority(realtime: bool) -> bool:
     """Ahead of the server for a core, where that is allowed: on a machine whose cores the
     server (or anything else) keeps busy, a request due would otherwise wait for the scheduler,
     as a client on another machine never does. The generator's own CPU use is small, so the
     server loses little. nice is not enough for an open loop: the scheduler still lets a
     waking process wait milliseconds for a busy core, and where sessions are grouped
-    (autogroup) nice ranks only the processes of one session. Whether it runs real-time."""
+    (autogroup) nice ranks only the processes of one session; `realtime` (an open loop asked
+    to) takes the real-time policy too. Whether it runs real-time."""
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, GENERATOR_NICE)
-    if not open_loop or not hasattr(os, "sched_setscheduler"):
+    if not realtime or not hasattr(os, "sched_setscheduler"):
         return False
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
@@ -191,7 +193,8 @@ class _Run:
         self.report = report
         self.start = start
         self.measure_from = start + self.load.warmup
-        self.histograms = [histogram.new() for _ in spec.requests]
+        # Per path, the latencies (seconds) of successful requests since the last tick.
+        self.latencies: list[list[float]] = [[] for _ in spec.requests]
         self.errors: Counter[str] = Counter()
         self.path_errors = [0] * len(spec.requests)
         self.connections: set[_Connection] = set()
@@ -291,22 +294,23 @@ class _Run:
     def connect_failed(self, kind: str) -> None:
         raise NotImplementedError
 
-    def completed(self, connection: _Connection, status: int, now: float) -> None:
-        """A response is complete: record it, then give the connection its next request."""
-        measured, path = connection.measured, connection.path
+    def completed(self, connection: _Connection, status: int, now: float, keep_alive: bool) -> None:
+        """A response is complete: record it, then give the connection its next request (unless
+        the response closes it). Once per request: kept to the fewest calls."""
         latency = now - connection.started
         connection.started = 0.0
-        if measured:
+        if connection.measured:
             if status >= 400:
-                self.count_error(f"HTTP {status}", path)
+                self.count_error(f"HTTP {status}", connection.path)
             else:
-                self.histograms[path].record_value(histogram.to_us(latency))
-        if connection.keep_alive and not self.stopping:
+                self.latencies[connection.path].append(latency)
+        if keep_alive and not self.stopping:
             self.next_request(connection)
         else:
             connection.close()
-
-        self.done_one()
+        self.outstanding -= 1
+        if not self.outstanding and self.draining:
+            self.settled.set()
 
     def next_request(self, connection: _Connection) -> None:
         raise NotImplementedError
@@ -371,12 +375,10 @@ class _Run:
 
     def send_tick(self) -> None:
         encoded = tuple(
-            histogram.encode(h) if h.get_total_count() else None for h in self.histograms
+            histogram.encode(histogram.recorded(values)) if values else None
+            for values in self.latencies
         )
-        # New histograms: cheaper than resetting the old ones, which walks every count.
-        self.histograms = [
-            h if h.get_total_count() == 0 else histogram.new() for h in self.histograms
-        ]
+        self.latencies = [[] for _ in self.latencies]
         self.report.send(
             Tick(
                 self.spec.index,
@@ -605,15 +607,14 @@ class _Connection(asyncio.Protocol):
     def __init__(self, run: _Run, no_body: bool) -> None:
         self.run = run
         self.parser = ResponseParser(no_body=no_body)
+        # Whether a read may be taken by whole_response (not for HEAD: its responses have a
+        # Content-Length and no body).
+        self.fast = not no_body
         self.transport: asyncio.Transport | None = None
         # When the latency of the request in flight started (sent, or due); 0.0: none is.
         self.started = 0.0
         self.path = 0
         self.measured = False
-
-    @property
-    def keep_alive(self) -> bool:
-        return self.parser.keep_alive
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, though they behave as one.
@@ -630,13 +631,18 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self.started:
             return  # the rest of a response already given up on (timed out)
+        if self.fast and self.parser.idle:
+            status = whole_response(data)
+            if status:
+                self.run.completed(self, status, time.monotonic(), True)
+                return
         try:
             statuses = self.parser.feed(data)
         except BadResponse:
             self.fail("invalid response")
             return
         if statuses:
-            self.run.completed(self, statuses[-1], time.monotonic())
+            self.run.completed(self, statuses[-1], time.monotonic(), self.parser.keep_alive)
 
     def fail(self, kind: str) -> None:
         """Count the request in flight as failed and give up on this connection."""
@@ -658,7 +664,7 @@ class _Connection(asyncio.Protocol):
         if self.started:
             status = self.parser.feed_eof()
             if status is not None:
-                self.run.completed(self, status, time.monotonic())
+                self.run.completed(self, status, time.monotonic(), False)
             else:
                 self.run.failed(self, "connection closed" if exc is None else "connection reset")
         self.run.lost(self)

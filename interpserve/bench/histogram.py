@@ -1,11 +1,17 @@
 """Latency histograms: HDR histograms (the `hdrhistogram` package) of microseconds, three
 significant digits, from 1 µs to an hour. Each generator process records into its own and
 sends them encoded; the parent decodes and adds them, so the percentiles of a run are those of
-every request of every process, not an average of the processes' percentiles."""
+every request of every process, not an average of the processes' percentiles.
+
+A generator process keeps its latencies in a list and makes the histogram of each batch at once
+(`recorded`): the package's record_value is Python, and once per distinct value costs a fast
+endpoint's run far less than once per request."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,10 +36,13 @@ def new() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
 
 
-def to_us(seconds: float) -> int:
-    """The value to record: whole microseconds, clamped into the histogram's range (a value
-    outside it would be dropped silently)."""
-    return min(max(int(seconds * 1e6), LOWEST_US), HIGHEST_US)
+def recorded(latencies: Iterable[float]) -> HdrHistogram:
+    """A histogram of `latencies`, in seconds: whole microseconds, clamped into the histogram's
+    range (a value outside it would be dropped silently)."""
+    histogram = new()
+    for value, count in Counter([int(seconds * 1e6) for seconds in latencies]).items():
+        histogram.record_value(min(max(value, LOWEST_US), HIGHEST_US), count)
+    return histogram
 
 
 def encode(histogram: HdrHistogram) -> bytes:

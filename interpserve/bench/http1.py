@@ -2,7 +2,9 @@
 run), and an incremental response parser that only finds where each response ends.
 
 The parser skips bodies without copying them out and ignores every header but the framing
-ones: the generator must stay far cheaper per request than the server it measures.
+ones: the generator must stay far cheaper per request than the server it measures. Before it,
+`whole_response` takes the common case in one scan: a read that holds exactly one complete
+keep-alive response with a Content-Length (compiled in _speedups.c, this version the reference).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from interpserve.compiled import speedups
 from interpserve.errors import BadResponse
 
 MAX_HEAD = 64 * 1024
@@ -78,6 +81,55 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not name.strip() or name != name.strip():
         raise ValueError(f"{text!r}: a header is written 'Name: value'")
     return name, value.strip()
+
+
+# A response head the fast path reads: an HTTP/1.1 status line, then lines that are each a
+# name (no whitespace at either end), a colon and a value, no CR or LF but in the CRLFs.
+_PLAIN_HEAD = re.compile(
+    rb"HTTP/1\.1 ([0-9]{3})[^\r\n]*(?:\r\n[^ \t\r\n:][^\r\n:]*(?<![ \t]):[^\r\n]*)*\r\n\r\n"
+)
+_PLAIN_FRAMING = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection):([^\r\n]*)", re.IGNORECASE
+)
+# Longer Content-Length values are left to the parser (the fast path's C twin keeps them in 64
+# bits).
+_MAX_LENGTH_DIGITS = 18
+
+
+def whole_response(data: bytes) -> int:
+    """The status of the response `data` is, if it is exactly one whole final response on an
+    HTTP/1.1 connection that stays open, framed by one Content-Length in plain form; else 0.
+
+    0 says nothing about the bytes: ResponseParser then reads them, and anything unusual (an
+    interim response, chunks, a close, a header line the fast path does not read as plain) is
+    left to it. Where this returns a status, ResponseParser().feed(data) returns [status] and
+    stays idle and keep-alive. Its C twin, whole_response in _speedups.c, gives the same."""
+    head = _PLAIN_HEAD.match(data)
+    if head is None:
+        return 0
+    status = int(head[1])
+    if status < 200 or status in (204, 304):
+        return 0
+    lengths = []
+    for name, value in _PLAIN_FRAMING.findall(data, 0, head.end() - 2):
+        name = name.lower()
+        if name == b"content-length":
+            lengths.append(value.strip(b" \t"))
+        elif name == b"transfer-encoding" or b"close" in value.lower():
+            return 0
+    if len(lengths) != 1:
+        return 0
+    (digits,) = lengths
+    if not digits.isdigit() or len(digits) > _MAX_LENGTH_DIGITS:
+        return 0
+    return status if int(digits) == len(data) - head.end() else 0
+
+
+# The Python version, the reference: its C twin, whole_response in _speedups.c, must match it
+# (tests/test_bench.py runs the fast path's tests on both).
+python_whole_response = whole_response
+if speedups is not None:
+    whole_response = speedups.whole_response
 
 
 class ResponseParser:

@@ -83,6 +83,9 @@ class Load:
     requests: int | None = None
     warmup: float = 0.0
     timeout: float = 30.0
+    # Open loop: generator processes take the real-time scheduling policy where allowed
+    # (generator.py; docs/bench.md has what it buys and why it is not the default).
+    realtime: bool = False
 
     @property
     def open_loop(self) -> bool:

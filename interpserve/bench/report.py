@@ -110,7 +110,7 @@ def format_generator(summaries: Sequence[Summary]) -> list[str]:
         )
         if not all(g.realtime for g in worst.generators):
             advice += (
-                " Given the right to a real-time policy (root, or CAP_SYS_NICE), it waits less."
+                " With --realtime (and the right to it: root, or CAP_SYS_NICE), it waits less."
             )
     return [
         line,

@@ -14,6 +14,11 @@ from interpserve.bench.stats import BUSY_GENERATOR, Summary
 # that did not.
 PRECISION = 0.03
 MAX_STEPS = 12
+# A rate that misses the SLO is measured again, this many times, before the miss counts: a
+# pause of a busy machine (another process, the scheduler) can make one run miss, but no pause
+# makes a run meet, so a miss that a second run does not repeat was the machine's, not the
+# server's.
+REMEASURE = 1
 # The knee of a rate sweep: the last rate before p99 first passes this multiple of its value
 # at the lowest rate swept, or the answered rate falls below this share of the asked one.
 KNEE_LATENCY = 2.0
@@ -70,6 +75,23 @@ def missed_for_the_generator(step: Step, slo: Slo) -> bool:
     )
 
 
+def measured(
+    measure: Measure,
+    slo: Slo,
+    rate: float,
+    on_step: Callable[[Step], None],
+    again: int = REMEASURE,
+) -> list[Step]:
+    """The runs at `rate`: one, then another while the last missed, up to `again` more; the
+    last is the one that counts. Each is passed to `on_step` as it completes."""
+    steps: list[Step] = []
+    while not steps or (not steps[-1].met and len(steps) <= again):
+        summary = measure(rate)
+        steps.append(Step(rate, summary, violations(slo, summary)))
+        on_step(steps[-1])
+    return steps
+
+
 def find_capacity(
     measure: Measure,
     slo: Slo,
@@ -80,17 +102,16 @@ def find_capacity(
 ) -> Capacity:
     """Measure at `start` (an estimate, such as a closed-loop run's throughput); double while
     the SLO is met, then bisect between the highest rate that met it and the lowest that did
-    not."""
+    not. A miss is measured again before it counts (`measured`); every run is a step, and
+    counts towards `max_steps`."""
     if start <= 0:
         raise ValueError("the search needs a positive starting rate")
     steps: list[Step] = []
 
     def attempt(rate: float) -> bool:
-        summary = measure(rate)
-        step = Step(rate, summary, violations(slo, summary))
-        steps.append(step)
-        on_step(step)
-        return step.met
+        again = min(REMEASURE, max_steps - len(steps) - 1)
+        steps.extend(measured(measure, slo, rate, on_step, again))
+        return steps[-1].met
 
     low, high = 0.0, None
     rate = start
