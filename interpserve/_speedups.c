@@ -32,6 +32,19 @@ enum { MORE_BODY = 1, EXPECT_CONTINUE = 2, HAS_CLIENT = 4, HAS_SERVER = 8, WEBSO
 #define REQUEST_FIXED_SIZE 5 /* u8 flags, u16 client port, u16 server port */
 #define MAX_FIELDS 0xFFFF
 
+/* An app answers most requests with the same few response starts: response_block keeps its
+ * last BLOCK_CACHE answers, each under what it was computed from (a status, whether the method
+ * was HEAD, and `key`: the date, the default headers object, then every field's name and
+ * value, all bytes), and gives the same answer again without encoding anything. */
+#define BLOCK_CACHE 8
+
+typedef struct {
+    long long status;
+    int head;
+    PyObject *key;    /* tuple: (date, defaults, name, value, name, value, ...); NULL: unused */
+    PyObject *result; /* (block, framing, content length) */
+} BlockEntry;
+
 typedef struct {
     /* setup_wire */
     PyObject *Request, *ResponseStart, *WireError, *struct_error;
@@ -51,6 +64,9 @@ typedef struct {
     /* setup_http2 */
     PyObject *h2_RequestHead, *h2_forwarding, *h2_none, *h2_length, *h2_stream, *s_2,
         *s_host_field, *s_cookie_field;
+    /* response_block's last answers (see BLOCK_CACHE) */
+    BlockEntry blocks[BLOCK_CACHE];
+    int next_block;
     /* attribute names, interned */
     PyObject *s_request_id, *s_method, *s_scheme, *s_http_version, *s_raw_path, *s_query_string,
         *s_headers, *s_client, *s_server, *s_more_body, *s_expect_continue, *s_websocket,
@@ -1477,6 +1493,63 @@ static int http2_ready(State *st) {
     return hpack_ready(st);
 }
 
+static int same_bytes(PyObject *a, PyObject *b) {
+    return a == b || (PyBytes_GET_SIZE(a) == PyBytes_GET_SIZE(b) &&
+                      memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), PyBytes_GET_SIZE(a)) == 0);
+}
+
+/* Whether `entry` was computed from these arguments (`seq`: the headers, a fast sequence). */
+static int block_matches(BlockEntry *entry, long long code, int head, PyObject *seq,
+                         PyObject *date, PyObject *defaults) {
+    PyObject *key = entry->key;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    if (key == NULL || entry->status != code || entry->head != head ||
+        PyTuple_GET_SIZE(key) != 2 + 2 * count || PyTuple_GET_ITEM(key, 1) != defaults ||
+        !same_bytes(PyTuple_GET_ITEM(key, 0), date))
+        return 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) return 0;
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value) ||
+            !same_bytes(PyTuple_GET_ITEM(key, 2 + 2 * i), name) ||
+            !same_bytes(PyTuple_GET_ITEM(key, 3 + 2 * i), value))
+            return 0;
+    }
+    return 1;
+}
+
+/* Keeps `result` for these arguments, in place of the oldest answer kept; nothing if a field
+ * is not a tuple of two bytes (such answers are not looked up either). */
+static int keep_block(State *st, long long code, int head, PyObject *seq, PyObject *date,
+                      PyObject *defaults, PyObject *result) {
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(pair, 1)))
+            return 0;
+    }
+    if (!PyBytes_CheckExact(date)) return 0;
+    PyObject *key = PyTuple_New(2 + 2 * count);
+    if (key == NULL) return -1;
+    PyTuple_SET_ITEM(key, 0, Py_NewRef(date));
+    PyTuple_SET_ITEM(key, 1, Py_NewRef(defaults));
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        PyTuple_SET_ITEM(key, 2 + 2 * i, Py_NewRef(PyTuple_GET_ITEM(pair, 0)));
+        PyTuple_SET_ITEM(key, 3 + 2 * i, Py_NewRef(PyTuple_GET_ITEM(pair, 1)));
+    }
+    BlockEntry *entry = &st->blocks[st->next_block];
+    st->next_block = (st->next_block + 1) % BLOCK_CACHE;
+    Py_XSETREF(entry->key, key);
+    Py_XSETREF(entry->result, Py_NewRef(result));
+    entry->status = code;
+    entry->head = head;
+    return 0;
+}
+
 static PyObject *response_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     State *st = get_state(module);
     if (!http2_ready(st)) return NULL;
@@ -1499,9 +1572,19 @@ static PyObject *response_block(PyObject *module, PyObject *const *args, Py_ssiz
     if (overflow) code = overflow < 0 ? LLONG_MIN : LLONG_MAX;
     int no_body_allowed = code < 200 || code == 204;
 
+    int head = PyUnicode_Check(method) && PyUnicode_CompareWithASCIIString(method, "HEAD") == 0;
+
     PyObject *result = NULL, *content_length = NULL, *text = NULL;
     PyObject *seq = PySequence_Fast(headers, "headers must be an iterable of pairs");
     if (seq == NULL) return NULL;
+    if (!overflow) {
+        for (int i = 0; i < BLOCK_CACHE; i++) {
+            if (block_matches(&st->blocks[i], code, head, seq, date, args[4])) {
+                Py_DECREF(seq);
+                return Py_NewRef(st->blocks[i].result);
+            }
+        }
+    }
     Buffer b;
     buffer_init(&b);
     char digits[24];
@@ -1537,7 +1620,6 @@ static PyObject *response_block(PyObject *module, PyObject *const *args, Py_ssiz
         Span name = {"date", 4}, value = {PyBytes_AS_STRING(date), PyBytes_GET_SIZE(date)};
         if (put_field(st, &b, name, value)) goto done;
     }
-    int head = PyUnicode_Check(method) && PyUnicode_CompareWithASCIIString(method, "HEAD") == 0;
     PyObject *framing = head || no_body_allowed || code == 304 ? st->h2_none
                         : content_length != NULL           ? st->h2_length
                                                            : st->h2_stream;
@@ -1545,6 +1627,9 @@ static PyObject *response_block(PyObject *module, PyObject *const *args, Py_ssiz
     PyObject *block = buffer_bytes(&b);
     if (block != NULL) result = PyTuple_Pack(3, block, framing, content_length);
     Py_XDECREF(block);
+    if (result != NULL && !overflow && keep_block(st, code, head, seq, date, args[4], result)) {
+        Py_CLEAR(result);
+    }
 done:
     buffer_free(&b);
     Py_DECREF(seq);
@@ -1986,6 +2071,10 @@ static int traverse(PyObject *module, visitproc visit, void *arg) {
 #define VISIT(name) Py_VISIT(st->name);
     ALL_OBJECTS(VISIT)
 #undef VISIT
+    for (int i = 0; i < BLOCK_CACHE; i++) {
+        Py_VISIT(st->blocks[i].key);
+        Py_VISIT(st->blocks[i].result);
+    }
     return 0;
 }
 
@@ -1994,6 +2083,10 @@ static int clear(PyObject *module) {
 #define CLEAR(name) Py_CLEAR(st->name);
     ALL_OBJECTS(CLEAR)
 #undef CLEAR
+    for (int i = 0; i < BLOCK_CACHE; i++) {
+        Py_CLEAR(st->blocks[i].key);
+        Py_CLEAR(st->blocks[i].result);
+    }
     return 0;
 }
 

@@ -553,6 +553,31 @@ def test_property_the_same_response_blocks(
     )
 
 
+def test_response_blocks_asked_again_are_the_reference_s() -> None:
+    """The compiled response_block keeps its last answers and gives them again for equal
+    arguments: asked again with equal objects (not the same ones), after more answers than it
+    keeps, and with one argument changed at a time (the method, the date, the status, a value,
+    the defaults, fields as lists), it answers as the reference does."""
+    date = b"Sun, 06 Nov 1994 08:49:37 GMT"
+
+    def case(size: int = 3, **changes: object) -> tuple[object, ...]:
+        headers = ((b"content-type", b"text/plain"), (b"content-length", b"%d" % size))
+        args = {"status": 200, "headers": headers, "method": "GET", "date": bytes(date)}
+        args["defaults"] = response.DEFAULT_HEADERS
+        args.update(changes)
+        return tuple(args.values())
+
+    cases = [case(size) for size in range(12)]
+    cases += [case(method="HEAD"), case(date=b""), case(date=date[:-3] + b"UTC"), case(status=204)]
+    cases += [case(defaults=response.DefaultHeaders(b"", b"")), case(status=True)]
+    cases += [case(headers=[[b"content-length", b"3"]]), case(headers=((b"a", bytearray(b"b")),))]
+    for _ in range(3):
+        for args in [*cases, case()]:
+            assert outcome(speedups.response_block, *args) == outcome(
+                http2_rules.python_response_block, *args
+            )
+
+
 _PSEUDO = {
     b":method": [b"GET", b"POST", b"OPTIONS", b"CONNECT", b"", b"G\xffT", b"get"],
     b":scheme": [b"https", b"http", b""],

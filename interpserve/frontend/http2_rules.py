@@ -171,7 +171,8 @@ def response_block(
 ) -> tuple[bytes, H2Framing, int]:
     """`response_fields`, with the fields as their HPACK header block (http2_hpack's
     `encode_fields`; this reference uses its Python version). Pure: the compiled version
-    (_speedups.c) returns the same."""
+    (_speedups.c) returns the same, and keeps its last few answers to give again for equal
+    arguments (an app starts most of its responses alike)."""
     fields, framing, content_length = response_fields(status, headers, method, date, defaults)
     return python_encode_fields(fields), framing, content_length
 
