@@ -52,7 +52,7 @@ RECONNECT_DELAY = 0.05
 TICK_INTERVAL = 0.25
 # A request dispatched this long after it was due counts as late (the generator's fault).
 LATE_AFTER = 0.002
-# The generator processes' scheduling priority (nice), where the user may raise it.
+# An open loop's generator processes' scheduling priority (nice), where the user may raise it.
 GENERATOR_NICE = -10
 # Open loop: the real-time priority (SCHED_FIFO) taken where allowed, the lowest: above every
 # ordinary process, below the kernel's own real-time threads.
@@ -143,7 +143,7 @@ def generate(spec: Share, report: Connection) -> None:
     clock in every process), run, send Ticks, then Finished (or one line saying why not)."""
     # Ctrl-C reaches the whole process group; the parent decides when this process ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    realtime = _raise_priority(spec.load.open_loop and spec.load.realtime)
+    realtime = _raise_priority(spec.load) if spec.load.open_loop else False
     from interpserve.serving import loop_factory
 
     try:
@@ -164,16 +164,19 @@ def generate(spec: Share, report: Connection) -> None:
         report.close()
 
 
-def _raise_priority(realtime: bool) -> bool:
-    """Ahead of the server for a core, where that is allowed: on a machine whose cores the
-    server (or anything else) keeps busy, a request due would otherwise wait for the scheduler,
-    as a client on another machine never does. The generator's own CPU use is small, so the
-    server loses little. nice is not enough for an open loop: the scheduler still lets a
+def _raise_priority(load: Load) -> bool:
+    """An open loop's process ahead of the server for a core, where that is allowed: on a
+    machine whose cores the server (or anything else) keeps busy, a request due would otherwise
+    wait for the scheduler, as a client on another machine never does. The generator's own CPU
+    use is small, so the server loses little. nice is not enough: the scheduler still lets a
     waking process wait milliseconds for a busy core, and where sessions are grouped
-    (autogroup) nice ranks only the processes of one session; `realtime` (an open loop asked
-    to) takes the real-time policy too. Whether it runs real-time."""
+    (autogroup) nice ranks only the processes of one session; `load.realtime` takes the
+    real-time policy too. A closed loop keeps no schedule, and ahead of the server it would
+    wake for every response instead of taking several at each wake-up (wrk runs at the
+    ordinary priority too). Whether it runs real-time."""
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, GENERATOR_NICE)
+    realtime = load.realtime
     if not realtime or not hasattr(os, "sched_setscheduler"):
         return False
     try:
