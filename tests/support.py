@@ -498,6 +498,14 @@ def read_by_server(sock: socket.socket) -> bool:
     return delivered(sock) and server_side is not None and server_side[1] == 0
 
 
+def skip_under_coverage() -> None:
+    """For a test of what a fresh process imports: under ./dev coverage every process the tests
+    start runs coverage too (its subprocess patch), which imports json, inspect and more of its
+    own."""
+    if "COVERAGE_PROCESS_CONFIG" in os.environ:
+        pytest.skip("coverage runs in every process started here, with imports of its own")
+
+
 # Processes (Linux /proc) -------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import skip_under_coverage
 
 from interpserve.logoutput import MAX_BATCH, MAX_PENDING, LineWriter, Output, OutputHandler
 from interpserve.logs import ACCESS_LOGGER, JSONFormatter, TextFormatter
@@ -192,6 +193,7 @@ def test_an_output_writes_a_loop_pass_at_once(pipe: tuple[Output, int]) -> None:
 def test_logs_imports_neither_json_nor_yaml_nor_asyncio() -> None:
     """For a parent process that must stay small (issue #19): the level and either format
     cost only logging."""
+    skip_under_coverage()
     heavy = ("json", "yaml", "asyncio", "logging.config")
     code = (
         "import sys; import interpserve.logs as logs; logs.configure_logging('info', 'text'); "

@@ -24,7 +24,7 @@ import threading
 from types import ModuleType
 
 import pytest
-from support import ROOT, TIMEOUT, WORKER_KINDS, StartServer, get_path
+from support import ROOT, TIMEOUT, WORKER_KINDS, StartServer, get_path, skip_under_coverage
 
 from interpserve.worker.deferred import DEFERRED, _deferred_module, pending
 
@@ -84,6 +84,7 @@ def _baseline() -> set[str]:
 def test_a_worker_imports_only_its_own_modules_beyond_asyncio(
     start_server: StartServer, kind: str
 ) -> None:
+    skip_under_coverage()
     server = start_server("tests.apps.modules_app:app", "--workers", "1", "--worker-kind", kind)
     response = get_path(server, "/")
     assert response.status_code == 200
@@ -127,6 +128,7 @@ print("ok")
 
 
 def test_deferred_modules_load_whole_on_first_use() -> None:
+    skip_under_coverage()
     assert _run(_DEFERRED_USED).split() == ["ok"]
 
 
