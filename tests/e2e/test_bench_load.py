@@ -182,21 +182,23 @@ def test_open_loop_meets_the_asked_rate(hello: ServerProcess, arrival: Arrival) 
     """Well below capacity (a few % of a core), two generator processes, a 9:1 mix of paths."""
     paths = (WeightedPath("/", 9), WeightedPath("/cpu?ms=2", 1))
     load = Load(
-        rate=200, arrival=arrival, duration=3, warmup=0.5, generators=2, paths=paths, realtime=True
+        rate=200, arrival=arrival, duration=6, warmup=0.5, generators=2, paths=paths, realtime=True
     )
     summary = _run(hello.url, load)
     assert summary.asked_rps == 200 and summary.sent_rps is not None
     # Poisson arrivals are random: the rate to meet is that of the (seeded) schedule itself.
-    due = sum(sum(1 for t in due_times(arrival, 200, 3.5, i, 2) if t >= 0.5) for i in range(2))
+    due = sum(sum(1 for t in due_times(arrival, 200, 6.5, i, 2) if t >= 0.5) for i in range(2))
     assert summary.due == due
-    expected = due / 3
+    # The answered rate's time includes waiting for the last answers: over 3 s, a tail of 80 ms
+    # (seen on a quiet machine) was past the tolerance by itself.
+    expected = due / 6
     assert abs(summary.sent_rps - expected) <= RATE_TOLERANCE * expected, _describe(summary)
     assert abs(summary.rps - expected) <= RATE_TOLERANCE * expected, _describe(summary)
     assert summary.requests == summary.successes == due, _describe(summary)
     fast, slow = summary.paths
     assert (fast.path, slow.path) == ("/", "/cpu?ms=2")
     if arrival is Arrival.CONSTANT:
-        assert (fast.successes, slow.successes) == (540, 60)
+        assert (fast.successes, slow.successes) == (1080, 120)
     assert fast.latency_ms is not None and slow.latency_ms is not None
     assert slow.latency_ms.p50 > fast.latency_ms.p50
     assert len(summary.generators) == 2 and len(summary.series) >= 3
