@@ -428,6 +428,23 @@ def test_an_idle_keep_alive_connection_is_closed_quietly(front: Callable[..., An
     run_virtual(main)
 
 
+def test_a_connection_kept_busy_by_probes_outlives_the_keep_alive_timeout(
+    front: Callable[..., Any],
+) -> None:
+    """Answers the front end gives itself (health probes) restart the idle wait too."""
+
+    async def main() -> None:
+        async with front(timeout_keep_alive=5, health_path="/healthz") as f:
+            client = f.connect()
+            for _ in range(12):  # 12 s of probes a second apart, on one connection
+                client.send(get("/healthz"))
+                assert await client.wait_responses(1) == [(200, b"ok")]
+                await asyncio.sleep(1)
+            assert not client.transport.closed
+
+    run_virtual(main)
+
+
 def test_a_stalled_body_gets_408(front: Callable[..., Any]) -> None:
     async def main() -> None:
         async with front(timeout_body_read=20) as f:

@@ -301,6 +301,9 @@ class HTTPConnection(asyncio.BufferedProtocol):
                     self._parsing = None
                     continue  # the Upgrade event after it brings what follows
                 self._parsing = cycle = RequestCycle(self, event)
+                # Whatever the read timer waited for has come: an answer the front end gives
+                # at once (a probe) must not leave the idle wait's old deadline standing.
+                self._waiting_for = ReadWait.NOTHING
                 if self.state.draining:
                     cycle.keep_alive = False
                 self._cycles.append(cycle)
