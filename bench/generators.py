@@ -226,15 +226,16 @@ def overhead(
     return side_by_side(server, "/", rates, seconds) + at_top_rate(server, floor, top, seconds)
 
 
+def closed_loop(url: str, connections: int, seconds: int, generators: int = 1) -> dict[str, Any]:
+    """One closed-loop `interpserve bench` run (after a second's warm-up), as a table row."""
+    args = ["-c", str(connections), "-d", str(seconds), "--warmup", "1"]
+    run = interpserve_bench(url, *args, "--generators", str(generators))
+    return _ours(run, f"interpserve bench -c{connections} x{generators}", None)
+
+
 def top_rate(server: RunningServer, seconds: int) -> list[dict[str, Any]]:
     url = server.url("/")
-    rows = [wrk(url, 64, seconds)]
-    for generators in (1, 2):
-        args = ["-c", "64", "-d", str(seconds), "--warmup", "1", "--generators", str(generators)]
-        rows.append(
-            _ours(interpserve_bench(url, *args), f"interpserve bench -c64 x{generators}", None)
-        )
-    return rows
+    return [wrk(url, 64, seconds), *(closed_loop(url, 64, seconds, n) for n in (1, 2))]
 
 
 def _cell(value: Any, digits: int = 1) -> str:

@@ -15,7 +15,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.generators import _ours, interpserve_bench, serving, wrk
+from bench.generators import closed_loop, serving, wrk
 from bench.machine import load_average
 from bench.servers import catalogue
 from bench.settings import cores
@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         url = server.url("/")
         for turn in range(1, args.turns + 1):
             theirs = wrk(url, c, args.seconds)
-            run = interpserve_bench(url, "-c", str(c), "-d", str(args.seconds), "--warmup", "1")
-            ours = _ours(run, f"interpserve bench -c{c}", None)
+            ours = closed_loop(url, c, args.seconds)
             ratios.append(ours["rps"] / theirs["rps"])
             print(
                 f"turn {turn}: wrk {theirs['rps']:,.0f}/s at {theirs['cpu_us']:.1f} µs/request,"
@@ -47,8 +46,8 @@ def main(argv: list[str] | None = None) -> None:
                 f" {ratios[-1]:.2f}x",
                 flush=True,
             )
-    print(f"median {statistics.median(ratios):.2f}x wrk's rate; load average after: "
-          f"{load_average()}")  # fmt: skip
+    median = statistics.median(ratios)
+    print(f"median {median:.2f}x wrk's rate; load average after: {load_average()}")
 
 
 if __name__ == "__main__":
