@@ -178,11 +178,6 @@ class RequestCycle(WorkerRequest):
         else:
             self.respond(504, b"Gateway Timeout")
 
-    def _cancel_timeout(self) -> None:
-        if self._timeout is not None:
-            self._timeout.cancel()
-            self._timeout = None
-
     def read_room(self) -> int | None:
         """How many more body bytes to read for this request now: what its window takes, less
         what it holds; none while its worker's pipe is full, nor while the budget is spent
@@ -315,11 +310,16 @@ class RequestCycle(WorkerRequest):
         if head.expect_continue and not self._continue_sent:
             # The client may never send the body it announced; it cannot be skipped safely.
             self.keep_alive = False
-        self.stage = Stage.RESPONDING
-        self.status = status
+        self._begin_response(status)
         if self.correlation_id is not None and (ids := self._conn.state.request_ids):
             headers = ids.response_headers(headers, self.correlation_id)
         self._start_response(status, headers)
+
+    def _begin_response(self, status: int) -> None:
+        """The response has started: the stage its connection reads, and the status its access
+        line gives (on_response_start's, and HTTP/2's on_whole_response's)."""
+        self.stage = Stage.RESPONDING
+        self.status = status
 
     def _send_continue(self) -> None:
         self._conn.write(CONTINUE)
@@ -434,16 +434,22 @@ class RequestCycle(WorkerRequest):
         """HTTP/1.1 sends none (the extension is offered over HTTP/2 only): the body ends."""
         self._write_body(b"", False)
 
-    def on_finished(self) -> None:
+    def _app_done(self) -> None:
+        """The app's end closes: nothing more goes to its worker, and its time limit no longer
+        runs."""
         self._finished = True
-        self._cancel_timeout()
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+
+    def on_finished(self) -> None:
+        self._app_done()
         if self.stage is not Stage.COMPLETE and not self._disconnected:
             self._let_go()
             self._conn.abort()  # the app returned mid-response: the client must not wait
 
     def on_worker_lost(self) -> None:
-        self._finished = True
-        self._cancel_timeout()
+        self._app_done()
         if self._disconnected or self.stage is Stage.COMPLETE:
             return
         if self.stage is Stage.RESPONDING:

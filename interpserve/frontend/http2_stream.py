@@ -142,10 +142,19 @@ class HTTP2Cycle(RequestCycle):
         self._conn.send_headers([(b":status", b"100")], end_stream=False)
 
     def _start_response(self, status: int, headers: ev.Headers) -> None:
+        self._keep_block(self._header_block(status, headers))
+
+    def _header_block(self, status: int, headers: ev.Headers) -> bytes:
+        """The response's header block; its framing and length are kept, for its body."""
         state = self._conn.state
         block, self._framing, self._length = response_block(
             status, headers, self.head.method, state.date(), state.default_headers
         )
+        return block
+
+    def _keep_block(self, block: bytes) -> None:
+        """A response without a body ends with its HEADERS; another's wait for its first body
+        bytes (`_block`), to leave in one write with them."""
         if self._framing is H2Framing.NONE:
             self._conn.send_block(block, end_stream=True)
         else:
@@ -154,39 +163,29 @@ class HTTP2Cycle(RequestCycle):
     def on_whole_response(self, status: int, headers: ev.Headers, body: bytes) -> None:
         """Most responses: on_response_start, on_response_body and on_finished with fewer
         steps (the three, where a response asks more of them)."""
-        stream = self._conn
-        head = self.head
         if (
             self.stage is not Stage.DISPATCHED
             or self._disconnected
             or self.correlation_id is not None
-            or head.expect_continue
+            or self.head.expect_continue
         ):
             super().on_whole_response(status, headers, body)
             return
-        self.stage = Stage.RESPONDING  # (on_response_start's)
-        self.status = status
-        state = stream.state
-        block, framing, length = response_block(
-            status, headers, head.method, state.date(), state.default_headers
-        )
-        self._framing, self._length = framing, length
+        self._begin_response(status)
+        block = self._header_block(status, headers)
+        framing = self._framing
         if (
             framing is H2Framing.NONE
-            or (framing is H2Framing.LENGTH and len(body) != length)
-            or not stream.send_response(block, body)
+            or (framing is H2Framing.LENGTH and len(body) != self._length)
+            or not self._conn.send_response(block, body)
         ):
-            if framing is H2Framing.NONE:  # (_start_response's)
-                stream.send_block(block, end_stream=True)
-            else:
-                self._block = block
+            self._keep_block(block)
             self.on_response_body(body, False)
             self.on_finished()
             return
         self._written = len(body)  # (_write_body's)
         self._complete()
-        self._finished = True  # (on_finished's)
-        self._cancel_timeout()
+        self._app_done()
 
     def flush_head(self) -> None:
         """The response's start came without body bytes: its HEADERS go now."""
