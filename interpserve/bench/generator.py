@@ -143,7 +143,11 @@ def generate(spec: Share, report: Connection) -> None:
     clock in every process), run, send Ticks, then Finished (or one line saying why not)."""
     # Ctrl-C reaches the whole process group; the parent decides when this process ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    realtime = _raise_priority(spec.load) if spec.load.open_loop else False
+    if spec.load.open_loop:
+        realtime = _raise_priority(spec.load)
+    else:
+        realtime = False
+        _take_batch_policy()
     from interpserve.serving import loop_factory
 
     try:
@@ -171,9 +175,8 @@ def _raise_priority(load: Load) -> bool:
     use is small, so the server loses little. nice is not enough: the scheduler still lets a
     waking process wait milliseconds for a busy core, and where sessions are grouped
     (autogroup) nice ranks only the processes of one session; `load.realtime` takes the
-    real-time policy too. A closed loop keeps no schedule, and ahead of the server it would
-    wake for every response instead of taking several at each wake-up (wrk runs at the
-    ordinary priority too). Whether it runs real-time."""
+    real-time policy too. A closed loop keeps no schedule (_take_batch_policy). Whether it runs
+    real-time."""
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, GENERATOR_NICE)
     realtime = load.realtime
@@ -184,6 +187,17 @@ def _raise_priority(load: Load) -> bool:
     except OSError:
         return False  # not root, no CAP_SYS_NICE, no RLIMIT_RTPRIO
     return True
+
+
+def _take_batch_policy() -> None:
+    """A closed loop's process under SCHED_BATCH, where there is one (any user may take it): its
+    fair share of the CPU, but a response that wakes it does not preempt the process running,
+    the server. It keeps no schedule, so it loses nothing by waiting for the core; woken ahead
+    of the server, it would take one response per wake-up and cost the server a context switch
+    for each, instead of taking several (docs/bench.md has the figures)."""
+    if hasattr(os, "SCHED_BATCH"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 class _Run:

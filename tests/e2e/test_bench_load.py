@@ -83,6 +83,19 @@ def test_closed_loop_run(
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_a_closed_loop_generator_takes_the_batch_policy() -> None:
+    """In a process of its own, as a generator process takes it: no privilege needed."""
+    code = (
+        "import os; from interpserve.bench.generator import _take_batch_policy; "
+        "_take_batch_policy(); print(os.sched_getscheduler(0) == os.SCHED_BATCH)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT, check=True
+    )
+    assert done.stdout.strip() == "True", done.stderr
+
+
 @pytest.mark.timeout(60)
 def test_errors_are_counted_by_kind(
     start_server: StartServer,
