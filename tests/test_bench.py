@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
-from support import bench_responses
+from support import FakeTransport, bench_responses
 
 from interpserve.bench import histogram, http1
 from interpserve.bench.cli import main as bench_main
@@ -28,7 +28,14 @@ from interpserve.bench.export import (
     report_json,
     report_openmetrics,
 )
-from interpserve.bench.generator import LATE_AFTER, Finished, Share, _OpenLoop
+from interpserve.bench.generator import (
+    LATE_AFTER,
+    Finished,
+    Share,
+    _ClosedLoop,
+    _Connection,
+    _OpenLoop,
+)
 from interpserve.bench.http1 import (
     ResponseParser,
     Target,
@@ -756,3 +763,24 @@ def test_open_loop_counts_a_request_dispatched_after_its_due_time_as_late() -> N
     run.dispatch(due=0.030, now=0.030)
     assert (run.due, run.late, run.waited, len(opened)) == (3, 1, 2, 1)
     assert run.max_lag == pytest.approx(2 * LATE_AFTER)
+
+
+def test_closed_loop_answers_each_whole_response_with_the_next_request() -> None:
+    """Measuring a --duration run, a read that is one whole response is recorded on its path (an
+    error status counted by kind) and the next request of the cycle is written at once, on a
+    fake transport."""
+    load = Load(connections=1, duration=1)
+    spec = Share(0, "127.0.0.1", 1, (b"A", b"B"), (0, 1, 1), False, load)
+    run = _ClosedLoop(spec, report=None, start=0.0, realtime=False)  # type: ignore[arg-type]
+    connection = _Connection(run, no_body=False)
+    transport = FakeTransport()
+    connection.connection_made(transport)
+    run.begin_measuring()
+    run.next_request(connection)
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    for response in (ok, ok.replace(b"200 OK", b"500 Oops"), ok, ok):
+        connection.data_received(response)
+    assert transport.take() == b"ABBAB"
+    assert [len(latencies) for latencies in run.latencies] == [2, 1]
+    assert run.errors == {"HTTP 500": 1} and run.path_errors == [0, 1]
+    assert (run.due, run.sent_in_window, run.outstanding) == (5, 5, 1)
