@@ -3,7 +3,8 @@ interpserve.bench.client, which starts several when the load needs them and merg
 measure.
 
 Closed loop (like wrk): each connection sends its next request as soon as the previous
-response is complete, and latency runs from sending to the complete response.
+response is complete, and latency runs from sending to the complete response. Its process runs
+under SCHED_BATCH where there is one, so that a response waking it does not preempt the server.
 
 Open loop (like wrk2): requests are due on a schedule, whatever the server does. A due request
 goes out on an idle connection, or on a new one up to the connection limit, or waits in a queue
