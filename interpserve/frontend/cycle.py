@@ -482,11 +482,14 @@ class RequestCycle(WorkerRequest):
         self._conn.cycle_done(self)
 
     def _log_access(self, status: int, disconnected: bool) -> None:
+        self._write_access_line(status, self._body_bytes_sent(), disconnected=disconnected)
+
+    def _body_bytes_sent(self) -> int:
+        """The response body bytes written for the client (the access line's response_bytes):
+        the app's, less what its framing cut off."""
         plan = self._plan
         if plan is None or plan.framing is ResponseFraming.NONE:
-            sent = 0
-        elif plan.framing is ResponseFraming.LENGTH:
-            sent = min(self._written, plan.content_length)
-        else:
-            sent = self._written
-        self._write_access_line(status, sent, disconnected=disconnected)
+            return 0
+        if plan.framing is ResponseFraming.LENGTH:
+            return min(self._written, plan.content_length)
+        return self._written

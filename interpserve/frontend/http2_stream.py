@@ -218,6 +218,15 @@ class HTTP2Cycle(RequestCycle):
         if not more_body:
             self._conn.finish()
 
+    def _body_bytes_sent(self) -> int:
+        """(The base reads HTTP/1.1's ResponsePlan, which this cycle has none of.)"""
+        framing = self._framing
+        if framing is H2Framing.NONE:
+            return 0
+        if framing is H2Framing.LENGTH:
+            return min(self._written, self._length)
+        return self._written
+
     def _write_trailers(self, headers: ev.Headers) -> None:
         if self._framing is H2Framing.LENGTH and self._written < self._length:
             self._block = None

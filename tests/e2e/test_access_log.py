@@ -91,6 +91,23 @@ def test_json_access_lines_have_the_documented_fields(
     assert any(r["message"].startswith("Started supervisor process") for r in records)
 
 
+def test_http2_lines_count_the_response_bytes(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """A whole response (Content-Length), one without a body (HEAD), and a streamed one the
+    app leaves unfinished (its stream reset): each line gives the body bytes sent."""
+    server = start_server(LOGS_APP, "--workers", "1", "--log-format", "json")
+    with httpx.Client(http1=False, http2=True, timeout=TIMEOUT) as client:
+        whole = client.get(server.url + "/whole")
+        head = client.head(server.url + "/head")
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get(server.url + "/partial")
+    assert (whole.http_version, whole.content, head.content) == ("HTTP/2", b"ok", b"")
+    for path, sent in (("/whole", 2), ("/head", 0), ("/partial", 100)):
+        line = wait_for_access(server, lambda r, path=path: r["path"] == path)
+        assert (line["http_version"], line["response_bytes"]) == ("2", sent), line
+
+
 def test_text_and_json_escape_what_a_client_sends(
     start_server: Callable[..., ServerProcess],
 ) -> None:
