@@ -2,8 +2,8 @@
  * worker's pipes: the wire codec's request and response-start frames and its frame loop
  * (wire.py), the parser's fast path and its run over a chunked body's chunks
  * (frontend/http_grammar.py), the response head (frontend/response.py), a worker's check of an
- * app's response headers (worker/asgi.py), and the load generator's read of a whole response
- * (bench/http1.py).
+ * app's response headers (worker/asgi.py), HTTP/2's frame splitting (frontend/http2_frames.py),
+ * and the load generator's read of a whole response (bench/http1.py).
  * Each does exactly what the Python it replaces does, which stays the reference (and the
  * fallback where this module is not built): tests/test_speedups.py holds the two to the same
  * output and the same errors on generated input.
@@ -1812,6 +1812,58 @@ fail:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* HTTP/2's frames in received bytes: frontend/http2_frames.py's split_frames */
+
+#define H2_HEADER_SIZE 9
+
+/* split_frames(data, max_size): the whole frames at the start of `data` as (type, flags,
+ * stream id, payload) tuples, how many bytes they took, and whether the frame after them
+ * announces a payload larger than `max_size`. The reserved bit of the stream id is dropped. */
+static PyObject *split_frames(PyObject *Py_UNUSED(module), PyObject *const *args,
+                              Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "expected (bytes, max_size)");
+        return NULL;
+    }
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[1]);
+    if (max_size == -1 && PyErr_Occurred()) return NULL;
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t end = PyBytes_GET_SIZE(args[0]), pos = 0;
+    int too_large = 0;
+    PyObject *frames = PyList_New(0);
+    if (frames == NULL) return NULL;
+    while (end - pos >= H2_HEADER_SIZE) {
+        const unsigned char *h = data + pos;
+        Py_ssize_t length = ((Py_ssize_t)h[0] << 16) | ((Py_ssize_t)h[1] << 8) | h[2];
+        if (length > max_size) {
+            too_large = 1;
+            break;
+        }
+        Py_ssize_t stop = pos + H2_HEADER_SIZE + length;
+        if (stop > end) break;
+        PyObject *frame = PyTuple_New(4);
+        if (frame == NULL) goto error;
+        PyObject *items[4] = {
+            PyLong_FromLong(h[3]),
+            PyLong_FromLong(h[4]),
+            PyLong_FromUnsignedLong(get_u32(h + 5) & 0x7FFFFFFFu),
+            PyBytes_FromStringAndSize((const char *)h + H2_HEADER_SIZE, length),
+        };
+        for (int i = 0; i < 4; i++) PyTuple_SET_ITEM(frame, i, items[i]); /* (NULLs too) */
+        if (!items[0] || !items[1] || !items[2] || !items[3] || PyList_Append(frames, frame)) {
+            Py_DECREF(frame);
+            goto error;
+        }
+        Py_DECREF(frame);
+        pos = stop;
+    }
+    return Py_BuildValue("(NnO)", frames, pos, too_large ? Py_True : Py_False);
+error:
+    Py_DECREF(frames);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Set-up, by the Python modules at import */
 
 static void set(PyObject **slot, PyObject *value) { Py_XSETREF(*slot, Py_NewRef(value)); }
@@ -2028,6 +2080,8 @@ static PyMethodDef methods[] = {
      "framing.parse_plain_request, compiled."},
     {"skip_chunks", (PyCFunction)(void (*)(void))skip_chunks, METH_FASTCALL,
      "framing.skip_chunks, compiled."},
+    {"split_frames", (PyCFunction)(void (*)(void))split_frames, METH_FASTCALL,
+     "frontend.http2_frames.split_frames, compiled."},
     {"encode_parts", encode_parts, METH_O, "wire.encode_parts, compiled."},
     {"checked_headers", checked_headers, METH_O, "worker.asgi.checked_headers, compiled."},
     {"decode_whole_frames", (PyCFunction)(void (*)(void))decode_whole_frames, METH_FASTCALL,

@@ -32,7 +32,7 @@ from interpserve import events as ev
 from interpserve import wire
 from interpserve.bench import http1
 from interpserve.compiled import speedups
-from interpserve.frontend import http2_hpack, http2_rules, http_grammar, response
+from interpserve.frontend import http2_frames, http2_hpack, http2_rules, http_grammar, response
 from interpserve.frontend.http_events import RequestHead
 from interpserve.frontend.http_rules import Limits
 from interpserve.interpreters import Interpreter
@@ -685,6 +685,41 @@ def test_a_request_head_is_accepted_at_all() -> None:
         (b"cookie", b"a=1; b=2"),
     ]
     assert head.forwarded
+
+
+# HTTP/2's frame splitting
+
+
+def _random_frames(rng: random.Random) -> bytes:
+    """A read's worth of HTTP/2 frames: types and flags of any value, stream ids with and
+    without the reserved bit, payloads up to a little over the sizes tried; often cut short."""
+    out = []
+    for _ in range(rng.choice([0, 1, 2, 5, 32])):
+        size = rng.choice([0, 0, 4, 8, 9, 100, 16384, 16385, 70000])
+        stream_id = rng.choice([0, 1, 3, 2**31 - 1, 2**31 + 1, 2**32 - 1])
+        header = size.to_bytes(3, "big") + bytes((rng.randrange(256), rng.randrange(256)))
+        out.append(header + stream_id.to_bytes(4, "big") + rng.randbytes(size))
+    data = b"".join(out)
+    return data[: rng.randrange(len(data) + 1)] if rng.random() < 0.3 else data
+
+
+def test_the_same_frames_split_from_generated_reads() -> None:
+    rng = random.Random(20261203)
+    split = 0
+    for _ in range(5000):
+        data = _random_frames(rng)
+        max_size = rng.choice([16384, 16384, 2**24 - 1, 0, 100])
+        expected = outcome(http2_frames.python_split_frames, data, max_size)
+        assert outcome(speedups.split_frames, data, max_size) == expected, (data[:40], max_size)
+        split += len(expected[0])  # type: ignore[index]
+    assert split > 5000  # (the generator makes whole frames, not only cut ones)
+
+
+@settings(max_examples=500)
+@given(data=st.binary(max_size=80), max_size=st.sampled_from([0, 5, 16384, 2**24 - 1]))
+def test_property_the_same_frames_split_from_any_bytes(data: bytes, max_size: int) -> None:
+    expected = outcome(http2_frames.python_split_frames, data, max_size)
+    assert outcome(speedups.split_frames, data, max_size) == expected
 
 
 # What the compiled functions build by position
