@@ -74,6 +74,19 @@ class WorkerRequest:
     """A request on its way to a worker: the base of RequestCycle and WebSocketSession, which
     are the ResponseSinks its worker answers (each in its own protocol)."""
 
+    # (Slots, as in its subclasses: see RequestCycle.)
+    __slots__ = (
+        "__weakref__",  # (a test sees it freed without the garbage collector)
+        "_channel",
+        "_client",
+        "_conn",
+        "_request_id",
+        "_started_at",
+        "_waiting_for_worker",
+        "correlation_id",
+        "head",
+    )
+
     websocket = False  # whether it asks for a WebSocket (the worker runs a websocket scope)
     _conn: RequestConnection
 
@@ -108,7 +121,8 @@ class WorkerRequest:
             self._conn, self.head, self._request_id, self.correlation_id, websocket=self.websocket
         )
         self._client = request.client
-        channel.start_request(cast(ResponseSink, self), request)  # (each subclass is one)
+        sink: ResponseSink = self  # type: ignore[assignment]  # (each subclass is one: no cast(),
+        channel.start_request(sink, request)  # a function call, on every request)
         return True
 
     def on_whole_response(self, status: int, headers: ev.Headers, body: bytes) -> None:

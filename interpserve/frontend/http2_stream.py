@@ -36,6 +36,27 @@ class StreamPhase(Enum):
 
 
 class HTTP2Stream:
+    __slots__ = (
+        "__weakref__",  # (a test sees it freed without the garbage collector)
+        "_session",
+        "blocked_since",
+        "body_since",
+        "buffered",
+        "client",
+        "cycle",
+        "end_pending",
+        "out",
+        "pending",
+        "phase",
+        "received",
+        "request_ended",
+        "scheme",
+        "server",
+        "state",
+        "stream_id",
+        "trailers",
+    )
+
     def __init__(self, session: HTTP2Session, stream_id: int, head: RequestHead) -> None:
         conn = session.conn
         self._session = session
@@ -128,6 +149,7 @@ class HTTP2Stream:
 class HTTP2Cycle(RequestCycle):
     """A request cycle whose response goes out as HTTP/2 HEADERS and DATA frames."""
 
+    __slots__ = ("_block", "_framing", "_length")  # (see RequestCycle's)
     _conn: HTTP2Stream
 
     def __init__(self, stream: HTTP2Stream, head: RequestHead) -> None:
