@@ -51,6 +51,9 @@ typedef struct {
     PyObject *encoders; /* dict: event type -> Python encoder, for the other events */
     PyObject *decoders; /* dict: frame type -> Python decoder, for the other frames */
     Py_ssize_t max_payload;
+    /* Where each field of a Request, a ResponseStart and the parsers' RequestHead is in an
+     * instance (see slot_offsets; 0: read and made the attribute way) */
+    Py_ssize_t request_offsets[12], start_offsets[6], head_offsets[9], h2_head_offsets[9];
     /* setup_response */
     PyObject *ResponsePlan, *framing_none, *framing_length, *framing_chunked, *framing_close;
     PyObject *status_lines; /* dict: status -> its status line */
@@ -301,10 +304,61 @@ static PyObject *frame(State *st, int kind, PyObject *request_id, PyObject *payl
     return result;
 }
 
-/* Attributes read off an event; NULL (with the error set) if one is missing. */
-static int get_attrs(PyObject *obj, PyObject **names, PyObject **out, int n) {
+/* Events (events.py) and request heads (http_events.py) are slotted classes whose __init__ sets
+ * the fields of their __match_args__, in that order, and does nothing else: a field is a slot,
+ * at the offset its member descriptor gives, which is what reading or setting the attribute
+ * does. The offset of each of the `n` fields in an instance of `type`; all 0 (read and made the
+ * attribute way) unless every one is such a slot. */
+static int slot_offsets(PyObject *type, Py_ssize_t *offsets, int n) {
+    memset(offsets, 0, sizeof(Py_ssize_t) * (size_t)n);
+    PyObject *names = PyObject_GetAttrString(type, "__match_args__");
+    if (names == NULL) return -1;
+    int ok = PyTuple_Check(names) && PyTuple_GET_SIZE(names) == n;
+    for (int i = 0; ok && i < n; i++) {
+        PyObject *descr = PyObject_GetAttr(type, PyTuple_GET_ITEM(names, i));
+        if (descr == NULL) {
+            Py_DECREF(names);
+            return -1;
+        }
+        ok = Py_IS_TYPE(descr, &PyMemberDescr_Type);
+        if (ok) {
+            PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+            ok = member->type == Py_T_OBJECT_EX && !(member->flags & Py_READONLY);
+            offsets[i] = member->offset;
+        }
+        Py_DECREF(descr);
+    }
+    Py_DECREF(names);
+    if (!ok) memset(offsets, 0, sizeof(Py_ssize_t) * (size_t)n);
+    return 0;
+}
+
+/* An instance of exactly the type whose `offsets` they are, made from `fields` (new
+ * references, taken over) as its __init__ would: without a Python call. */
+static PyObject *new_event(PyObject *type, const Py_ssize_t *offsets, PyObject **fields, int n) {
+    PyObject *event = NULL;
+    int direct = 1;
+    for (int i = 0; i < n; i++) direct = direct && offsets[i];
+    if (direct) {
+        event = ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, 0);
+        if (event != NULL) {
+            for (int i = 0; i < n; i++) *(PyObject **)((char *)event + offsets[i]) = fields[i];
+            return event;
+        }
+    } else {
+        event = PyObject_Vectorcall(type, fields, n, NULL);
+    }
+    for (int i = 0; i < n; i++) Py_DECREF(fields[i]);
+    return event;
+}
+
+/* Attributes read off an event (through their slots' `offsets` where given: the event is of
+ * exactly the type they are of); NULL (with the error set) if one is missing. */
+static int get_attrs(PyObject *obj, PyObject **names, const Py_ssize_t *offsets, PyObject **out,
+                     int n) {
     for (int i = 0; i < n; i++) {
-        out[i] = PyObject_GetAttr(obj, names[i]);
+        PyObject *value = offsets && offsets[i] ? *(PyObject **)((char *)obj + offsets[i]) : NULL;
+        out[i] = value != NULL ? Py_NewRef(value) : PyObject_GetAttr(obj, names[i]);
         if (out[i] == NULL) {
             for (int j = 0; j < i; j++) Py_DECREF(out[j]);
             return -1;
@@ -347,7 +401,7 @@ static PyObject *encode_request(State *st, PyObject *request) {
                                 st->s_headers, st->s_client, st->s_server, st->s_more_body,
                                 st->s_expect_continue, st->s_websocket};
     PyObject *a[R_COUNT];
-    if (get_attrs(request, names, a, R_COUNT)) return NULL;
+    if (get_attrs(request, names, st->request_offsets, a, R_COUNT)) return NULL;
     PyObject *result = NULL, *payload = NULL;
     PyObject *keep = PyList_New(0);
     Fields f;
@@ -399,7 +453,7 @@ static PyObject *encode_response_start(State *st, PyObject *start) {
     PyObject *names[S_COUNT] = {st->s_request_id, st->s_status, st->s_headers,
                                 st->s_body, st->s_more_body, st->s_finished};
     PyObject *a[S_COUNT];
-    if (get_attrs(start, names, a, S_COUNT)) return NULL;
+    if (get_attrs(start, names, st->start_offsets, a, S_COUNT)) return NULL;
     PyObject *result = NULL, *payload = NULL;
     PyObject *keep = PyList_New(0);
     Fields f;
@@ -565,9 +619,7 @@ static PyObject *decode_request(State *st, PyObject *request_id, const unsigned 
     args[9] = Py_NewRef(flags & MORE_BODY ? Py_True : Py_False);
     args[10] = Py_NewRef(flags & EXPECT_CONTINUE ? Py_True : Py_False);
     args[11] = Py_NewRef(flags & WEBSOCKET ? Py_True : Py_False);
-    PyObject *result = PyObject_Vectorcall(st->Request, args, 12, NULL);
-    drop_attrs(args, 12);
-    return result;
+    return new_event(st->Request, st->request_offsets, args, 12);
 fail:
     for (int i = 0; i < 12; i++) Py_XDECREF(args[i]);
     return NULL;
@@ -581,17 +633,19 @@ static PyObject *decode_response_start(State *st, PyObject *request_id, const un
     if (unpack_fields(st, p, size, 2, &count, &start, &end)) return NULL;
     if (count % 2) return wire_error(st, "odd number of header fields");
     FieldReader r = {p + start, p + end};
-    PyObject *args[6] = {request_id, NULL, NULL, NULL, more_body ? Py_True : Py_False,
-                         finished ? Py_True : Py_False};
-    PyObject *result = NULL;
+    PyObject *args[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
     args[1] = PyLong_FromLong(get_u16(p));
     args[2] = args[1] ? read_headers(&r, count / 2) : NULL;
     args[3] = args[2] ? PyBytes_FromStringAndSize((const char *)p + end, size - end) : NULL;
-    if (args[3] != NULL) result = PyObject_Vectorcall(st->ResponseStart, args, 6, NULL);
-    Py_XDECREF(args[1]);
-    Py_XDECREF(args[2]);
-    Py_XDECREF(args[3]);
-    return result;
+    if (args[3] == NULL) {
+        Py_XDECREF(args[1]);
+        Py_XDECREF(args[2]);
+        return NULL;
+    }
+    args[0] = Py_NewRef(request_id);
+    args[4] = Py_NewRef(more_body ? Py_True : Py_False);
+    args[5] = Py_NewRef(finished ? Py_True : Py_False);
+    return new_event(st->ResponseStart, st->start_offsets, args, 6);
 }
 
 /* wire._decode: one frame's event; a ValueError (or struct.error) in decoding it is a
@@ -1112,11 +1166,13 @@ static PyObject *parse_plain_request(PyObject *module, PyObject *const *args, Py
         d.forwarded ? Py_True : Py_False,
     };
     if (head_args[0] != NULL && head_args[1] != NULL) {
-        PyObject *request = PyObject_Vectorcall(st->RequestHead, head_args, 9, NULL);
+        for (int i = 2; i < 9; i++) Py_INCREF(head_args[i]);
+        PyObject *request = new_event(st->RequestHead, st->head_offsets, head_args, 9);
         if (request != NULL) result = Py_BuildValue("(Nnn)", request, body, end);
+    } else {
+        Py_XDECREF(head_args[0]);
+        Py_XDECREF(head_args[1]);
     }
-    Py_XDECREF(head_args[0]);
-    Py_XDECREF(head_args[1]);
     goto done;
 refuse:
     result = Py_NewRef(Py_None);
@@ -1802,8 +1858,8 @@ static PyObject *accepted_head(PyObject *module, PyObject *const *args, Py_ssize
         forwarded ? Py_True : Py_False,
     };
     if (head_args[0] == NULL) goto fail;
-    PyObject *result = PyObject_Vectorcall(st->h2_RequestHead, head_args, 9, NULL);
-    Py_DECREF(head_args[0]);
+    for (int i = 1; i < 9; i++) Py_INCREF(head_args[i]);
+    PyObject *result = new_event(st->h2_RequestHead, st->h2_head_offsets, head_args, 9);
     Py_DECREF(headers);
     return result;
 fail:
@@ -1889,6 +1945,8 @@ static PyObject *setup_wire(PyObject *module, PyObject *args) {
     set(&st->encoders, encoders);
     set(&st->decoders, decoders);
     st->max_payload = max_payload;
+    if (slot_offsets(Request, st->request_offsets, R_COUNT)) return NULL;
+    if (slot_offsets(ResponseStart, st->start_offsets, S_COUNT)) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1932,6 +1990,7 @@ static PyObject *setup_parser(PyObject *module, PyObject *args) {
     set(&st->RequestHead, head);
     set(&st->methods, methods);
     Py_XSETREF(st->forwarding_fields, fields);
+    if (slot_offsets(head, st->head_offsets, 9)) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1982,6 +2041,7 @@ static PyObject *setup_http2(PyObject *module, PyObject *args) {
     set(&st->h2_none, none);
     set(&st->h2_length, length);
     set(&st->h2_stream, stream);
+    if (slot_offsets(head, st->h2_head_offsets, 9)) return NULL;
     Py_RETURN_NONE;
 }
 

@@ -8,7 +8,9 @@ Plain slotted classes, written out rather than made by `dataclasses`: every work
 imports this module, and dataclasses (the module, and the functions it compiles for each class)
 would be in the memory of each (docs/processes.md, "What a worker interpreter imports"). Not
 frozen: a frozen class is several times slower to build, and several are built per request on
-the hot path. Nobody changes an event once it is sent.
+the hot path. Nobody changes an event once it is sent. An __init__ only sets its fields: the
+wire codec's compiled half (_speedups.c) makes a decoded Request or ResponseStart by setting
+their slots itself, and reads them there.
 """
 
 from __future__ import annotations
