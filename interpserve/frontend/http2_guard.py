@@ -43,4 +43,5 @@ class FloodMeter:
         return self._level > self._burst
 
     def relieve(self) -> None:
-        self._level = max(self._level - 1, 0.0)
+        if self._level:  # (it is empty but for a peer that fills it)
+            self._level = max(self._level - 1, 0.0)

@@ -69,8 +69,9 @@ class HTTP2Stream:
         self.buffered = 0  # request body bytes held here, not yet sent to the worker
         self.received = 0  # request body bytes so far (--limit-request-body)
         self.request_ended = not head.has_body
-        # Response DATA not yet framed, and whether the end of the response is in it.
-        self.out: deque[memoryview] = deque()
+        # Response DATA not yet framed (made by the first write: most responses leave whole,
+        # without one), and whether the end of the response is in it.
+        self.out: deque[memoryview] | None = None
         self.pending = 0
         self.end_pending = False
         self.trailers: list[tuple[bytes, bytes]] = []  # sent after the DATA, ending the stream
@@ -89,6 +90,8 @@ class HTTP2Stream:
         """Response body bytes, sent as the client's window allows."""
         if self.phase is not StreamPhase.OPEN or not data:
             return
+        if self.out is None:
+            self.out = deque()
         self.out.append(memoryview(data))
         self.pending += len(data)
         self._session.queue(self, len(data))
