@@ -488,7 +488,7 @@ class HTTP2Connection:
         opens = stream is None and stream_id > self.highest_stream_id and stream_id & 1
         # Always decoded: HPACK's state must follow every block (§4.3).
         try:
-            headers = self._decoder.decode(block, raw=True)
+            headers = self._decoder.decode(block, True)  # (raw: positional, a faster call)
         except OversizedHeaderListError as exc:
             raise HTTP2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, str(exc)) from exc
         except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
