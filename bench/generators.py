@@ -248,6 +248,11 @@ def _cell(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def _yes_no(value: bool | None) -> str | None:
+    """A flag's cell: unknown (the tool does not say) stays unknown."""
+    return None if value is None else ("yes" if value else "no")
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     headers = ["generator", "asked/s", "sent/s", "answered/s", "p50 ms", "p99 ms", "errors"]
     headers += ["late", "generator CPU", "CPU µs/request", "real-time"]
@@ -256,7 +261,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         cells = [r["tool"], _cell(r["asked"]), _cell(r["sent"]), _cell(r["rps"]),
                  _cell(r["p50_ms"], 2), _cell(r["p99_ms"], 2), _cell(r["errors"]),
                  _cell(r["late"]), _cell(r["generator_cpu"]), _cell(r.get("cpu_us")),
-                 _cell({True: "yes", False: "no"}.get(r.get("realtime")))]  # fmt: skip
+                 _cell(_yes_no(r.get("realtime")))]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
