@@ -3,7 +3,9 @@
  * (wire.py), the parser's fast path and its run over a chunked body's chunks
  * (frontend/http_grammar.py), the response head (frontend/response.py), a worker's check of an
  * app's response headers (worker/asgi.py), HTTP/2's frame splitting (frontend/http2_frames.py),
- * and the load generator's read of a whole response (bench/http1.py).
+ * and the load generator's read of a whole response (bench/http1.py). One more is here for
+ * memory, not speed: glibc's malloc_trim (memory.py), which Python could only reach through
+ * ctypes.
  * Each does exactly what the Python it replaces does, which stays the reference (and the
  * fallback where this module is not built): tests/test_speedups.py holds the two to the same
  * output and the same errors on generated input.
@@ -23,6 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 /* Frame types and request flags: wire.py's constants (setup_wire checks they agree). */
 enum { REQUEST = 1, RESPONSE_START = 9, RESPONSE_START_END = 20, RESPONSE_START_FINISHED = 21 };
@@ -2114,7 +2119,18 @@ static PyObject *whole_response(PyObject *Py_UNUSED(module), PyObject *arg) {
     return PyLong_FromLong(status);
 }
 
+/* memory.py's trim through ctypes costs ctypes' 0.6 MiB in every process that trims, and
+ * ctypes is imported right after a burst, when its objects pin the burst's allocator arenas. */
+static PyObject *malloc_trim_(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg)) {
+#ifdef __GLIBC__
+    return PyBool_FromLong(malloc_trim(0));
+#else
+    Py_RETURN_NONE;
+#endif
+}
+
 static PyMethodDef methods[] = {
+    {"malloc_trim", malloc_trim_, METH_NOARGS, "memory.malloc_trim, compiled."},
     {"setup_wire", setup_wire, METH_VARARGS,
      "setup_wire(Request, ResponseStart, WireError, struct_error, encoders, decoders, "
      "max_payload, frame_types): what the codec needs from wire.py."},

@@ -10,6 +10,11 @@ What a burst leaves behind when nothing is done about it:
 So once a burst is over (`BurstWatch`), each interpreter runs a full collection, and the main
 interpreter of each process then calls glibc's malloc_trim(0), which returns the free pages of
 every heap of the process (its interpreter workers' too) to the system.
+
+Nothing long-lived may be created on the way: what is, lands in the blocks the burst freed and
+keeps the allocator's arenas they belong to (1 MiB each, returned only once wholly empty). So
+the trim is compiled (_speedups.c) rather than reached through ctypes, and the watch is told
+whether to trim instead of asking CPython which interpreter it runs in (docs/hardening.md).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import gc
 from collections.abc import Callable
 from functools import cache
 
+from interpserve.compiled import speedups
+
 # How often a watch looks at what is in use. A burst is over when that has fallen to a quarter of
 # its peak and stayed there for a look or more (see BurstWatch).
 CHECK_INTERVAL = 1.0
@@ -26,9 +33,9 @@ _FALLEN = 4
 
 
 @cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None where the C library has none (musl, macOS). Loaded on the
-    first burst: ctypes costs memory that a server with no burst need not pay."""
+def _libc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim through ctypes, or None where the C library has none (musl, macOS).
+    Loaded on the first trim: ctypes costs memory that a server with no burst need not pay."""
     import ctypes
 
     try:
@@ -38,20 +45,30 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-def release_memory() -> None:
-    """Collect this interpreter's garbage in cycles; in a process's main interpreter, return
-    the C heaps' free pages to the system as well."""
-    # Imported on the first burst: every worker interpreter imports this module at start, and
-    # interpreters.py brings CPython's interpreter API and datetime with it.
-    from interpserve.interpreters import current_id
+def malloc_trim() -> bool | None:
+    """Return the free pages of every C heap of the process to the system: whether any were
+    returned, or None where the C library cannot."""
+    trim = _libc_trim()
+    return None if trim is None else bool(trim(0))
 
+
+# The reference: its C twin, malloc_trim in _speedups.c, must match it (tests/test_speedups.py).
+python_malloc_trim = malloc_trim
+if speedups is not None:
+    malloc_trim = speedups.malloc_trim
+
+
+def release_memory(trim: bool) -> None:
+    """Collect this interpreter's garbage in cycles; with `trim` (a process's main interpreter,
+    once its other interpreters have collected theirs), return the C heaps' free pages to the
+    system as well."""
     gc.collect()
-    if current_id() == 0 and (trim := _malloc_trim()) is not None:
-        trim(0)
+    if trim:
+        malloc_trim()
 
 
 class BurstWatch:
-    """Calls release_memory() once a burst is over: when what `in_use` counts (connections,
+    """Calls release_memory(trim) once a burst is over: when what `in_use` counts (connections,
     bytes buffered, requests in flight) has risen to `burst` or more, then fallen to a quarter
     of that peak and stayed there for `quiet_looks` more looks. (The front end waits a look
     longer than its interpreter workers: they have collected their garbage by the time the
@@ -59,8 +76,11 @@ class BurstWatch:
     change, so the request path pays nothing for it; `note` tells it of a peak between two
     looks."""
 
-    def __init__(self, in_use: Callable[[], int], burst: int, quiet_looks: int = 1) -> None:
+    def __init__(
+        self, in_use: Callable[[], int], burst: int, *, trim: bool, quiet_looks: int = 1
+    ) -> None:
         self._in_use = in_use
+        self._trim = trim
         self._burst = burst
         self._quiet_looks = quiet_looks
         self._peak = 0
@@ -88,5 +108,5 @@ class BurstWatch:
             self._fallen = 0
         if self._fallen > self._quiet_looks:
             self._peak, self._fallen = in_use, 0
-            release_memory()
+            release_memory(self._trim)
         self.start()

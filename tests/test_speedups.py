@@ -769,3 +769,12 @@ def test_the_fields_built_by_position(cls: type) -> None:
 @given(data=bench_responses)
 def test_property_whole_response_the_same(data: bytes) -> None:
     assert speedups.whole_response(data) == http1.python_whole_response(data)
+
+
+# Giving memory back (memory.py): not a pure function, so only what both say of it.
+
+
+def test_malloc_trim_answers_like_its_reference() -> None:
+    from interpserve import memory
+
+    assert type(speedups.malloc_trim()) is type(memory.python_malloc_trim())

@@ -26,6 +26,7 @@ from types import ModuleType
 import pytest
 from support import ROOT, TIMEOUT, WORKER_KINDS, StartServer, get_path, skip_under_coverage
 
+from interpserve.compiled import speedups
 from interpserve.worker.deferred import DEFERRED, _deferred_module, pending
 
 # interpserve's modules a worker needs from its start: the worker itself, and what it shares
@@ -97,6 +98,25 @@ def test_a_worker_imports_only_its_own_modules_beyond_asyncio(
     if kind == "interpreter":  # a process worker's process imports its own (runpy, json)
         extra = {name for name in at_start - _baseline() if name.split(".")[0] != "tests"}
         assert extra - WORKER_MODULES - BUILT_IN == set()
+
+
+_RELEASE = (
+    "import sys\n"
+    "from interpserve.memory import release_memory\n"
+    "before = set(sys.modules)\n"
+    "release_memory(trim=False)\n"
+    "release_memory(trim=True)\n"
+    "print(*sorted(set(sys.modules) - before), sep=chr(10))\n"
+)
+
+
+@pytest.mark.skipif(speedups is None, reason="interpserve._speedups not built")
+def test_giving_memory_back_imports_nothing() -> None:
+    """What a module imported once a burst is over creates lands in the blocks the burst freed
+    and keeps their arenas (interpserve/memory.py): ctypes for the trim did, and CPython's
+    interpreter API with datetime did to ask which interpreter trims."""
+    skip_under_coverage()
+    assert _run(_RELEASE).split() == []
 
 
 _DEFERRED_USED = """import sys, threading

@@ -146,8 +146,8 @@ class ServerState:
         self.pool.pipe_backlog = budget.change
         self.read_buffer = memoryview(bytearray(READ_SIZE))
         self.bursts = (
-            BurstWatch(lambda: len(self.connections), _CONNECTION_BURST, quiet_looks=2),
-            BurstWatch(lambda: budget.held, _BUFFER_BURST, quiet_looks=2),
+            BurstWatch(lambda: len(self.connections), _CONNECTION_BURST, trim=True, quiet_looks=2),
+            BurstWatch(lambda: budget.held, _BUFFER_BURST, trim=True, quiet_looks=2),
         )
         self.access_log = (
             AccessLog(config.access_log_format, self.pool.kind) if config.access_log else None

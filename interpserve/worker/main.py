@@ -73,7 +73,8 @@ class Worker:
         if lifespan is None:
             return
         self._pipe.send(ev.WorkerReady())
-        bursts = BurstWatch(lambda: len(self._tasks), _REQUEST_BURST)
+        # A process worker is its process's main interpreter: it trims the process's heaps.
+        bursts = BurstWatch(lambda: len(self._tasks), _REQUEST_BURST, trim=self._kind == "process")
         bursts.start()
         await self._stopping.wait()
         bursts.stop()

@@ -1,0 +1,40 @@
+"""When a BurstWatch gives memory back, in memory: its looks are driven by hand, and what it
+calls is recorded instead of run."""
+
+from __future__ import annotations
+
+import pytest
+
+from interpserve import memory
+from interpserve.memory import BurstWatch
+
+
+@pytest.mark.parametrize("trim", [True, False])
+async def test_a_burst_that_has_fallen_to_a_quarter_gives_memory_back_once(
+    monkeypatch: pytest.MonkeyPatch, trim: bool
+) -> None:
+    released: list[bool] = []
+    monkeypatch.setattr(memory, "release_memory", released.append)
+    in_use = [0]
+    watch = BurstWatch(lambda: in_use[0], 100, trim=trim, quiet_looks=1)
+    try:
+        for count, expected in ((150, []), (40, []), (30, []), (30, [trim]), (30, [trim])):
+            in_use[0] = count
+            watch._look()
+            assert released == expected, count
+    finally:
+        watch.stop()
+
+
+async def test_no_burst_no_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    released: list[bool] = []
+    monkeypatch.setattr(memory, "release_memory", released.append)
+    in_use = [0]
+    watch = BurstWatch(lambda: in_use[0], 100, trim=True)
+    try:
+        watch.note(99)  # a peak between two looks, short of a burst
+        for _ in range(5):
+            watch._look()
+    finally:
+        watch.stop()
+    assert released == []
