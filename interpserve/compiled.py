@@ -4,7 +4,8 @@ None where the module was not built (pip builds it where a C compiler is found, 
 without it otherwise) or where INTERPSERVE_NO_SPEEDUPS is set, which compares the two or rules
 the compiled code out. Either way the server behaves the same: the Python versions in `wire.py`,
 `frontend/http_grammar.py`, `frontend/response.py` and `worker/asgi.py` are the reference, and
-tests/test_speedups.py holds the compiled ones to them.
+tests/test_speedups.py holds the compiled ones to them. (One more is there for memory, not speed:
+`memory.py`'s malloc_trim.)
 """
 
 from __future__ import annotations
