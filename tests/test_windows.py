@@ -7,6 +7,7 @@ connection times its reads with (`clock`), so a loaded machine changes nothing."
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -129,6 +130,39 @@ async def test_a_plain_body_whose_reads_are_slow_one_at_a_time_is_read_the_most_
         await receive(conn, transport, b"x" * len(conn.get_buffer(-1)))
     assert len(conn.get_buffer(-1)) < READ_SIZE
     assert conn.state.costly_until > 0.0
+
+
+@on_virtual_clock
+async def test_after_a_costly_read_a_connection_reads_again_at_its_turn_and_not_before(
+    clock: ReadClock,
+) -> None:
+    """The credit its worker sends for each read gives the connection room at once, but not
+    its turn: that comes once the loop has had as long as the read for the rest, after the
+    turns of the costly reads before (two connections' reads so take half the loop, not all)."""
+    first, transport, channel = connection()
+    state = first.state
+    turns = []
+    for request_id in (1, 2):
+        conn = first if request_id == 1 else HTTPConnection(state)
+        if conn is not first:
+            transport = FakeTransport()
+            conn.connection_made(transport)  # type: ignore[arg-type]
+        await receive(conn, transport, post(UPLOAD))
+        cycle = channel.sinks[request_id]
+        clock.cost = 0.01
+        for _ in range(2):  # (the second of two costly reads in a row makes it wait)
+            sent = channel.body_sent()
+            await receive(conn, transport, b"x" * len(conn.get_buffer(-1)))
+            cycle.on_credit(channel.body_sent() - sent)  # the app received it: room again
+        clock.cost = 0.0
+        assert not transport.reading
+        turns.append((transport, state.costly_until))
+    loop = asyncio.get_running_loop()
+    assert turns[1][1] - turns[0][1] == pytest.approx(2 * 0.01)
+    await asyncio.sleep(turns[0][1] - loop.time())
+    assert turns[0][0].reading and not turns[1][0].reading
+    await asyncio.sleep(turns[1][1] - loop.time())
+    assert turns[1][0].reading
 
 
 @on_virtual_clock

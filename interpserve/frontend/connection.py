@@ -56,13 +56,13 @@ READ_SIZE = 64 * 1024
 _SLICE_SECONDS = 0.0005
 _READ_LEAST = 1024
 # A read that costs more than this a byte (and more than the least) is costly: its connection
-# then waits, before it reads again, as long as the read took, after the other costly reads
-# (libuv would read on from it many times in a row). All such reads together then take at most
-# half of the loop's time, whatever their number: plain requests find it free. Bodies of plain
-# bytes cost a fraction of that; a body of one-byte chunks, or a flood of pipelined requests,
-# far more. Reads smaller than the check are not timed (they are quick, and most requests
-# come in one), unless the connection reads less than the most: then they are, or it would
-# never find them quick again and read the most once more.
+# then reads again only at its turn, after the other costly reads' turns, each turn being the
+# read and as long again (libuv would read on from it many times in a row). All such reads
+# together then take at most half of the loop's time, whatever their number: plain requests
+# find it free. Bodies of plain bytes cost a fraction of that; a body of one-byte chunks, or a
+# flood of pipelined requests, far more. Reads smaller than the check are not timed (they are
+# quick, and most requests come in one), unless the connection reads less than the most: then
+# they are, or it would never find them quick again and read the most once more.
 _COSTLY_PER_BYTE = 5e-9
 _COSTLY_LEAST = 0.0001
 _SLICE_CHECK = 4096
@@ -196,6 +196,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self._read_view = state.read_buffer[:_READ_AHEAD]
         self._read_most = READ_SIZE  # less while its reads are slow to take apart
         self._read_took = 0.0  # how long the last read timed took to take apart
+        self._turn_waiting = False  # paused after a costly read until its turn (_wait_turn)
         self._closure = Closure.OPEN  # nothing more is written once it is not OPEN
         # A WebSocket handshake waiting for the responses before it, then the session that has
         # taken the connection over: either way the connection carries no more HTTP/1.1.
@@ -267,14 +268,24 @@ class HTTPConnection(asyncio.BufferedProtocol):
             self.update_reading()
 
     def _wait_turn(self, spent: float) -> None:
-        """After a costly read: read again once the loop has had as long for the rest."""
-        if self._reading_paused or self._transport is None:
-            return  # (it waits for something else already, and reads no sooner)
+        """After a costly read: read again once the loop has had as long for the rest (and
+        not sooner, whatever else gives the connection room meanwhile: a credit from its
+        worker arrives after nearly every read)."""
+        if self._transport is None:
+            return
+        self._turn_waiting = True
         state = self.state
         loop = asyncio.get_running_loop()
-        state.costly_until = max(state.costly_until, loop.time()) + spent
+        # Its turn comes after the others' turns, and each turn is the read and as long again
+        # for the rest of the loop: waiting only as long as its read, after the others', would
+        # give several connections' costly reads the whole loop between them, back to back.
+        state.costly_until = max(state.costly_until, loop.time()) + 2 * spent
         self._pause_reading()
-        loop.call_at(state.costly_until, self.update_reading)
+        loop.call_at(state.costly_until, self._take_turn)
+
+    def _take_turn(self) -> None:
+        self._turn_waiting = False
+        self.update_reading()
 
     def data_received(self, data: bytes) -> None:
         if self._session is not None:
@@ -471,8 +482,13 @@ class HTTPConnection(asyncio.BufferedProtocol):
     def update_reading(self) -> None:
         """Read on, as much as there is room for now; or stop until there is room: a window
         opens, the responses before a pipelined request go, the budget has room again."""
-        if self._bad_request is not None or self._closure is not Closure.OPEN or self._upgrade:
-            return  # reading stays paused: see _reject and _on_upgrade
+        if (
+            self._turn_waiting
+            or self._bad_request is not None
+            or self._closure is not Closure.OPEN
+            or self._upgrade
+        ):
+            return  # reading stays paused: see _wait_turn, _reject and _on_upgrade
         room = self._room()
         if room <= 0:
             self._pause_reading()
