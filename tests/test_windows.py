@@ -14,7 +14,7 @@ import pytest
 from support import FakeChannel, FakeTransport, connection, on_virtual_clock, receive
 
 from interpserve import events as ev
-from interpserve.frontend.connection import _READ_LEAST, READ_SIZE, HTTPConnection
+from interpserve.frontend.connection import _READ_LEAST, _SLICE_CHECK, READ_SIZE, HTTPConnection
 
 
 def post(size: int) -> bytes:
@@ -163,6 +163,26 @@ async def test_after_a_costly_read_a_connection_reads_again_at_its_turn_and_not_
     assert turns[0][0].reading and not turns[1][0].reading
     await asyncio.sleep(turns[1][1] - loop.time())
     assert turns[1][0].reading
+
+
+@on_virtual_clock
+async def test_a_read_is_judged_by_its_cost_a_byte_not_by_the_time_of_a_smaller_one_before(
+    clock: ReadClock,
+) -> None:
+    """A read of the most after a smaller one, both as costly a byte: the second waits for its
+    turn (judged by the first one's time, it looked cheap, and read on at once)."""
+    conn, transport, channel = connection()
+    await receive(conn, transport, post(UPLOAD))
+    await read_on(conn, transport, channel, 8)  # the window widens
+    per_byte = 50e-9  # ten times what makes a read costly
+    clock.cost = per_byte * _SLICE_CHECK
+    await receive(conn, transport, b"x" * _SLICE_CHECK)
+    assert transport.reading  # (judged by the quick read before it)
+    size = len(conn.get_buffer(-1))
+    assert size == READ_SIZE
+    clock.cost = per_byte * size
+    await receive(conn, transport, b"x" * size)
+    assert not transport.reading
 
 
 @on_virtual_clock

@@ -195,7 +195,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self._read_size = _READ_AHEAD
         self._read_view = state.read_buffer[:_READ_AHEAD]
         self._read_most = READ_SIZE  # less while its reads are slow to take apart
-        self._read_took = 0.0  # how long the last read timed took to take apart
+        self._read_rate = 0.0  # what the last read timed took to take apart, a byte
         self._turn_waiting = False  # paused after a costly read until its turn (_wait_turn)
         self._closure = Closure.OPEN  # nothing more is written once it is not OPEN
         # A WebSocket handshake waiting for the responses before it, then the session that has
@@ -252,11 +252,14 @@ class HTTPConnection(asyncio.BufferedProtocol):
         started = time.perf_counter()
         self.data_received(data)
         took = time.perf_counter() - started
-        # Judged by the lesser of its cost and the one before's: the frames reads leave for a
-        # worker's pipe go in one write once a batch of them has gathered (pipes.py), at the
-        # cost of whichever read completes it, and a preemption can slow any one read; a
-        # client whose bytes are costly to take apart makes every read costly.
-        spent, self._read_took = min(took, self._read_took), took
+        # Judged by the lesser of its cost a byte and the one before's: the frames reads leave
+        # for a worker's pipe go in one write once a batch of them has gathered (pipes.py), at
+        # the cost of whichever read completes it, and a preemption can slow any one read; a
+        # client whose bytes are costly to take apart makes every read costly. (A byte: judged
+        # by the time of a smaller read before it, a read of the most escaped its turn.)
+        rate = took / nbytes
+        spent = min(rate, self._read_rate) * nbytes
+        self._read_rate = rate
         most = self._read_most
         if spent > _SLICE_SECONDS:
             self._read_most = max(most // 2, _READ_LEAST)
