@@ -320,7 +320,7 @@ class HTTP2Session:
                 h2.reset(stream_id, ErrorCode.NO_ERROR)  # its body is not wanted
             return
         stream = self._streams[stream_id] = HTTP2Stream(self, stream_id, head)
-        if self._idle_timer is not None:
+        if self._idle_timer is not None:  # (only while no stream was open: spares a call a stream)
             self._cancel_idle_timer()
         stream.cycle.dispatch()
         if stream.body_since is not None:
