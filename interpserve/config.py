@@ -256,9 +256,10 @@ class Config:
     )
     limit_max_leftover: int | None = option(
         None,
-        "replace a serving process (without downtime) once the interpreter workers it "
-        "destroyed have left MIB behind in it (CPython keeps a few MB of each; default: a "
-        "tenth of what the process held when it became ready); 0: never",
+        "replace a serving process (without downtime) once it keeps MIB it no longer uses, "
+        "above what it and its process workers held when it became ready: what destroyed "
+        "interpreter workers left (CPython keeps a few MB of each), or what a burst of clients "
+        "left once over (default: a tenth of what they held when it became ready); 0: never",
         metavar="MIB",
     )
     reload: bool = option(

@@ -17,6 +17,9 @@ WORKERS = "workers"
 # REPLACE WHY: start another serving process in this one's place, then stop this one (the
 # memory that its destroyed interpreters left behind passed --limit-max-leftover).
 REPLACE = "replace"
+# AFTER-BURST WHY: the same for what a burst left behind once over; done as often as the
+# supervisor's backoff lets it (backoff.BurstReplacements): the app may be what keeps it.
+AFTER_BURST = "after-burst"
 # RELOAD WHY: --reload saw the source change: replace every serving process.
 RELOAD = "reload"
 

@@ -74,7 +74,8 @@ class BurstWatch:
     longer than its interpreter workers: they have collected their garbage by the time the
     process trims its heaps.) It looks every CHECK_INTERVAL seconds rather than at every
     change, so the request path pays nothing for it; `note` tells it of a peak between two
-    looks."""
+    looks. `on_release` is called after each release (the serving process then checks what it
+    still holds: leftover.py)."""
 
     def __init__(
         self, in_use: Callable[[], int], burst: int, *, trim: bool, quiet_looks: int = 1
@@ -86,6 +87,7 @@ class BurstWatch:
         self._peak = 0
         self._fallen = 0  # looks in a row that found it fallen
         self._timer: asyncio.TimerHandle | None = None
+        self.on_release: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(CHECK_INTERVAL, self._look)
@@ -99,6 +101,11 @@ class BurstWatch:
         if in_use > self._peak:
             self._peak = in_use
 
+    def quiet(self) -> bool:
+        """No burst under way: none seen since the last release, and no more than a quarter of
+        one in use now."""
+        return self._peak < self._burst and self._in_use() * _FALLEN <= self._burst
+
     def _look(self) -> None:
         in_use = self._in_use()
         self.note(in_use)
@@ -109,4 +116,6 @@ class BurstWatch:
         if self._fallen > self._quiet_looks:
             self._peak, self._fallen = in_use, 0
             release_memory(self._trim)
+            if self.on_release is not None:
+                self.on_release()
         self.start()

@@ -4,9 +4,10 @@ and stop, SIGHUP reloads the workers, SIGTTIN/SIGTTOU add or remove one. With --
 changes reload the workers too.
 
 Under a supervisor (the usual case) it serves on the sockets the supervisor holds, and tells it
-when it is ready, when --reload sees a change, and when the memory that destroyed interpreters
-left behind calls for a fresh process: the supervisor then replaces the whole process, without
-downtime. With --no-supervisor it binds the sockets itself and reloads its workers in place."""
+when it is ready, when --reload sees a change, and when memory it keeps but no longer uses (what
+destroyed interpreters or a burst left behind: leftover.py) calls for a fresh process: the
+supervisor then replaces the whole process, without downtime. With --no-supervisor it binds the
+sockets itself and reloads its workers in place."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from interpserve.config import Config
 from interpserve.cpus import default_workers
 from interpserve.errors import StartupError
 from interpserve.frontend.server import Server
+from interpserve.leftover import Leftover, LeftoverWatch
 from interpserve.listen import Listeners, bind, bind_metrics, listening_on
 from interpserve.logs import configure_logging
 from interpserve.pool.pool import WorkerPool
@@ -39,10 +41,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("interpserve.error")
 
-MIB = 1024 * 1024
-# --limit-max-leftover's default, as a share of the process's RSS when it became ready: over
-# any number of recycles, memory stays within this of where it started.
-LEFTOVER_SHARE = 0.1
 # How long a serving process's exit may take once it has stopped serving (see bound_finalizing).
 FINALIZE_DEADLINE_S = 10
 
@@ -98,7 +96,7 @@ class ServingProcess:
         self._metrics_socket = metrics_socket
         self._listeners: Listeners | None = None
         self._watch_files = watch_files  # --reload: under a supervisor, one process watches
-        self._rss_when_ready = 0
+        self._leftover: LeftoverWatch | None = None  # None with --limit-max-leftover 0
         self._leftover_warned = False
         self._should_exit = asyncio.Event()
         self._tasks = BackgroundTasks()
@@ -139,6 +137,8 @@ class ServingProcess:
         (lifespan shutdown included) in what is left of it. At the deadline the apps' tasks
         still running are cancelled, and the pool gives them STOP_GRACE to finish."""
         await self._tasks.cancel_all()
+        if self._leftover is not None:
+            self._leftover.stop()
         loop = asyncio.get_running_loop()
         timeout = self.config.timeout_graceful_shutdown
         deadline = None if timeout is None else loop.time() + timeout
@@ -184,9 +184,18 @@ class ServingProcess:
             self._listeners = bind(config)
             sockets = self._listeners.sockets
         self.pool = pool = WorkerPool(config, kind)
-        pool.on_interpreter_destroyed = self._check_leftovers
         # Before the workers start too: it checks the TLS files.
         self._server = server = Server(config, pool, sockets)
+        if config.limit_max_leftover != 0:
+            self._leftover = leftover = LeftoverWatch(
+                config.limit_max_leftover,
+                self._tree_rss,
+                quiet=server.state.quiet,
+                settled=lambda: pool.settled,
+                replace=self._replace_for,
+            )
+            pool.on_interpreter_destroyed = leftover.destroyed
+            server.after_bursts(leftover.released)
         await pool.start()
         logger.info("Workers ready in %.0f ms", (loop.time() - started_at) * 1000)
         await server.start()
@@ -197,7 +206,8 @@ class ServingProcess:
             if self._metrics_socket is None:
                 (self._metrics_socket,) = bind_metrics(config, 1)
             metrics = start_metrics(self._metrics_socket, pool, server.state)
-        self._rss_when_ready = rss_bytes(os.getpid())
+        if self._leftover is not None:
+            self._leftover.ready()
         if self._link is not None:
             self._link.ready(kind, pool.target)
         else:
@@ -258,22 +268,21 @@ class ServingProcess:
         if self._link is not None and self.pool is not None:
             self._link.workers(self.pool.target)
 
-    def _check_leftovers(self) -> None:
-        """An interpreter was destroyed (CPython 3.13 keeps part of each): once the process has
-        grown by --limit-max-leftover since it was ready, ask for a fresh one."""
-        limit = self.config.limit_max_leftover
-        if limit == 0 or not self._rss_when_ready:
-            return
-        allowed = self._rss_when_ready * LEFTOVER_SHARE if limit is None else limit * MIB
-        grown = rss_bytes(os.getpid()) - self._rss_when_ready
-        if grown <= allowed:
-            return
-        why = f"destroyed interpreters left {grown / MIB:.0f} MiB behind (--limit-max-leftover)"
-        if self._link is not None:
+    def _tree_rss(self) -> int:
+        """What this process and its process workers hold (--limit-max-leftover's measure)."""
+        pids = [os.getpid(), *(self.pool.worker_pids() if self.pool is not None else ())]
+        return sum(rss_bytes(pid) for pid in pids)
+
+    def _replace_for(self, leftover: Leftover, why: str) -> None:
+        """Memory it keeps but no longer uses calls for a fresh process (leftover.py)."""
+        if self._link is None:
+            if not self._leftover_warned:
+                self._leftover_warned = True
+                logger.warning("%s; without the supervisor, nothing replaces this process.", why)
+        elif leftover is Leftover.BURST:
+            self._link.replace_after_burst(why)
+        else:
             self._link.replace(why)
-        elif not self._leftover_warned:
-            self._leftover_warned = True
-            logger.warning("%s; without the supervisor, nothing replaces this process.", why)
 
     async def _watch_files_changes(self) -> None:
         from interpserve.reload import watch_changes

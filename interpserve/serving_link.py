@@ -26,6 +26,9 @@ class SupervisorLink:
     def replace(self, why: str) -> None:
         self._say(control.REPLACE, why)
 
+    def replace_after_burst(self, why: str) -> None:
+        self._say(control.AFTER_BURST, why)
+
     def reload(self, why: str) -> None:
         self._say(control.RELOAD, why)
 

@@ -6,8 +6,9 @@ running, as gunicorn's arbiter keeps its workers:
   the listen backlog meanwhile, none is refused;
 - SIGHUP (or --reload seeing a change) starts new serving processes, and once one is ready the
   one it replaces stops accepting and drains: no downtime, and every byte the old one held is
-  given back. A serving process whose destroyed interpreters left too much memory behind asks
-  for the same (--limit-max-leftover);
+  given back. A serving process that keeps too much memory it no longer uses (what destroyed
+  interpreters or a burst left behind: --limit-max-leftover) asks for the same; for bursts,
+  as often as a backoff lets it;
 - SIGINT and SIGTERM drain them and stop, SIGTTIN and SIGTTOU reach one of them.
 
 launch.py reads the options and binds the sockets, then replaces its own program with this one
@@ -26,7 +27,7 @@ import time
 from _json import encode_basestring_ascii as json_string
 
 from interpserve import control
-from interpserve.backoff import CrashLoop
+from interpserve.backoff import BurstReplacements, CrashLoop
 from interpserve.logbase import Clock, SharedFile
 
 # posix and _signal, not os and signal: what those add on top of them (path helpers, enums) is a
@@ -203,6 +204,7 @@ class Slot:
     and what the next one is started with."""
 
     __slots__ = (
+        "burst_replacements",
         "crash_loop",
         "index",
         "last_pid",
@@ -226,6 +228,7 @@ class Slot:
         self.crash_loop = CrashLoop()
         self.restart_at: float | None = None  # a restart waiting out the crash loop's delay
         self.replace_after = 0.0  # a replacement that failed is not asked again before this
+        self.burst_replacements = BurstReplacements()
 
 
 class Supervisor:
@@ -375,14 +378,27 @@ class Supervisor:
         for slot in self._slots:
             self._start(slot, Why.RELOAD)
 
-    def _replace(self, child: Child, why: str) -> None:
+    def _replace(self, child: Child, why: str) -> bool:
+        """Whether a successor was started (not while one is, nor soon after one failed)."""
         slot = child.slot
         if self._stopping or child is not slot.serving or slot.starting:
-            return
+            return False
         if self._now() < slot.replace_after:
-            return
+            return False
         self._log(INFO, f"Replacing serving process [{child.pid}]: {why}.")
         self._start(slot, Why.REPLACE)
+        return True
+
+    def _replace_after_burst(self, child: Child, why: str) -> None:
+        replacements = child.slot.burst_replacements
+        if wait := replacements.wait(self._now()):
+            self._log(
+                INFO,
+                f"Not replacing serving process [{child.pid}] ({why}): replaced after "
+                f"{replacements.streak} bursts in a row, not again for {wait:.0f} s.",
+            )
+        elif self._replace(child, why):
+            replacements.replaced(self._now())
 
     def _retire(self, child: Child, sig: int = signal.SIGTERM) -> None:
         child.phase = Phase.RETIRING
@@ -460,6 +476,8 @@ class Supervisor:
             child.slot.workers = int(rest)
         elif word == control.REPLACE:
             self._replace(child, rest)
+        elif word == control.AFTER_BURST:
+            self._replace_after_burst(child, rest)
         elif word == control.RELOAD and child.phase is Phase.SERVING:
             self._reload()
 

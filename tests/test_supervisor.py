@@ -256,6 +256,53 @@ def test_a_replacement_is_asked_for_once_and_not_again_soon_after_it_failed(
     assert f"Serving process [{again}] takes over from [{old}]." in supervisor.lines
 
 
+def test_replacements_after_bursts_back_off(supervisor: Recorded) -> None:
+    """An app that keeps what its bursts bring would be replaced after every burst: the first
+    two come at once, then each waits twice as long after the one before (1 min, 2 min, ...);
+    an hour without one, and they come at once again. Destroyed interpreters' leftovers are
+    not held back."""
+    burst = "a burst left it holding 12 MiB more than when it became ready"
+    (serving,) = supervisor.begin()
+    supervisor.ready(serving)
+
+    def take_over() -> int:
+        """The successor started takes over; the one before it exits. The one before."""
+        nonlocal serving
+        (old, serving) = supervisor.pids()
+        supervisor.ready(serving)
+        supervisor.exits(old, 0)
+        return old
+
+    def replaced_after_burst() -> bool:
+        supervisor.says(serving, control.AFTER_BURST, burst)
+        if len(supervisor.pids()) == 1:
+            return False
+        old = take_over()
+        assert f"Replacing serving process [{old}]: {burst}." in supervisor.lines
+        return True
+
+    assert replaced_after_burst()
+    supervisor.later(5)
+    assert replaced_after_burst()  # the second at once too
+    supervisor.later(5)
+    assert not replaced_after_burst()
+    assert supervisor.lines[-1] == (
+        f"Not replacing serving process [{serving}] ({burst}): replaced after 2 bursts in a "
+        "row, not again for 55 s."
+    )
+    supervisor.says(serving, control.REPLACE, "destroyed interpreters left 9 MiB behind")
+    take_over()
+    supervisor.later(55)
+    assert replaced_after_burst()
+    supervisor.later(119)
+    assert not replaced_after_burst()  # the next gap is 2 minutes
+    supervisor.later(1)
+    assert replaced_after_burst()
+    supervisor.later(3600)
+    assert replaced_after_burst()
+    assert replaced_after_burst()
+
+
 def test_sigttin_and_sigttou_reach_the_serving_process_with_the_fewest_and_most_workers() -> None:
     supervisor = Recorded(workers=(2, 1))
     first, second = supervisor.begin()

@@ -179,6 +179,10 @@ class ServerState:
     def queued_requests(self) -> int:
         return sum(conn.queued for conn in self.connections)
 
+    def quiet(self) -> bool:
+        """No burst of connections or of buffered bytes under way (BurstWatch.quiet)."""
+        return all(watch.quiet() for watch in self.bursts)
+
 
 class HTTPConnection(asyncio.BufferedProtocol):
     def __init__(self, state: ServerState) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 
 from interpserve.config import Config
 from interpserve.frontend.connection import HTTPConnection, ServerState
@@ -41,6 +42,11 @@ class Server:
     @property
     def port(self) -> int:
         return int(self._sockets[0].getsockname()[1])
+
+    def after_bursts(self, released: Callable[[], None]) -> None:
+        """Call `released` each time the front end has given back what a burst left."""
+        for watch in self._state.bursts:
+            watch.on_release = released
 
     async def start(self) -> None:
         """Accept connections."""

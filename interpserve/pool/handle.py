@@ -29,6 +29,12 @@ class WorkerHandle(Protocol):
         """Its code still runs (an interpreter's thread, a process)."""
         ...
 
+    @property
+    def pid(self) -> int | None:
+        """Its own process, if it has one (a process worker), while it runs; None for an
+        interpreter, whose memory is the serving process's."""
+        ...
+
     async def start(self) -> None:
         """Start it and connect its channel; the channel says when it is ready."""
         ...
@@ -64,6 +70,9 @@ class WorkerStage(Enum):
 
 
 IN_ROTATION = frozenset({WorkerStage.SERVING, WorkerStage.RECYCLING})
+# Nothing on its way in or out: a pool whose workers are all in these holds what they hold and
+# nothing passing (a starting successor, a retiring predecessor).
+SETTLED = frozenset({WorkerStage.SERVING, WorkerStage.ABANDONED})
 # Those a shutdown drains (stop) and whose apps' tasks it cancels (cancel_requests).
 DRAINED_AT_STOP = frozenset(
     {WorkerStage.SERVING, WorkerStage.RECYCLING, WorkerStage.SPARE, WorkerStage.RETIRING}

@@ -92,6 +92,10 @@ class InterpreterWorker:
     def running(self) -> bool:
         return self._stopped is not None and not self._stopped.done()
 
+    @property
+    def pid(self) -> None:
+        return None
+
     async def memory(self, timeout: float) -> int | None:
         """What its own allocator holds (it says so over its pipe)."""
         return await self.channel.memory(timeout)

@@ -14,7 +14,13 @@ from interpserve.backoff import CrashLoop
 from interpserve.config import Config
 from interpserve.errors import NoWorkerYet, StartupError, WorkerGone
 from interpserve.pool.channel import WorkerChannel
-from interpserve.pool.handle import DRAINED_AT_STOP, IN_ROTATION, WorkerHandle, WorkerStage
+from interpserve.pool.handle import (
+    DRAINED_AT_STOP,
+    IN_ROTATION,
+    SETTLED,
+    WorkerHandle,
+    WorkerStage,
+)
 from interpserve.pool.interpreter_worker import InterpreterWorker
 from interpserve.pool.process_worker import ProcessWorker
 from interpserve.pool.recycling import Ending, Tenure
@@ -82,6 +88,15 @@ class WorkerPool:
     @property
     def ready(self) -> bool:
         return bool(self.workers) and not self._stopping
+
+    @property
+    def settled(self) -> bool:
+        """No worker starting, waiting to take over, retiring or lost (SETTLED)."""
+        return all(stage in SETTLED for stage in self._stages.values())
+
+    def worker_pids(self) -> list[int]:
+        """The processes of the process workers in rotation."""
+        return [pid for worker in self.workers if (pid := worker.pid) is not None]
 
     # Start and dispatch
 

@@ -69,6 +69,10 @@ class ProcessWorker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.running and self._process is not None else None
+
     async def memory(self, timeout: float) -> int | None:
         """Its resident memory, as the OS counts it."""
         if self._process is None or self._process.poll() is not None:
