@@ -5,9 +5,13 @@ server under its supervisor: tests/e2e/test_process_model.py.)"""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from interpserve.config import Config
 from interpserve.leftover import Leftover, LeftoverWatch
+from interpserve.serving import ServingProcess
 
 MIB = 1 << 20
 READY_MIB = 50
@@ -161,4 +165,17 @@ async def test_destroyed_interpreters_past_the_limit_ask_at_the_destroy(tree: Tr
             Leftover.DESTROYED_INTERPRETERS,
             "destroyed interpreters left 7 MiB behind (--limit-max-leftover)",
         )
+    ]
+
+
+def test_without_the_supervisor_nothing_replaces_it_and_it_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    serving = ServingProcess(Config(supervisor=False))
+    why = "a burst left it holding 12 MiB more than when it became ready (--limit-max-leftover)"
+    with caplog.at_level(logging.WARNING, logger="interpserve.error"):
+        serving._replace_for(Leftover.BURST, why)
+        serving._replace_for(Leftover.DESTROYED_INTERPRETERS, why)
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{why}; without the supervisor, nothing replaces this process."
     ]
