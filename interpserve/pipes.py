@@ -30,6 +30,9 @@ _BATCH = 16
 # ...and once their payloads come to this much: a batch of big body chunks in one write would
 # leave that much waiting in memory when the pipe is full (see _HELD_MOST).
 _BATCH_BYTES = 256 * 1024
+# A batch whose payloads come to this much is written without being joined first (see _flush):
+# below it, the frames are small and one buffer costs uvloop less than one per frame.
+_GATHER_LEAST = 16 * 1024
 # Linux's default pipe holds 64 KiB: a 64 KiB body chunk would take two writes and wake the
 # reader twice. 1 MiB (Linux's default upper limit for an unprivileged process) holds several.
 _PIPE_SIZE = 1 << 20
@@ -138,8 +141,14 @@ class FramePipe(asyncio.Protocol):
         self._flush()
 
     def _flush(self) -> None:
-        if self._pending and self._writer is not None and not self._writer.is_closing():
-            self._writer.write(b"".join(self._pending))
+        writer = self._writer
+        if self._pending and writer is not None and not writer.is_closing():
+            if self._pending_size >= _GATHER_LEAST:
+                # Body chunks go as they are, in one gathering write (uvloop's writev): joined
+                # first, every byte of an upload was copied once more on its way to the worker.
+                writer.writelines(self._pending)
+            else:
+                writer.write(b"".join(self._pending))
             if self._write_paused:
                 self._note_backlog()
         self._pending.clear()

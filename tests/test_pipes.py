@@ -15,6 +15,7 @@ from support import MB
 
 from interpserve import events as ev
 from interpserve.pipes import _BATCH_BYTES, _HELD_MOST, FramePipe, open_pipe
+from interpserve.wire import FrameDecoder
 from interpserve.worker.asgi import HTTPCycle
 
 HAS_PIPE_SIZE = hasattr(fcntl, "F_GETPIPE_SZ")
@@ -90,3 +91,40 @@ async def test_a_worker_app_waits_while_the_front_end_does_not_empty_its_pipe() 
         pipe.close()
         for fd in (to_front_r, to_front_w, to_worker_r, to_worker_w):
             os.close(fd)
+
+
+class _RecordingWriter:
+    """A pipe's writing transport that keeps each write as it was given."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, list[bytes]]] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(("write", [data]))
+
+    def writelines(self, parts: list[bytes]) -> None:
+        self.writes.append(("writelines", list(parts)))
+
+
+async def test_body_chunks_go_to_the_pipe_as_they_are_and_small_frames_joined() -> None:
+    """A batch of body bytes is one gathering write of the chunks themselves (joined, each
+    byte of an upload was copied once more); a batch of small frames is one joined write."""
+    pipe = FramePipe(lambda event: None, lambda: None)
+    writer = _RecordingWriter()
+    pipe._writer = writer  # type: ignore[assignment]
+    pipe._loop = asyncio.get_running_loop()
+    chunk = b"x" * _BATCH_BYTES
+    pipe.send(ev.RequestBody(1, chunk, True))  # a whole batch's bytes: written at once
+    assert len(writer.writes) == 1
+    how, parts = writer.writes[0]
+    assert how == "writelines" and any(part is chunk for part in parts)
+    pipe.send(ev.Credit(1, 10))
+    pipe.send(ev.Credit(2, 20))
+    await asyncio.sleep(0)  # (the loop pass ends)
+    assert [how for how, _ in writer.writes] == ["writelines", "write"]
+    decoder = FrameDecoder()
+    events = decoder.feed(b"".join(part for _, written in writer.writes for part in written))
+    assert events == [ev.RequestBody(1, chunk, True), ev.Credit(1, 10), ev.Credit(2, 20)]
