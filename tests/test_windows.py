@@ -14,7 +14,13 @@ import pytest
 from support import FakeChannel, FakeTransport, connection, on_virtual_clock, receive
 
 from interpserve import events as ev
-from interpserve.frontend.connection import _READ_LEAST, _SLICE_CHECK, READ_SIZE, HTTPConnection
+from interpserve.frontend.connection import (
+    _READ_LEAST,
+    _SLICE_CHECK,
+    READ_FIRST,
+    READ_SIZE,
+    HTTPConnection,
+)
 
 
 def post(size: int) -> bytes:
@@ -111,6 +117,49 @@ async def test_a_connection_whose_reads_were_slow_reads_the_most_again_once_they
     clock.cost = 0.0
     assert (await read_on(conn, transport, channel, 12))[-1] == READ_SIZE
     assert channel.body_sent() < UPLOAD
+
+
+@on_virtual_clock
+async def test_quick_reads_widen_beyond_the_first_size_and_costly_ones_never_do(
+    clock: ReadClock,
+) -> None:
+    """A body quick to take apart (plain bytes) is read up to READ_SIZE at once, fewer reads
+    and loop passes; one as costly a byte as a body of one-byte chunks is read READ_FIRST at
+    the most, so no read of it holds the loop longer than before reads could widen."""
+    conn, transport, channel = connection()
+    await receive(conn, transport, post(UPLOAD))
+    assert max(await read_on(conn, transport, channel, 12)) == READ_SIZE
+    conn, transport, channel = connection()
+    await receive(conn, transport, post(UPLOAD))
+    cycle = channel.sinks[1]
+    sizes = []
+    for _ in range(24):
+        sent = channel.body_sent()
+        size = len(conn.get_buffer(-1))
+        sizes.append(size)
+        clock.cost = 10e-9 * size  # (about what one-byte chunks cost)
+        await receive(conn, transport, b"x" * size)
+        cycle.on_credit(channel.body_sent() - sent)
+    assert max(sizes) == READ_FIRST  # (the window reached it: it was not the window's limit)
+    assert sizes[-1] < READ_FIRST
+
+
+@on_virtual_clock
+async def test_a_costly_read_after_quick_ones_widened_the_reads_goes_back_to_the_first_size(
+    clock: ReadClock,
+) -> None:
+    """A client sends plain bytes until its reads are READ_SIZE, then a costly body: the first
+    costly read, slow by its own time, makes the next one READ_FIRST at once (one slow read
+    among quick ones makes it wait for no turn), and that one, as costly, waits for its turn."""
+    conn, transport, channel = connection()
+    await receive(conn, transport, post(UPLOAD))
+    await read_on(conn, transport, channel, 12)
+    for size in (READ_SIZE, READ_FIRST):
+        assert len(conn.get_buffer(-1)) == size
+        clock.cost = 10e-9 * size
+        await receive(conn, transport, b"x" * size)
+    assert not transport.reading
+    assert len(conn.get_buffer(-1)) <= READ_FIRST
 
 
 @on_virtual_clock

@@ -48,8 +48,12 @@ from interpserve.pool.pool import WorkerPool
 
 logger = logging.getLogger("interpserve.error")
 
-# The most one read brings: what bounds the parse (or decode) one read makes the loop do.
-READ_SIZE = 64 * 1024
+# The most one read brings: what bounds the parse (or decode) one read makes the loop do. A
+# connection's reads start at READ_FIRST and widen beyond it only while they are quick to take
+# apart (see _SLICE_SECONDS): a plain upload then costs a quarter of the reads (and loop
+# passes), and a costly body (one-byte chunks) is never read more than READ_FIRST at once.
+READ_SIZE = 256 * 1024
+READ_FIRST = 64 * 1024
 # A connection whose reads take longer than this to parse (or decode) reads less at once, down to
 # the least, until they are quick again: no client's bytes, however costly to take apart (a body
 # of one-byte chunks), hold the loop every connection shares for long.
@@ -61,7 +65,7 @@ _READ_LEAST = 1024
 # together then take at most half of the loop's time, whatever their number: plain requests
 # find it free. Bodies of plain bytes cost a fraction of that; a body of one-byte chunks, or a
 # flood of pipelined requests, far more. Reads smaller than the check are not timed (they are
-# quick, and most requests come in one), unless the connection reads less than the most: then
+# quick, and most requests come in one), unless the connection reads less than READ_FIRST: then
 # they are, or it would never find them quick again and read the most once more.
 _COSTLY_PER_BYTE = 5e-9
 _COSTLY_LEAST = 0.0001
@@ -198,7 +202,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self._reading_paused = False
         self._read_size = _READ_AHEAD
         self._read_view = state.read_buffer[:_READ_AHEAD]
-        self._read_most = READ_SIZE  # less while its reads are slow to take apart
+        self._read_most = READ_FIRST  # less while its reads are slow, more while quick
         self._read_rate = 0.0  # what the last read timed took to take apart, a byte
         self._turn_waiting = False  # paused after a costly read until its turn (_wait_turn)
         self._closure = Closure.OPEN  # nothing more is written once it is not OPEN
@@ -250,7 +254,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         data = self._read_view[:nbytes].tobytes()
-        if nbytes < _SLICE_CHECK and self._read_most == READ_SIZE:
+        if nbytes < _SLICE_CHECK and self._read_most >= READ_FIRST:
             self.data_received(data)
             return
         started = time.perf_counter()
@@ -260,14 +264,19 @@ class HTTPConnection(asyncio.BufferedProtocol):
         # for a worker's pipe go in one write once a batch of them has gathered (pipes.py), at
         # the cost of whichever read completes it, and a preemption can slow any one read; a
         # client whose bytes are costly to take apart makes every read costly. (A byte: judged
-        # by the time of a smaller read before it, a read of the most escaped its turn.)
+        # by the time of a smaller read before it, a read of the most escaped its turn.) Beyond
+        # READ_FIRST, though, reads widen only after one quick by its own time, and one slow by
+        # its own time goes back to READ_FIRST at once: quick reads widened them, and a client
+        # can make the next ones costly.
         rate = took / nbytes
         spent = min(rate, self._read_rate) * nbytes
         self._read_rate = rate
         most = self._read_most
         if spent > _SLICE_SECONDS:
-            self._read_most = max(most // 2, _READ_LEAST)
-        elif spent < _SLICE_SECONDS / 4:
+            self._read_most = max(min(most // 2, READ_FIRST), _READ_LEAST)
+        elif nbytes > READ_FIRST and took > _SLICE_SECONDS:
+            self._read_most = READ_FIRST
+        elif took < _SLICE_SECONDS / 4:
             self._read_most = min(most * 2, READ_SIZE)
         if spent > _COSTLY_LEAST and spent > nbytes * _COSTLY_PER_BYTE:
             self._wait_turn(spent)
