@@ -42,6 +42,21 @@ def test_a_window_doubles_only_within_the_budget_and_up_to_its_most() -> None:
     assert budget.held == 88
 
 
+def test_a_window_counts_only_beyond_what_its_owner_does_not() -> None:
+    """A response's window below its first 16 (after it narrowed) widens at no cost up to
+    them, and narrowing gives back only what was counted."""
+    budget = MemoryBudget(100, read_size=10)
+    assert budget.widen(4, most=64, free=16) == 8
+    assert budget.widen(8, most=64, free=16) == 16
+    assert budget.held == 0
+    assert budget.widen(12, most=64, free=16) == 24
+    assert budget.held == 8
+    assert budget.narrow(24, 20, free=16) == 20
+    assert budget.held == 4
+    assert budget.narrow(20, 4, free=16) == 4
+    assert budget.held == 0
+
+
 def test_waiting_connections_resume_in_turn_as_room_allows() -> None:
     resumed: list[str] = []
     budget = MemoryBudget(100, read_size=30)

@@ -21,6 +21,7 @@ from interpserve.frontend.connection import (
     READ_SIZE,
     HTTPConnection,
 )
+from interpserve.frontend.cycle import _RESPONSE_WINDOW_LEAST
 
 
 def post(size: int) -> bytes:
@@ -306,3 +307,28 @@ async def test_a_streamed_response_gets_credit_as_the_client_takes_it(paused: bo
     assert conn.state.budget.held == ev.BODY_WINDOW_MIN  # what the window widened by
     cycle.on_response_body(b"", False)
     assert conn.state.budget.held == 0
+
+
+@on_virtual_clock
+async def test_while_the_budget_is_spent_a_response_window_narrows_to_the_least() -> None:
+    """Others spend the budget: what the client takes of a response is not all given back to
+    its app until its window is the least (a slow reader holds its whole window in memory);
+    once there is room, the window widens again as the client keeps taking it."""
+    conn, transport, channel = connection()
+    budget = conn.state.budget
+    await receive(conn, transport, b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+    cycle = channel.sinks[1]
+    cycle.on_response_start(200, ())
+    budget.reserve(budget.limit)  # the others
+    cycle.on_response_body(b"x" * ev.BODY_WINDOW_MIN, True)
+    cycle.on_response_body(b"x" * _RESPONSE_WINDOW_LEAST, True)
+    credits = [e.size for e in channel.sent if isinstance(e, ev.Credit)]
+    assert credits == [_RESPONSE_WINDOW_LEAST, _RESPONSE_WINDOW_LEAST]
+    assert budget.held == budget.limit
+    budget.release(budget.limit)
+    cycle.on_response_body(b"x" * _RESPONSE_WINDOW_LEAST, True)  # a whole window went: doubled
+    credits = [e.size for e in channel.sent if isinstance(e, ev.Credit)]
+    assert credits[2:] == [2 * _RESPONSE_WINDOW_LEAST]
+    assert budget.held == 0  # (a window counts only beyond the small one)
+    cycle.on_response_body(b"", False)
+    assert budget.held == 0

@@ -10,7 +10,9 @@ What counts against it (`reserve`, `release`):
 - response bytes written to a client whose socket has not taken them yet, and WebSocket
   message bytes both ways, the same way;
 - the part of a window widened beyond the small one it started with (`widen`): what its worker
-  may send on before the client, or its app, has taken it;
+  may send on before the client, or its app, has taken it. While the budget is spent, a
+  response's window narrows below that, as its client takes what it was sent (`narrow`,
+  cycle.py): a client that reads slowly holds its whole window in the front end;
 - frames waiting to be written to a worker that does not read its pipe.
 
 When the budget is spent (`spent`), no window widens (`widen`, `has_room`), and a connection
@@ -80,14 +82,22 @@ class MemoryBudget:
     def has_room(self, size: int) -> bool:
         return self.held + size <= self.limit
 
-    def widen(self, window: int, most: int) -> int:
-        """A window doubled, up to `most`, if the budget has room for the difference, which it
-        then holds (until the window's owner releases it); else the window as it is."""
+    def widen(self, window: int, most: int, free: int = 0) -> int:
+        """A window doubled, up to `most`, if the budget has room for what that adds beyond its
+        first `free` bytes (which its owner does not count), which it then holds (until the
+        window's owner releases it); else the window as it is."""
         wider = min(2 * window, most)
-        if wider > window and self.has_room(wider - window):
-            self.reserve(wider - window)
+        cost = _beyond(wider, free) - _beyond(window, free)
+        if wider > window and self.has_room(cost):
+            self.reserve(cost)
             return wider
         return window
+
+    def narrow(self, window: int, narrower: int, free: int) -> int:
+        """`window` made `narrower`: what the budget held of it beyond its first `free` bytes,
+        and holds no more, is released."""
+        self.release(_beyond(window, free) - _beyond(narrower, free))
+        return narrower
 
     def wait(self, waiter: Waiter) -> None:
         """`waiter` has stopped reading for want of room: resume it when there is some."""
@@ -114,3 +124,8 @@ class MemoryBudget:
             del self._waiting[waiter]
             room -= self._read_size
             waiter.room_available()
+
+
+def _beyond(window: int, free: int) -> int:
+    """What the budget holds of a window whose first `free` bytes it does not count."""
+    return max(window - free, 0)

@@ -35,6 +35,10 @@ from interpserve.logs import escape
 
 logger = logging.getLogger("interpserve.error")
 
+# What a response's window narrows to while the budget is spent: enough that the client's socket
+# is given something to take at each credit round trip (docs/hardening.md, "Slow readers").
+_RESPONSE_WINDOW_LEAST = 4 * 1024
+
 _TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
 
 
@@ -421,14 +425,26 @@ class RequestCycle(WorkerRequest):
 
     def _give_credit(self, size: int) -> None:
         """The client took `size` response bytes: the app may send as many more, and more
-        again each time a whole window has gone."""
-        self._response_taken += size
-        if self._response_taken >= self._response_window:
-            self._response_taken = 0
-            window = self._response_window
-            self._response_window = self._conn.state.budget.widen(window, ev.BODY_WINDOW)
-            size += self._response_window - window
-        if self._channel is not None:
+        again each time a whole window has gone; while the budget is spent, fewer, until the
+        window is the least."""
+        window = self._response_window
+        budget = self._conn.state.budget
+        if budget.spent:
+            # The response's first window is outside the budget, and a client that reads slowly
+            # holds all of it here (uvloop keeps the whole of a write its socket took part of):
+            # thousands of them would hold thousands of first windows, whatever the limit.
+            cut = min(size, window - _RESPONSE_WINDOW_LEAST)
+            if cut > 0:
+                self._response_window = budget.narrow(window, window - cut, ev.BODY_WINDOW_MIN)
+                self._response_taken = 0
+                size -= cut
+        else:
+            self._response_taken += size
+            if self._response_taken >= window:
+                self._response_taken = 0
+                self._response_window = budget.widen(window, ev.BODY_WINDOW, ev.BODY_WINDOW_MIN)
+                size += self._response_window - window
+        if size and self._channel is not None:
             self._channel.send(ev.Credit(self._request_id, size))
 
     def _log_length_mismatch(self, sent: int) -> None:

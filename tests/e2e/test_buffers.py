@@ -148,6 +148,15 @@ async def _read_slowly(port: int, path: str, piece: int) -> tuple[bytes, int, st
         writer.close()
 
 
+def _stream_digest(mib: int) -> str:
+    """The sha256 of the buffers app's /stream?mib=MIB body: 64 KiB chunks of one byte value
+    each, counting up."""
+    expected = hashlib.sha256()
+    for index in range(mib * 16):
+        expected.update(bytes([index % 256]) * 65536)
+    return expected.hexdigest()
+
+
 async def test_many_slow_readers_of_a_download_hold_little(buffers_server: ServerProcess) -> None:
     """100 clients read a 4 MiB download of fresh 64 KiB chunks through small buffers, while
     the front end, serving all of them, is slower than the apps: the server's memory grows
@@ -160,15 +169,27 @@ async def test_many_slow_readers_of_a_download_hold_little(buffers_server: Serve
         readers = (_read_slowly(buffers_server.port, path, 4096) for _ in range(clients))
         answers = await asyncio.wait_for(asyncio.gather(*readers), 60)
     grown = peak.peak - idle
-    expected = hashlib.sha256()
-    for index in range(mib * 16):
-        expected.update(bytes([index % 256]) * 65536)
-    assert set(answers) == {(b"HTTP/1.1 200 OK", mib * MB, expected.hexdigest())}
+    assert set(answers) == {(b"HTTP/1.1 200 OK", mib * MB, _stream_digest(mib))}
     # (A generous bound: test_pipes.py counts what a worker holds for a pipe not emptied.)
     assert grown < clients * 320 * 1024, f"RSS grew by {grown / MB:.0f} MB for {clients} readers"
 
 
 # The budget ------------------------------------------------------------------------------------
+
+
+async def test_slow_readers_past_a_spent_budget_get_every_byte(
+    start_server: StartServer, http_impl: str
+) -> None:
+    """30 slow readers of a 1 MiB download through a budget of 64 KiB, spent at once: their
+    windows narrow to the least as they read, and every byte still arrives, in order."""
+    server = start_server(
+        BUFFERS_APP, "--workers", "2", "--http", http_impl, "--limit-buffers", "65536"
+    )
+    clients, mib = 30, 1
+    readers = (_read_slowly(server.port, f"/stream?mib={mib}", 4096) for _ in range(clients))
+    answers = await asyncio.wait_for(asyncio.gather(*readers), 60)
+    assert set(answers) == {(b"HTTP/1.1 200 OK", mib * MB, _stream_digest(mib))}
+    assert "--limit-buffers" in server.output  # (the budget was spent)
 
 
 async def test_the_budget_stops_reads_and_resumes_them(
