@@ -6,6 +6,7 @@ server under its supervisor: tests/e2e/test_process_model.py.)"""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -52,97 +53,87 @@ def tree() -> Tree:
     return Tree()
 
 
+@pytest.fixture
+async def watch(tree: Tree) -> AsyncIterator[LeftoverWatch]:
+    """A watch on `tree` (the default limit), its process ready; stopped after the test."""
+    watch = tree.watch()
+    watch.ready()
+    yield watch
+    watch.stop()
+
+
 async def test_what_a_burst_left_past_the_limit_asks_for_a_fresh_process_a_look_later(
     tree: Tree,
+    watch: LeftoverWatch,
 ) -> None:
-    watch = tree.watch()
-    watch.ready()
-    try:
+    watch._look()
+    tree.burst(watch, left_mib=12)
+    watch._look()  # the first look after the release may come at once: the trim's turn
+    assert tree.asked == []
+    watch._look()
+    assert tree.asked == [
+        (
+            Leftover.BURST,
+            "a burst left it holding 12 MiB more than when it became ready (--limit-max-leftover)",
+        )
+    ]
+    for _ in range(3):  # asked once: the next looks only read the tree
         watch._look()
-        tree.burst(watch, left_mib=12)
-        watch._look()  # the first look after the release may come at once: the trim's turn
-        assert tree.asked == []
-        watch._look()
-        assert tree.asked == [
-            (
-                Leftover.BURST,
-                "a burst left it holding 12 MiB more than when it became ready "
-                "(--limit-max-leftover)",
-            )
-        ]
-        for _ in range(3):  # asked once: the next looks only read the tree
-            watch._look()
-        assert len(tree.asked) == 1
-    finally:
-        watch.stop()
+    assert len(tree.asked) == 1
 
 
-async def test_a_burst_that_left_less_than_the_limit_asks_nothing(tree: Tree) -> None:
-    watch = tree.watch()
-    watch.ready()
-    try:
-        tree.burst(watch, left_mib=LIMIT_MIB)
-        for _ in range(3):
-            watch._look()
-    finally:
-        watch.stop()
+async def test_a_burst_that_left_less_than_the_limit_asks_nothing(
+    tree: Tree, watch: LeftoverWatch
+) -> None:
+    tree.burst(watch, left_mib=LIMIT_MIB)
+    for _ in range(3):
+        watch._look()
     assert tree.asked == []
 
 
-async def test_memory_the_app_kept_before_the_burst_is_not_the_bursts(tree: Tree) -> None:
+async def test_memory_the_app_kept_before_the_burst_is_not_the_bursts(
+    tree: Tree, watch: LeftoverWatch
+) -> None:
     """A cache its ordinary requests filled: a fresh process would fill it again, so no burst
     is blamed for it, however much the burst adds."""
-    watch = tree.watch()
-    watch.ready()
-    try:
-        tree.rss += 20 * MIB
+    tree.rss += 20 * MIB
+    watch._look()
+    tree.burst(watch, left_mib=12)
+    for _ in range(3):
         watch._look()
-        tree.burst(watch, left_mib=12)
-        for _ in range(3):
-            watch._look()
-    finally:
-        watch.stop()
     assert tree.asked == []
 
 
-async def test_the_check_waits_for_quiet_and_for_the_workers_passing(tree: Tree) -> None:
+async def test_the_check_waits_for_quiet_and_for_the_workers_passing(
+    tree: Tree, watch: LeftoverWatch
+) -> None:
     """Another burst before the check: that burst's own release calls for it. A worker starting
     or retiring: its memory is not left over, so the check waits until the pool has settled."""
-    watch = tree.watch()
-    watch.ready()
-    try:
-        tree.burst(watch, left_mib=12)
-        tree.quiet = False
-        for _ in range(3):
-            watch._look()
-        assert tree.asked == []
-        tree.quiet = True
-        watch.released()
-        tree.settled = False
-        tree.rss += 30 * MIB  # a successor starting
-        for _ in range(3):
-            watch._look()
-        assert tree.asked == []
-        tree.settled = True
-        tree.rss -= 30 * MIB
+    tree.burst(watch, left_mib=12)
+    tree.quiet = False
+    for _ in range(3):
         watch._look()
+    assert tree.asked == []
+    tree.quiet = True
+    watch.released()
+    tree.settled = False
+    tree.rss += 30 * MIB  # a successor starting
+    for _ in range(3):
         watch._look()
-        assert [leftover for leftover, _ in tree.asked] == [Leftover.BURST]
-    finally:
-        watch.stop()
+    assert tree.asked == []
+    tree.settled = True
+    tree.rss -= 30 * MIB
+    watch._look()
+    watch._look()
+    assert [leftover for leftover, _ in tree.asked] == [Leftover.BURST]
 
 
-async def test_no_burst_no_check(tree: Tree) -> None:
+async def test_no_burst_no_check(tree: Tree, watch: LeftoverWatch) -> None:
     """Steady traffic that holds memory while it runs: without a burst released, it is never
     checked."""
-    watch = tree.watch()
-    watch.ready()
-    try:
-        tree.rss += 20 * MIB
-        for _ in range(5):
-            watch._look()
-    finally:
-        watch.stop()
+    tree.rss += 20 * MIB
+    for _ in range(5):
+        watch._look()
     assert tree.asked == []
 
 
