@@ -10,6 +10,8 @@ Two things leave such memory behind:
   keeps the arenas"). Checked a look after the front end's release, so that the workers' own
   releases (a look ahead of it) have acted too, and only while the front end is quiet and no
   worker is on its way in or out of the pool: a successor starting is not memory left over.
+  Nor while a WebSocket is open: the replacement would close it with 1012 (service restart),
+  and a chat's clients would all reconnect after every burst.
 
 Both measure the same: the tree of the serving process (itself and its process workers, whose
 memory is in their own processes), now against when it became ready.
@@ -47,7 +49,8 @@ class Leftover(Enum):
 class LeftoverWatch:
     """Calls `replace(leftover, why)` when the serving process should be replaced: its tree,
     as `tree_rss` reads it, has grown by more than the limit since `ready`. `quiet` says whether
-    the front end has no burst under way, `settled` whether the pool has no worker passing."""
+    the front end has no burst under way, `settled` whether a fresh process may take over now: no
+    worker passing, no WebSocket open (a replacement would close it)."""
 
     def __init__(
         self,

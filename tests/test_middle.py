@@ -572,6 +572,24 @@ def test_a_websocket_session_echoes_and_the_app_closes_it(front: Callable[..., A
     run_virtual(main)
 
 
+def test_an_open_websocket_is_counted_until_it_closes(front: Callable[..., Any]) -> None:
+    """While one is open, no fresh serving process takes over after a burst (leftover.py)."""
+
+    async def main() -> None:
+        async with front() as f:
+            assert not f.state.holds_websockets()
+            ws = WebSocketClient(f.connect())
+            await ws.events(1)
+            assert f.state.holds_websockets()
+            ws.send(CloseConnection(code=1000))
+            await ws.events(1)
+            await until(lambda: ws.client.transport.closed)
+            ws.client.conn.connection_lost(None)  # (what the loop does once a socket is closed)
+            assert not f.state.holds_websockets()
+
+    run_virtual(main)
+
+
 def test_a_websocket_client_that_closes_is_told_to_the_app(front: Callable[..., Any]) -> None:
     async def main() -> None:
         async with front() as f:

@@ -187,6 +187,11 @@ class ServerState:
         """No burst of connections or of buffered bytes under way (BurstWatch.quiet)."""
         return all(watch.quiet() for watch in self.bursts)
 
+    def holds_websockets(self) -> bool:
+        """A WebSocket is open: a fresh serving process in this one's place would close it
+        with 1012 (leftover.py waits for none)."""
+        return any(conn.websocket for conn in self.connections)
+
 
 class HTTPConnection(asyncio.BufferedProtocol):
     def __init__(self, state: ServerState) -> None:
@@ -210,6 +215,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         # taken the connection over: either way the connection carries no more HTTP/1.1.
         self._upgrade: Upgrade | None = None
         self._session: Session | None = None
+        self.websocket = False  # its session is a WebSocket's (ServerState.holds_websockets)
         self.buffered = 0  # request body bytes read, waiting in this connection's cycles
         self.writing_paused = False
         self.scheme = state.scheme
@@ -643,6 +649,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         upgrade, self._upgrade = self._upgrade, None
         assert upgrade is not None and self._transport is not None
         websocket = self._session = WebSocketSession(self, upgrade.head)
+        self.websocket = True
         websocket.start(upgrade.data)
         self.update_reading()
 
