@@ -49,8 +49,9 @@ class Leftover(Enum):
 class LeftoverWatch:
     """Calls `replace(leftover, why)` when the serving process should be replaced: its tree,
     as `tree_rss` reads it, has grown by more than the limit since `ready`. `quiet` says whether
-    the front end has no burst under way, `settled` whether a fresh process may take over now: no
-    worker passing, no WebSocket open (a replacement would close it)."""
+    the front end has no burst under way, `settled` whether the pool has no worker passing, and
+    `replaceable` whether a fresh process may take over now (no WebSocket open: a replacement
+    would close it); while it may not, the check after a burst waits."""
 
     def __init__(
         self,
@@ -59,12 +60,14 @@ class LeftoverWatch:
         *,
         quiet: Callable[[], bool],
         settled: Callable[[], bool],
+        replaceable: Callable[[], bool],
         replace: Callable[[Leftover, str], None],
     ) -> None:
         self._limit_mib = limit_mib  # None: LEFTOVER_SHARE of the tree at ready
         self._tree_rss = tree_rss
         self._quiet = quiet
         self._settled = settled
+        self._replaceable = replaceable
         self._replace = replace
         self._at_ready = 0  # 0 until ready, or if /proc cannot be read: nothing is checked
         self._allowed = 0
@@ -104,9 +107,10 @@ class LeftoverWatch:
         elif not self._settled():
             pass  # a worker passing holds memory that is not left over: wait for it
         elif self._check_in:
-            self._check_in -= 1
-            if not self._check_in:
-                self._after_burst()
+            if self._check_in > 1 or self._replaceable():
+                self._check_in -= 1
+                if not self._check_in:
+                    self._after_burst()
         else:
             self._before = self._tree_rss()
 

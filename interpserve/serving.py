@@ -191,7 +191,8 @@ class ServingProcess:
                 config.limit_max_leftover,
                 self._tree_rss,
                 quiet=server.state.quiet,
-                settled=lambda: pool.settled and not server.state.holds_websockets(),
+                settled=lambda: pool.settled,
+                replaceable=lambda: not server.state.holds_websockets(),
                 replace=self._replace_for,
             )
             pool.on_interpreter_destroyed = leftover.destroyed

@@ -26,6 +26,7 @@ class Tree:
         self.rss = READY_MIB * MIB
         self.quiet = True
         self.settled = True
+        self.replaceable = True
         self.asked: list[tuple[Leftover, str]] = []
 
     def watch(self, limit_mib: int | None = LIMIT_MIB) -> LeftoverWatch:
@@ -34,6 +35,7 @@ class Tree:
             lambda: self.rss,
             quiet=lambda: self.quiet,
             settled=lambda: self.settled,
+            replaceable=lambda: self.replaceable,
             replace=lambda leftover, why: self.asked.append((leftover, why)),
         )
 
@@ -126,6 +128,34 @@ async def test_the_check_waits_for_quiet_and_for_the_workers_passing(
     watch._look()
     watch._look()
     assert [leftover for leftover, _ in tree.asked] == [Leftover.BURST]
+
+
+async def test_the_check_waits_while_a_fresh_process_would_close_websockets(
+    tree: Tree, watch: LeftoverWatch
+) -> None:
+    tree.replaceable = False
+    tree.burst(watch, left_mib=12)
+    for _ in range(3):
+        watch._look()
+    assert tree.asked == []
+    tree.replaceable = True
+    watch._look()
+    assert [leftover for leftover, _ in tree.asked] == [Leftover.BURST]
+
+
+async def test_what_the_app_kept_while_websockets_were_open_is_not_a_bursts(
+    tree: Tree, watch: LeftoverWatch
+) -> None:
+    """Open WebSockets hold the check back, not the reading of what the tree holds before a
+    burst: a cache filled meanwhile is the app's."""
+    tree.replaceable = False
+    tree.rss += 20 * MIB
+    watch._look()
+    tree.burst(watch, left_mib=12)
+    tree.replaceable = True
+    for _ in range(3):
+        watch._look()
+    assert tree.asked == []
 
 
 async def test_no_burst_no_check(tree: Tree, watch: LeftoverWatch) -> None:
