@@ -2,7 +2,7 @@
 process of its own, so that the runner samples the server's memory and CPU meanwhile.
 
     python -m bench.hostile uploads --port P --clients N [--mib 1] [--hold-ms 6000]
-    python -m bench.hostile tiny-chunks --port P [--clients 4] [--chunks 1000000]
+    python -m bench.hostile tiny-chunks --port P [--clients 4] [--chunks 1000000] [--seconds 5]
     python -m bench.hostile slow-readers --port P [--clients 1000] [--mib 10] [--seconds 5]
     python -m bench.hostile pipelined --port P [--requests 100000] [--seconds 5]
     python -m bench.hostile probe --port P     (until its standard input closes)
@@ -10,8 +10,10 @@ process of its own, so that the runner samples the server's memory and CPU meanw
 - uploads: N clients each POST a body of MIB MiB to /sleep-upload, whose handler sleeps
   HOLD_MS before it reads the body; every answer must count the whole body.
 - tiny-chunks: N clients each upload CHUNKS one-byte chunks (chunked encoding) to /upload,
-  while one more connection sends a plain GET / every 10 ms and times each answer (from a
-  process of its own, `probe`, so that the uploaders' work does not delay it).
+  round after round until SECONDS have passed (one round at least), while one more connection
+  sends a plain GET / every 10 ms and times each answer (from a process of its own, `probe`,
+  so that the uploaders' work does not delay it). One round lasts under a second on a fast
+  server: its p99 would be the slowest of a few dozen GETs, luck more than a percentile.
 - slow-readers: N clients each GET /download?mib=MIB with a small receive buffer and read
   4 KiB every 100 ms, for SECONDS; then they all leave.
 - pipelined: one client sends REQUESTS pipelined GET / and reads none of the answers, for
@@ -101,11 +103,11 @@ async def uploads(port: int, clients: int, mib: int, hold_ms: int) -> dict[str, 
     return _tally(await asyncio.gather(*(one() for _ in range(clients)), return_exceptions=True))
 
 
-async def tiny_chunks(port: int, clients: int, chunks: int) -> dict[str, Any]:
+async def tiny_chunks(port: int, clients: int, chunks: int, seconds: float) -> dict[str, Any]:
     head = b"POST /upload HTTP/1.1\r\nHost: bench\r\nTransfer-Encoding: chunked\r\n\r\n"
     body = b"1\r\nx\r\n" * chunks + b"0\r\n\r\n"
     gate = asyncio.Semaphore(CONNECTING)
-    seconds: list[float] = []
+    taken: list[float] = []
 
     async def one() -> bool:
         reader, writer = await _connect(port, gate)
@@ -115,7 +117,7 @@ async def tiny_chunks(port: int, clients: int, chunks: int) -> dict[str, Any]:
             status, answer = await _response(reader)
         finally:
             _close(writer)
-        seconds.append(time.perf_counter() - started)
+        taken.append(time.perf_counter() - started)
         return status == 200 and answer == b"%d" % chunks
 
     prober = await asyncio.create_subprocess_exec(
@@ -125,7 +127,11 @@ async def tiny_chunks(port: int, clients: int, chunks: int) -> dict[str, Any]:
     assert prober.stdin is not None and prober.stdout is not None
     try:
         await prober.stdout.readline()  # (it has connected)
-        results = await asyncio.gather(*(one() for _ in range(clients)), return_exceptions=True)
+        results: list[bool | BaseException] = []
+        until = time.perf_counter() + seconds
+        while not results or time.perf_counter() < until:
+            round_ = await asyncio.gather(*(one() for _ in range(clients)), return_exceptions=True)
+            results += round_
     finally:
         prober.stdin.close()
     probed, _ = await prober.communicate()
@@ -133,7 +139,7 @@ async def tiny_chunks(port: int, clients: int, chunks: int) -> dict[str, Any]:
         latency: dict[str, Any] = json.loads(probed)
     except ValueError:
         latency = {"gets": 0, "get_errors": 1, "get_error": ["the prober failed"]}
-    return _tally(results) | {"upload_s": seconds} | latency
+    return _tally(results) | {"uploads": len(results), "upload_s": taken} | latency
 
 
 async def probe(port: int) -> dict[str, Any]:
@@ -240,7 +246,7 @@ def _tally(results: list[bool | BaseException]) -> dict[str, Any]:
 # Each load's options beyond --port: name, type, default.
 _OPTIONS: dict[str, tuple[tuple[str, type, float], ...]] = {
     "uploads": (("--clients", int, 1000), ("--mib", int, 1), ("--hold-ms", int, 6000)),
-    "tiny-chunks": (("--clients", int, 4), ("--chunks", int, 1_000_000)),
+    "tiny-chunks": (("--clients", int, 4), ("--chunks", int, 1_000_000), ("--seconds", float, 5.0)),
     "slow-readers": (("--clients", int, 1000), ("--mib", int, 10), ("--seconds", float, 5.0)),
     "pipelined": (("--requests", int, 100_000), ("--seconds", float, 5.0)),
     "probe": (),
@@ -263,7 +269,7 @@ def _load(args: argparse.Namespace) -> Callable[[], Awaitable[dict[str, Any]]]:
         case "uploads":
             return lambda: uploads(args.port, args.clients, args.mib, args.hold_ms)
         case "tiny-chunks":
-            return lambda: tiny_chunks(args.port, args.clients, args.chunks)
+            return lambda: tiny_chunks(args.port, args.clients, args.chunks, args.seconds)
         case "slow-readers":
             return lambda: slow_readers(args.port, args.clients, args.mib, args.seconds)
         case "pipelined":

@@ -127,9 +127,9 @@ SCENARIOS: tuple[ScenarioInfo, ...] = (
         "one after the other on one server (bench/hostile.py): N clients each POST 1 MiB to a "
         "handler that sleeps 6 s before it reads it (N = 500, then 1,000), and the RSS once all "
         "have gone (5 s after, then settled), as a multiple of the RSS idle before them; "
-        f"{HOSTILE_TINY_CLIENTS} clients each upload {HOSTILE_TINY_CHUNKS:,} one-byte chunks "
-        "while a plain GET / goes every 10 ms on another connection (the server's CPU per upload, "
-        "and the GETs' p99); "
+        f"{HOSTILE_TINY_CLIENTS} clients each upload {HOSTILE_TINY_CHUNKS:,} one-byte chunks, "
+        "round after round for 5 s, while a plain GET / goes every 10 ms on another connection "
+        "(the server's CPU per upload, and the p99 of all the GETs); "
         f"{HOSTILE_SLOW_READERS:,} clients each GET a {HOSTILE_DOWNLOAD_MIB} MiB download of "
         "fresh 64 KiB chunks with a 16 KiB receive buffer, reading 4 KiB every 100 ms for 5 s; "
         f"one client sends {HOSTILE_PIPELINED:,} pipelined GET / and reads no answer for 5 s.",

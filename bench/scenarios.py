@@ -257,7 +257,7 @@ def hostile(server: RunningServer, ctx: Context) -> Outcome:
     tiny = ("--clients", str(HOSTILE_TINY_CLIENTS), "--chunks", str(HOSTILE_TINY_CHUNKS))
     if done := run("tiny-chunk uploads", "tiny-chunks", *tiny):
         cpu = tree_cpu_seconds(server.pid) - cpu_before
-        outcome.figures["hostile.tiny_cpu_s"] = cpu / HOSTILE_TINY_CLIENTS
+        outcome.figures["hostile.tiny_cpu_s"] = cpu / max(done[0]["uploads"], 1)
         if done[0].get("gets"):
             outcome.figures["hostile.tiny_get_p99_ms"] = done[0]["get_p99_ms"]
     slow = ("--clients", str(HOSTILE_SLOW_READERS), "--mib", str(HOSTILE_DOWNLOAD_MIB))

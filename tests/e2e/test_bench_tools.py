@@ -100,7 +100,7 @@ def test_hostile_loads_report_against_a_real_server(start_server: StartServer) -
     port = str(server.port)
     loads = [
         ("uploads", "--clients", "3", "--hold-ms", "50"),
-        ("tiny-chunks", "--clients", "1", "--chunks", "2000"),
+        ("tiny-chunks", "--clients", "1", "--chunks", "2000", "--seconds", "0.2"),
         ("slow-readers", "--clients", "2", "--mib", "1", "--seconds", "0.5"),
         ("pipelined", "--requests", "100", "--seconds", "0.5"),
     ]
