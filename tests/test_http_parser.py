@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 
 import pytest
@@ -251,6 +252,15 @@ def test_binary_body(parser: RequestParser) -> None:
         b"PUT /b HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     )
     assert body_of(events) == body
+
+
+def test_a_parser_keeps_no_body_it_has_handed_over(parser: RequestParser) -> None:
+    """What a read brought is the caller's once fed: a connection whose client pauses must not
+    hold its last read's body on top of the worker's copy."""
+    events = parser.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+    (body,) = [e for e in events if isinstance(e, BodyData)]
+    del events
+    assert not [r for r in gc.get_referrers(body) if isinstance(r, list)]
 
 
 def test_chunked_body(parser: RequestParser) -> None:
