@@ -4,8 +4,8 @@
  * (frontend/http_grammar.py), the response head (frontend/response.py), a worker's check of an
  * app's response headers (worker/asgi.py), HTTP/2's frame splitting (frontend/http2_frames.py),
  * and the load generator's read of a whole response (bench/http1.py). One more is here for
- * memory, not speed: glibc's malloc_trim (memory.py), which Python could only reach through
- * ctypes.
+ * memory, not speed: glibc's malloc_trim and mallopt (memory.py), which Python could only reach
+ * through ctypes.
  * Each does exactly what the Python it replaces does, which stays the reference (and the
  * fallback where this module is not built): tests/test_speedups.py holds the two to the same
  * output and the same errors on generated input.
@@ -2129,8 +2129,23 @@ static PyObject *malloc_trim_(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(a
 #endif
 }
 
+/* memory.py's set_malloc_thresholds, for the same reason: they are set at every process's
+ * start, and ctypes would cost its memory from then on. */
+static PyObject *set_malloc_thresholds(PyObject *Py_UNUSED(module), PyObject *args) {
+    int mmap_least, trim_least;
+    if (!PyArg_ParseTuple(args, "ii:set_malloc_thresholds", &mmap_least, &trim_least)) return NULL;
+#ifdef __GLIBC__
+    return PyBool_FromLong(mallopt(M_MMAP_THRESHOLD, mmap_least) &&
+                           mallopt(M_TRIM_THRESHOLD, trim_least));
+#else
+    Py_RETURN_NONE;
+#endif
+}
+
 static PyMethodDef methods[] = {
     {"malloc_trim", malloc_trim_, METH_NOARGS, "memory.malloc_trim, compiled."},
+    {"set_malloc_thresholds", set_malloc_thresholds, METH_VARARGS,
+     "memory.set_malloc_thresholds, compiled."},
     {"setup_wire", setup_wire, METH_VARARGS,
      "setup_wire(Request, ResponseStart, WireError, struct_error, encoders, decoders, "
      "max_payload, frame_types): what the codec needs from wire.py."},

@@ -11,6 +11,14 @@ So once a burst is over (`BurstWatch`), each interpreter runs a full collection,
 interpreter of each process then calls glibc's malloc_trim(0), which returns the free pages of
 every heap of the process (its interpreter workers' too) to the system.
 
+And from the start (`tune_malloc`), glibc's heaps are told when to give memory back of their own
+accord. glibc moves its thresholds with what is freed: a buffer above its mmap threshold is
+mapped, and once one is freed the threshold rises to its size and the top of the heap is given
+back past twice that. A front end that reads up to 256 KiB at a time and frees both the read and
+its body before the next one had its heap's top given back and taken again on every read, a page
+fault for each page (docs/hardening.md, "The allocator's thresholds"). Fixed thresholds above
+those buffers end that; what a burst leaves is still given back by the trim after it.
+
 Nothing long-lived may be created on the way: what is, lands in the blocks the burst freed and
 keeps the allocator's arenas they belong to (1 MiB each, returned only once wholly empty). So
 the trim is compiled (_speedups.c) rather than reached through ctypes, and the watch is told
@@ -32,30 +40,58 @@ CHECK_INTERVAL = 1.0
 _FALLEN = 4
 
 
+# Buffers below this come from a heap, never mapped one by one (tune_malloc).
+MMAP_LEAST = 1 << 20
+# The free top of a heap is given back by itself only past this (tune_malloc).
+TRIM_LEAST = 2 << 20
+# mallopt's parameters, from glibc's malloc.h.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
 @cache
-def _libc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim through ctypes, or None where the C library has none (musl, macOS).
-    Loaded on the first trim: ctypes costs memory that a server with no burst need not pay."""
+def _libc(name: str) -> Callable[..., int] | None:
+    """A glibc function through ctypes, or None where the C library has none (musl, macOS).
+    Loaded on first use: ctypes costs memory that a server with no burst need not pay."""
     import ctypes
 
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+        function: Callable[..., int] = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
-    return trim
+    return function
 
 
 def malloc_trim() -> bool | None:
     """Return the free pages of every C heap of the process to the system: whether any were
     returned, or None where the C library cannot."""
-    trim = _libc_trim()
+    trim = _libc("malloc_trim")
     return None if trim is None else bool(trim(0))
 
 
-# The reference: its C twin, malloc_trim in _speedups.c, must match it (tests/test_speedups.py).
+def set_malloc_thresholds(mmap_least: int, trim_least: int) -> bool | None:
+    """Fix glibc's mmap and trim thresholds for every heap of the process: whether glibc took
+    both, or None where the C library has no mallopt."""
+    mallopt = _libc("mallopt")
+    if mallopt is None:
+        return None
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_least)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, trim_least)
+    )
+
+
+# The references: their C twins in _speedups.c must match them (tests/test_speedups.py).
 python_malloc_trim = malloc_trim
+python_set_malloc_thresholds = set_malloc_thresholds
 if speedups is not None:
     malloc_trim = speedups.malloc_trim
+    set_malloc_thresholds = speedups.set_malloc_thresholds
+
+
+def tune_malloc() -> bool | None:
+    """The thresholds of the module's docstring, set once by each process's main interpreter
+    before it serves (set_malloc_thresholds)."""
+    return set_malloc_thresholds(MMAP_LEAST, TRIM_LEAST)
 
 
 def release_memory(trim: bool) -> None:

@@ -31,6 +31,7 @@ from interpserve.frontend.server import Server
 from interpserve.leftover import Leftover, LeftoverWatch
 from interpserve.listen import Listeners, bind, bind_metrics, listening_on
 from interpserve.logs import configure_logging
+from interpserve.memory import tune_malloc
 from interpserve.pool.pool import WorkerPool
 from interpserve.rss import rss_bytes
 from interpserve.serving_link import SupervisorLink
@@ -365,6 +366,8 @@ def exit_for(exc: StartupError) -> NoReturn:
 
 
 def _run(serving: ServingProcess) -> None:
+    tune_malloc()
+
     async def main() -> bool:
         serving.install_signal_handlers()
         return await serving.serve()

@@ -783,3 +783,12 @@ def test_malloc_trim_answers_like_its_reference() -> None:
     from interpserve import memory
 
     assert type(speedups.malloc_trim()) is type(memory.python_malloc_trim())
+
+
+def test_set_malloc_thresholds_answers_like_its_reference() -> None:
+    from interpserve import memory
+
+    args = (memory.MMAP_LEAST, memory.TRIM_LEAST)  # (what the server sets: harmless here)
+    assert speedups.set_malloc_thresholds(*args) == memory.python_set_malloc_thresholds(*args)
+    with pytest.raises(TypeError):
+        speedups.set_malloc_thresholds("1")  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from interpserve import events as ev
 from interpserve.errors import AppLoadError, ConfigError, LifespanFailed
 from interpserve.logoutput import Output
 from interpserve.logs import capture_worker_output, configure_worker_logging
-from interpserve.memory import BurstWatch
+from interpserve.memory import BurstWatch, tune_malloc
 from interpserve.pipes import FramePipe
 from interpserve.worker.allocator import held_bytes
 from interpserve.worker.app import ASGIApp, load_app, refusal
@@ -31,6 +31,8 @@ _REQUEST_BURST = 64
 def run_worker(fd_in: int, fd_out: int, settings: dict[str, Any], kind: str) -> None:
     """Entry point: blocks until the worker has stopped. `kind`: interpreter or process;
     `settings`: Config.worker_settings, decoded."""
+    if kind == "process":
+        tune_malloc()  # (an interpreter worker's process is the front end's: tuned already)
     outputs = configure_worker_logging(
         settings["log_level"], settings["log_format"], settings["worker_id"], kind
     )
