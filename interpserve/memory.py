@@ -52,7 +52,7 @@ _M_MMAP_THRESHOLD = -3
 @cache
 def _libc(name: str) -> Callable[..., int] | None:
     """A glibc function through ctypes, or None where the C library has none (musl, macOS).
-    Loaded on first use: ctypes costs memory that a server with no burst need not pay."""
+    Loaded on first use, and only where _speedups is not built: ctypes costs memory."""
     import ctypes
 
     try:

@@ -234,8 +234,8 @@ class HttptoolsParser(_GuardedParser):
             exc.events = out
             raise
         finally:
-            # Nor to what it parsed: an idle connection would keep its last read's body bytes,
-            # already on their way to the worker (a thousand paused uploads, 13 MiB).
+            # Nor to what it parsed: a connection whose client pauses would keep its last read's
+            # body bytes, already on their way to the worker (docs/hardening.md).
             events.parser = None
             events.out = []
         return out
