@@ -75,9 +75,8 @@ class ProcessWorker:
 
     async def memory(self, timeout: float) -> int | None:
         """Its resident memory, as the OS counts it."""
-        if self._process is None or self._process.poll() is not None:
-            return None
-        return rss_bytes(self._process.pid) or None
+        pid = self.pid
+        return None if pid is None else rss_bytes(pid) or None
 
     def close(self, *, destroy: bool = True) -> bool:
         """Release the pipes; kill the process if it is still running. (No interpreter of
