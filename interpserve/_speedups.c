@@ -1250,9 +1250,11 @@ static int chunk_line(const unsigned char *p, const unsigned char *end, uint64_t
 
 static PyObject *skip_chunks(PyObject *Py_UNUSED(module), PyObject *const *args,
                              Py_ssize_t nargs) {
-    if (nargs != 6 || !PyBytes_Check(args[0])) {
+    if ((nargs != 6 && nargs != 7) || !PyBytes_Check(args[0]) ||
+        (nargs == 7 && args[6] != Py_None && !PyByteArray_Check(args[6]))) {
         PyErr_SetString(PyExc_TypeError,
-                        "expected (bytes, pos, remaining, crlf_next, extensions, max_extensions)");
+                        "expected (bytes, pos, remaining, crlf_next, extensions, max_extensions"
+                        "[, bytearray or None])");
         return NULL;
     }
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
@@ -1267,10 +1269,28 @@ static PyObject *skip_chunks(PyObject *Py_UNUSED(module), PyObject *const *args,
     if (max_extensions == -1 && PyErr_Occurred()) return NULL;
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
     Py_ssize_t end = PyBytes_GET_SIZE(args[0]);
+    /* The chunks' data goes to `out` when one is given: it grows by what the run can hold at
+     * most (the bytes left), then shrinks to what it took. */
+    PyObject *out = nargs == 7 && args[6] != Py_None ? args[6] : NULL;
+    Py_ssize_t base = 0, taken = 0;
+    if (out) {
+        base = PyByteArray_GET_SIZE(out);
+        if (PyByteArray_Resize(out, base + (pos >= 0 && pos < end ? end - pos : 0)) < 0)
+            return NULL;
+    }
     while (pos >= 0 && pos < end) {
         if (remaining) {
             unsigned long long available = (unsigned long long)(end - pos);
             unsigned long long take = remaining < available ? remaining : available;
+            if (out) {
+                char *to = PyByteArray_AS_STRING(out) + base + taken;
+                if (take <= 8) { /* (a call to memcpy costs more than the few bytes) */
+                    for (unsigned long long i = 0; i < take; i++) to[i] = (char)data[pos + i];
+                } else {
+                    memcpy(to, data + pos, (size_t)take);
+                }
+                taken += (Py_ssize_t)take;
+            }
             pos += (Py_ssize_t)take;
             remaining -= take;
             crlf_next = 1;
@@ -1291,6 +1311,7 @@ static PyObject *skip_chunks(PyObject *Py_UNUSED(module), PyObject *const *args,
         crlf_next = 0;
         extensions += more;
     }
+    if (out && PyByteArray_Resize(out, base + taken) < 0) return NULL;
     return Py_BuildValue("(nKOn)", pos, remaining, crlf_next ? Py_True : Py_False, extensions);
 }
 

@@ -50,6 +50,7 @@ def skip_chunks(
     crlf_next: bool,
     extensions: int,
     max_extensions: int,
+    out: bytearray | None = None,
     /,
 ) -> tuple[int, int, bool, int]: ...
 def checked_headers(raw: Any, /) -> ev.Headers: ...

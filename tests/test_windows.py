@@ -15,8 +15,10 @@ from support import FakeChannel, FakeTransport, connection, on_virtual_clock, re
 
 from interpserve import events as ev
 from interpserve.frontend.connection import (
+    _CHUNKED_TURN,
     _READ_LEAST,
     _SLICE_CHECK,
+    _TURN,
     READ_FIRST,
     READ_SIZE,
     HTTPConnection,
@@ -215,6 +217,38 @@ async def test_after_a_costly_read_a_connection_reads_again_at_its_turn_and_not_
     assert turns[1][0].reading
 
 
+@pytest.mark.parametrize(
+    ("head", "unit", "turn"),
+    [
+        (post(UPLOAD), b"x", _TURN),
+        (
+            b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"1\r\nx\r\n",
+            _CHUNKED_TURN,
+        ),
+    ],
+    ids=["plain", "tiny-chunks"],
+)
+@on_virtual_clock
+async def test_a_costly_read_of_tiny_chunks_waits_a_longer_turn(
+    clock: ReadClock, head: bytes, unit: bytes, turn: float
+) -> None:
+    """A body's costly read waits for as long again; one of tiny chunks, whose framing costs
+    the client, the kernel and the worker too, _CHUNKED_TURN times as long."""
+    conn, transport, channel = connection()
+    await receive(conn, transport, head)
+    cycle = channel.sinks[1]
+    clock.cost = 0.001
+    for _ in range(2):  # (the second of two costly reads in a row makes it wait)
+        size = len(conn.get_buffer(-1))
+        sent = channel.body_sent()
+        await receive(conn, transport, (unit * (size // len(unit) + 1))[:size])
+        cycle.on_credit(channel.body_sent() - sent)
+    assert not transport.reading
+    waits = conn.state.costly_until - asyncio.get_running_loop().time()
+    assert waits == pytest.approx(turn * clock.cost)
+
+
 @on_virtual_clock
 async def test_a_read_is_judged_by_its_cost_a_byte_not_by_the_time_of_a_smaller_one_before(
     clock: ReadClock,
@@ -224,7 +258,7 @@ async def test_a_read_is_judged_by_its_cost_a_byte_not_by_the_time_of_a_smaller_
     conn, transport, channel = connection()
     await receive(conn, transport, post(UPLOAD))
     await read_on(conn, transport, channel, 8)  # the window widens
-    per_byte = 50e-9  # ten times what makes a read costly
+    per_byte = 10e-9  # ten times what makes a read costly
     clock.cost = per_byte * _SLICE_CHECK
     await receive(conn, transport, b"x" * _SLICE_CHECK)
     assert transport.reading  # (judged by the quick read before it)

@@ -63,12 +63,19 @@ _READ_LEAST = 1024
 # then reads again only at its turn, after the other costly reads' turns, each turn being the
 # read and as long again (libuv would read on from it many times in a row). All such reads
 # together then take at most half of the loop's time, whatever their number: plain requests
-# find it free. Bodies of plain bytes cost a fraction of that; a body of one-byte chunks, or a
-# flood of pipelined requests, far more. Reads smaller than the check are not timed (they are
+# find it free. Bodies of plain bytes cost a fraction of that; a body of tiny chunks, or a
+# flood of pipelined requests, more. Reads smaller than the check are not timed (they are
 # quick, and most requests come in one), unless the connection reads less than READ_FIRST: then
 # they are, or it would never find them quick again and read the most once more.
-_COSTLY_PER_BYTE = 5e-9
+_COSTLY_PER_BYTE = 1e-9
 _COSTLY_LEAST = 0.0001
+_TURN = 2
+# A costly read of a chunked body, though, is one of tiny chunks (chunks of a hundred bytes or
+# more cost a fraction of the threshold), and its turn is the read and 15 times as long: its
+# framing, many times its data, costs the client, the kernel and the worker as much again as
+# the front end, and at half the loop such uploads took the machine's cores from plain
+# requests (docs/hardening.md).
+_CHUNKED_TURN = 16
 _SLICE_CHECK = 4096
 # What one read brings between requests (a head, and what follows it), and the most body bytes a
 # connection holds that no window has room for yet (a pipelined request's): beyond it, reading
@@ -285,11 +292,11 @@ class HTTPConnection(asyncio.BufferedProtocol):
         elif took < _SLICE_SECONDS / 4:
             self._read_most = min(most * 2, READ_SIZE)
         if spent > _COSTLY_LEAST and spent > nbytes * _COSTLY_PER_BYTE:
-            self._wait_turn(spent)
+            self._wait_turn(spent * (_CHUNKED_TURN if self._parser.in_chunked_body else _TURN))
         elif self._read_most != most:
             self.update_reading()
 
-    def _wait_turn(self, spent: float) -> None:
+    def _wait_turn(self, turn: float) -> None:
         """After a costly read: read again once the loop has had as long for the rest (and
         not sooner, whatever else gives the connection room meanwhile: a credit from its
         worker arrives after nearly every read)."""
@@ -299,9 +306,10 @@ class HTTPConnection(asyncio.BufferedProtocol):
         state = self.state
         loop = asyncio.get_running_loop()
         # Its turn comes after the others' turns, and each turn is the read and as long again
-        # for the rest of the loop: waiting only as long as its read, after the others', would
-        # give several connections' costly reads the whole loop between them, back to back.
-        state.costly_until = max(state.costly_until, loop.time()) + 2 * spent
+        # (or more: see _CHUNKED_TURN) for the rest of the loop: waiting only as long as its
+        # read, after the others', would give several connections' costly reads the whole loop
+        # between them, back to back.
+        state.costly_until = max(state.costly_until, loop.time()) + turn
         self._pause_reading()
         loop.call_at(state.costly_until, self._take_turn)
 

@@ -24,6 +24,15 @@ Sans I/O and cheap: it keeps only the line being received; body bytes are counte
 The run of whole chunks of a chunked body, the one part whose cost grows with what the client
 chooses (a chunk per byte), goes at the speed of a loop in C where `_speedups.c` is built:
 `skip_chunks`, whose Python version here is the reference.
+
+A chunked body is the guard's alone to take apart once the backend has been left between two of
+its chunks (`owns_body`): the backends hand a body over a chunk at a time, at a cost per chunk
+many times the guard's (a body of one-byte chunks is the client's choice). The guard then
+decodes the chunks itself, by its grammar, stricter than either backend's, to the body's end
+(`take_body`), and gives the backend, in their place, the last chunk of an empty body: the
+backend ends the request where the guard did, and both go on from the same boundary. Until that
+point (the head, and what of the body came with it), and for the bytes of any other framing,
+the backend parses and the guard vets, as above.
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ _CHUNK_LINE_RE = (
     rb"([0-9A-Fa-f]{1,16})((?:;" + _TOKEN + rb"(?:=(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*)\r\n"
 )
 _CHUNK_LINE = re.compile(_CHUNK_LINE_RE)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r]*chunked", re.IGNORECASE)
 _NEXT_CHUNK_LINE = re.compile(rb"\r\n" + _CHUNK_LINE_RE)  # the CRLF after data, then the next
 # Framing header values: a list of tokens with no whitespace after the last one (llhttp takes
 # "chunked\t" for an unknown coding, h11 for chunked: such a value means nothing certain).
@@ -93,6 +103,9 @@ _CHUNK_END = 5
 _TRAILERS = 6
 _PASSIVE = 7  # after the last request: the backend parses no more either
 _IN_CHUNKS = (_CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END)
+# What ends a chunked body for a backend left at a chunk boundary (the guard's state there):
+# the last chunk, with no trailers, after the CRLF that ends the chunk's data if it is due.
+_BACKEND_ENDS = {_CHUNK_SIZE: b"0\r\n\r\n", _CHUNK_END: b"\r\n0\r\n\r\n"}
 
 
 class FramingGuard:
@@ -109,6 +122,10 @@ class FramingGuard:
         self._upgrade = False  # the head has an Upgrade field
         self._extensions = 0  # chunk-extension bytes in this body so far
         self._last = False  # no request may follow this one
+        # While the guard takes a chunked body apart alone (owns_body): what ends it for the
+        # backend; and, for the time of take_body, where the chunks' data goes.
+        self._backend_end = b""
+        self._decoded: bytearray | None = None
         # Per check(): the backend's events, where its heads are, how many were matched.
         self._events: list[object] = []
         self._heads: list[int] = []
@@ -141,14 +158,60 @@ class FramingGuard:
         self._matched = 0
         self._error = error
         try:
-            self._scan(data)
+            self._scan(data, 0)
             if error is None and self._matched < len(self._heads):
                 self._fail("the parsers disagree on where a request starts", head_state=True)
         finally:
             self._events = []
         if error is not None:
             raise error
+        if self._state in _BACKEND_ENDS and not self._line:
+            self._backend_end = _BACKEND_ENDS[self._state]
         return events
+
+    def backend_part(self, data: bytes, pos: int) -> int:
+        """Where the bytes from `pos` that the backend is to parse (with `check`) end: at the
+        next chunk boundary of a chunked body, or at the end of its head (the guard takes the
+        body over there); else at the end of `data`."""
+        end, state = len(data), self._state
+        if state == _REQUEST_LINE_STATE and not self._line:
+            # A chunked request's head with the body's first bytes after it: the guard takes
+            # the body from its first chunk (if the head holds to its grammar).
+            found = _complete_head(data, pos, self._limits, self._max_section)
+            if found is not None and found[1] < end and _CHUNKED.search(found[0]):
+                return found[1]
+            return end
+        if state == _CHUNK_DATA:
+            return min(pos + self._remaining, end)
+        if state in _IN_CHUNKS and self._line:  # the rest of a size line, or of a chunk's CRLF
+            newline = data.find(b"\n", pos)
+            return end if newline < 0 else newline + 1
+        return end
+
+    @property
+    def owns_body(self) -> bool:
+        """The guard takes the chunked body under way apart alone (`take_body`)."""
+        return bool(self._backend_end)
+
+    def take_body(self, data: bytes, pos: int) -> tuple[bytearray, int, bytes]:
+        """The chunked body's data from `pos` in `data`, while the guard owns the body: the data,
+        where it stopped (the end of `data`, or of the request), and, if the request ended,
+        what the backend is to parse in place of the body (BadRequest for a fault)."""
+        self._decoded = decoded = bytearray()
+        self._heads, self._matched = [], 0  # (a fault keeps no backend events: there are none)
+        try:
+            stop = self._scan(data, pos)
+        finally:
+            self._decoded = None
+        backend_end = b""
+        if self._state in (_REQUEST_LINE_STATE, _PASSIVE):
+            backend_end, self._backend_end = self._backend_end, b""
+            if self._state == _PASSIVE:
+                # What follows the last request is the backend's to judge, as when it parsed
+                # the body (llhttp calls it an error, h11 ignores it): the guard ignores it.
+                backend_end += data[stop:]
+                stop = len(data)
+        return decoded, stop, backend_end
 
     def plain_request(self, data: bytes, pos: int) -> tuple[RequestHead, int, int] | None:
         """The fast path: a whole request at `pos` in `data`, at a request boundary, in the
@@ -166,19 +229,23 @@ class FramingGuard:
 
     # The scan
 
-    def _scan(self, data: bytes) -> None:
-        pos, end = 0, len(data)
+    def _scan(self, data: bytes, pos: int) -> int:
+        """Through `data` from `pos`: where it stopped (the end, but for what returns sooner:
+        a fault the backend raised, or, taking a body apart, the request's end)."""
+        end = len(data)
         while pos < end:
             state = self._state
-            if state == _PASSIVE:
-                return
+            if state == _PASSIVE or (self._decoded is not None and state == _REQUEST_LINE_STATE):
+                return pos
             if state in _IN_CHUNKS and not self._line:
                 pos = self._skip_chunks(data, pos)
                 if pos == end:
-                    return
+                    return pos
                 state = self._state  # (what stopped the run is taken below, as before)
             if state in (_BODY, _CHUNK_DATA):
                 take = min(self._remaining, end - pos)
+                if self._decoded is not None:
+                    self._decoded += data[pos : pos + take]
                 pos += take
                 self._remaining -= take
                 if not self._remaining:
@@ -194,7 +261,7 @@ class FramingGuard:
                     stop = self._whole_head(data, pos)
                     if stop:
                         if stop < 0:
-                            return
+                            return pos
                         pos = stop
                         continue
                 elif state in (_CHUNK_END, _CHUNK_SIZE):
@@ -208,7 +275,7 @@ class FramingGuard:
             if newline < 0:
                 self._line += data[pos:]
                 self._check_partial_line()
-                return
+                return end
             if self._line:
                 self._line += data[pos : newline + 1]
                 line = bytes(self._line)
@@ -217,7 +284,8 @@ class FramingGuard:
                 line = data[pos : newline + 1]
             pos = newline + 1
             if not self._on_line(line):
-                return
+                return pos
+        return pos
 
     def _skip_chunks(self, data: bytes, pos: int) -> int:
         """Past the whole chunks at `pos`, in one call: where they end."""
@@ -229,6 +297,7 @@ class FramingGuard:
             state == _CHUNK_END,
             self._extensions,
             self._limits.field_size,
+            self._decoded,
         )
         self._state = _CHUNK_DATA if remaining else _CHUNK_END if crlf_next else _CHUNK_SIZE
         self._remaining = remaining
@@ -477,19 +546,28 @@ def parse_plain_request(
 
 
 def skip_chunks(
-    data: bytes, pos: int, remaining: int, crlf_next: bool, extensions: int, max_extensions: int
+    data: bytes,
+    pos: int,
+    remaining: int,
+    crlf_next: bool,
+    extensions: int,
+    max_extensions: int,
+    out: bytearray | None = None,
 ) -> tuple[int, int, bool, int]:
     """Past the whole chunks of a chunked body from `pos` in `data`, as the scan's line-by-line
     path would take them: `remaining` bytes of a chunk's data come first, or (when none do) its
     CRLF if `crlf_next`, else a chunk size line. Returns where it stopped, with the same three
-    then, and the chunk-extension bytes counted so far. It stops at the end of `data`; before a
-    line that is not whole or not in the grammar (the line-by-line path names the fault, or
-    keeps the partial line); before the last chunk's size line; and before extensions would
-    pass `max_extensions`. Pure: the compiled version (`_speedups.c`) returns the same."""
+    then, and the chunk-extension bytes counted so far; the chunks' data is added to `out` if
+    one is given. It stops at the end of `data`; before a line that is not whole or not in the
+    grammar (the line-by-line path names the fault, or keeps the partial line); before the last
+    chunk's size line; and before extensions would pass `max_extensions`. Pure but for `out`:
+    the compiled version (`_speedups.c`) returns the same, and adds the same."""
     end = len(data)
     while pos < end:
         if remaining:
             take = min(remaining, end - pos)
+            if out is not None:
+                out += data[pos : pos + take]
             pos += take
             remaining -= take
             crlf_next = True

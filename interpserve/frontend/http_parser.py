@@ -78,6 +78,12 @@ class RequestParser(Protocol):
         """A request head has begun to arrive and is not complete yet."""
         ...
 
+    @property
+    def in_chunked_body(self) -> bool:
+        """A chunked body is under way, past its first chunk boundary (its chunks are the
+        framing guard's to take apart: http_grammar.py)."""
+        ...
+
     def feed(self, data: bytes) -> list[ParsedEvent]:
         """Parse what arrived; raise BadRequest on malformed input."""
         ...
@@ -85,35 +91,54 @@ class RequestParser(Protocol):
 
 class _GuardedParser:
     """What both backends share: every read goes through the framing guard (`http_grammar.py`),
-    which parses the plainest requests itself (the fast path) and vets the backend's own parse
-    (`_feed`) of the rest."""
+    which parses the plainest requests itself (the fast path), takes chunked bodies apart
+    itself from their first chunk boundary, and vets the backend's own parse (`_feed`) of the
+    rest."""
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
         self._guard = FramingGuard(limits)
+        self._body = _Body(limits)  # the request's body, whichever of the two takes it apart
 
     @property
     def in_head(self) -> bool:
         """A request head has begun to arrive and is not complete yet."""
         return self._guard.in_head
 
+    @property
+    def in_chunked_body(self) -> bool:
+        return self._guard.owns_body
+
     def feed(self, data: bytes) -> list[ParsedEvent]:
         guard, pos, end = self._guard, 0, len(data)
         events: list[ParsedEvent] = []
-        while pos < end and (request := guard.plain_request(data, pos)) is not None:
-            head, body, pos = request
-            events.append(head)
-            if body < pos:
-                events.append(BodyData(data[body:pos]))
-            events.append(END_OF_REQUEST)
-        if pos == end:
-            return events
-        # The rest starts at a request boundary, for the backend as for the guard.
         try:
-            return events + guard.check(data[pos:] if pos else data, self._feed)
+            while pos < end:
+                if guard.owns_body:  # a chunked body's data, decoded by the guard alone
+                    body, pos, backend_end = guard.take_body(data, pos)
+                    if body:
+                        self._body.parts.append(body)
+                    if backend_end:
+                        events += self._feed(backend_end)
+                elif (request := guard.plain_request(data, pos)) is not None:
+                    head, body_start, pos = request
+                    events.append(head)
+                    if body_start < pos:
+                        events.append(BodyData(data[body_start:pos]))
+                    events.append(END_OF_REQUEST)
+                else:
+                    # From a request boundary, or where the bytes before stopped: the backend
+                    # has parsed up to here, as the guard has.
+                    stop = guard.backend_part(data, pos)
+                    part = data[pos:stop] if pos or stop < end else data
+                    events += guard.check(part, self._feed)
+                    pos = stop
+            # One event for the body bytes of the read (they may have come from both parsers).
+            self._body.gather(events)
         except BadRequest as exc:
             exc.events = events + exc.events
             raise
+        return events
 
     def _feed(self, data: bytes) -> list[ParsedEvent]:
         raise NotImplementedError
@@ -134,7 +159,6 @@ class H11Parser(_GuardedParser):
         self._finished = False  # the last request is complete: nothing after it is parsed
         self._upgrade: RequestHead | None = None  # the request proposing a protocol switch
         self._fresh = True  # nothing but empty lines received since the last request
-        self._body = _Body(limits)
 
     def _new_connection(self) -> h11.Connection:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
@@ -148,7 +172,6 @@ class H11Parser(_GuardedParser):
         self._receive(data)
         try:
             self._parse(out)
-            self._body.gather(out)
         except BadRequest as exc:
             exc.events = out
             raise
@@ -206,7 +229,7 @@ class HttptoolsParser(_GuardedParser):
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         assert httptools is not None
         super().__init__(limits)
-        self._events = _LlhttpEvents(limits)
+        self._events = _LlhttpEvents(limits, self._body)
         self._parser = httptools.HttpRequestParser(self._events)
         self._closed = False
 
@@ -219,7 +242,6 @@ class HttptoolsParser(_GuardedParser):
         events.parser = self._parser  # (for the time of the parse only: see _LlhttpEvents)
         try:
             self._parser.feed_data(data)
-            events.body.gather(out)
         except httptools.HttpParserUpgrade as exc:
             # llhttp parses nothing past a protocol switch; the rest is the new protocol's.
             self._closed = True
@@ -230,9 +252,6 @@ class HttptoolsParser(_GuardedParser):
             error = cause if isinstance(cause, BadRequest) else BadRequest(str(exc))
             error.events = out
             raise error from None
-        except BadRequest as exc:  # (the body limit, from the last gather)
-            exc.events = out
-            raise
         finally:
             # Nor to what it parsed: a connection whose client pauses would keep its last read's
             # body bytes, already on their way to the worker (docs/hardening.md).
@@ -246,11 +265,11 @@ class _LlhttpEvents:
     object, which holds it, and holds no reference back to it but during a parse: the two are
     freed with their connection, not left for the garbage collector."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, body: _Body) -> None:
         self._limits = limits
         self.parser: httptools.HttpRequestParser | None = None
         self.out: list[ParsedEvent] = []
-        self.body = _Body(limits)
+        self.body = body
         # Called by llhttp for every chunk of a body: a C call, with no Python frame.
         self.on_body = self.body.parts.append
         self.last_head: RequestHead | None = None
