@@ -258,7 +258,7 @@ async def test_a_read_is_judged_by_its_cost_a_byte_not_by_the_time_of_a_smaller_
     conn, transport, channel = connection()
     await receive(conn, transport, post(UPLOAD))
     await read_on(conn, transport, channel, 8)  # the window widens
-    per_byte = 10e-9  # ten times what makes a read costly
+    per_byte = 50e-9  # ten times what makes a read costly
     clock.cost = per_byte * _SLICE_CHECK
     await receive(conn, transport, b"x" * _SLICE_CHECK)
     assert transport.reading  # (judged by the quick read before it)

@@ -63,18 +63,19 @@ _READ_LEAST = 1024
 # then reads again only at its turn, after the other costly reads' turns, each turn being the
 # read and as long again (libuv would read on from it many times in a row). All such reads
 # together then take at most half of the loop's time, whatever their number: plain requests
-# find it free. Bodies of plain bytes cost a fraction of that; a body of tiny chunks, or a
-# flood of pipelined requests, more. Reads smaller than the check are not timed (they are
-# quick, and most requests come in one), unless the connection reads less than READ_FIRST: then
-# they are, or it would never find them quick again and read the most once more.
-_COSTLY_PER_BYTE = 1e-9
+# find it free. Bodies of plain bytes cost a fraction of that; a flood of pipelined requests,
+# far more. Reads smaller than the check are not timed (they are quick, and most requests come
+# in one), unless the connection reads less than READ_FIRST: then they are, or it would never
+# find them quick again and read the most once more.
+_COSTLY_PER_BYTE = 5e-9
 _COSTLY_LEAST = 0.0001
 _TURN = 2
-# A costly read of a chunked body, though, is one of tiny chunks (chunks of a hundred bytes or
-# more cost a fraction of the threshold), and its turn is the read and 15 times as long: its
-# framing, many times its data, costs the client, the kernel and the worker as much again as
-# the front end, and at half the loop such uploads took the machine's cores from plain
-# requests (docs/hardening.md).
+# A chunked body's read, though, is costly from a fifth of that a byte (the framing guard
+# decodes chunks in C: chunks of a hundred bytes or more cost a fraction of it, one-byte chunks
+# more), and its turn is the read and 15 times as long: a body of tiny chunks costs the client,
+# the kernel and the worker as much again as the front end, and at half the loop such uploads
+# took the machine's cores from plain requests (docs/hardening.md).
+_CHUNKED_COSTLY_PER_BYTE = 1e-9
 _CHUNKED_TURN = 16
 _SLICE_CHECK = 4096
 # What one read brings between requests (a head, and what follows it), and the most body bytes a
@@ -291,8 +292,10 @@ class HTTPConnection(asyncio.BufferedProtocol):
             self._read_most = READ_FIRST
         elif took < _SLICE_SECONDS / 4:
             self._read_most = min(most * 2, READ_SIZE)
-        if spent > _COSTLY_LEAST and spent > nbytes * _COSTLY_PER_BYTE:
-            self._wait_turn(spent * (_CHUNKED_TURN if self._parser.in_chunked_body else _TURN))
+        chunked = self._parser.in_chunked_body
+        per_byte = _CHUNKED_COSTLY_PER_BYTE if chunked else _COSTLY_PER_BYTE
+        if spent > _COSTLY_LEAST and spent > nbytes * per_byte:
+            self._wait_turn(spent * (_CHUNKED_TURN if chunked else _TURN))
         elif self._read_most != most:
             self.update_reading()
 
