@@ -2,7 +2,8 @@
 the backend (`FramingGuard.plain_request`), and chunked bodies taken apart by the guard alone
 once the backend is between two chunks (`FramingGuard.take_body`). They must not change a
 thing: for any bytes, in any reads, the parser gives the same events and the same errors as the
-full path alone (the backend's parse, vetted by the guard), with either backend."""
+full path alone (the backend's parse, vetted by the guard), with either backend; but for a fault
+in a chunked body the guard took, which it names in its own words, at most a line later."""
 
 from __future__ import annotations
 
