@@ -20,7 +20,8 @@ Everything else (chunked bodies, protocol switches, heads or bodies split across
 unusual or faulty) takes the full path (`check`) from a request boundary: the backend's parse,
 vetted.
 
-Sans I/O and cheap: it keeps only the line being received; body bytes are counted, not copied.
+Sans I/O and cheap: it keeps only the line being received; body bytes are counted, not copied
+(but for the chunked bodies it takes apart, below).
 The run of whole chunks of a chunked body, the one part whose cost grows with what the client
 chooses (a chunk per byte), goes at the speed of a loop in C where `_speedups.c` is built:
 `skip_chunks`, whose Python version here is the reference.
@@ -31,8 +32,9 @@ many times the guard's (a body of one-byte chunks is the client's choice). The g
 decodes the chunks itself, by its grammar, stricter than either backend's, to the body's end
 (`take_body`), and gives the backend, in their place, the last chunk of an empty body: the
 backend ends the request where the guard did, and both go on from the same boundary. Until that
-point (the head, and what of the body came with it), and for the bytes of any other framing,
-the backend parses and the guard vets, as above.
+point (the head, which the backend is given apart from the body's first bytes, and at most the
+rest of a line or of a chunk, to reach a boundary), and for the bytes of any other framing, the
+backend parses and the guard vets, as above.
 """
 
 from __future__ import annotations
