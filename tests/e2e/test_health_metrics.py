@@ -140,15 +140,18 @@ async def test_health_503_until_the_workers_are_ready_and_while_draining() -> No
 
 
 def test_health_503_while_no_worker_is_ready(start_server: StartServer) -> None:
-    """The only worker dies: probes fail until its replacement is ready, then pass again."""
+    """The only worker dies: probes fail until its replacement is ready, then pass again. The
+    app's import takes a second, so the replacement's start is never quicker than a probe (an
+    app that starts in 50 ms could be replaced between two probes on a loaded machine)."""
     server = start_server(
-        "examples.hello:app",
+        "tests.apps.slow_import:app",
         "--workers",
         "1",
         "--worker-kind",
         "process",
         "--health-path",
         "/healthz",
+        env={"SLOW_IMPORT_SECONDS": "1"},
     )
     (worker,) = child_pids(server.pid)
     os.kill(worker, signal.SIGKILL)
