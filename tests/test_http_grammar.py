@@ -73,6 +73,25 @@ def test_a_bad_chunk_in_a_later_read(parser: RequestParser) -> None:
     assert info.value.events == []
 
 
+@pytest.mark.parametrize(
+    "after",
+    [b"E", b"\r\r", b"\rE", b"\r\nG", b"\r\n1\rX", b"\r\n1 ", b"\r\n" + b"1" * 17],
+)
+def test_a_chunk_is_refused_at_its_first_wrong_byte(parser: RequestParser, after: bytes) -> None:
+    """In the CRLF after a chunk's data or in the next size line, as llhttp refuses it: a client
+    that sends one wrong byte and then waits gets its 400 now, not at its read timeout."""
+    chunked = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc"
+    with pytest.raises(BadRequest):
+        parser.feed(chunked + after)
+
+
+@pytest.mark.parametrize("start", [b"", b"1f", b"1" * 16, b"a;", b"a;x=", b'a;x="y', b"a\r"])
+def test_a_size_line_still_incomplete_waits(parser: RequestParser, start: bytes) -> None:
+    chunked = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    events = parser.feed(chunked + start)
+    assert targets(events) == [b"/c"]
+
+
 def test_in_head(parser: RequestParser) -> None:
     assert not parser.in_head
     parser.feed(b"\r\n\r")

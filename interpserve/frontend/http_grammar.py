@@ -74,6 +74,9 @@ _CHUNK_LINE_RE = (
     rb"([0-9A-Fa-f]{1,16})((?:;" + _TOKEN + rb"(?:=(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*)\r\n"
 )
 _CHUNK_LINE = re.compile(_CHUNK_LINE_RE)
+# What a size line may start with, still incomplete: its size so far, or its size and then the
+# start of its extensions or its CR.
+_CHUNK_LINE_START = re.compile(rb"[0-9A-Fa-f]{0,16}\Z|[0-9A-Fa-f]{1,16}(?:\r\Z|;)")
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r]*chunked", re.IGNORECASE)
 _NEXT_CHUNK_LINE = re.compile(rb"\r\n" + _CHUNK_LINE_RE)  # the CRLF after data, then the next
 # Framing header values: a list of tokens with no whitespace after the last one (llhttp takes
@@ -326,7 +329,11 @@ class FramingGuard:
             self._fail("header field too large", 431, head_state=state == _FIELDS)
         elif state == _CHUNK_SIZE and size > 18 + limits.field_size - self._extensions:
             self._fail("chunk extensions too long")
-        elif state == _CHUNK_END and size > 2:
+        # Judged by the first wrong byte, as llhttp judges both (h11 the CRLF): a client that
+        # stops there gets its 400 now, not at its read timeout.
+        elif state == _CHUNK_SIZE and not _CHUNK_LINE_START.match(self._line):
+            self._fail("malformed chunk size line")
+        elif state == _CHUNK_END and not b"\r\n".startswith(self._line):
             self._fail("chunk data not followed by CRLF")
 
     def _on_line(self, line: bytes) -> bool:
