@@ -72,11 +72,13 @@ _COSTLY_LEAST = 0.0001
 _TURN = 2
 # A chunked body's read, though, is costly from a fifth of that a byte (the framing guard
 # decodes chunks in C: chunks of a hundred bytes or more cost a fraction of it, one-byte chunks
-# more), and its turn is the read and 15 times as long: a body of tiny chunks costs the client,
-# the kernel and the worker as much again as the front end, and at half the loop such uploads
-# took the machine's cores from plain requests (docs/hardening.md).
+# more), and its turn is the read and 95 times as long. The front end's decoding is the least
+# of what a body of tiny chunks costs: the kernel carries several bytes for each byte of data,
+# and the worker and the client have their share. With shorter turns such uploads, cheap for
+# the loop, went fast enough to take the machine's cores from plain requests, whose latency
+# rose several times over (docs/hardening.md).
 _CHUNKED_COSTLY_PER_BYTE = 1e-9
-_CHUNKED_TURN = 16
+_CHUNKED_TURN = 96
 _SLICE_CHECK = 4096
 # What one read brings between requests (a head, and what follows it), and the most body bytes a
 # connection holds that no window has room for yet (a pipelined request's): beyond it, reading
