@@ -3,17 +3,18 @@ process of its own, so that the runner samples the server's memory and CPU meanw
 
     python -m bench.hostile uploads --port P --clients N [--mib 1] [--hold-ms 6000]
     python -m bench.hostile tiny-chunks --port P [--clients 4] [--chunks 1000000] [--seconds 5]
+                                        [--chunk-size 1]
     python -m bench.hostile slow-readers --port P [--clients 1000] [--mib 10] [--seconds 5]
     python -m bench.hostile pipelined --port P [--requests 100000] [--seconds 5]
     python -m bench.hostile probe --port P     (until its standard input closes)
 
 - uploads: N clients each POST a body of MIB MiB to /sleep-upload, whose handler sleeps
   HOLD_MS before it reads the body; every answer must count the whole body.
-- tiny-chunks: N clients each upload CHUNKS one-byte chunks (chunked encoding) to /upload,
-  round after round until SECONDS have passed (one round at least), while one more connection
-  sends a plain GET / every 10 ms and times each answer (from a process of its own, `probe`,
-  so that the uploaders' work does not delay it). One round lasts under a second on a fast
-  server: its p99 would be the slowest of a few dozen GETs, luck more than a percentile.
+- tiny-chunks: N clients each upload CHUNKS chunks of CHUNK_SIZE bytes (one by default) to
+  /upload, round after round until SECONDS have passed (one round at least), while one more
+  connection sends a plain GET / every 10 ms and times each answer (from a process of its own,
+  `probe`, so that the uploaders' work does not delay it). One round lasts under a second on a
+  fast server: its p99 would be the slowest of a few dozen GETs, luck more than a percentile.
 - slow-readers: N clients each GET /download?mib=MIB with a small receive buffer and read
   4 KiB every 100 ms, for SECONDS; then they all leave.
 - pipelined: one client sends REQUESTS pipelined GET / and reads none of the answers, for
@@ -103,9 +104,11 @@ async def uploads(port: int, clients: int, mib: int, hold_ms: int) -> dict[str, 
     return _tally(await asyncio.gather(*(one() for _ in range(clients)), return_exceptions=True))
 
 
-async def tiny_chunks(port: int, clients: int, chunks: int, seconds: float) -> dict[str, Any]:
+async def tiny_chunks(
+    port: int, clients: int, chunks: int, seconds: float, size: int
+) -> dict[str, Any]:
     head = b"POST /upload HTTP/1.1\r\nHost: bench\r\nTransfer-Encoding: chunked\r\n\r\n"
-    body = b"1\r\nx\r\n" * chunks + b"0\r\n\r\n"
+    body = (b"%x\r\n%s\r\n" % (size, b"x" * size)) * chunks + b"0\r\n\r\n"
     gate = asyncio.Semaphore(CONNECTING)
     taken: list[float] = []
 
@@ -118,7 +121,7 @@ async def tiny_chunks(port: int, clients: int, chunks: int, seconds: float) -> d
         finally:
             _close(writer)
         taken.append(time.perf_counter() - started)
-        return status == 200 and answer == b"%d" % chunks
+        return status == 200 and answer == b"%d" % (chunks * size)
 
     prober = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.hostile", "probe", "--port", str(port),
@@ -246,7 +249,12 @@ def _tally(results: list[bool | BaseException]) -> dict[str, Any]:
 # Each load's options beyond --port: name, type, default.
 _OPTIONS: dict[str, tuple[tuple[str, type, float], ...]] = {
     "uploads": (("--clients", int, 1000), ("--mib", int, 1), ("--hold-ms", int, 6000)),
-    "tiny-chunks": (("--clients", int, 4), ("--chunks", int, 1_000_000), ("--seconds", float, 5.0)),
+    "tiny-chunks": (
+        ("--clients", int, 4),
+        ("--chunks", int, 1_000_000),
+        ("--seconds", float, 5.0),
+        ("--chunk-size", int, 1),
+    ),
     "slow-readers": (("--clients", int, 1000), ("--mib", int, 10), ("--seconds", float, 5.0)),
     "pipelined": (("--requests", int, 100_000), ("--seconds", float, 5.0)),
     "probe": (),
@@ -269,7 +277,9 @@ def _load(args: argparse.Namespace) -> Callable[[], Awaitable[dict[str, Any]]]:
         case "uploads":
             return lambda: uploads(args.port, args.clients, args.mib, args.hold_ms)
         case "tiny-chunks":
-            return lambda: tiny_chunks(args.port, args.clients, args.chunks, args.seconds)
+            return lambda: tiny_chunks(
+                args.port, args.clients, args.chunks, args.seconds, args.chunk_size
+            )
         case "slow-readers":
             return lambda: slow_readers(args.port, args.clients, args.mib, args.seconds)
         case "pipelined":

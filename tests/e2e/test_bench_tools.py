@@ -101,6 +101,17 @@ def test_hostile_loads_report_against_a_real_server(start_server: StartServer) -
     loads = [
         ("uploads", "--clients", "3", "--hold-ms", "50"),
         ("tiny-chunks", "--clients", "1", "--chunks", "2000", "--seconds", "0.2"),
+        (
+            "tiny-chunks",
+            "--clients",
+            "1",
+            "--chunks",
+            "500",
+            "--seconds",
+            "0",
+            "--chunk-size",
+            "30",
+        ),
         ("slow-readers", "--clients", "2", "--mib", "1", "--seconds", "0.5"),
         ("pipelined", "--requests", "100", "--seconds", "0.5"),
     ]
