@@ -92,6 +92,29 @@ def test_a_size_line_still_incomplete_waits(parser: RequestParser, start: bytes)
     assert targets(events) == [b"/c"]
 
 
+HEAD_START = b"GET / HTTP/1.1\r\nHost: a\r\n"
+TRAILERS_START = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+
+
+@pytest.mark.parametrize("start", [HEAD_START, TRAILERS_START])
+@pytest.mark.parametrize("line", [b"X-T v", b" folded", b"X:\x01", b"\rX", b":v"])
+def test_a_field_line_is_refused_at_its_first_wrong_byte(
+    parser: RequestParser, start: bytes, line: bytes
+) -> None:
+    """In a head or in trailers, as llhttp judges a line byte by byte: a client that sends one
+    wrong byte and then waits gets its 400 now, not at its read timeout."""
+    with pytest.raises(BadRequest, match=r"header line|folding"):
+        parser.feed(start + line)
+
+
+@pytest.mark.parametrize("start", [HEAD_START, TRAILERS_START])
+@pytest.mark.parametrize("line", [b"X-T", b"X-T:", b"X-T: v", b"X-T: v\r", b"\r"])
+def test_a_field_line_still_incomplete_waits(
+    parser: RequestParser, start: bytes, line: bytes
+) -> None:
+    parser.feed(start + line)
+
+
 def test_in_head(parser: RequestParser) -> None:
     assert not parser.in_head
     parser.feed(b"\r\n\r")

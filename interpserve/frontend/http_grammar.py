@@ -60,9 +60,15 @@ _METHODS = frozenset(
 # A method is a case-sensitive token; llhttp knows only upper-case ones, so that is the rule.
 _REQUEST_LINE_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n"
 # A token, a colon right after it, then visible characters, spaces and tabs (obs-text too).
-_FIELD_LINE_RE = _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n"
+_FIELD_VALUE = rb"[\t\x20-\x7e\x80-\xff]*"
+_FIELD_LINE_RE = _TOKEN + rb":" + _FIELD_VALUE + rb"\r\n"
 _REQUEST_LINE = re.compile(_REQUEST_LINE_RE)
 _FIELD_LINE = re.compile(_FIELD_LINE_RE)
+# What a field line may start with, still incomplete (or the CR of the empty line that ends its
+# section).
+_FIELD_LINE_START = re.compile(
+    rb"(?:" + _TOKEN + rb")?\Z|" + _TOKEN + rb":" + _FIELD_VALUE + rb"\r?\Z|\r\Z"
+)
 # A whole head at once, for the usual case of a head that arrives in one read.
 _HEAD = re.compile(_REQUEST_LINE_RE + rb"(?:" + _FIELD_LINE_RE + rb")*\r\n")
 _FRAMING_FIELD = re.compile(
@@ -327,10 +333,17 @@ class FramingGuard:
             self._fail("request line too long", 414, head_state=True)
         elif state in (_FIELDS, _TRAILERS) and size > limits.field_size + 1:
             self._fail("header field too large", 431, head_state=state == _FIELDS)
+        # Judged by the first wrong byte, as llhttp judges it: a client that stops there gets
+        # its 400 now, not at its read timeout.
+        elif state in (_FIELDS, _TRAILERS) and not _FIELD_LINE_START.match(self._line):
+            in_head = state == _FIELDS
+            if self._line.startswith((b" ", b"\t")):
+                self._fail("obsolete line folding in a header", head_state=in_head)
+            self._fail("malformed header line", head_state=in_head)
         elif state == _CHUNK_SIZE and size > 18 + limits.field_size - self._extensions:
             self._fail("chunk extensions too long")
-        # Judged by the first wrong byte, as llhttp judges both (h11 the CRLF): a client that
-        # stops there gets its 400 now, not at its read timeout.
+        # The same for a chunk's size line and the CRLF after its data (h11 too judges the CRLF
+        # byte by byte).
         elif state == _CHUNK_SIZE and not _CHUNK_LINE_START.match(self._line):
             self._fail("malformed chunk size line")
         elif state == _CHUNK_END and not b"\r\n".startswith(self._line):
