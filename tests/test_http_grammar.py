@@ -92,6 +92,21 @@ def test_a_size_line_still_incomplete_waits(parser: RequestParser, start: bytes)
     assert targets(events) == [b"/c"]
 
 
+@pytest.mark.parametrize(
+    "line", [b"get", b"G\x01", b"GET  ", b"GET /\x01", b"GET /a X", b"GET /a HTTP/1.1\rX"]
+)
+def test_a_request_line_is_refused_at_its_first_wrong_byte(
+    parser: RequestParser, line: bytes
+) -> None:
+    with pytest.raises(BadRequest, match="malformed request line"):
+        parser.feed(GOOD + line)
+
+
+@pytest.mark.parametrize("line", [b"\r", b"GE", b"GET /a", b"GET /a HT", b"GET /a HTTP/1.1\r"])
+def test_a_request_line_still_incomplete_waits(parser: RequestParser, line: bytes) -> None:
+    assert targets(parser.feed(GOOD + line)) == [b"/a"]
+
+
 HEAD_START = b"GET / HTTP/1.1\r\nHost: a\r\n"
 TRAILERS_START = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
 

@@ -58,7 +58,15 @@ _METHODS = frozenset(
     b"CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE MKCALENDAR".split()
 )
 # A method is a case-sensitive token; llhttp knows only upper-case ones, so that is the rule.
-_REQUEST_LINE_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n"
+_METHOD = rb"[!#$%&'*+\-.^_`|~0-9A-Z]+"
+_REQUEST_LINE_RE = _METHOD + rb" [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n"
+# What a request line may start with, still incomplete (or the CR of an empty line before it):
+# its method so far, then its target, then as much of its version as has come.
+_VERSION_START = rb"(?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?"
+_REQUEST_LINE_START = re.compile(
+    rb"(?:\r?|(?:%s)?|%s [\x21-\x7e]*|%s [\x21-\x7e]+ %s)\Z"
+    % (_METHOD, _METHOD, _METHOD, _VERSION_START)
+)
 # A token, a colon right after it, then visible characters, spaces and tabs (obs-text too).
 _FIELD_VALUE = rb"[\t\x20-\x7e\x80-\xff]*"
 _FIELD_LINE_RE = _TOKEN + rb":" + _FIELD_VALUE + rb"\r\n"
@@ -331,6 +339,8 @@ class FramingGuard:
         size, limits, state = len(self._line), self._limits, self._state
         if state == _REQUEST_LINE_STATE and size > limits.request_line + 1:
             self._fail("request line too long", 414, head_state=True)
+        elif state == _REQUEST_LINE_STATE and not _REQUEST_LINE_START.match(self._line):
+            self._fail("malformed request line", head_state=True)
         elif state in (_FIELDS, _TRAILERS) and size > limits.field_size + 1:
             self._fail("header field too large", 431, head_state=state == _FIELDS)
         # Judged by the first wrong byte, as llhttp judges it: a client that stops there gets
