@@ -631,6 +631,24 @@ def test_malformed_request_gets_400_and_close(hello_server: ServerProcess, raw: 
     assert_still_serving(hello_server)
 
 
+# A client that sends a wrong byte, then nothing: the 400 comes at once, not at a deadline.
+WRONG_THEN_NOTHING = {
+    "request-line": b"GET /\x01",
+    "field-line": b"GET / HTTP/1.1\r\nHost: x\r\nX-T v",
+    "chunk-end": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcE",
+}
+
+
+@pytest.mark.parametrize("raw", WRONG_THEN_NOTHING.values(), ids=WRONG_THEN_NOTHING.keys())
+def test_a_wrong_byte_with_nothing_after_it_gets_400(
+    hello_server: ServerProcess, raw: bytes
+) -> None:
+    with RawConnection(hello_server) as conn:
+        conn.send(raw)
+        data = conn.read_to_eof()
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+
+
 def test_unsupported_transfer_encoding_is_501(hello_server: ServerProcess) -> None:
     with RawConnection(hello_server) as conn:
         conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
