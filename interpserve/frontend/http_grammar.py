@@ -84,13 +84,12 @@ _FRAMING_FIELD = re.compile(
 )
 _QUOTED = rb'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"'
 # Hex size (16 digits fit 64 bits; llhttp refuses more), extensions, CRLF: no whitespace at all.
-_CHUNK_LINE_RE = (
-    rb"([0-9A-Fa-f]{1,16})((?:;" + _TOKEN + rb"(?:=(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*)\r\n"
-)
+_CHUNK_SIZE_RE = rb"[0-9A-Fa-f]{1,16}"
+_CHUNK_LINE_RE = rb"(%s)((?:;%s(?:=(?:%s|%s))?)*)\r\n" % (_CHUNK_SIZE_RE, _TOKEN, _TOKEN, _QUOTED)
 _CHUNK_LINE = re.compile(_CHUNK_LINE_RE)
 # What a size line may start with, still incomplete: its size so far, or its size and then the
 # start of its extensions or its CR.
-_CHUNK_LINE_START = re.compile(rb"[0-9A-Fa-f]{0,16}\Z|[0-9A-Fa-f]{1,16}(?:\r\Z|;)")
+_CHUNK_LINE_START = re.compile(rb"(?:%s)?\Z|%s(?:\r\Z|;)" % (_CHUNK_SIZE_RE, _CHUNK_SIZE_RE))
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r]*chunked", re.IGNORECASE)
 _NEXT_CHUNK_LINE = re.compile(rb"\r\n" + _CHUNK_LINE_RE)  # the CRLF after data, then the next
 # Framing header values: a list of tokens with no whitespace after the last one (llhttp takes
@@ -346,10 +345,7 @@ class FramingGuard:
         # Judged by the first wrong byte, as llhttp judges it: a client that stops there gets
         # its 400 now, not at its read timeout.
         elif state in (_FIELDS, _TRAILERS) and not _FIELD_LINE_START.match(self._line):
-            in_head = state == _FIELDS
-            if self._line.startswith((b" ", b"\t")):
-                self._fail("obsolete line folding in a header", head_state=in_head)
-            self._fail("malformed header line", head_state=in_head)
+            self._bad_field_line(self._line, in_head=state == _FIELDS)
         elif state == _CHUNK_SIZE and size > 18 + limits.field_size - self._extensions:
             self._fail("chunk extensions too long")
         # The same for a chunk's size line and the CRLF after its data (h11 too judges the CRLF
@@ -419,9 +415,7 @@ class FramingGuard:
                 head_state=in_head,
             )
         if not _FIELD_LINE.fullmatch(line):
-            if line[:1] in (b" ", b"\t"):
-                self._fail("obsolete line folding in a header", head_state=in_head)
-            self._fail("malformed header line", head_state=in_head)
+            self._bad_field_line(line, in_head=in_head)
         name, _, value = line[:-2].partition(b":")
         name = name.lower()
         if in_head:
@@ -500,6 +494,12 @@ class FramingGuard:
 
     def _end_message(self) -> None:
         self._state = _PASSIVE if self._last else _REQUEST_LINE_STATE
+
+    def _bad_field_line(self, line: bytes | bytearray, *, in_head: bool) -> NoReturn:
+        """A field line (whole, or as much as has come) out of the grammar: its fault named."""
+        if line.startswith((b" ", b"\t")):
+            self._fail("obsolete line folding in a header", head_state=in_head)
+        self._fail("malformed header line", head_state=in_head)
 
     def _fail(self, reason: str, status: int = 400, *, head_state: bool = False) -> NoReturn:
         """Raise, keeping the backend's events for the requests before this fault: all of them
