@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 from interpserve import events as ev
 from interpserve.errors import WireError
@@ -38,6 +39,8 @@ _GATHER_LEAST = 16 * 1024
 _PIPE_SIZE = 1 << 20
 # At most this much is read from a pipe at once by asyncio: see FramePipe.connect.
 _READ_SIZE = 64 * 1024
+# ...and this much after a read that emptied the pipe, as most do: see FramePipe.data_received.
+_READ_LEAST = 4 * 1024
 # A worker's senders wait (`drained`) while more than this waits in its memory for a pipe the
 # front end has not emptied: the pipe itself holds _PIPE_SIZE already, and what the apps send
 # beyond it would pile up in the worker, however small each response's window.
@@ -79,6 +82,7 @@ class FramePipe(asyncio.Protocol):
         self._drained: asyncio.Event | None = None  # made when a sender first waits
         self._decoder = FrameDecoder()
         self._reader: asyncio.ReadTransport | None = None
+        self._sized_reader: Any = None  # asyncio's pipe transport, whose reads are sized here
         self._writer: asyncio.WriteTransport | None = None
         self._pending: list[bytes] = []
         self._pending_size = 0  # of the payloads in _pending
@@ -106,7 +110,8 @@ class FramePipe(asyncio.Protocol):
             # 256 KiB: above glibc's mmap threshold, so every read mapped and unmapped memory,
             # and each unmap interrupts the process's other busy threads (a TLB shootdown).
             # Reads of _READ_SIZE come from the heap. (uvloop's transport reuses one buffer.)
-            reader.max_size = _READ_SIZE
+            reader.max_size = _READ_LEAST
+            self._sized_reader = reader
         self._reader = reader
 
     def send(self, event: ev.Event) -> None:
@@ -170,6 +175,14 @@ class FramePipe(asyncio.Protocol):
             self._backlog = size
 
     def data_received(self, data: bytes) -> None:
+        reader = self._sized_reader
+        if reader is not None:
+            # A read that filled its buffer most likely left more in the pipe: the next may take
+            # up to _READ_SIZE. One that did not emptied it, and the next is small again: each
+            # read is a fresh bytes object of max_size, shrunk to what came, and a 64 KiB one
+            # shrunk to a few credits left a hole just short of the 64 KiB chunks apps send, in
+            # the heap that holds them (docs/hardening.md, "Slow readers, the worker's heap").
+            reader.max_size = _READ_SIZE if len(data) >= reader.max_size else _READ_LEAST
         try:
             events = self._decoder.feed(data)
         except WireError as exc:

@@ -8,17 +8,28 @@ import contextlib
 import fcntl
 import os
 import sys
+import tracemalloc
 from typing import Any
 
 import pytest
 from support import MB
 
 from interpserve import events as ev
-from interpserve.pipes import _BATCH_BYTES, _HELD_MOST, FramePipe, open_pipe
-from interpserve.wire import FrameDecoder
+from interpserve.pipes import (
+    _BATCH_BYTES,
+    _HELD_MOST,
+    _READ_LEAST,
+    _READ_SIZE,
+    FramePipe,
+    open_pipe,
+)
+from interpserve.wire import FrameDecoder, encode
 from interpserve.worker.asgi import HTTPCycle
 
 HAS_PIPE_SIZE = hasattr(fcntl, "F_GETPIPE_SZ")
+LINUX_ONLY = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ is Linux's"
+)
 
 
 def test_open_pipe_carries_bytes() -> None:
@@ -31,7 +42,7 @@ def test_open_pipe_carries_bytes() -> None:
         os.close(write_fd)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ is Linux's")
+@LINUX_ONLY
 def test_open_pipe_holds_more_than_one_body_chunk() -> None:
     read_fd, write_fd = open_pipe()
     try:
@@ -128,3 +139,124 @@ async def test_body_chunks_go_to_the_pipe_as_they_are_and_small_frames_joined() 
     decoder = FrameDecoder()
     events = decoder.feed(b"".join(part for _, written in writer.writes for part in written))
     assert events == [ev.RequestBody(1, chunk, True), ev.Credit(1, 10), ev.Credit(2, 20)]
+
+
+class _ReadSizes(FramePipe):
+    """A FramePipe that notes the size of each read it is given, and keeps its events."""
+
+    def __init__(self) -> None:
+        self.events: list[ev.Event] = []
+        self.reads: list[int] = []
+        super().__init__(self.events.append, lambda: None)
+
+    def data_received(self, data: bytes) -> None:
+        self.reads.append(len(data))
+        super().data_received(data)
+
+    async def until(self, count: int) -> None:
+        """Loop passes until `count` events have arrived."""
+        for _ in range(1000):
+            if len(self.events) >= count:
+                return
+            await asyncio.sleep(0)
+        raise AssertionError(f"{len(self.events)} events of {count} arrived")
+
+
+@LINUX_ONLY  # (a bigger frame than a default pipe holds is written at once)
+async def test_a_worker_reads_small_until_a_read_fills_its_buffer() -> None:
+    """asyncio's pipe transport (a worker's) reads into a fresh bytes object of its size, then
+    shrunk to what came: reads are small while each empties the pipe (credits, requests), grow
+    while each fills its buffer (an upload's body), and are small again once one does not."""
+    to_worker_r, to_worker_w = open_pipe()
+    to_front_r, to_front_w = open_pipe()
+    pipe = _ReadSizes()
+    try:
+        await pipe.connect(to_worker_r, to_front_w)
+        os.write(to_worker_w, encode(ev.Credit(1, 10)) * 3)
+        await pipe.until(3)
+        upload = encode(ev.RequestBody(1, b"x" * 3 * _READ_SIZE, True))
+        os.write(to_worker_w, upload)
+        await pipe.until(4)
+        os.write(to_worker_w, encode(ev.Credit(1, 10)))
+        await pipe.until(5)
+        credits, first, second, *rest, credit = pipe.reads
+        assert credits < _READ_LEAST and credit < _READ_LEAST
+        assert (first, second) == (_READ_LEAST, _READ_SIZE)  # it filled the small one: larger
+        assert first + second + sum(rest) == len(upload)
+        assert all(size <= _READ_SIZE for size in rest)
+        assert pipe._sized_reader.max_size == _READ_LEAST  # small again
+    finally:
+        pipe.close()
+        for fd in (to_front_r, to_front_w, to_worker_r, to_worker_w):
+            os.close(fd)
+
+
+async def test_apps_waiting_for_a_full_pipe_hold_their_chunks_once() -> None:
+    """Apps each send a chunk larger than their credit while the front end reads nothing from
+    the worker's pipe: once credit for the rest arrives, each waits for the pipe with only its
+    own chunk, the rest of it copied when it can leave (copied first, a thousand slow downloads
+    held each chunk twice); all of it leaves once the pipe is read."""
+    to_front_r, to_front_w = open_pipe()
+    to_worker_r, to_worker_w = open_pipe()
+    pipe = FramePipe(lambda event: None, lambda: None)
+    chunk, apps = 4 * ev.BODY_WINDOW_MIN, 16
+    done: list[int] = []
+
+    def app(index: int) -> Any:
+        async def run(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": bytes(chunk), "more_body": True})
+            done.append(index)
+
+        return run
+
+    try:
+        await pipe.connect(to_worker_r, to_front_w)
+        request = ev.Request(1, "GET", "http", "1.1", b"/", b"", (), None, None, False, False)
+        cycles = [HTTPCycle(request, pipe, lambda exc: None, "", {}, None) for _ in range(apps)]
+        tasks = [asyncio.create_task(cycle.run(app(i))) for i, cycle in enumerate(cycles)]
+        for _ in range(10):
+            await asyncio.sleep(0)  # each sends its first window, then waits for credit
+        assert not done
+        filler = HTTPCycle(request, pipe, lambda exc: None, "", {}, None)
+        filler.credit(64 * MB)
+        big = b"x" * MB
+
+        async def fill(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            while True:
+                await send({"type": "http.response.body", "body": big, "more_body": True})
+
+        filling = asyncio.create_task(filler.run(fill))
+        for _ in range(1000):
+            if pipe.backed_up:
+                break
+            await asyncio.sleep(0)
+        assert pipe.backed_up
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for cycle in cycles:
+                cycle.credit(chunk)  # room for the rest of each chunk, not in the pipe
+            for _ in range(10):
+                await asyncio.sleep(0)
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert not done
+        assert held < apps * ev.BODY_WINDOW_MIN  # copied, it would be 3 windows an app
+        filling.cancel()
+        os.set_blocking(to_front_r, False)
+        for _ in range(1000):  # the front end reads: every app sends the rest
+            if len(done) == apps:
+                break
+            with contextlib.suppress(BlockingIOError):
+                os.read(to_front_r, 1 << 20)
+            await asyncio.sleep(0)
+        assert sorted(done) == list(range(apps))
+        for task in tasks:
+            task.cancel()
+    finally:
+        pipe.close()
+        for fd in (to_front_r, to_front_w, to_worker_r, to_worker_w):
+            os.close(fd)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -208,7 +207,9 @@ class HTTPConnection(asyncio.BufferedProtocol):
         self.state = state
         self._parser = state.new_parser()
         self._transport: asyncio.Transport | None = None
-        self._cycles: deque[RequestCycle] = deque()  # the first is the one being answered
+        # The first is the one being answered. A list, not a deque: at most
+        # _MAX_QUEUED_REQUESTS wait behind it, and an empty deque costs every connection 0.6 KiB.
+        self._cycles: list[RequestCycle] = []
         self._parsing: RequestCycle | None = None  # the one whose body is being received
         self._bad_request: BadRequest | None = None
         self._read_timer: asyncio.TimerHandle | None = None
@@ -423,7 +424,7 @@ class HTTPConnection(asyncio.BufferedProtocol):
         if not cycle.keep_alive:
             self.close()
             return
-        self._cycles.popleft()
+        self._cycles.pop(0)
         if cycle is self._parsing and cycle.body_complete:
             self._parsing = None
         if self._cycles:
