@@ -109,7 +109,8 @@ class FramePipe(asyncio.Protocol):
             # asyncio's pipe transport (a worker's) reads into a fresh bytes object of up to
             # 256 KiB: above glibc's mmap threshold, so every read mapped and unmapped memory,
             # and each unmap interrupts the process's other busy threads (a TLB shootdown).
-            # Reads of _READ_SIZE come from the heap. (uvloop's transport reuses one buffer.)
+            # Reads of at most _READ_SIZE come from the heap, each sized in data_received.
+            # (uvloop's transport reuses one buffer.)
             reader.max_size = _READ_LEAST
             self._sized_reader = reader
         self._reader = reader
@@ -181,7 +182,7 @@ class FramePipe(asyncio.Protocol):
             # up to _READ_SIZE. One that did not emptied it, and the next is small again: each
             # read is a fresh bytes object of max_size, shrunk to what came, and a 64 KiB one
             # shrunk to a few credits left a hole just short of the 64 KiB chunks apps send, in
-            # the heap that holds them (docs/hardening.md, "Slow readers, the worker's heap").
+            # the heap that holds them (docs/hardening.md, "Slow readers, the workers' heaps").
             reader.max_size = _READ_SIZE if len(data) >= reader.max_size else _READ_LEAST
         try:
             events = self._decoder.feed(data)
