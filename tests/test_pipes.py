@@ -9,6 +9,7 @@ import fcntl
 import os
 import sys
 import tracemalloc
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +31,39 @@ HAS_PIPE_SIZE = hasattr(fcntl, "F_GETPIPE_SZ")
 LINUX_ONLY = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ is Linux's"
 )
+# A worker's two pipes: to the worker (read, write), then to the front end (read, write).
+WorkerPipes = tuple[int, int, int, int]
+
+
+@pytest.fixture
+def worker_pipes() -> Iterator[WorkerPipes]:
+    to_worker_r, to_worker_w = open_pipe()
+    to_front_r, to_front_w = open_pipe()
+    yield to_worker_r, to_worker_w, to_front_r, to_front_w
+    for fd in (to_worker_r, to_worker_w, to_front_r, to_front_w):
+        os.close(fd)
+
+
+async def passes_until(condition: Callable[[], bool]) -> bool:
+    """Loop passes until `condition` holds (a thousand at most); whether it does."""
+    for _ in range(1000):
+        if condition():
+            return True
+        await asyncio.sleep(0)
+    return condition()
+
+
+async def front_end_reads_until(read_fd: int, condition: Callable[[], bool]) -> bool:
+    """The front end's side of a worker's pipe read, a loop pass after each read, until
+    `condition` holds (a thousand reads at most); whether it does."""
+    os.set_blocking(read_fd, False)
+    for _ in range(1000):
+        if condition():
+            return True
+        with contextlib.suppress(BlockingIOError):
+            os.read(read_fd, 1 << 20)
+        await asyncio.sleep(0)
+    return condition()
 
 
 def test_open_pipe_carries_bytes() -> None:
@@ -53,12 +87,13 @@ def test_open_pipe_holds_more_than_one_body_chunk() -> None:
         os.close(write_fd)
 
 
-async def test_a_worker_app_waits_while_the_front_end_does_not_empty_its_pipe() -> None:
+async def test_a_worker_app_waits_while_the_front_end_does_not_empty_its_pipe(
+    worker_pipes: WorkerPipes,
+) -> None:
     """A worker's app has all the credit it wants, but the front end reads nothing from the
     worker's pipe: its send() waits once the pipe is full and a little more waits in memory,
     instead of piling up what it sends there; it sends on once the pipe is read."""
-    to_front_r, to_front_w = open_pipe()
-    to_worker_r, to_worker_w = open_pipe()
+    to_worker_r, _, to_front_r, to_front_w = worker_pipes
     pipe = FramePipe(lambda event: None, lambda: None)
     sent = 0
     chunk, most = 64 * 1024, 64 * MB
@@ -76,10 +111,7 @@ async def test_a_worker_app_waits_while_the_front_end_does_not_empty_its_pipe() 
         cycle = HTTPCycle(request, pipe, lambda exc: None, "", {}, None)
         cycle.credit(2 * most)
         task = asyncio.create_task(cycle.run(app))
-        for _ in range(1000):  # loop passes, until the app waits for the pipe
-            if pipe.backed_up or task.done():
-                break
-            await asyncio.sleep(0)
+        await passes_until(lambda: pipe.backed_up or task.done())  # the app waits for the pipe
         for _ in range(10):
             await asyncio.sleep(0)  # (it waits for good: nothing reads the pipe)
         assert not task.done()
@@ -89,19 +121,13 @@ async def test_a_worker_app_waits_while_the_front_end_does_not_empty_its_pipe() 
         assert pipe._writer.get_write_buffer_size() <= held
         assert sent <= pipe_size + held + chunk
         held_back = sent
-        os.set_blocking(to_front_r, False)
-        for _ in range(1000):  # the front end reads: the app sends on
-            if task.done() or sent >= held_back + 4 * MB:
-                break
-            with contextlib.suppress(BlockingIOError):
-                os.read(to_front_r, 1 << 20)
-            await asyncio.sleep(0)
-        assert sent >= held_back + 4 * MB or task.done()
+        # The front end reads: the app sends on.
+        assert await front_end_reads_until(
+            to_front_r, lambda: task.done() or sent >= held_back + 4 * MB
+        )
         task.cancel()
     finally:
         pipe.close()
-        for fd in (to_front_r, to_front_w, to_worker_r, to_worker_w):
-            os.close(fd)
 
 
 class _RecordingWriter:
@@ -155,20 +181,17 @@ class _ReadSizes(FramePipe):
 
     async def until(self, count: int) -> None:
         """Loop passes until `count` events have arrived."""
-        for _ in range(1000):
-            if len(self.events) >= count:
-                return
-            await asyncio.sleep(0)
-        raise AssertionError(f"{len(self.events)} events of {count} arrived")
+        assert await passes_until(lambda: len(self.events) >= count), self.events
 
 
 @LINUX_ONLY  # (a bigger frame than a default pipe holds is written at once)
-async def test_a_worker_reads_small_until_a_read_fills_its_buffer() -> None:
+async def test_a_worker_reads_small_until_a_read_fills_its_buffer(
+    worker_pipes: WorkerPipes,
+) -> None:
     """asyncio's pipe transport (a worker's) reads into a fresh bytes object of its size, then
     shrunk to what came: reads are small while each empties the pipe (credits, requests), grow
     while each fills its buffer (an upload's body), and are small again once one does not."""
-    to_worker_r, to_worker_w = open_pipe()
-    to_front_r, to_front_w = open_pipe()
+    to_worker_r, to_worker_w, _, to_front_w = worker_pipes
     pipe = _ReadSizes()
     try:
         await pipe.connect(to_worker_r, to_front_w)
@@ -187,17 +210,16 @@ async def test_a_worker_reads_small_until_a_read_fills_its_buffer() -> None:
         assert pipe._sized_reader.max_size == _READ_LEAST  # small again
     finally:
         pipe.close()
-        for fd in (to_front_r, to_front_w, to_worker_r, to_worker_w):
-            os.close(fd)
 
 
-async def test_apps_waiting_for_a_full_pipe_hold_their_chunks_once() -> None:
+async def test_apps_waiting_for_a_full_pipe_hold_their_chunks_once(
+    worker_pipes: WorkerPipes,
+) -> None:
     """Apps each send a chunk larger than their credit while the front end reads nothing from
     the worker's pipe: once credit for the rest arrives, each waits for the pipe with only its
     own chunk, the rest of it copied when it can leave (copied first, a thousand slow downloads
     held each chunk twice); all of it leaves once the pipe is read."""
-    to_front_r, to_front_w = open_pipe()
-    to_worker_r, to_worker_w = open_pipe()
+    to_worker_r, _, to_front_r, to_front_w = worker_pipes
     pipe = FramePipe(lambda event: None, lambda: None)
     chunk, apps = 4 * ev.BODY_WINDOW_MIN, 16
     done: list[int] = []
@@ -228,11 +250,7 @@ async def test_apps_waiting_for_a_full_pipe_hold_their_chunks_once() -> None:
                 await send({"type": "http.response.body", "body": big, "more_body": True})
 
         filling = asyncio.create_task(filler.run(fill))
-        for _ in range(1000):
-            if pipe.backed_up:
-                break
-            await asyncio.sleep(0)
-        assert pipe.backed_up
+        assert await passes_until(lambda: pipe.backed_up)
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
@@ -246,17 +264,10 @@ async def test_apps_waiting_for_a_full_pipe_hold_their_chunks_once() -> None:
         assert not done
         assert held < apps * ev.BODY_WINDOW_MIN  # copied, it would be 3 windows an app
         filling.cancel()
-        os.set_blocking(to_front_r, False)
-        for _ in range(1000):  # the front end reads: every app sends the rest
-            if len(done) == apps:
-                break
-            with contextlib.suppress(BlockingIOError):
-                os.read(to_front_r, 1 << 20)
-            await asyncio.sleep(0)
+        # The front end reads: every app sends the rest.
+        await front_end_reads_until(to_front_r, lambda: len(done) == apps)
         assert sorted(done) == list(range(apps))
         for task in tasks:
             task.cancel()
     finally:
         pipe.close()
-        for fd in (to_front_r, to_front_w, to_worker_r, to_worker_w):
-            os.close(fd)
